@@ -1,0 +1,313 @@
+package emulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// defaultJobOrdering is the order of GET /api/v2/jobs/ without ordering= [I]: newest first.
+const defaultJobOrdering = "-dateInserted"
+
+// clusterStatus is the clusterStatusDisplay a job shows in each status [I].
+func clusterStatus(v jobView) string {
+	switch {
+	case v.completed:
+		return "Stopped"
+	case v.latest.Status == StatusStopping:
+		return "Stopping"
+	case !v.startedAt.IsZero():
+		return "Started"
+	}
+	return "Not started"
+}
+
+// statusParam normalises a status for job_status=: "Waiting for Queue" -> "WAITING_FOR_QUEUE".
+func statusParam(s string) string { return strings.ToUpper(strings.ReplaceAll(s, " ", "_")) }
+
+func (e *Emulator) jobStorageLocked(j *jobRecord, v jobView) int64 {
+	if !v.completed {
+		return 0
+	}
+	var n int64
+	for _, id := range e.st.jobFiles[j.ID] {
+		if f := e.st.files[id]; !f.Deleted {
+			n += f.Size
+		}
+	}
+	return n
+}
+
+func (e *Emulator) serveJobs(w http.ResponseWriter, r *http.Request) {
+	now := e.now()
+	q := r.URL.Query()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	type item struct {
+		j *jobRecord
+		v jobView
+	}
+	var items []item
+	for _, j := range e.st.jobs {
+		if j.Deleted {
+			continue
+		}
+		v := j.view(now)
+		switch q.Get("state") {
+		case "completed":
+			if !v.completed {
+				continue
+			}
+		case "not_completed":
+			if v.completed {
+				continue
+			}
+		}
+		if s := q.Get("job_status"); s != "" && statusParam(s) != statusParam(v.latest.Status) {
+			continue
+		}
+		items = append(items, item{j, v})
+	}
+	ordering := q.Get("ordering")
+	if ordering == "" {
+		ordering = defaultJobOrdering
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		c := a.j.Created.Compare(b.j.Created)
+		if c == 0 {
+			c = strings.Compare(a.j.ID, b.j.ID)
+		}
+		if strings.HasPrefix(ordering, "-") {
+			return -c
+		}
+		return c
+	})
+	paginate(w, r, items, func(it item) any {
+		return jobListItemJSON{
+			ID: it.j.ID, Name: it.j.Name, DateInserted: fmtTime(it.j.Created), Owner: it.j.Owner,
+			AnalysisNames: []string{it.j.Analysis}, JobStatus: contentField{it.v.latest.Status},
+			ClusterStatusDisplay: contentField{clusterStatus(it.v)}, Storage: e.jobStorageLocked(it.j, it.v),
+			SharedWith: nonNil(it.j.SharedWith), IsVisible: true,
+		}
+	})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// jobLocked returns a live (not deleted) job, or answers 404.
+func (e *Emulator) jobLocked(w http.ResponseWriter, id string) (*jobRecord, bool) {
+	j, ok := e.st.jobs[id]
+	if !ok || j.Deleted {
+		writeDetail(w, http.StatusNotFound, "Not found.")
+		return nil, false
+	}
+	return j, true
+}
+
+func (e *Emulator) renderJobDetailLocked(j *jobRecord, now time.Time) jobDetailJSON {
+	return jobDetailJSON{
+		ID: j.ID, Name: j.Name, Description: "", DateInserted: fmtTime(j.Created), Owner: j.Owner,
+		JobAnalyses: []jobAnalysisJSON{{
+			Analysis:   analysisJSON{Code: strings.ToLower(j.Analysis), Name: j.Analysis, Version: "1.0"},
+			Command:    "./run.sh",
+			Hardware:   hardwareJSON{CoreType: "emerald", CoresPerSlot: 4, Slots: 1},
+			InputFiles: []any{},
+		}},
+		SharedWith: nonNil(j.SharedWith), Storage: e.jobStorageLocked(j, j.view(now)), ArchiveFilters: []any{},
+	}
+}
+
+func (e *Emulator) serveJob(w http.ResponseWriter, r *http.Request, id string) {
+	now := e.now()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, e.renderJobDetailLocked(j, now))
+}
+
+func (e *Emulator) serveStatuses(w http.ResponseWriter, r *http.Request, id string) {
+	now := e.now()
+	e.mu.RLock()
+	j, ok := e.jobLocked(w, id)
+	var hist []statusEvent
+	if ok {
+		hist = j.view(now).history
+	}
+	e.mu.RUnlock()
+	if !ok {
+		return
+	}
+	slices.Reverse(hist) // newest first [C]
+	paginate(w, r, hist, func(s statusEvent) any {
+		out := statusJSON{Status: s.Status, StatusDate: fmtTime(s.At)}
+		if s.Reason != "" {
+			out.StatusReason = &s.Reason
+		}
+		return out
+	})
+}
+
+func (e *Emulator) runLocked(j *jobRecord, v jobView) (runJSON, bool) {
+	if v.startedAt.IsZero() {
+		return runJSON{}, false
+	}
+	run := runJSON{ID: "1", DateStarted: fmtTimePtr(v.startedAt)}
+	if v.completed {
+		run.DateCompleted = fmtTimePtr(v.completedAt)
+		for _, id := range e.st.jobFiles[j.ID] {
+			if f := e.st.files[id]; !f.Deleted {
+				run.OutputFileCount++
+				run.OutputFileSize += f.Size
+			}
+		}
+	}
+	return run, true
+}
+
+func (e *Emulator) serveRuns(w http.ResponseWriter, r *http.Request, id string) {
+	now := e.now()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		return
+	}
+	var runs []runJSON
+	if run, ok := e.runLocked(j, j.view(now)); ok {
+		runs = append(runs, run)
+	}
+	paginate(w, r, runs, func(r runJSON) any { return r })
+}
+
+func (e *Emulator) serveRun(w http.ResponseWriter, r *http.Request, id, runID string) {
+	now := e.now()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		return
+	}
+	run, ok := e.runLocked(j, j.view(now))
+	if !ok || runID != "1" {
+		writeDetail(w, http.StatusNotFound, "Not found.")
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+// jobCreateJSON is the part of POST /api/v2/jobs/ the emulator reads.
+type jobCreateJSON struct {
+	Name        string `json:"name"`
+	JobAnalyses []struct {
+		Analysis struct {
+			Code string `json:"code"`
+			Name string `json:"name"`
+		} `json:"analysis"`
+	} `json:"jobanalyses"`
+}
+
+func (e *Emulator) serveJobCreate(w http.ResponseWriter, r *http.Request) {
+	var in jobCreateJSON
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil {
+		writeDetail(w, http.StatusBadRequest, "JSON parse error - "+err.Error())
+		return
+	}
+	if strings.TrimSpace(in.Name) == "" {
+		writeFieldErrors(w, "name", "This field is required.")
+		return
+	}
+	analysis := "user_included"
+	if len(in.JobAnalyses) > 0 {
+		if a := in.JobAnalyses[0].Analysis; a.Name != "" {
+			analysis = a.Name
+		} else if a.Code != "" {
+			analysis = a.Code
+		}
+	}
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j := &jobRecord{ID: e.newIDLocked(5), Name: in.Name, Owner: userEmail, Analysis: analysis, Created: now,
+		Lifecycle: e.lifecycle}
+	if err := e.commitLocked(record{Job: j}); err != nil {
+		writeDetail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, e.renderJobDetailLocked(j, now))
+}
+
+func (e *Emulator) serveJobSubmit(w http.ResponseWriter, r *http.Request, id string) {
+	discardBody(r)
+	now := e.now()
+	e.mu.Lock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		e.mu.Unlock()
+		return
+	}
+	if !j.Submitted.IsZero() || !j.StopAt.IsZero() {
+		e.mu.Unlock()
+		writeDetail(w, http.StatusBadRequest, "Job has already been submitted.")
+		return
+	}
+	nj := *j
+	nj.Submitted = now
+	name := j.Name
+	err := e.commitLocked(record{Job: &nj})
+	e.mu.Unlock()
+	if err == nil {
+		// The run's outputs: stored now, listed once the job completes, live while it executes.
+		err = e.addFiles(id, defaultOutputs(id, name))
+	}
+	if err != nil {
+		writeDetail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (e *Emulator) serveJobStop(w http.ResponseWriter, r *http.Request, id string) {
+	discardBody(r)
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		return
+	}
+	if !j.view(now).completed && j.StopAt.IsZero() {
+		nj := *j
+		nj.StopAt = now
+		if err := e.commitLocked(record{Job: &nj}); err != nil {
+			writeDetail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (e *Emulator) serveJobDelete(w http.ResponseWriter, r *http.Request, id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		return
+	}
+	nj := *j
+	nj.Deleted = true
+	if err := e.commitLocked(record{Job: &nj}); err != nil {
+		writeDetail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
