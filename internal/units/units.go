@@ -1,4 +1,5 @@
-package emulator
+// Package units parses and prints byte sizes the way people type them on a command line.
+package units
 
 import (
 	"fmt"
@@ -6,7 +7,7 @@ import (
 	"strings"
 )
 
-// sizeUnits maps the suffixes ParseSize accepts to their multipliers: binary (KiB) and decimal (KB)
+// sizeUnits maps the suffixes Parse accepts to their multipliers: binary (KiB) and decimal (KB)
 // units, and the bare letters that dd, fio and rclone users type, which mean binary units.
 var sizeUnits = map[string]int64{
 	"": 1, "b": 1,
@@ -16,10 +17,10 @@ var sizeUnits = map[string]int64{
 	"t": 1 << 40, "tib": 1 << 40, "tb": 1000 * 1000 * 1000 * 1000,
 }
 
-// ParseSize parses a byte size such as "512MiB", "25MiB", "1.5GiB", "100MB", "4k" or "1048576".
+// Parse parses a byte size such as "512MiB", "25MiB", "1.5GiB", "100MB", "4k" or "1048576".
 // Binary suffixes (KiB, MiB, GiB, TiB, and bare K, M, G, T) are powers of 1024, decimal ones (KB, MB, GB,
 // TB) powers of 1000; case is ignored. Negative sizes are refused.
-func ParseSize(s string) (int64, error) {
+func Parse(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	i := len(t)
 	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') && t[i-1] != '.' {
@@ -43,8 +44,22 @@ func ParseSize(s string) (int64, error) {
 	return int64(f * float64(mult)), nil
 }
 
-// FormatSize renders n bytes with the largest binary unit that keeps it readable ("512MiB", "1.5GiB").
-func FormatSize(n int64) string {
+// Exact renders n with the largest binary unit that divides it ("8MiB", else plain bytes), so that
+// Parse(Exact(n)) == n: for flag values that are printed and parsed again.
+func Exact(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Human renders n bytes with the largest binary unit that keeps it readable ("512MiB", "1.5GiB").
+func Human(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
 	f, u := float64(n), 0
 	for f >= 1024 && u < len(units)-1 {
