@@ -1,0 +1,396 @@
+// Package cache is rescalefs's block cache: immutable remote objects are read in
+// fixed-size blocks through a memory tier (ristretto), a disk tier (compressed,
+// checksummed files) and one fetcher per mount that merges duplicate requests,
+// bounds parallelism and fetches sequential read-ahead as a few large ranged
+// requests. It knows nothing of FUSE or HTTP: it reads through Source.
+//
+// # Lock order
+//
+// Locks are taken in this order and never the other way round; most paths hold
+// only one at a time:
+//
+//	Reader.mu -> Cache.mu
+//	diskTier.life (read) -> diskTier.mu
+//
+// Cache.mu is released before any Source call, disk-tier call or ristretto
+// call, so the two chains never nest. verifier.mu is a leaf taken on its own
+// (never while holding another lock); ristretto's internal locks are leaves.
+//
+// # Memory bound
+//
+// Memory used for block data is bounded by
+//
+//	MemoryBytes                              ristretto (cost = block length)
+//	+ Parallel * MaxRequestSize (x2 briefly)  in-flight request buffers (x2: a
+//	                                          multi-block response of a plain
+//	                                          Source is copied into per-block
+//	                                          buffers; a VectorSource fills them)
+//	+ read-ahead blocks not yet consumed      together with in-flight read-ahead
+//	                                          buffers at most Parallel*MaxRequestSize
+//	+ one block per open Reader               its current block
+//
+// whatever the file sizes. Buffers handed out are never mutated or recycled:
+// the garbage collector frees a block once neither a tier nor a reader holds it.
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Source reads byte ranges of immutable remote objects. remote.Client satisfies it.
+type Source interface {
+	// ReadRange fills p with exactly len(p) bytes of object objectID starting at
+	// off, or returns an error.
+	ReadRange(ctx context.Context, objectID string, off int64, p []byte) error
+}
+
+// VectorSource is an optional extension of Source: ReadRangeVec makes one
+// ranged request for the contiguous bytes starting at off and fills bufs in
+// order (e.g. io.ReadFull of the body into each). A multi-block request then
+// lands directly in the block buffers instead of being copied out of one big
+// buffer: a memcpy less per byte.
+type VectorSource interface {
+	ReadRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error
+}
+
+// Object is an immutable remote object: the same ID always has the same bytes
+// and Size, so its blocks can be cached forever.
+type Object struct {
+	ID   string
+	Size int64
+}
+
+// RetryPolicy bounds the retries of one ranged request.
+type RetryPolicy struct {
+	Attempts int           // total attempts including the first; default 5
+	Initial  time.Duration // first backoff; default 200ms; doubled per retry, with jitter
+	Max      time.Duration // backoff cap; default 5s
+}
+
+// Options configure a Cache. Zero values take the documented defaults.
+type Options struct {
+	// BlockSize is the fixed block size; default 8 MiB. Changing it changes the
+	// keys, so blocks cached with another size are simply not found.
+	BlockSize int64
+	// MemoryBytes bounds the memory tier; default 256 MiB; negative disables it.
+	MemoryBytes int64
+	// DiskDir is the disk tier's directory (created 0700); "" disables the tier.
+	DiskDir string
+	// DiskBytes bounds the disk tier (bytes of cache files); default 10 GiB.
+	DiskBytes int64
+	// Parallel bounds Source calls in flight across the whole Cache; default 16.
+	Parallel int
+	// Readahead is the largest sequential read-ahead window; default 64 MiB;
+	// negative disables read-ahead.
+	Readahead int64
+	// MaxRequestSize caps one Source call (a span of contiguous blocks);
+	// default 64 MiB, at least one block.
+	MaxRequestSize int64
+	// MinRequestSize is the smallest read-ahead request while the file has
+	// that much left; default 16 MiB (rounded up to whole blocks). Platforms
+	// limit requests per second, not bytes, so one stream's request rate is
+	// about throughput/MinRequestSize: at 400 MiB/s and 16 MiB that is 25/s.
+	MinRequestSize int64
+	// Retry bounds retries of a failed Source call.
+	Retry RetryPolicy
+	// Permanent reports errors that must not be retried (e.g. not found).
+	// Context errors are never retried. nil: everything else is retried.
+	Permanent func(error) bool
+	// Logger receives warnings (disk problems, corrupt blocks, checksum
+	// mismatches); nil discards.
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of the cache's counters.
+type Stats struct {
+	MemoryHits         int64 // blocks served from the memory tier
+	ReadaheadHits      int64 // blocks served from read-ahead not yet in a tier
+	DiskHits           int64 // blocks served from the disk tier
+	WaitHits           int64 // blocks that joined a fetch already in flight
+	Misses             int64 // blocks that started a fetch for a reader
+	Requests           int64 // Source calls, retries included
+	Retries            int64 // Source calls that were retries
+	FetchErrors        int64 // fetches that failed after retries
+	BytesFetched       int64 // bytes returned by successful Source calls
+	InFlight           int64 // Source calls in flight now
+	MaxInFlight        int64 // most Source calls ever in flight at once
+	ReadaheadBytes     int64 // read-ahead bytes held in memory, not yet consumed
+	MemoryBytes        int64 // bytes in the memory tier
+	DiskBytes          int64 // bytes of cache files in the disk tier
+	DiskBlocks         int64 // cache files in the disk tier
+	DiskCorrupt        int64 // cache files found corrupt (deleted and refetched)
+	DiskErrors         int64 // failed disk writes (the block was served uncached)
+	ChecksumMismatches int64 // whole-file sha512 mismatches
+}
+
+// ErrClosed is returned by reads after Close.
+var ErrClosed = errors.New("cache: closed")
+
+// Cache is one mount's block cache and fetcher. It is safe for concurrent use.
+type Cache struct {
+	src  Source
+	opts Options
+	log  *slog.Logger
+	mem  *memTier  // nil when disabled
+	disk *diskTier // nil when disabled or unusable
+
+	bs        int64           // block size
+	maxReqBlk int64           // MaxRequestSize in blocks
+	minReqBlk int64           // MinRequestSize in blocks
+	raBudget  int64           // bytes: in-flight read-ahead buffers + unconsumed read-ahead blocks
+	ctx       context.Context // the fetcher's own context: fetches outlive readers
+	cancel    context.CancelFunc
+	sem       chan struct{} // Parallel slots for Source calls
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+
+	// mu protects shut, calls, ready, readyList, readyBytes, raInflight and gens.
+	mu   sync.Mutex
+	shut bool // Close has begun: no new fetch goroutines (wg.Add) after this
+	// calls holds every block whose fetch is in flight or completing (data
+	// set, being stored in the tiers); a reader joins instead of refetching.
+	calls map[blockKey]*call
+	// ready holds read-ahead blocks nobody waited for, until a reader takes
+	// them, oldest first in readyList. ristretto may drop or reject a Set, and
+	// this keeps read-ahead from being fetched twice.
+	ready      map[blockKey]*list.Element // value *readyBlock
+	readyList  *list.List
+	readyBytes int64
+	raInflight int64 // bytes of read-ahead request buffers in flight
+	// gens counts Drops per object; memory keys include it, so blocks of a
+	// dropped object (ristretto cannot enumerate keys) become unreachable.
+	gens map[string]uint64
+
+	st counters
+}
+
+type counters struct {
+	memHits, raHits, diskHits, waitHits, misses  atomic.Int64
+	requests, retries, fetchErrors, bytesFetched atomic.Int64
+	inFlight, maxInFlight                        atomic.Int64
+	mismatches                                   atomic.Int64
+}
+
+const (
+	defaultBlockSize      = 8 << 20
+	defaultMemoryBytes    = 256 << 20
+	defaultDiskBytes      = 10 << 30
+	defaultParallel       = 16
+	defaultReadahead      = 64 << 20
+	defaultMaxRequestSize = 64 << 20
+	defaultMinRequestSize = 16 << 20
+)
+
+func (o *Options) setDefaults() {
+	if o.BlockSize <= 0 {
+		o.BlockSize = defaultBlockSize
+	}
+	if o.MemoryBytes == 0 {
+		o.MemoryBytes = defaultMemoryBytes
+	}
+	if o.DiskBytes <= 0 {
+		o.DiskBytes = defaultDiskBytes
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = defaultParallel
+	}
+	if o.Readahead == 0 {
+		o.Readahead = defaultReadahead
+	}
+	if o.MaxRequestSize <= 0 {
+		o.MaxRequestSize = defaultMaxRequestSize
+	}
+	if o.MinRequestSize <= 0 {
+		o.MinRequestSize = defaultMinRequestSize
+	}
+	if o.Retry.Attempts <= 0 {
+		o.Retry.Attempts = 5
+	}
+	if o.Retry.Initial <= 0 {
+		o.Retry.Initial = 200 * time.Millisecond
+	}
+	if o.Retry.Max <= 0 {
+		o.Retry.Max = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// New returns a Cache reading through src. A disk tier that cannot be used
+// (DiskDir unwritable, not a directory) is logged and disabled, not an error:
+// reads must go on uncached.
+func New(src Source, opts Options) (*Cache, error) {
+	if src == nil {
+		return nil, errors.New("cache: nil Source")
+	}
+	opts.setDefaults()
+	c := &Cache{
+		src:       src,
+		opts:      opts,
+		log:       opts.Logger,
+		bs:        opts.BlockSize,
+		maxReqBlk: max(1, opts.MaxRequestSize/opts.BlockSize),
+		calls:     make(map[blockKey]*call),
+		ready:     make(map[blockKey]*list.Element),
+		readyList: list.New(),
+		gens:      make(map[string]uint64),
+		sem:       make(chan struct{}, opts.Parallel),
+	}
+	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
+	c.raBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
+	if opts.MemoryBytes > 0 {
+		m, err := newMemTier(opts.MemoryBytes, c.bs)
+		if err != nil {
+			return nil, fmt.Errorf("cache: memory tier: %w", err)
+		}
+		c.mem = m
+	}
+	if opts.DiskDir != "" {
+		d, err := openDisk(opts.DiskDir, opts.DiskBytes, c.log)
+		if err != nil {
+			c.log.Warn("disk cache unusable, serving without it", "dir", opts.DiskDir, "err", err)
+		} else {
+			c.disk = d
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// BlockSize returns the block size in use.
+func (c *Cache) BlockSize() int64 { return c.bs }
+
+// ReadAt reads len(p) bytes of obj at off with io.ReaderAt semantics at EOF
+// (n < len(p) only with io.EOF). It fetches only the blocks it touches: no
+// read-ahead. ctx bounds only this caller's wait: a fetch it started goes on
+// for other waiters. On a fetch error no bytes are returned.
+func (c *Cache) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
+	n, _, err := c.readAt(ctx, obj, p, off, nil, nil)
+	return n, err
+}
+
+// readAt is ReadAt with a reader's current block (cur, may be nil) and an
+// optional hook run after the read's own blocks are claimed and before
+// waiting for them (read-ahead is issued there, so it queues behind them). It
+// returns the blocks read, for the reader's bookkeeping.
+func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur *heldBlock, hook func()) (int, []heldBlock, error) {
+	if c.closed.Load() {
+		return 0, nil, ErrClosed
+	}
+	if off < 0 {
+		return 0, nil, fmt.Errorf("cache: read %s at negative offset %d", obj.ID, off)
+	}
+	if off >= obj.Size || len(p) == 0 {
+		if hook != nil {
+			hook()
+		}
+		if off >= obj.Size {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, nil
+	}
+	end := min(off+int64(len(p)), obj.Size)
+	first, last := off/c.bs, (end-1)/c.bs
+	req := c.claim(obj, first, last, cur)
+	if hook != nil {
+		hook()
+	}
+	blocks, err := req.wait(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := 0
+	for i, b := range blocks {
+		bstart := (first + int64(i)) * c.bs
+		lo := max(off, bstart) - bstart
+		hi := min(end, bstart+int64(len(b))) - bstart
+		n += copy(p[n:], b[lo:hi])
+	}
+	held := make([]heldBlock, len(blocks))
+	for i, b := range blocks {
+		held[i] = heldBlock{idx: first + int64(i), data: b}
+	}
+	if n < len(p) {
+		return n, held, io.EOF
+	}
+	return n, held, nil
+}
+
+// Drop forgets every cached block of objectID in every tier (and any
+// read-ahead held for it); fetches in flight for it are not stored.
+func (c *Cache) Drop(objectID string) {
+	c.mu.Lock()
+	c.gens[objectID]++
+	for k, cl := range c.calls {
+		if k.id == objectID {
+			cl.dropped = true
+			delete(c.calls, k)
+		}
+	}
+	for k, e := range c.ready {
+		if k.id == objectID {
+			c.removeReadyLocked(e)
+		}
+	}
+	c.mu.Unlock()
+	if c.disk != nil {
+		c.disk.dropObject(objectID)
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		MemoryHits:         c.st.memHits.Load(),
+		ReadaheadHits:      c.st.raHits.Load(),
+		DiskHits:           c.st.diskHits.Load(),
+		WaitHits:           c.st.waitHits.Load(),
+		Misses:             c.st.misses.Load(),
+		Requests:           c.st.requests.Load(),
+		Retries:            c.st.retries.Load(),
+		FetchErrors:        c.st.fetchErrors.Load(),
+		BytesFetched:       c.st.bytesFetched.Load(),
+		InFlight:           c.st.inFlight.Load(),
+		MaxInFlight:        c.st.maxInFlight.Load(),
+		ChecksumMismatches: c.st.mismatches.Load(),
+	}
+	c.mu.Lock()
+	s.ReadaheadBytes = c.readyBytes
+	c.mu.Unlock()
+	if c.mem != nil {
+		s.MemoryBytes = c.mem.used()
+	}
+	if c.disk != nil {
+		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors = c.disk.stats()
+	}
+	return s
+}
+
+// Close cancels fetches in flight, waits for them, and releases the tiers.
+// Cached disk blocks stay for the next New with the same DiskDir.
+func (c *Cache) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.mu.Lock()
+	c.shut = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	if c.mem != nil {
+		c.mem.close()
+	}
+	if c.disk != nil {
+		c.disk.close()
+	}
+	return nil
+}

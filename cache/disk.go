@@ -1,0 +1,426 @@
+package cache
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Disk tier layout: DIR/<h[:2]>/<h>-<blockSize>-<index>, h = hex of the first
+// 16 bytes of sha256(objectID) (object ids may hold any byte). Each file is
+//
+//	header (fixed 40 bytes + id)  magic "RFSB", version, flags, id length,
+//	                              object size, block size, index, plaintext
+//	                              length, xxhash64 of the plaintext
+//	payload                       the block, zstd-compressed if flagged
+//
+// The header repeats the whole key, so a hash collision or a renamed file is
+// caught like corruption: the file is deleted and the block refetched, never
+// returned. Files are written to a temp file and renamed, so a reader never
+// sees a partial file; a crash may leave a truncated one, which the checksum
+// catches.
+const (
+	diskMagic    = "RFSB"
+	diskVersion  = 1
+	diskFlagZstd = 1
+	diskHdrLen   = 4 + 1 + 1 + 2 + 8 + 8 + 8 + 4 + 8
+	tmpPrefix    = ".tmp-"
+)
+
+type diskKey struct {
+	h   string // hex object hash
+	bs  int64
+	idx int64
+}
+
+type diskEntry struct {
+	key  diskKey
+	size int64 // file bytes
+}
+
+// diskTier is the disk tier, LRU-bounded by bytes of files. Access order is
+// tracked in memory; on start it is rebuilt from the files' mtimes (a hit
+// touches the file's mtime, best effort), so it survives remounts.
+type diskTier struct {
+	dir string
+	max int64
+	log *slog.Logger
+	enc *zstd.Encoder // EncodeAll/DecodeAll are safe for concurrent use
+	dec *zstd.Decoder
+
+	// life is held for reading by get and put and for writing by close: it
+	// protects closed and keeps enc/dec open while in use (a closed decoder
+	// would make a good file look corrupt, and it would be deleted).
+	life   sync.RWMutex
+	closed bool
+
+	// mu protects index, lru, used, failing and the counters below.
+	mu      sync.Mutex
+	index   map[diskKey]*list.Element // value *diskEntry
+	lru     *list.List                // front = most recently used
+	used    int64                     // bytes of indexed files plus writes in progress
+	failing bool                      // the last write failed (log once per failing streak)
+	corrupt int64
+	errs    int64
+}
+
+func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	// Probe: an unwritable directory is found now, not at the first block.
+	f, err := os.CreateTemp(dir, tmpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	os.Remove(f.Name())
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		return nil, err
+	}
+	d := &diskTier{dir: dir, max: maxBytes, log: log, enc: enc, dec: dec,
+		index: make(map[diskKey]*list.Element), lru: list.New()}
+	d.rebuild()
+	return d, nil
+}
+
+// rebuild indexes the files left by earlier mounts, least recently used
+// (oldest mtime) last, removes temp files, and evicts down to the budget.
+func (d *diskTier) rebuild() {
+	type found struct {
+		key   diskKey
+		size  int64
+		mtime time.Time
+	}
+	var all []found
+	filepath.WalkDir(d.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return nil
+		}
+		name := e.Name()
+		if strings.HasPrefix(name, tmpPrefix) {
+			os.Remove(path)
+			return nil
+		}
+		k, ok := parseDiskName(name)
+		if !ok || filepath.Base(filepath.Dir(path)) != k.h[:2] {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil
+		}
+		all = append(all, found{k, info.Size(), info.ModTime()})
+		return nil
+	})
+	slices.SortFunc(all, func(a, b found) int { return b.mtime.Compare(a.mtime) })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, f := range all {
+		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, size: f.size})
+		d.used += f.size
+	}
+	d.evictLocked(0)
+}
+
+func objHash(id string) string {
+	s := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(s[:16])
+}
+
+func (d *diskTier) path(k diskKey) string {
+	return filepath.Join(d.dir, k.h[:2], k.h+"-"+strconv.FormatInt(k.bs, 10)+"-"+strconv.FormatInt(k.idx, 10))
+}
+
+func parseDiskName(name string) (diskKey, bool) {
+	parts := strings.Split(name, "-")
+	if len(parts) != 3 || len(parts[0]) != 32 {
+		return diskKey{}, false
+	}
+	if _, err := hex.DecodeString(parts[0]); err != nil {
+		return diskKey{}, false
+	}
+	bs, err1 := strconv.ParseInt(parts[1], 10, 64)
+	idx, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || bs <= 0 || idx < 0 {
+		return diskKey{}, false
+	}
+	return diskKey{parts[0], bs, idx}, true
+}
+
+// has reports whether the block is indexed (without reading or touching it).
+func (d *diskTier) has(obj Object, bs, idx int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.index[diskKey{objHash(obj.ID), bs, idx}]
+	return ok
+}
+
+// get returns the block, or nil if it is absent or fails any check (then the
+// file is deleted, so the block is refetched).
+func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return nil
+	}
+	k := diskKey{objHash(obj.ID), bs, idx}
+	d.mu.Lock()
+	e, ok := d.index[k]
+	if ok {
+		d.lru.MoveToFront(e)
+	}
+	d.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p := d.path(k)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		// Gone (evicted meanwhile, or removed by hand): just a miss.
+		d.forget(k, e)
+		return nil
+	}
+	data, err := d.decode(raw, obj, bs, idx, want)
+	if err != nil {
+		d.mu.Lock()
+		d.corrupt++
+		d.mu.Unlock()
+		d.log.Warn("corrupt disk cache block deleted; refetching", "file", p, "err", err)
+		d.forget(k, e)
+		os.Remove(p)
+		return nil
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now) // best effort: keeps LRU order across remounts
+	return data
+}
+
+// forget drops entry e of k from the index if it is still the indexed one.
+func (d *diskTier) forget(k diskKey, e *list.Element) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur, ok := d.index[k]; ok && cur == e {
+		d.lru.Remove(e)
+		delete(d.index, k)
+		d.used -= e.Value.(*diskEntry).size
+	}
+}
+
+func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) []byte {
+	var flags byte
+	payload := data
+	// Only compress what compresses: probe a sample first so incompressible
+	// blocks (most simulation binaries) cost almost nothing.
+	sample := data[:min(len(data), 64<<10)]
+	if len(sample) > 0 {
+		if c := d.enc.EncodeAll(sample, nil); len(c) < len(sample)*7/8 {
+			if c := d.enc.EncodeAll(data, nil); len(c) < len(data)*15/16 {
+				payload, flags = c, diskFlagZstd
+			}
+		}
+	}
+	out := make([]byte, diskHdrLen, diskHdrLen+len(obj.ID)+len(payload))
+	copy(out, diskMagic)
+	out[4] = diskVersion
+	out[5] = flags
+	binary.LittleEndian.PutUint16(out[6:], uint16(len(obj.ID)))
+	binary.LittleEndian.PutUint64(out[8:], uint64(obj.Size))
+	binary.LittleEndian.PutUint64(out[16:], uint64(bs))
+	binary.LittleEndian.PutUint64(out[24:], uint64(idx))
+	binary.LittleEndian.PutUint32(out[32:], uint32(len(data)))
+	binary.LittleEndian.PutUint64(out[36:], xxhash.Sum64(data))
+	out = append(out, obj.ID...)
+	return append(out, payload...)
+}
+
+var errCorrupt = errors.New("corrupt cache block")
+
+func (d *diskTier) decode(raw []byte, obj Object, bs, idx, want int64) ([]byte, error) {
+	if len(raw) < diskHdrLen || string(raw[:4]) != diskMagic || raw[4] != diskVersion {
+		return nil, fmt.Errorf("%w: bad header", errCorrupt)
+	}
+	idLen := int(binary.LittleEndian.Uint16(raw[6:]))
+	if len(raw) < diskHdrLen+idLen ||
+		string(raw[diskHdrLen:diskHdrLen+idLen]) != obj.ID ||
+		int64(binary.LittleEndian.Uint64(raw[8:])) != obj.Size ||
+		int64(binary.LittleEndian.Uint64(raw[16:])) != bs ||
+		int64(binary.LittleEndian.Uint64(raw[24:])) != idx ||
+		int64(binary.LittleEndian.Uint32(raw[32:])) != want {
+		return nil, fmt.Errorf("%w: key mismatch", errCorrupt)
+	}
+	sum := binary.LittleEndian.Uint64(raw[36:])
+	payload := raw[diskHdrLen+idLen:]
+	var data []byte
+	switch raw[5] {
+	case 0:
+		data = payload
+	case diskFlagZstd:
+		var err error
+		data, err = d.dec.DecodeAll(payload, make([]byte, 0, want))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown flags %#x", errCorrupt, raw[5])
+	}
+	if int64(len(data)) != want {
+		return nil, fmt.Errorf("%w: length %d, want %d", errCorrupt, len(data), want)
+	}
+	if xxhash.Sum64(data) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
+	}
+	// A raw block is a sub-slice of the file bytes: it pins only the small
+	// header besides the block, and nobody appends to it (capacity capped).
+	return data[:len(data):len(data)], nil
+}
+
+// put stores a block. Failures (disk full, directory gone or unwritable) are
+// logged once per failing streak and otherwise ignored: reads go on uncached.
+func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
+	d.life.RLock()
+	defer d.life.RUnlock()
+	if d.closed {
+		return
+	}
+	k := diskKey{objHash(obj.ID), bs, idx}
+	enc := d.encode(obj, bs, idx, data)
+	size := int64(len(enc))
+	d.mu.Lock()
+	if size > d.max {
+		d.mu.Unlock()
+		return
+	}
+	if e, ok := d.index[k]; ok { // already stored (e.g. two mounts' worth of races)
+		d.lru.MoveToFront(e)
+		d.mu.Unlock()
+		return
+	}
+	d.evictLocked(size)
+	d.used += size // reserved while writing
+	d.mu.Unlock()
+
+	err := d.write(k, enc)
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.used -= size
+		d.errs++
+		if !d.failing {
+			d.log.Warn("disk cache write failed; serving uncached", "dir", d.dir, "err", err)
+		}
+		d.failing = true
+		return
+	}
+	if d.failing {
+		d.log.Info("disk cache writes work again", "dir", d.dir)
+	}
+	d.failing = false
+	if e, ok := d.index[k]; ok { // a concurrent put won; ours replaced its file
+		d.used -= e.Value.(*diskEntry).size
+		d.lru.Remove(e)
+	}
+	d.index[k] = d.lru.PushFront(&diskEntry{key: k, size: size})
+	d.evictLocked(0)
+}
+
+func (d *diskTier) write(k diskKey, enc []byte) error {
+	sub := filepath.Join(d.dir, k.h[:2])
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(sub, tmpPrefix) // 0600
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(enc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), d.path(k))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// evictLocked removes least recently used files until need more bytes fit.
+func (d *diskTier) evictLocked(need int64) {
+	for d.used+need > d.max && d.lru.Len() > 0 {
+		e := d.lru.Back()
+		de := e.Value.(*diskEntry)
+		d.lru.Remove(e)
+		delete(d.index, de.key)
+		d.used -= de.size
+		os.Remove(d.path(de.key))
+	}
+}
+
+// remove removes one block.
+func (d *diskTier) remove(obj Object, bs, idx int64) {
+	k := diskKey{objHash(obj.ID), bs, idx}
+	d.mu.Lock()
+	if e, ok := d.index[k]; ok {
+		d.lru.Remove(e)
+		delete(d.index, k)
+		d.used -= e.Value.(*diskEntry).size
+	}
+	d.mu.Unlock()
+	os.Remove(d.path(k))
+}
+
+// dropObject removes every block of objectID, whatever the block size.
+func (d *diskTier) dropObject(objectID string) {
+	h := objHash(objectID)
+	d.mu.Lock()
+	var paths []string
+	for k, e := range d.index {
+		if k.h == h {
+			d.lru.Remove(e)
+			delete(d.index, k)
+			d.used -= e.Value.(*diskEntry).size
+			paths = append(paths, d.path(k))
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range paths {
+		os.Remove(p)
+	}
+}
+
+func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.used, int64(d.lru.Len()), d.corrupt, d.errs
+}
+
+func (d *diskTier) close() {
+	d.life.Lock()
+	defer d.life.Unlock()
+	d.closed = true
+	d.enc.Close()
+	d.dec.Close()
+}

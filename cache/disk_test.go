@@ -1,0 +1,300 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func diskOptions(t *testing.T, dir string) Options {
+	opts := testOptions(t)
+	opts.DiskDir = dir
+	opts.MemoryBytes = -1 // so reads go to disk
+	return opts
+}
+
+func cacheFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && !strings.HasPrefix(e.Name(), tmpPrefix) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}
+
+func TestDiskCorruptBlockRefetched(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt func(t *testing.T, path string)
+	}{
+		{"flip payload byte", func(t *testing.T, p string) {
+			b, _ := os.ReadFile(p)
+			b[len(b)-10] ^= 0xff
+			os.WriteFile(p, b, 0o600)
+		}},
+		{"flip header byte", func(t *testing.T, p string) {
+			b, _ := os.ReadFile(p)
+			b[20] ^= 0x01
+			os.WriteFile(p, b, 0o600)
+		}},
+		{"truncate", func(t *testing.T, p string) {
+			fi, _ := os.Stat(p)
+			os.Truncate(p, fi.Size()/2)
+		}},
+		{"empty", func(t *testing.T, p string) { os.Truncate(p, 0) }},
+	}
+	for _, compressible := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(tt.name+map[bool]string{true: "/zstd", false: "/raw"}[compressible], func(t *testing.T) {
+				dir := t.TempDir()
+				src := newFake()
+				obj := src.add("obj", testBS+500)
+				if compressible {
+					obj = src.put("obj", bytes.Repeat([]byte("rescale "), int(obj.Size)/8))
+				}
+				want := src.objects["obj"]
+				c1 := newTestCache(t, src, diskOptions(t, dir))
+				p := make([]byte, obj.Size)
+				if _, err := c1.ReadAt(context.Background(), obj, p, 0); err != nil {
+					t.Fatal(err)
+				}
+				settle(c1)
+				c1.Close()
+				files := cacheFiles(t, dir)
+				if len(files) != 2 {
+					t.Fatalf("%d cache files, want 2", len(files))
+				}
+				if compressible {
+					if fi, _ := os.Stat(files[0]); fi.Size() > testBS/4 {
+						t.Fatalf("compressible block stored as %d bytes", fi.Size())
+					}
+				}
+				for _, f := range files {
+					tt.corrupt(t, f)
+				}
+				src.reset()
+				c2 := newTestCache(t, src, diskOptions(t, dir))
+				clear(p)
+				if _, err := c2.ReadAt(context.Background(), obj, p, 0); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(p, want) {
+					t.Fatal("corrupt block returned")
+				}
+				if n := src.numCalls(); n != 1 {
+					t.Fatalf("%d calls, want 1 refetch of both blocks", n)
+				}
+				if s := c2.Stats(); s.DiskCorrupt != 2 {
+					t.Fatalf("DiskCorrupt=%d, want 2", s.DiskCorrupt)
+				}
+				settle(c2)
+				// The refetched blocks were stored again, intact.
+				src.reset()
+				c2.Close()
+				c3 := newTestCache(t, src, diskOptions(t, dir))
+				if _, err := c3.ReadAt(context.Background(), obj, p, 0); err != nil || src.numCalls() != 0 {
+					t.Fatalf("err=%v calls=%d", err, src.numCalls())
+				}
+			})
+		}
+	}
+}
+
+func TestDiskLRUEviction(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	obj := src.add("obj", 10*testBS)
+	opts := diskOptions(t, dir)
+	hdr := int64(diskHdrLen + len("obj"))
+	opts.DiskBytes = 3*(testBS+hdr) + testBS/2 // room for 3 blocks
+	c := newTestCache(t, src, opts)
+	p := make([]byte, 100)
+	for i := range int64(10) {
+		if _, err := c.ReadAt(context.Background(), obj, p, i*testBS); err != nil {
+			t.Fatal(err)
+		}
+		settle(c)
+		s := c.Stats()
+		if s.DiskBytes > opts.DiskBytes {
+			t.Fatalf("disk use %d > %d", s.DiskBytes, opts.DiskBytes)
+		}
+	}
+	// Touch block 7 so it is the most recently used, then add one more.
+	src.reset()
+	if _, err := c.ReadAt(context.Background(), obj, p, 7*testBS); err != nil || src.numCalls() != 0 {
+		t.Fatalf("block 7 should be on disk: err=%v calls=%d", err, src.numCalls())
+	}
+	if _, err := c.ReadAt(context.Background(), obj, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	settle(c)
+	var total int64
+	files := cacheFiles(t, dir)
+	for _, f := range files {
+		fi, _ := os.Stat(f)
+		total += fi.Size()
+	}
+	if len(files) != 3 || total > opts.DiskBytes {
+		t.Fatalf("%d files, %d bytes on disk (budget %d)", len(files), total, opts.DiskBytes)
+	}
+	for _, idx := range []int64{7, 0, 9} { // most recent three
+		if !c.disk.has(obj, testBS, idx) {
+			t.Errorf("block %d evicted, want kept", idx)
+		}
+	}
+	if s := c.Stats(); s.DiskBlocks != 3 {
+		t.Fatalf("DiskBlocks %d", s.DiskBlocks)
+	}
+}
+
+func TestDiskSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	obj := src.add("obj/with:odd chars", 7*testBS+3)
+	c1 := newTestCache(t, src, diskOptions(t, dir))
+	r := c1.NewReader(obj, "")
+	if _, err := readAll(t, r, obj.Size, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	settle(c1)
+	c1.Close()
+	// Permissions: our sub-directories 0700, files 0600 (t.TempDir made dir).
+	for _, f := range cacheFiles(t, dir) {
+		fi, _ := os.Stat(f)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v", f, fi.Mode())
+		}
+		di, _ := os.Stat(filepath.Dir(f))
+		if di.Mode().Perm() != 0o700 {
+			t.Errorf("%s mode %v", filepath.Dir(f), di.Mode())
+		}
+	}
+	src.reset()
+	c2 := newTestCache(t, src, diskOptions(t, dir))
+	r2 := c2.NewReader(obj, "")
+	got, err := readAll(t, r2, obj.Size, 100_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(c2)
+	if !bytes.Equal(got, src.objects[obj.ID]) {
+		t.Fatal("bytes differ")
+	}
+	if n := src.numCalls(); n != 0 {
+		t.Fatalf("%d Source calls after restart, want 0", n)
+	}
+	if s := c2.Stats(); s.DiskHits != 8 {
+		t.Fatalf("DiskHits %d, want 8", s.DiskHits)
+	}
+}
+
+func TestUnwritableDiskDirStillServes(t *testing.T) {
+	t.Run("dir is a file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "notadir")
+		os.WriteFile(path, []byte("x"), 0o600)
+		src := newFake()
+		obj := src.add("obj", 3*testBS)
+		c := newTestCache(t, src, diskOptions(t, path))
+		p := make([]byte, obj.Size)
+		if _, err := c.ReadAt(context.Background(), obj, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, src.objects["obj"]) {
+			t.Fatal("bytes differ")
+		}
+	})
+	t.Run("dir lost while mounted", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "cache")
+		src := newFake()
+		obj := src.add("obj", 3*testBS)
+		c := newTestCache(t, src, diskOptions(t, dir))
+		os.RemoveAll(dir)
+		os.WriteFile(dir, []byte("x"), 0o600) // MkdirAll of sub-dirs now fails
+		p := make([]byte, obj.Size)
+		for range 2 {
+			if _, err := c.ReadAt(context.Background(), obj, p, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, src.objects["obj"]) {
+				t.Fatal("bytes differ")
+			}
+			settle(c)
+		}
+		if s := c.Stats(); s.DiskErrors == 0 || s.DiskBytes != 0 {
+			t.Fatalf("DiskErrors=%d DiskBytes=%d", s.DiskErrors, s.DiskBytes)
+		}
+	})
+}
+
+func TestWholeFileSHA512(t *testing.T) {
+	for _, size := range []int64{0, 100, 5*testBS + 7} {
+		src := newFake()
+		obj := src.add("obj", size)
+		sum := sha512.Sum512(src.objects["obj"])
+		good := hex.EncodeToString(sum[:])
+
+		t.Run("match", func(t *testing.T) {
+			c := newTestCache(t, src, testOptions(t))
+			r := c.NewReader(obj, strings.ToUpper(good))
+			if _, err := readAll(t, r, size, 40_000); err != nil {
+				t.Fatal(err)
+			}
+			if !r.Verified() {
+				t.Fatal("not verified")
+			}
+		})
+		t.Run("mismatch drops blocks", func(t *testing.T) {
+			dir := t.TempDir()
+			opts := testOptions(t)
+			opts.DiskDir = dir
+			c := newTestCache(t, src, opts)
+			bad := strings.Repeat("0", 128)
+			r := c.NewReader(obj, bad)
+			_, err := readAll(t, r, size, 40_000)
+			if !errors.Is(err, ErrChecksumMismatch) {
+				t.Fatalf("err=%v, want ErrChecksumMismatch", err)
+			}
+			if r.Verified() {
+				t.Fatal("verified with a wrong sum")
+			}
+			settle(c)
+			if s := c.Stats(); s.ChecksumMismatches != 1 || s.DiskBlocks != 0 {
+				t.Fatalf("mismatches=%d disk blocks=%d", s.ChecksumMismatches, s.DiskBlocks)
+			}
+			if size > 0 {
+				src.reset()
+				p := make([]byte, size)
+				if _, err := c.ReadAt(context.Background(), obj, p, 0); err != nil {
+					t.Fatal(err)
+				}
+				if n := src.numCalls(); n == 0 {
+					t.Fatal("blocks still cached after mismatch")
+				}
+			}
+		})
+		t.Run("random reads give no verdict", func(t *testing.T) {
+			if size < 2*testBS {
+				return
+			}
+			c := newTestCache(t, src, testOptions(t))
+			r := c.NewReader(obj, strings.Repeat("0", 128))
+			p := make([]byte, 10)
+			for _, off := range []int64{size - 5, 3 * testBS, 10} {
+				if _, err := r.ReadAt(context.Background(), p, off); err != nil && !errors.Is(err, io.EOF) {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,450 @@
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// call is one block's fetch, shared by every reader of that block
+// (singleflight keyed by block). Blocks fetched by one ranged request (a span)
+// each have their own call, so a reader waiting for any block of a span waits
+// on that span's request.
+type call struct {
+	key  blockKey
+	gen  uint64        // the object's Drop generation when the fetch started
+	done chan struct{} // closed when data or err is set
+	data []byte        // set before done is closed; never mutated afterwards
+	err  error
+
+	// waiters counts readers waiting on done; guarded by Cache.mu. A block
+	// that completes with no waiter was read-ahead and goes to Cache.ready.
+	waiters int
+	// dropped is set (under Cache.mu) by Drop: the result is not stored.
+	dropped bool
+}
+
+// span is one ranged Source request covering contiguous blocks of one object.
+type span struct {
+	obj       Object
+	off       int64
+	length    int64
+	calls     []*call
+	readahead bool
+}
+
+// request is what a read waits for: blocks already at hand plus calls.
+type request struct {
+	c     *Cache
+	out   [][]byte
+	waits []*call // waits[i] != nil: out[i] comes from that call
+}
+
+// claim finds blocks first..last of obj in the tiers, joins fetches in flight
+// and starts fetches (one span per run of contiguous missing blocks, capped at
+// MaxRequestSize) for the rest. It does not wait.
+func (c *Cache) claim(obj Object, first, last int64, cur *heldBlock) *request {
+	n := last - first + 1
+	r := &request{c: c, out: make([][]byte, n), waits: make([]*call, n)}
+	todo := make([]bool, n)
+
+	c.mu.Lock()
+	gen := c.gens[obj.ID]
+	for i := range n {
+		idx := first + i
+		if cur != nil && cur.idx == idx {
+			r.out[i] = cur.data
+			continue
+		}
+		k := blockKey{obj.ID, idx}
+		if cl, ok := c.calls[k]; ok {
+			cl.waiters++
+			r.waits[i] = cl
+			c.st.waitHits.Add(1)
+			continue
+		}
+		if e, ok := c.ready[k]; ok {
+			r.out[i] = e.Value.(*readyBlock).data
+			c.removeReadyLocked(e)
+			c.st.raHits.Add(1)
+			continue
+		}
+		todo[i] = true
+	}
+	c.mu.Unlock()
+
+	// The tiers are consulted without Cache.mu: ristretto and disk I/O must
+	// not serialize readers.
+	for i := range n {
+		if !todo[i] {
+			continue
+		}
+		idx := first + i
+		if c.mem != nil {
+			if d, ok := c.mem.get(c.memKey(obj, gen, idx)); ok {
+				r.out[i], todo[i] = d, false
+				c.st.memHits.Add(1)
+				continue
+			}
+		}
+		if c.disk != nil {
+			if d := c.disk.get(obj, c.bs, idx, c.blockLen(obj, idx)); d != nil {
+				r.out[i], todo[i] = d, false
+				c.st.diskHits.Add(1)
+				if c.mem != nil {
+					c.mem.set(c.memKey(obj, gen, idx), d)
+				}
+				continue
+			}
+		}
+	}
+
+	// Register the rest; another reader may have started some meanwhile.
+	var created []*call
+	var createdIdx []int64
+	c.mu.Lock()
+	gen = c.gens[obj.ID]
+	for i := range n {
+		if !todo[i] {
+			continue
+		}
+		k := blockKey{obj.ID, first + i}
+		if cl, ok := c.calls[k]; ok {
+			cl.waiters++
+			r.waits[i] = cl
+			c.st.waitHits.Add(1)
+			continue
+		}
+		if e, ok := c.ready[k]; ok {
+			r.out[i] = e.Value.(*readyBlock).data
+			c.removeReadyLocked(e)
+			c.st.raHits.Add(1)
+			continue
+		}
+		cl := &call{key: k, gen: gen, done: make(chan struct{}), waiters: 1}
+		c.calls[k] = cl
+		r.waits[i] = cl
+		created = append(created, cl)
+		createdIdx = append(createdIdx, first+i)
+		c.st.misses.Add(1)
+	}
+	c.mu.Unlock()
+	c.startSpans(obj, created, createdIdx, false)
+	return r
+}
+
+// wait waits for the request's calls. On ctx's end it stops waiting (the
+// fetches go on for others) and returns ctx's error.
+func (r *request) wait(ctx context.Context) ([][]byte, error) {
+	var firstErr error
+	for i, cl := range r.waits {
+		if cl == nil {
+			continue
+		}
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			r.abandon(i)
+			return nil, ctx.Err()
+		}
+		if cl.err != nil && firstErr == nil {
+			firstErr = cl.err
+		}
+		r.out[i] = cl.data
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return r.out, nil
+}
+
+// abandon gives up waiting on calls from index i on: a fetch that completes
+// with no waiter left is kept as read-ahead rather than lost.
+func (r *request) abandon(from int) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for _, cl := range r.waits[from:] {
+		if cl != nil {
+			select {
+			case <-cl.done:
+			default:
+				cl.waiters--
+			}
+		}
+	}
+}
+
+// startSpans groups calls (with block indices idx, ascending) into runs of
+// contiguous blocks of at most MaxRequestSize (readahead: at most reqBlk
+// blocks) and starts one fetch per run.
+func (c *Cache) startSpans(obj Object, calls []*call, idx []int64, readahead bool) {
+	c.startSpansN(obj, calls, idx, readahead, c.maxReqBlk)
+}
+
+func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bool, reqBlk int64) {
+	if len(calls) == 0 {
+		return
+	}
+	// wg.Add must not race with Close's wg.Wait: both sides hold c.mu.
+	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
+		return
+	}
+	c.wg.Add(1) // released below, once every span's goroutine holds its own
+	c.mu.Unlock()
+	defer c.wg.Done()
+	for i := 0; i < len(calls); {
+		j := i + 1
+		for j < len(calls) && idx[j] == idx[j-1]+1 && int64(j-i) < reqBlk {
+			j++
+		}
+		sp := &span{
+			obj:       obj,
+			off:       idx[i] * c.bs,
+			calls:     calls[i:j:j],
+			readahead: readahead,
+		}
+		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
+		c.wg.Add(1)
+		go c.fetch(sp)
+		i = j
+	}
+}
+
+// fetch runs one span under the Cache's own context, so a reader that gives
+// up does not cancel a fetch others wait on.
+func (c *Cache) fetch(sp *span) {
+	defer c.wg.Done()
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.ctx.Done():
+		c.complete(sp, nil, ErrClosed)
+		return
+	}
+	if sp.readahead {
+		c.mu.Lock()
+		// Keep unconsumed read-ahead plus read-ahead buffers in flight within
+		// budget: the oldest unconsumed blocks go first (they are usually in a
+		// tier anyway, or their reader moved on).
+		for c.readyBytes+c.raInflight+sp.length > c.raBudget && c.readyList.Len() > 0 {
+			c.removeReadyLocked(c.readyList.Front())
+		}
+		c.raInflight += sp.length
+		c.mu.Unlock()
+	}
+	n := c.st.inFlight.Add(1)
+	for {
+		m := c.st.maxInFlight.Load()
+		if n <= m || c.st.maxInFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	blocks := make([][]byte, len(sp.calls))
+	for i, cl := range sp.calls {
+		blocks[i] = make([]byte, c.blockLen(sp.obj, cl.key.idx))
+	}
+	err := c.readRange(sp, blocks)
+	c.st.inFlight.Add(-1)
+	<-c.sem
+	if sp.readahead {
+		c.mu.Lock()
+		c.raInflight -= sp.length
+		c.mu.Unlock()
+	}
+	if err != nil {
+		c.st.fetchErrors.Add(1)
+		blocks = nil
+	}
+	c.complete(sp, blocks, err)
+}
+
+// readRange calls the Source with bounded retries and backoff.
+func (c *Cache) readRange(sp *span, blocks [][]byte) error {
+	pol := c.opts.Retry
+	delay := pol.Initial
+	for attempt := 1; ; attempt++ {
+		c.st.requests.Add(1)
+		err := c.readOnce(sp, blocks)
+		if err == nil {
+			c.st.bytesFetched.Add(sp.length)
+			return nil
+		}
+		err = fmt.Errorf("read %s [%d,%d): %w", sp.obj.ID, sp.off, sp.off+sp.length, err)
+		if c.ctx.Err() != nil {
+			return errors.Join(ErrClosed, err)
+		}
+		if attempt >= pol.Attempts || errors.Is(err, context.Canceled) ||
+			errors.Is(err, context.DeadlineExceeded) ||
+			(c.opts.Permanent != nil && c.opts.Permanent(err)) {
+			return err
+		}
+		c.st.retries.Add(1)
+		c.log.Debug("retrying ranged read", "attempt", attempt, "err", err)
+		// Full jitter in [delay/2, delay): retries of many spans spread out.
+		d := delay/2 + rand.N(delay/2+1)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return errors.Join(ErrClosed, err)
+		}
+		delay = min(2*delay, pol.Max)
+	}
+}
+
+// readOnce makes one ranged request filling blocks. A VectorSource reads
+// straight into the block buffers; otherwise a multi-block span is read into
+// one buffer and copied out per block (a sub-slice would keep the whole span
+// alive as long as any of its blocks is, and memory is accounted by block).
+func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
+	if len(blocks) == 1 {
+		return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0])
+	}
+	if vs, ok := c.src.(VectorSource); ok {
+		return vs.ReadRangeVec(c.ctx, sp.obj.ID, sp.off, blocks)
+	}
+	buf := make([]byte, sp.length)
+	if err := c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, buf); err != nil {
+		return err
+	}
+	for _, b := range blocks {
+		buf = buf[copy(b, buf):]
+	}
+	return nil
+}
+
+// complete hands a span's result to its calls' waiters, then stores the
+// blocks in the tiers. Calls stay registered while they are stored, so a
+// reader arriving meanwhile gets the data at once instead of refetching (a
+// ristretto Set is not visible immediately).
+func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
+	if blocks == nil {
+		blocks = make([][]byte, len(sp.calls))
+	}
+	store := make([]bool, len(sp.calls))
+	c.mu.Lock()
+	for i, cl := range sp.calls {
+		cl.data, cl.err = blocks[i], err
+		close(cl.done)
+		if err != nil {
+			if c.calls[cl.key] == cl {
+				delete(c.calls, cl.key)
+			}
+			continue
+		}
+		store[i] = !cl.dropped
+		if !cl.dropped && cl.waiters == 0 && sp.readahead {
+			e := c.readyList.PushBack(&readyBlock{key: cl.key, data: blocks[i]})
+			c.ready[cl.key] = e
+			c.readyBytes += int64(len(blocks[i]))
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return
+	}
+	for i, cl := range sp.calls {
+		if !store[i] {
+			continue
+		}
+		if c.mem != nil {
+			c.mem.set(c.memKey(sp.obj, cl.gen, cl.key.idx), blocks[i])
+		}
+		if c.disk != nil && !c.closed.Load() && !c.stale(cl) {
+			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i])
+			// Drop bumps the generation before it clears the disk, so
+			// either it saw our file or we see its generation now.
+			if c.stale(cl) {
+				c.disk.remove(sp.obj, c.bs, cl.key.idx)
+			}
+		}
+	}
+	if c.mem != nil {
+		// Make the sets visible before the calls go: otherwise a reader
+		// arriving now would miss both and fetch the block again.
+		c.mem.wait()
+	}
+	c.mu.Lock()
+	for _, cl := range sp.calls {
+		if c.calls[cl.key] == cl {
+			delete(c.calls, cl.key)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// stale reports whether cl's object was dropped since cl started.
+func (c *Cache) stale(cl *call) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gens[cl.key.id] != cl.gen
+}
+
+func (c *Cache) removeReadyLocked(e *list.Element) {
+	rb := e.Value.(*readyBlock)
+	c.readyList.Remove(e)
+	delete(c.ready, rb.key)
+	c.readyBytes -= int64(len(rb.data))
+}
+
+// readahead starts background fetches of blocks [from, to) of obj that no
+// tier holds and no fetch covers, as spans of about reqBlk blocks.
+func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
+	if from >= to || c.closed.Load() {
+		return
+	}
+	missing := make([]bool, to-from)
+	c.mu.Lock()
+	gen := c.gens[obj.ID]
+	for i := from; i < to; i++ {
+		k := blockKey{obj.ID, i}
+		_, inCall := c.calls[k]
+		_, isReady := c.ready[k]
+		missing[i-from] = !inCall && !isReady
+	}
+	c.mu.Unlock()
+	for i := from; i < to; i++ {
+		if !missing[i-from] {
+			continue
+		}
+		// A peek: a ristretto Get counts towards admission, which is right
+		// for a block about to be read anyway.
+		if c.mem != nil {
+			if _, ok := c.mem.get(c.memKey(obj, gen, i)); ok {
+				missing[i-from] = false
+				continue
+			}
+		}
+		if c.disk != nil && c.disk.has(obj, c.bs, i) {
+			missing[i-from] = false
+		}
+	}
+	var created []*call
+	var idx []int64
+	c.mu.Lock()
+	gen = c.gens[obj.ID]
+	for i := from; i < to; i++ {
+		if !missing[i-from] {
+			continue
+		}
+		k := blockKey{obj.ID, i}
+		if _, ok := c.calls[k]; ok {
+			continue
+		}
+		if _, ok := c.ready[k]; ok {
+			continue
+		}
+		cl := &call{key: k, gen: gen, done: make(chan struct{})}
+		c.calls[k] = cl
+		created = append(created, cl)
+		idx = append(idx, i)
+	}
+	c.mu.Unlock()
+	c.startSpansN(obj, created, idx, true, reqBlk)
+}

@@ -1,0 +1,161 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+)
+
+// Reader reads one object for one open file handle. It detects sequential
+// access (a read starting where the previous one ended) and then reads ahead
+// in the background: the window starts at one block and doubles on every
+// sequential read up to Options.Readahead; any other offset (a seek) resets
+// it, and such random reads fetch only the blocks they touch. The read itself
+// waits only for its own blocks. Safe for concurrent use (the kernel may send
+// several reads of one handle at once).
+type Reader struct {
+	c   *Cache
+	obj Object
+	v   *verifier // nil: no whole-file check
+
+	// mu protects next, window, raNext, cur and closed.
+	mu     sync.Mutex
+	next   int64      // offset where the last read ended
+	window int64      // read-ahead window in bytes; 0 = not sequential
+	raNext int64      // first block not yet considered for read-ahead
+	cur    *heldBlock // the last block read, so reads within it skip the tiers
+	closed bool
+}
+
+// NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
+// is not empty, the reader checks it once every block of the object has been
+// read in order from the start (see ReadAt for how a mismatch is reported).
+func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
+	r := &Reader{c: c, obj: obj}
+	if expectedSHA512 != "" {
+		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size))
+	}
+	return r
+}
+
+// ReadAt reads like Cache.ReadAt, plus read-ahead and verification.
+//
+// When the whole-file sha512 was given and the read completing the file
+// reveals a mismatch, ReadAt returns the bytes read together with an error
+// wrapping ErrChecksumMismatch; the object's cached blocks have then been
+// dropped from every tier and the mismatch logged, so reading again fetches
+// afresh (and is verified again).
+func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	c, size := r.c, r.obj.Size
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return 0, ErrClosed
+	}
+	cur := r.cur
+	var raFrom, raTo, reqBlk int64
+	if off >= 0 && off < size && len(p) > 0 {
+		end := min(off+int64(len(p)), size)
+		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next)) {
+			raFrom, raTo, reqBlk = r.planLocked(max(end, r.next))
+			r.next = max(end, r.next)
+		} else {
+			r.window, r.raNext = 0, 0
+			r.next = end
+		}
+	}
+	r.mu.Unlock()
+
+	var hook func()
+	if raTo > raFrom {
+		hook = func() { c.readahead(r.obj, raFrom, raTo, reqBlk) }
+	}
+	n, held, err := c.readAt(ctx, r.obj, p, off, cur, hook)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, err
+	}
+	if len(held) > 0 {
+		r.mu.Lock()
+		r.cur = &held[len(held)-1]
+		r.mu.Unlock()
+	}
+	if r.v != nil {
+		if verr := r.verify(held); verr != nil {
+			return n, verr
+		}
+	}
+	return n, err
+}
+
+// planLocked grows the window for a sequential read ending at end and returns
+// the blocks [from, to) to read ahead now, in requests of reqBlk blocks.
+// Read-ahead is issued in whole requests of at least MinRequestSize (or up to
+// EOF), so a steady stream makes few large requests rather than one per block.
+func (r *Reader) planLocked(end int64) (from, to, reqBlk int64) {
+	c := r.c
+	if r.window == 0 {
+		r.window = min(c.bs, c.opts.Readahead)
+	} else {
+		r.window = min(2*r.window, c.opts.Readahead)
+	}
+	next := ceilDiv(end, c.bs) // first block after this read
+	r.raNext = max(r.raNext, next)
+	limit := ceilDiv(min(end+r.window, r.obj.Size), c.bs)
+	gap := limit - r.raNext
+	if gap <= 0 {
+		return 0, 0, 0
+	}
+	// Spread a batch over the parallel slots, but never below
+	// MinRequestSize: the platform counts requests, not bytes.
+	reqBlk = min(max(ceilDiv(gap, int64(c.opts.Parallel)), c.minReqBlk), c.maxReqBlk)
+	switch {
+	case limit == c.numBlocks(r.obj.Size):
+		// Up to EOF: all of it, the tail request may be short.
+	case r.raNext == next:
+		// Nothing read ahead of the reader (start, or it caught up): start
+		// now rather than wait for a full request's worth.
+	case gap >= reqBlk:
+		limit = r.raNext + gap/reqBlk*reqBlk // whole requests only
+	default:
+		return 0, 0, 0
+	}
+	from, to = r.raNext, limit
+	r.raNext = limit
+	return from, to, reqBlk
+}
+
+// maxReorder is how far a read of a sequential stream may land from where the
+// last one ended and still count as sequential: the kernel sends a handle's
+// reads (up to 1 MiB each) concurrently, so they can arrive slightly out of
+// order, and that is not a seek.
+const maxReorder = 1 << 20
+
+func reordered(off, next int64) bool {
+	return off != next && off >= next-maxReorder && off <= next+maxReorder
+}
+
+// Window returns the current read-ahead window in bytes (0 when not sequential).
+func (r *Reader) Window() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.window
+}
+
+// Verified reports whether the whole-file sha512 has been checked and matched.
+func (r *Reader) Verified() bool {
+	if r.v == nil {
+		return false
+	}
+	return r.v.matched()
+}
+
+// Close releases the reader's block. Read-ahead in flight finishes into the
+// cache for whoever reads next.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	r.cur = nil
+	return nil
+}
