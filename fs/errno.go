@@ -1,0 +1,59 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// errno maps an error to what the kernel is told. It is the only place that does: go-fuse's own
+// ToErrno compares by equality, so a wrapped error would become ENOSYS. Unknown errors are logged
+// (once per distinct message) and become EIO.
+func (f *fsys) errno(op string, err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, remote.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, remote.ErrUnauthorized), errors.Is(err, remote.ErrForbidden):
+		f.logErr(op, err) // a revoked key is worth a line in the log
+		return syscall.EACCES
+	case errors.Is(err, context.Canceled):
+		// The caller was interrupted (its request context is cancelled); it retries or gives up.
+		return syscall.EINTR
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	f.logErr(op, err)
+	return syscall.EIO
+}
+
+func isNotFound(err error) bool { return errors.Is(err, remote.ErrNotFound) }
+
+// errLog logs each distinct error message once, so a broken platform does not flood the log with one
+// line per read; it keeps at most maxLogged messages, then logs everything again from scratch.
+type errLog struct {
+	mu   sync.Mutex // protects seen
+	seen map[string]bool
+}
+
+const maxLogged = 1000
+
+func (f *fsys) logErr(op string, err error) {
+	msg := op + ": " + err.Error()
+	f.errs.mu.Lock()
+	if f.errs.seen == nil || len(f.errs.seen) >= maxLogged {
+		f.errs.seen = make(map[string]bool)
+	}
+	dup := f.errs.seen[msg]
+	f.errs.seen[msg] = true
+	f.errs.mu.Unlock()
+	if !dup {
+		f.log.Error(op, "err", err)
+	}
+}

@@ -1,0 +1,94 @@
+package fs
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// platform is the part of remote.Client the tree uses; node tests drive it with a fake.
+type platform interface {
+	ListJobs(ctx context.Context, filter url.Values) ([]remote.Job, error)
+	GetJob(ctx context.Context, jobID string) (remote.Job, error)
+	JobStatuses(ctx context.Context, jobID string) (remote.Statuses, error)
+	JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error)
+	LibraryFiles(ctx context.Context, search string) ([]remote.File, error)
+}
+
+var _ platform = (*remote.Client)(nil)
+
+// fileReader reads one open file: a cache.Reader, which detects sequential access per handle.
+type fileReader interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	Close() error
+}
+
+// fsys is one mount's state, shared by all its nodes.
+//
+// Lock order (outer first); no lock is held across a platform call or a kernel notification:
+//
+//	jobTree.mu -> jobsModel.mu
+//	library.mu, fsys.listMu, filterMemo.mu, errLog.mu: leaves
+type fsys struct {
+	opts   Options
+	client platform
+	log    *slog.Logger
+	now    func() time.Time
+
+	// ctx lives as long as the mount: platform calls shared by several callers run under it (a
+	// caller's context dies with an interrupt), and Unmount cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	newReader func(f *remote.File) fileReader
+	liveTTL   time.Duration // how long a running job's listing is reused
+
+	model *jobsModel
+	lib   library
+	memo  filterMemo
+	errs  errLog
+	noted sync.Map // names and ids already logged once
+
+	listMu   sync.Mutex // protects listCall
+	listCall *flight[[]string]
+
+	mounted time.Time // the mtime of the fixed folders
+
+	// The dynamic folders the poller invalidates entries of; set in the root's OnAdd.
+	jobsDir, completedDir, byNameDir *fusefs.Inode
+
+	stats transferStats
+}
+
+// transferStats counts what the mount served, for .rescalefs/status.
+type transferStats struct {
+	opens, reads, bytesRead, readErrors atomic.Int64
+}
+
+func newFsys(opts Options, client platform, newReader func(*remote.File) fileReader) *fsys {
+	if opts.Poll <= 0 {
+		opts.Poll = DefaultPoll
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &fsys{
+		opts:      opts,
+		client:    client,
+		log:       opts.Logger,
+		now:       time.Now,
+		newReader: newReader,
+		liveTTL:   min(opts.Poll, 10*time.Second),
+		model:     newJobsModel(),
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.mounted = f.now()
+	return f
+}

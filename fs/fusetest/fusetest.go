@@ -1,0 +1,209 @@
+// Package fusetest mounts rescalefs over an emulated platform for tests: the emulator behind httptest,
+// a remote.Client, a block cache in t.TempDir(), and the mount in t.TempDir(), unmounted in t.Cleanup
+// even when the test fails. Import it from _test.go files only.
+package fusetest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// LibraryFile is a file of the user's library to seed.
+type LibraryFile struct {
+	Name    string
+	Content []byte
+}
+
+// Options describe the platform and the mount. Zero values are test-friendly defaults.
+type Options struct {
+	Jobs    []emulator.JobSpec
+	Library []LibraryFile
+	Faults  emulator.Faults // injected from the start (SetFaults changes them later)
+
+	Poll      time.Duration // default 100ms, so tests see changes quickly
+	MaxJobAge time.Duration
+	BlockSize int64 // default 64 KiB: small files span many blocks
+	Readahead int64 // default 256 KiB; negative disables read-ahead
+	Parallel  int   // default 8
+	NoDisk    bool  // no disk tier
+
+	MountOptions []string
+	Logger       *slog.Logger // default: errors to the test log
+}
+
+// Env is a mounted test platform.
+type Env struct {
+	Dir      string // the mountpoint
+	Emulator *emulator.Emulator
+	Server   *httptest.Server
+	Client   *remote.Client
+	Cache    *cache.Cache
+	Mount    *fs.Mounted
+	Jobs     []emulator.Job // as AddJob returned them, in Options.Jobs order
+	Library  []emulator.FileInfo
+}
+
+// Mount starts the emulator, seeds it, and mounts. Everything is torn down in t.Cleanup, the mount
+// first (with retries, then a lazy unmount, so a failed test never leaves a mount behind).
+func Mount(t testing.TB, o Options) *Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mount tests need root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	if o.Poll == 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 64 << 10
+	}
+	if o.Readahead == 0 {
+		o.Readahead = 256 << 10
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 8
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
+		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
+	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults})
+	if err != nil {
+		t.Fatalf("emulator: %v", err)
+	}
+	srv := httptest.NewServer(emu)
+	env := &Env{Emulator: emu, Server: srv}
+	t.Cleanup(func() {
+		srv.Close()
+		emu.Close()
+	})
+	for _, spec := range o.Jobs {
+		j, err := emu.AddJob(spec)
+		if err != nil {
+			t.Fatalf("add job: %v", err)
+		}
+		env.Jobs = append(env.Jobs, j)
+	}
+	for _, l := range o.Library {
+		fi, err := emu.AddLibraryFile(l.Name, bytes.NewReader(l.Content), int64(len(l.Content)))
+		if err != nil {
+			t.Fatalf("add library file: %v", err)
+		}
+		env.Library = append(env.Library, fi)
+	}
+	env.Client, err = remote.New(remote.Options{
+		BaseURL: srv.URL, APIKey: emu.APIKey(), Logger: logger,
+		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		MaxRetryAfter: time.Second,
+		Limits:        map[remote.Scope]float64{}, // unlimited: the emulator does not throttle either
+	})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	diskDir := ""
+	if !o.NoDisk {
+		diskDir = t.TempDir()
+	}
+	env.Cache, err = cache.New(env.Client, cache.Options{
+		BlockSize: o.BlockSize, DiskDir: diskDir, Parallel: o.Parallel, Readahead: o.Readahead,
+		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
+		Retry:  cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
+		Logger: logger,
+	})
+	if err != nil {
+		t.Fatalf("cache: %v", err)
+	}
+	t.Cleanup(func() { env.Cache.Close() })
+
+	env.Dir = t.TempDir()
+	env.Mount, err = fs.Mount(env.Dir, fs.Options{
+		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
+		CacheDir: t.TempDir(), MountOptions: o.MountOptions,
+	})
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() { Unmount(t, env.Mount, env.Dir) })
+	return env
+}
+
+// Unmount unmounts, retrying while the mount is busy (a program of the test still closing a file),
+// and falls back to a lazy unmount so nothing is left mounted whatever happened.
+func Unmount(t testing.TB, m *fs.Mounted, dir string) {
+	t.Helper()
+	var err error
+	for i := 0; i < 10; i++ {
+		if err = m.Unmount(); err == nil {
+			return
+		}
+		time.Sleep(time.Duration(i+1) * 50 * time.Millisecond)
+	}
+	t.Errorf("unmount %s: %v; unmounting lazily", dir, err)
+	if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+		t.Errorf("umount -l %s: %v: %s", dir, err, out)
+	}
+}
+
+// Eventually polls cond until it holds or the deadline passes (never a fixed sleep).
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Plaintext returns a file's stored plaintext, what every read must return.
+func (e *Env) Plaintext(t testing.TB, fileID string) []byte {
+	t.Helper()
+	rc, _, err := e.Emulator.Plaintext(fileID)
+	if err != nil {
+		t.Fatalf("plaintext %s: %v", fileID, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("plaintext %s: %v", fileID, err)
+	}
+	return b
+}
+
+// Requests is the emulator's request count for an endpoint (emulator.Endpoint*).
+func (e *Env) Requests(endpoint string) int64 { return e.Emulator.Counters().Requests[endpoint] }
+
+// Context is a context for test calls that ends with the test.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

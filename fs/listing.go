@@ -1,0 +1,204 @@
+package fs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// jobTree holds one job's file tree. A completed job's listing never changes, so once fetched after
+// completion it is final and kept for the life of the mount; a running job's is refetched after
+// liveTTL.
+type jobTree struct {
+	mu      sync.Mutex // protects the fields below; held only briefly, never across a platform call
+	root    *node
+	final   bool // fetched once the job had completed
+	fetched time.Time
+	gen     uint64 // bumped by invalidate: a fetch started before stores nothing
+	call    *flight[*node]
+}
+
+// treeFor returns the job's jobTree, creating it.
+func (m *jobsModel) treeFor(id string) *jobTree {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.trees[id]
+	if t == nil {
+		t = &jobTree{}
+		m.trees[id] = t
+	}
+	return t
+}
+
+// invalidateTree makes the next access refetch a job's listing (it has just completed or changed).
+func (m *jobsModel) invalidateTree(id string) {
+	m.mu.Lock()
+	t := m.trees[id]
+	m.mu.Unlock()
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if !t.final { // a completed job's listing never goes stale: Completed is terminal
+		t.gen++
+		t.root = nil
+	}
+	t.mu.Unlock()
+}
+
+// jobFiles returns a job's tree and whether it is final (immutable for the life of the mount). One
+// JobFiles call (page_size 1000) lists the whole job, however many lookups ask at once. A failed refetch
+// of a running job serves the previous tree rather than an error.
+//
+// Lock order: jobTree.mu, then jobsModel.mu (model.get under it).
+func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
+	t := f.model.treeFor(id)
+	t.mu.Lock()
+	if t.root != nil && (t.final || f.now().Sub(t.fetched) < f.liveTTL) {
+		root, final := t.root, t.final
+		t.mu.Unlock()
+		return root, final, nil
+	}
+	c := t.call
+	if c == nil {
+		info, _ := f.model.get(id)
+		completed, gen := info.Completed, t.gen
+		c = startFlight(f.ctx, func(ctx context.Context) (*node, error) {
+			files, err := f.client.JobFiles(ctx, id, "")
+			if err != nil {
+				return nil, err
+			}
+			root, notes := buildTree(files)
+			f.logNotes(id, notes)
+			return root, nil
+		}, func(root *node, err error) {
+			t.mu.Lock()
+			if err == nil && t.gen == gen {
+				t.root, t.final, t.fetched = root, completed, f.now()
+			}
+			t.call = nil
+			t.mu.Unlock()
+		})
+		t.call = c
+	}
+	stale := t.root
+	t.mu.Unlock()
+
+	root, err := c.wait(ctx)
+	if err != nil {
+		if stale != nil && ctx.Err() == nil {
+			f.logErr("refresh listing of job "+id+" (serving the previous one)", err)
+			return stale, false, nil
+		}
+		return nil, false, err
+	}
+	t.mu.Lock()
+	final := t.final && t.root == root
+	t.mu.Unlock()
+	return root, final, nil
+}
+
+// logNotes logs each changed name of a job once per mount (a running job's listing is rebuilt often).
+func (f *fsys) logNotes(jobID string, notes []treeNote) {
+	for _, n := range notes {
+		if _, dup := f.noted.LoadOrStore(jobID+"\x00"+n.FileID+"\x00"+n.Reason, true); dup {
+			continue
+		}
+		f.log.Warn("renamed an output file", "job", jobID, "file", n.FileID, "reason", n.Reason,
+			"original", n.Original, "shown_as", n.Name)
+	}
+}
+
+// jobStatuses makes sure a job's status history is known (the poller fetches it for every job whose
+// status changed; this is for a job looked at before the poller got to it).
+func (f *fsys) jobStatuses(ctx context.Context, id string) (jobInfo, error) {
+	info, ok := f.model.get(id)
+	if ok && info.HaveStatuses {
+		return info, nil
+	}
+	listStatus := info.Status
+	st, err := f.client.JobStatuses(ctx, id)
+	if err != nil {
+		return info, err
+	}
+	f.model.setStatuses(id, st, listStatus)
+	info, _ = f.model.get(id)
+	return info, nil
+}
+
+// findJob returns a job for a lookup in jobs/: from the model, else (a job newer than the last poll, or
+// not in the list) from the platform. A missing job is remembered for a poll interval, so repeated
+// lookups of a typo do not each cost a request.
+func (f *fsys) findJob(ctx context.Context, id string) (jobInfo, error) {
+	if !validJobID(id) {
+		return jobInfo{}, remote.ErrNotFound
+	}
+	if info, ok := f.model.get(id); ok {
+		return info, nil
+	}
+	if f.model.isMissing(id, f.now()) {
+		return jobInfo{}, remote.ErrNotFound
+	}
+	if !f.model.isLoaded() {
+		if err := f.loadJobs(ctx); err == nil {
+			if info, ok := f.model.get(id); ok {
+				return info, nil
+			}
+		}
+	}
+	j, err := f.client.GetJob(ctx, id)
+	if err == nil && j.ID != id {
+		err = remote.ErrNotFound // a platform answering with another job: not this one
+	}
+	if err != nil {
+		if isNotFound(err) {
+			f.model.setMissing(id, f.now().Add(f.opts.Poll))
+		}
+		return jobInfo{}, err
+	}
+	st, err := f.client.JobStatuses(ctx, id)
+	if err != nil {
+		return jobInfo{}, err
+	}
+	return f.model.addFound(j, st), nil
+}
+
+// loadJobs makes sure the jobs list has been fetched once; concurrent callers share one fetch.
+func (f *fsys) loadJobs(ctx context.Context) error {
+	if f.model.isLoaded() {
+		return nil
+	}
+	_, err := f.refreshList().wait(ctx)
+	return err
+}
+
+// refreshList starts (or joins) one fetch of the jobs list and applies it to the model. It never
+// notifies the kernel: handlers wait on it, and a notification from under a waiting handler can
+// deadlock on the directory's lock. The poller notifies after it returns.
+func (f *fsys) refreshList() *flight[[]string] {
+	f.listMu.Lock()
+	defer f.listMu.Unlock()
+	if f.listCall != nil {
+		return f.listCall
+	}
+	f.listCall = startFlight(f.ctx, func(ctx context.Context) ([]string, error) {
+		list, err := f.client.ListJobs(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		need, invalid := f.model.applyList(list)
+		for _, id := range invalid {
+			if _, dup := f.noted.LoadOrStore("badid\x00"+id, true); !dup {
+				f.log.Warn("ignoring a job with an unusable id", "id", id)
+			}
+		}
+		return need, nil
+	}, func([]string, error) {
+		f.listMu.Lock()
+		f.listCall = nil
+		f.listMu.Unlock()
+	})
+	return f.listCall
+}

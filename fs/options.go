@@ -1,0 +1,115 @@
+package fs
+
+import (
+	"fmt"
+	"log"
+	"log/slog"
+	"strings"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// Options configure a mount.
+type Options struct {
+	Client *remote.Client // the platform; required
+	Cache  *cache.Cache   // the block cache every file read goes through; required
+
+	Poll      time.Duration // how often the jobs list and states are refreshed; 0 = DefaultPoll
+	MaxJobAge time.Duration // completed/ shows jobs completed within this age; 0 = all
+	Logger    *slog.Logger  // nil = discard
+	CacheDir  string        // statfs reports this directory's disk (the staging disk); "" = os.TempDir()
+
+	// MountOptions are raw -o options ("allow_other", "ro", "allow_other,ro", ...). allow_other and
+	// debug are understood here; the rest go to the kernel (or fusermount) as they are.
+	MountOptions []string
+	Debug        bool // go-fuse's request log, to Logger at debug level
+
+	// StatusExtra, if set, is called for every read of .rescalefs/status; its value appears there under
+	// "extra" (the uploads will report through it).
+	StatusExtra func() any
+}
+
+// DefaultPoll is the default interval between refreshes of the jobs list.
+const DefaultPoll = 30 * time.Second
+
+// Kernel cache timeouts, chosen per kind of entry (go-fuse's nil default would mean no caching at all):
+const (
+	// immutableTimeout: a completed job's files and folders never change, so the kernel may keep
+	// their entries and attributes for long.
+	immutableTimeout = time.Hour
+	// liveTimeout: a running job's tree, the library, fixed files with changing content.
+	liveTimeout = time.Second
+	// negativeTimeout: a missing name is remembered briefly, so `ls x || ls x` does not ask twice
+	// while a job that appears is still seen quickly (the poller also invalidates new names).
+	negativeTimeout = time.Second
+
+	// maxWrite is the largest read or write request: 1 MiB, the kernel's maximum (max_pages 256).
+	maxWrite = 1 << 20
+	// maxBackground raises the kernel's limit of concurrent async requests (read-ahead among them)
+	// from go-fuse's 12, so parallel readers and read-ahead are not serialised in the kernel.
+	maxBackground = 64
+	// maxReadAhead asks for 1 MiB of kernel read-ahead. The kernel caps it at its default (128 KiB)
+	// at init; Mount then raises the mount's bdi read_ahead_kb when it can (we run as root).
+	maxReadAhead = 1 << 20
+)
+
+// fuseOptions turns Options into go-fuse's. Timeouts are explicit pointers (nil would disable caching),
+// request sizes raised, and the mount named so /proc/mounts shows "rescalefs ... fuse.rescalefs".
+func (o *Options) fuseOptions(logger *slog.Logger) (*fusefs.Options, error) {
+	entry, attr, neg := liveTimeout, liveTimeout, negativeTimeout
+	fo := &fusefs.Options{
+		EntryTimeout:    &entry,
+		AttrTimeout:     &attr,
+		NegativeTimeout: &neg,
+		MountOptions: fuse.MountOptions{
+			FsName:        "rescalefs",
+			Name:          "rescalefs",
+			MaxWrite:      maxWrite,
+			MaxBackground: maxBackground,
+			MaxReadAhead:  maxReadAhead,
+			// We are root on the machines this runs on: mount(2) directly, falling back to
+			// fusermount3 when that fails (a user mount).
+			DirectMount: true,
+			// Extended attributes are ours (user.rescale.*); security labels are not asked of us.
+			IgnoreSecurityLabels: true,
+			Debug:                o.Debug,
+			Logger:               log.New(slogWriter{logger}, "", 0),
+		},
+		Logger: log.New(slogWriter{logger}, "", 0),
+		UID:    uint32(syscall.Getuid()),
+		GID:    uint32(syscall.Getgid()),
+	}
+	for _, raw := range o.MountOptions {
+		for _, opt := range strings.Split(raw, ",") {
+			opt = strings.TrimSpace(opt)
+			switch {
+			case opt == "":
+			case opt == "allow_other":
+				fo.AllowOther = true
+			case opt == "debug":
+				fo.Debug = true
+			case opt == "rw":
+				// The default; uploads/ (issue 4) is the only writable place anyway.
+			case strings.HasPrefix(opt, "fsname="), strings.HasPrefix(opt, "subtype="):
+				return nil, fmt.Errorf("mount option %q: the mount is always named rescalefs", opt)
+			default:
+				fo.Options = append(fo.Options, opt)
+			}
+		}
+	}
+	return fo, nil
+}
+
+// slogWriter sends go-fuse's log lines (its debug trace and its rare warnings) to the slog logger.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimRight(string(p), "\n"), "source", "go-fuse")
+	return len(p), nil
+}

@@ -1,0 +1,135 @@
+package fs
+
+import (
+	"sync"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+)
+
+// The poller refreshes the jobs list every Poll, fetches the status history of every job whose status
+// changed, and then tells the kernel which cached entries are now wrong, so `ls completed/` shows a job
+// that just completed without waiting for any timeout, and without remounting.
+//
+// It is the only caller of Notify*: never from inside a handler, never under a lock of ours (the
+// kernel takes the directory's lock to invalidate an entry, and a handler waiting on us may hold it).
+
+// poller runs until stop is closed.
+type poller struct {
+	f    *fsys
+	last views // what the kernel may have been shown, as of the previous round
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (f *fsys) startPoller() *poller {
+	p := &poller{f: f, last: makeViews(nil, 0, time.Time{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+func (p *poller) run() {
+	defer close(p.done)
+	t := time.NewTimer(0) // the first round at once: the mount is most likely listed right away
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.round()
+		t.Reset(p.f.opts.Poll)
+	}
+}
+
+// halt stops the poller and waits for a round in progress.
+func (p *poller) halt() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
+}
+
+// statusParallel bounds the status fetches of one round.
+const statusParallel = 8
+
+// round is one refresh: list, statuses, then notifications.
+func (p *poller) round() {
+	f := p.f
+	need, err := f.refreshList().wait(f.ctx)
+	if err != nil {
+		if f.ctx.Err() == nil {
+			f.logErr("refresh the jobs list", err)
+		}
+		return
+	}
+	f.fetchStatuses(need)
+
+	now := makeViews(f.model.list(), f.opts.MaxJobAge, f.now())
+	jobs := changed(p.last.jobs, now.jobs)
+	completed := changed(p.last.completed, now.completed)
+	byName := changed(p.last.byName, now.byName)
+	for _, id := range jobs {
+		// Its status changed: a running job's listing is refetched (its outputs appear on completion).
+		// A job new to the poller has no stale listing to drop (one fetched meanwhile is current).
+		if _, known := p.last.jobs[id]; known {
+			f.model.invalidateTree(id)
+		}
+	}
+	p.last = now
+	if f.ctx.Err() != nil {
+		return
+	}
+	notifyNames(f.jobsDir, jobs, true)
+	notifyNames(f.completedDir, completed, false)
+	notifyNames(f.byNameDir, byName, false)
+}
+
+// notifyNames invalidates the kernel's entries for names in dir (new names may be cached as missing,
+// gone ones as present), and with content also the attributes and page cache of the child inodes
+// go-fuse knows (a job folder's mtime is its status date). Errors are expected and ignored: ENOENT
+// when the kernel had nothing cached, ENOSYS before the mount is up.
+func notifyNames(dir *fusefs.Inode, names []string, content bool) {
+	if dir == nil || len(names) == 0 {
+		return
+	}
+	for _, n := range names {
+		dir.NotifyEntry(n)
+		if content {
+			if ch := dir.GetChild(n); ch != nil {
+				ch.NotifyContent(0, 0)
+			}
+		}
+	}
+	dir.NotifyContent(0, 0) // the folder's own attributes (nlink)
+}
+
+// fetchStatuses fetches the status histories of ids, statusParallel at a time, under the mount's
+// context. A failure leaves the job without one; the next round tries again.
+func (f *fsys) fetchStatuses(ids []string) {
+	sem := make(chan struct{}, statusParallel)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		listStatus, ok := f.model.listStatus(id)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st, err := f.client.JobStatuses(f.ctx, id)
+			if err != nil {
+				if f.ctx.Err() == nil {
+					f.logErr("statuses of job "+id, err)
+				}
+				return
+			}
+			f.model.setStatuses(id, st, listStatus)
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,102 @@
+package fs
+
+import (
+	"context"
+	"encoding/json"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rescalefs/rescalefs/cache"
+)
+
+// statusFile is .rescalefs/status: the mount's live state as JSON, read by `rescalefs status` and by
+// anyone curious. Each open takes a snapshot; the handle is DIRECT_IO, so its size need not match what
+// stat said a moment earlier and nothing stale stays in the page cache.
+type statusFile struct {
+	fusefs.Inode
+	base
+}
+
+// Status is the JSON of .rescalefs/status.
+type Status struct {
+	Time      time.Time      `json:"time"`
+	Mounted   time.Time      `json:"mounted"`
+	Jobs      int            `json:"jobs"`
+	Completed int            `json:"completed"`
+	Transfers TransferStatus `json:"transfers"`
+	Cache     *cache.Stats   `json:"cache,omitempty"`
+	Extra     any            `json:"extra,omitempty"` // Options.StatusExtra (uploads)
+}
+
+// TransferStatus counts what the mount served to programs.
+type TransferStatus struct {
+	Opens      int64 `json:"opens"`
+	Reads      int64 `json:"reads"`
+	BytesRead  int64 `json:"bytesRead"`
+	ReadErrors int64 `json:"readErrors"`
+}
+
+func (f *fsys) status() Status {
+	all := f.model.list()
+	s := Status{
+		Time:      f.now().UTC(),
+		Mounted:   f.mounted.UTC(),
+		Jobs:      len(all),
+		Completed: len(completedJobs(all, 0, f.now())),
+		Transfers: TransferStatus{
+			Opens:      f.stats.opens.Load(),
+			Reads:      f.stats.reads.Load(),
+			BytesRead:  f.stats.bytesRead.Load(),
+			ReadErrors: f.stats.readErrors.Load(),
+		},
+	}
+	if f.opts.Cache != nil {
+		st := f.opts.Cache.Stats()
+		s.Cache = &st
+	}
+	if f.opts.StatusExtra != nil {
+		s.Extra = f.opts.StatusExtra()
+	}
+	return s
+}
+
+func (f *fsys) statusJSON() []byte {
+	b, err := json.MarshalIndent(f.status(), "", "  ")
+	if err != nil {
+		b = []byte(`{"error": "` + err.Error() + `"}`)
+	}
+	return append(b, '\n')
+}
+
+func (s *statusFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = fileMode
+	out.Nlink = 1
+	out.Size = uint64(len(s.f.statusJSON()))
+	t := s.f.now()
+	setTimes(&out.Attr, t)
+	out.SetTimeout(0) // always fresh
+	return 0
+}
+
+func (s *statusFile) Access(_ context.Context, mask uint32) syscall.Errno { return fileAccess(mask) }
+
+func (s *statusFile) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	return &bytesHandle{data: s.f.statusJSON()}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// bytesHandle serves a snapshot taken at open.
+type bytesHandle struct{ data []byte }
+
+func (h *bytesHandle) Read(_ context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= int64(len(h.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), int64(len(h.data)))
+	return fuse.ReadResultData(h.data[off:end]), 0
+}
