@@ -1,0 +1,379 @@
+// Command rescalefs-bench measures the read path side by side in one run against the emulator with
+// WAN-like settings, and prints a table with ratios against a one-stream download and a 16-way
+// parallel ranged download of the same file (the practical limit).
+//
+//	go run ./cmd/rescalefs-bench                       # defaults: 20ms per request, 25MiB/s per connection, 1GiB
+//	go run ./cmd/rescalefs-bench --size 256MiB --skip-single
+//
+// It mounts with the real binary (built into a temp folder) as a separate process, so the mount's peak
+// RSS can be read from /proc. All traffic stays on 127.0.0.1.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rescalefs/rescalefs/internal/units"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+type config struct {
+	latency         time.Duration
+	bandwidth, size int64
+	files           int
+	randomReads     int
+	parallel        int
+	skipSingle      bool
+	mountArgs       []string
+	binary          string
+}
+
+func run(args []string) int {
+	var c config
+	fl := pflag.NewFlagSet("rescalefs-bench", pflag.ContinueOnError)
+	fl.DurationVar(&c.latency, "latency", 20*time.Millisecond, "emulated latency per request")
+	bw := fl.String("bandwidth", "25MiB", "emulated bandwidth per connection")
+	size := fl.String("size", "1GiB", "size of each large file")
+	fl.IntVar(&c.files, "files", 10000, "files in the listing job")
+	fl.IntVar(&c.randomReads, "random-reads", 200, "4 KiB random reads")
+	fl.IntVar(&c.parallel, "parallel", 16, "ranged requests of the parallel download row")
+	fl.BoolVar(&c.skipSingle, "skip-single", false, "skip the (slow) one-stream row; ratios use the 16-way row only")
+	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
+	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var err error
+	if c.bandwidth, err = units.Parse(*bw); err != nil {
+		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
+		return 2
+	}
+	if c.size, err = units.Parse(*size); err != nil {
+		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
+		return 2
+	}
+	if err := bench(c); err != nil {
+		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
+		return 1
+	}
+	return 0
+}
+
+type row struct {
+	name    string
+	seconds float64
+	bytes   int64
+	note    string
+}
+
+func (r row) mibps() float64 {
+	if r.seconds == 0 {
+		return 0
+	}
+	return float64(r.bytes) / (1 << 20) / r.seconds
+}
+
+func bench(c config) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "rescalefs-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	emu, err := emulator.New(emulator.Options{Limits: map[string]int{}})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+	// Five large files: one for the download rows and the cold read, one for random reads, and four
+	// more for the concurrent-readers row, each read cold.
+	var specs []emulator.FileSpec
+	for i := range 6 {
+		specs = append(specs, emulator.FileSpec{RelativePath: fmt.Sprintf("results/big%d.bin", i), Size: c.size, Seed: int64(i + 1)})
+	}
+	bigJob, err := emu.AddJob(emulator.JobSpec{Name: "bench large", Files: specs})
+	if err != nil {
+		return err
+	}
+	var small []emulator.FileSpec
+	for i := range c.files {
+		small = append(small, emulator.FileSpec{RelativePath: fmt.Sprintf("case/%03d/step%05d.dat", i/100, i), Size: 100})
+	}
+	manyJob, err := emu.AddJob(emulator.JobSpec{Name: "bench many", Files: small})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: emu}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String()
+	emu.SetFaults(emulator.Faults{Latency: c.latency, Bandwidth: c.bandwidth})
+
+	client, err := remote.New(remote.Options{BaseURL: url, APIKey: emu.APIKey(), Limits: map[remote.Scope]float64{}})
+	if err != nil {
+		return err
+	}
+	files, err := client.JobFiles(ctx, bigJob.ID, "")
+	if err != nil {
+		return err
+	}
+	byName := map[string]remote.File{}
+	for _, f := range files {
+		byName[f.Name] = f
+	}
+	first := byName["big0.bin"]
+
+	var rows []row
+	if !c.skipSingle {
+		r, err := timedDownload(ctx, client, first, 1)
+		if err != nil {
+			return err
+		}
+		r.name = "one-stream download"
+		rows = append(rows, r)
+	}
+	r, err := timedDownload(ctx, client, first, c.parallel)
+	if err != nil {
+		return err
+	}
+	r.name = fmt.Sprintf("%d-way parallel ranged download", c.parallel)
+	rows = append(rows, r)
+
+	mnt := filepath.Join(work, "mnt")
+	stop, pid, err := startMount(c, work, mnt, url, emu.APIKey())
+	if err != nil {
+		return err
+	}
+	defer stop()
+	bigDir := filepath.Join(mnt, "jobs", bigJob.ID, "results")
+
+	emu.ResetCounters()
+	r, err = timedCat(filepath.Join(bigDir, "big0.bin"))
+	if err != nil {
+		return err
+	}
+	r.name, r.note = "mount: cold sequential read (cat)", fmt.Sprintf("%d range requests", emu.Counters().Requests[emulator.EndpointContents])
+	rows = append(rows, r)
+	r, err = timedCat(filepath.Join(bigDir, "big0.bin"))
+	if err != nil {
+		return err
+	}
+	r.name = "mount: warm re-read (cat)"
+	rows = append(rows, r)
+
+	emu.ResetCounters()
+	r, err = randomReads(filepath.Join(bigDir, "big1.bin"), c.size, c.randomReads)
+	if err != nil {
+		return err
+	}
+	reqs := emu.Counters().Requests[emulator.EndpointContents]
+	r.name = "mount: 4 KiB random reads"
+	r.note = fmt.Sprintf("%d reads, %d range requests: %.2f per read", c.randomReads, reqs, float64(reqs)/float64(c.randomReads))
+	rows = append(rows, r)
+
+	emu.ResetCounters()
+	start := time.Now()
+	out, err := exec.Command("ls", "-R", filepath.Join(mnt, "jobs", manyJob.ID)).Output()
+	if err != nil {
+		return fmt.Errorf("ls -R: %w", err)
+	}
+	cnt := emu.Counters()
+	rows = append(rows, row{name: fmt.Sprintf("mount: ls -R of a %d-file job, cold", c.files), seconds: time.Since(start).Seconds(),
+		note: fmt.Sprintf("%d lines, %d API requests", strings.Count(string(out), "\n"), cnt.Total())})
+
+	start = time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := 2; i < 6; i++ {
+		wg.Go(func() {
+			if _, err := timedCat(filepath.Join(bigDir, fmt.Sprintf("big%d.bin", i))); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	hwm, _ := peakRSS(pid)
+	rows = append(rows, row{name: "mount: four concurrent cold readers", seconds: time.Since(start).Seconds(), bytes: 4 * c.size,
+		note: fmt.Sprintf("peak RSS of the mount %d MiB", hwm>>20)})
+
+	printTable(c, rows)
+	return nil
+}
+
+// timedDownload reads the whole file through the API in n equal ranged streams, as a script would.
+func timedDownload(ctx context.Context, client *remote.Client, f remote.File, n int) (row, error) {
+	size := f.DecryptedSize
+	part := (size + int64(n) - 1) / int64(n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for off := int64(0); off < size; off += part {
+		wg.Go(func() {
+			rc, err := client.OpenRange(ctx, f.ID, off, min(part, size-off))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer rc.Close()
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return row{}, err
+	}
+	return row{seconds: time.Since(start).Seconds(), bytes: size}, nil
+}
+
+func timedCat(path string) (row, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return row{}, err
+	}
+	start := time.Now()
+	cmd := exec.Command("cat", path)
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		return row{}, fmt.Errorf("cat %s: %w", path, err)
+	}
+	return row{seconds: time.Since(start).Seconds(), bytes: fi.Size()}, nil
+}
+
+func randomReads(path string, size int64, n int) (row, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return row{}, err
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 4096)
+	start := time.Now()
+	for range n {
+		off := rng.Int64N(size/4096) * 4096
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return row{}, err
+		}
+	}
+	return row{seconds: time.Since(start).Seconds(), bytes: int64(n) * 4096}, nil
+}
+
+// startMount runs `rescalefs mount --foreground` as a child and waits until the mount answers.
+func startMount(c config, work, mnt, url, key string) (stop func(), pid int, err error) {
+	bin := c.binary
+	if bin == "" {
+		bin = filepath.Join(work, "rescalefs")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/rescalefs")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return nil, 0, fmt.Errorf("build rescalefs (run from the repository root): %w", err)
+		}
+	}
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		return nil, 0, err
+	}
+	args := append([]string{"mount", "--foreground", "--cache-dir", filepath.Join(work, "cache"), "--log-level", "warn"}, c.mountArgs...)
+	cmd := exec.Command(bin, append(args, mnt)...)
+	cmd.Env = append(os.Environ(), "RESCALE_API_KEY="+key, "RESCALE_API_URL="+url)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(mnt, "jobs")); err == nil {
+			return stop, cmd.Process.Pid, nil
+		}
+	}
+	stop()
+	return nil, 0, errors.New("the mount did not come up within 30s")
+}
+
+// peakRSS reads VmHWM (the high-water mark of resident memory) of a process.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}
+
+func printTable(c config, rows []row) {
+	fmt.Printf("rescalefs-bench: emulator at %s per request, %s/s per connection, files of %s\n\n",
+		c.latency, units.Human(c.bandwidth), units.Human(c.size))
+	var single, parallel float64
+	for _, r := range rows {
+		switch {
+		case r.name == "one-stream download":
+			single = r.mibps()
+		case strings.Contains(r.name, "parallel ranged download"):
+			parallel = r.mibps()
+		}
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "row\tseconds\tMiB/s\tvs one-stream\tvs parallel\tnote\t")
+	for _, r := range rows {
+		ratio := func(base float64) string {
+			if base == 0 || r.bytes == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2fx", r.mibps()/base)
+		}
+		mib := "-"
+		if r.bytes > 0 {
+			mib = fmt.Sprintf("%.1f", r.mibps())
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t\n", r.name, r.seconds, mib, ratio(single), ratio(parallel), r.note)
+	}
+	tw.Flush()
+}

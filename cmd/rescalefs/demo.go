@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// runDemo serves the emulated platform in-process with sample jobs and mounts it: the README's first
+// command, so it needs no account, no flags and no cleanup by hand.
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	var c mountConfig
+	var largeSize int64
+	var latency time.Duration
+	var bandwidth int64
+	fl := pflag.NewFlagSet("demo", pflag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	addServeFlags(fl, &c)
+	fl.Var(newSizeValue(256<<20, &largeSize), "large-size", "size of the sample job's large result file")
+	fl.DurationVar(&latency, "latency", 0, "emulated latency per request, e.g. 20ms")
+	fl.Var(newSizeValue(0, &bandwidth), "bandwidth", "emulated bandwidth per connection, e.g. 25MiB (0: unlimited)")
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs demo [flags] [MOUNTPOINT]\n\nServes an emulated Rescale platform with sample jobs (some still running) and mounts it at\nMOUNTPOINT (default ./rescale-demo) until Ctrl-C. No account needed.\n\nFlags:")
+		fmt.Fprint(w, fl.FlagUsages())
+	}
+	if code, done := parseFlags(fl, args, -1, "demo", usage, stdout, stderr); done {
+		return code
+	}
+	if fl.NArg() > 1 {
+		fmt.Fprintf(stderr, "rescalefs demo: want at most 1 argument, got %d (see rescalefs demo --help)\n", fl.NArg())
+		return exitUsage
+	}
+	mountpoint := "rescale-demo"
+	if fl.NArg() == 1 {
+		mountpoint = fl.Arg(0)
+	}
+	// Unless asked otherwise, a private cache, so the demo neither reads nor fills the user's real one.
+	privateCache := !fl.Changed("cache-dir")
+	if err := demo(c, privateCache, mountpoint, largeSize, emulator.Faults{Latency: latency, Bandwidth: bandwidth}, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, faults emulator.Faults, stdout, stderr io.Writer) error {
+	// The mountpoint is created when missing and removed again at the end, so the demo leaves nothing.
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(abs, 0o755); err == nil {
+		defer os.Remove(abs)
+	} else if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if abs, err = checkMountpoint(abs); err != nil {
+		return err
+	}
+	if privateCache {
+		tmp, err := os.MkdirTemp("", "rescalefs-demo-cache-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		c.cacheDir = tmp
+	}
+
+	emu, err := emulator.New(emulator.Options{Faults: faults})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+	fmt.Fprintln(stdout, "starting the emulated platform with sample jobs...")
+	if err := emu.Seed(emulator.SampleOptions{LargeFileSize: largeSize, Running: demoRunning}); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	creds := credentials{Key: emu.APIKey(), URL: "http://" + ln.Addr().String(), KeySource: "demo"}
+	c.poll = min(c.poll, 5*time.Second) // jobs complete while you watch: notice quickly
+	ready := func(err error) {
+		if err == nil {
+			printDemoTips(stdout, abs, creds.URL)
+		}
+	}
+	return serveMount(context.Background(), c, creds, abs, stderr, ready)
+}
+
+// demoRunning is how long the demo's running jobs take, so a few finish while the user explores.
+var demoRunning = []time.Duration{2 * time.Minute, 5 * time.Minute}
+
+func printDemoTips(w io.Writer, mountpoint, url string) {
+	m := mountpoint
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, mountpoint); err == nil && len(r) < len(mountpoint) {
+			m = r
+		}
+	}
+	fmt.Fprintf(w, "\nThe emulated Rescale platform (%s) is mounted at %s. Try, in another terminal:\n\n", url, m)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	for _, tip := range [][2]string{
+		{"ls -l " + m + "/jobs", "every job, as a folder"},
+		{"ls " + m + "/by-name", "the same jobs by name"},
+		{"du -sh " + m + "/jobs/*", "their output sizes"},
+		{"cp -r " + m + "/jobs/<id> /tmp/", "copy a job's outputs (parallel ranged reads)"},
+		{"ls " + m + "/jobs/<id>/@.log", "lookup-only filter: files whose name contains .log"},
+		{"watch ls -lt " + m + "/completed", "running jobs appear here as they complete"},
+		{"getfattr -d " + m + "/jobs/<id>", "status, name and owner as extended attributes"},
+		{"cat " + m + "/.rescalefs/status", "cache and transfer counters"},
+	} {
+		fmt.Fprintf(tw, "  %s\t# %s\n", tip[0], tip[1])
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nPress Ctrl-C to unmount and stop.")
+}

@@ -1,0 +1,113 @@
+// Command rescalefs mounts the Rescale cloud HPC platform as a directory. This package is wiring only:
+// flags, credentials, signals, mount and unmount, and the emulator and demo commands; the semantics live
+// in fs, cache and remote.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit codes, one per failure class, as gocryptfs does: scripts can tell a typo from a platform problem.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed: rejected key, unreachable URL, mount error
+	exitUsage   = 2 // the command line is wrong: unknown command or flag, missing argument
+)
+
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise the module or VCS version.
+var version = ""
+
+type command struct {
+	name    string
+	usage   string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+// commands is filled in init so the table can refer to helpers that print it.
+var commands []command
+
+func init() {
+	commands = append(commands,
+		command{"mount", "mount [flags] MOUNTPOINT", "mount the platform and serve it until unmounted", runMount},
+		command{"unmount", "unmount MOUNTPOINT", "unmount a rescalefs mount", runUnmount},
+		command{"demo", "demo [MOUNTPOINT]", "mount a built-in emulated platform with sample jobs (no account needed)", runDemo},
+		command{"emulator", "emulator [flags]", "serve the emulated Rescale platform on loopback, for tests and trials", runEmulator},
+		command{"version", "version", "print the version", runVersion},
+	)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		printUsage(stdout)
+		return exitOK
+	case "--version":
+		return runVersion(nil, stdout, stderr)
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "rescalefs: unknown command %q (see rescalefs --help)\n", args[0])
+	return exitUsage
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "rescalefs mounts the Rescale platform as a directory.")
+	fmt.Fprintln(w, "\nUsage:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  rescalefs %-26s %s\n", c.usage, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'rescalefs COMMAND --help' for a command's flags.")
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, "Usage: rescalefs version")
+		return exitOK
+	}
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "rescalefs version: takes no arguments")
+		return exitUsage
+	}
+	fmt.Fprintln(stdout, "rescalefs", versionString())
+	return exitOK
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "-dirty"
+			}
+		}
+	}
+	if rev != "" && (v == "" || v == "(devel)") {
+		v = "devel-" + rev[:min(12, len(rev))] + modified
+	}
+	return strings.TrimSpace(v + " " + info.GoVersion)
+}

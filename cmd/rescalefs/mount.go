@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rescalefs/rescalefs/cache"
+	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/internal/units"
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// readyFDEnv names the descriptor on which a background child reports "ready" or the error that stopped
+// it; the parent waits on it so `rescalefs mount` returns only once the mount works (or says why not).
+const readyFDEnv = "RESCALEFS_READY_FD"
+
+// authCheckTimeout bounds the key check before mounting: a URL that does not answer fails the mount
+// instead of hanging it.
+const authCheckTimeout = 30 * time.Second
+
+// mountConfig is everything `mount` and `demo` take from flags.
+type mountConfig struct {
+	apiKey, apiURL, profile string
+	foreground              bool
+	options                 []string
+	cacheDir                string
+	cacheSize, memory       int64
+	blockSize, readahead    int64
+	parallel                int
+	poll                    time.Duration
+	maxJobAgeDays           int
+	logFile, logLevel       string
+	debugFUSE               bool
+}
+
+// addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
+func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
+	fl.StringSliceVarP(&c.options, "option", "o", nil, "mount options passed to FUSE, e.g. -o allow_other,ro")
+	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "block cache and staging directory (kept across mounts)")
+	fl.Var(newSizeValue(10<<30, &c.cacheSize), "cache-size", "disk cache bound")
+	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory cache bound")
+	fl.Var(newSizeValue(8<<20, &c.blockSize), "block-size", "cache block size (4MiB to 16MiB)")
+	fl.Var(newSizeValue(256<<20, &c.readahead), "readahead", "largest sequential read-ahead window per open file")
+	fl.IntVar(&c.parallel, "parallel", 16, "most ranged requests in flight across the mount")
+	fl.DurationVar(&c.poll, "poll", 30*time.Second, "how often the job list and job states are refreshed")
+	fl.IntVar(&c.maxJobAgeDays, "max-job-age", 0, "completed/ shows jobs completed within this many days (0: all)")
+	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request (very verbose)")
+}
+
+func runMount(args []string, stdout, stderr io.Writer) int {
+	var c mountConfig
+	fl := pflag.NewFlagSet("mount", pflag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	fl.StringVar(&c.apiKey, "api-key", "", "Rescale API key (prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig: flags show in ps)")
+	fl.StringVar(&c.apiURL, "api-url", "", "platform URL, e.g. https://eu.rescale.com (default "+defaultAPIURL+")")
+	fl.StringVar(&c.profile, "profile", "", "profile section of ~/.config/rescale/apiconfig")
+	fl.BoolVarP(&c.foreground, "foreground", "f", false, "stay attached until unmounted (for systemd)")
+	fl.StringVar(&c.logFile, "log-file", defaultLogFile(), "where a background mount logs")
+	addServeFlags(fl, &c)
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs mount [flags] MOUNTPOINT\n\nMounts the Rescale platform at MOUNTPOINT (an existing empty folder) and returns once it is ready.\n\nFlags:")
+		fmt.Fprint(w, fl.FlagUsages())
+	}
+	if code, done := parseFlags(fl, args, 1, "mount", usage, stdout, stderr); done {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
+		return exitFailure
+	}
+	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
+		fmt.Fprintf(stderr, "rescalefs mount: --block-size %s is outside 4MiB to 16MiB\n", units.Exact(c.blockSize))
+		return exitUsage
+	}
+	creds, err := resolveCredentials(credentialInputs{FlagKey: c.apiKey, FlagURL: c.apiURL, Profile: c.profile,
+		Getenv: os.Getenv, ConfigPath: defaultConfigPath()})
+	if err != nil {
+		return fail(err)
+	}
+	if creds.KeySource == "flag" {
+		fmt.Fprintln(stderr, "rescalefs mount: warning: --api-key is visible to other users in the process list; prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig")
+	}
+	mountpoint, err := checkMountpoint(fl.Arg(0))
+	if err != nil {
+		return fail(err)
+	}
+	if !c.foreground {
+		return startBackground(fl, creds, mountpoint, c.logFile, stdout, stderr)
+	}
+	ready := readyReporter()
+	err = serveMount(context.Background(), c, creds, mountpoint, stderr, ready)
+	if err != nil {
+		ready(err)
+		return fail(err)
+	}
+	return exitOK
+}
+
+// parseFlags parses args, handles --help (exit 0) and bad usage (exit 2, one line), and checks that
+// exactly nargs positional arguments remain. done reports that the caller should return code.
+func parseFlags(fl *pflag.FlagSet, args []string, nargs int, name string, usage func(io.Writer), stdout, stderr io.Writer) (code int, done bool) {
+	err := fl.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		usage(stdout)
+		return exitOK, true
+	case err != nil:
+		fmt.Fprintf(stderr, "rescalefs %s: %v (see rescalefs %s --help)\n", name, err, name)
+		return exitUsage, true
+	case nargs >= 0 && fl.NArg() != nargs:
+		fmt.Fprintf(stderr, "rescalefs %s: want %d argument(s), got %d (see rescalefs %s --help)\n", name, nargs, fl.NArg(), name)
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// serveMount builds client, cache and tree, mounts, reports readiness, and serves until unmounted or
+// signalled (SIGINT/SIGTERM unmount cleanly).
+func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoint string, logw io.Writer, ready func(error)) error {
+	logger, err := newLogger(logw, c.logLevel)
+	if err != nil {
+		return err
+	}
+	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := checkKey(ctx, client, creds.URL); err != nil {
+		return err
+	}
+	accountDir, unlock, err := lockAccountDir(c.cacheDir, creds)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	blocks, err := cache.New(client, cache.Options{
+		BlockSize: c.blockSize, MemoryBytes: c.memory, DiskDir: filepath.Join(accountDir, "blocks"), DiskBytes: c.cacheSize,
+		Parallel: c.parallel, Readahead: c.readahead, Permanent: permanentError, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
+	m, err := rfs.Mount(mountpoint, rfs.Options{
+		Client: client, Cache: blocks, Poll: c.poll, MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour,
+		Logger: logger, CacheDir: accountDir, MountOptions: c.options, Debug: c.debugFUSE,
+	})
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
+	ready(nil)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		for sig := range sigs {
+			logger.Info("unmounting", "signal", sig.String())
+			if err := m.Unmount(); err != nil {
+				// Busy (a shell sits in the folder): detach now, the kernel finishes when it is let go.
+				logger.Warn("unmount failed; detaching lazily", "err", err)
+				_ = syscall.Unmount(mountpoint, syscall.MNT_DETACH)
+			}
+		}
+	}()
+	m.Wait()
+	logger.Info("unmounted", "mountpoint", mountpoint)
+	return nil
+}
+
+// checkKey validates the key before anything is mounted, with one clear line per failure class.
+func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, authCheckTimeout)
+	defer cancel()
+	err := client.CheckAuth(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, remote.ErrUnauthorized), errors.Is(err, remote.ErrForbidden):
+		return fmt.Errorf("the API key was rejected by %s: check RESCALE_API_KEY or your apiconfig profile", apiURL)
+	case errors.Is(err, remote.ErrNotAPI):
+		return fmt.Errorf("%s does not answer like a Rescale API (check the URL)", apiURL)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s did not answer within %s", apiURL, authCheckTimeout)
+	default:
+		return fmt.Errorf("cannot reach %s: %w", apiURL, err)
+	}
+}
+
+// permanentError tells the cache which fetch errors retrying cannot fix.
+func permanentError(err error) bool {
+	return errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) ||
+		errors.Is(err, remote.ErrForbidden) || errors.Is(err, remote.ErrBadRequest)
+}
+
+// lockAccountDir returns the cache folder of this platform and key (blocks are addressed by file id, so
+// accounts must not share one) and holds a lock on it: two processes serving one disk cache would each
+// evict what the other indexed.
+func lockAccountDir(cacheDir string, creds credentials) (string, func(), error) {
+	u, _ := url.Parse(creds.URL)
+	sum := sha256.Sum256([]byte(creds.URL + "\x00" + creds.Key))
+	dir := filepath.Join(cacheDir, u.Hostname()+"-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("cache directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("cache directory: %w", err)
+	}
+	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", nil, fmt.Errorf("cache directory: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		return "", nil, fmt.Errorf("cache directory %s is in use by another rescalefs mount of this account; pass another --cache-dir", dir)
+	}
+	return dir, func() { lf.Close() }, nil
+}
+
+// startBackground re-runs this command in the foreground as a detached child and waits for it to say it
+// is ready. The key travels in the child's environment, never its arguments (which any user can read).
+func startBackground(fl *pflag.FlagSet, creds credentials, mountpoint, logFile string, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
+		return exitFailure
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	logw, err := openLogFile(logFile)
+	if err != nil {
+		return fail(err)
+	}
+	defer logw.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer pr.Close()
+
+	cmd := exec.Command(self, childArgs(fl, mountpoint)...)
+	cmd.Env = append(os.Environ(), "RESCALE_API_KEY="+creds.Key, "RESCALE_API_URL="+creds.URL, readyFDEnv+"=3")
+	cmd.Stdout, cmd.Stderr = logw, logw
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return fail(err)
+	}
+	pw.Close()
+	line, _ := bufio.NewReader(pr).ReadString('\n')
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ready":
+		fmt.Fprintf(stdout, "mounted %s (pid %d, log %s); unmount with: rescalefs unmount %s\n", mountpoint, cmd.Process.Pid, logFile, mountpoint)
+		_ = cmd.Process.Release()
+		return exitOK
+	case line != "":
+		_ = cmd.Wait()
+		fmt.Fprintf(stderr, "rescalefs mount: %s\n", strings.TrimPrefix(line, "error: "))
+		return exitFailure
+	default:
+		_ = cmd.Wait()
+		return fail(fmt.Errorf("the mount process exited before it was ready (%v); see %s", cmd.ProcessState, logFile))
+	}
+}
+
+// childArgs rebuilds the command line for the foreground child from the flags the user set, leaving out
+// the credential flags (the child gets those through its environment).
+func childArgs(fl *pflag.FlagSet, mountpoint string) []string {
+	args := []string{"mount", "--foreground"}
+	fl.Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "api-key", "api-url", "profile", "foreground", "help":
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				args = append(args, "--"+f.Name+"="+v)
+			}
+			return
+		}
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	return append(args, "--", mountpoint)
+}
+
+// readyReporter returns the function a foreground process calls once: with nil when the mount is ready,
+// or with the error that stopped it. With no parent waiting it does nothing.
+func readyReporter() func(error) {
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	if err != nil {
+		return func(error) {}
+	}
+	os.Unsetenv(readyFDEnv)
+	f := os.NewFile(uintptr(fd), "ready")
+	return func(err error) {
+		if f == nil {
+			return
+		}
+		if err == nil {
+			fmt.Fprintln(f, "ready")
+		} else {
+			fmt.Fprintf(f, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		}
+		f.Close()
+		f = nil
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+func xdgDir(env, fallback string) string {
+	if d := os.Getenv(env); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "rescalefs-"+strconv.Itoa(os.Getuid()))
+	}
+	return filepath.Join(home, fallback)
+}
+
+func defaultCacheDir() string { return filepath.Join(xdgDir("XDG_CACHE_HOME", ".cache"), "rescalefs") }
+func defaultLogFile() string {
+	return filepath.Join(xdgDir("XDG_STATE_HOME", ".local/state"), "rescalefs", "rescalefs.log")
+}
+
+func runUnmount(args []string, stdout, stderr io.Writer) int {
+	fl := pflag.NewFlagSet("unmount", pflag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs unmount MOUNTPOINT\n\nUnmounts a rescalefs mount (umount and fusermount3 -u work too).")
+	}
+	if code, done := parseFlags(fl, args, 1, "unmount", usage, stdout, stderr); done {
+		return code
+	}
+	if err := unmount(fl.Arg(0)); err != nil {
+		fmt.Fprintf(stderr, "rescalefs unmount: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
