@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// These tests run the real binary: the test binary re-executes itself as rescalefs when
+// beAsRescalefs is set (and a background mount's child does the same, since it inherits the variable).
+const beAsRescalefs = "RESCALEFS_TEST_BE_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beAsRescalefs) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// rescalefsCmd prepares the binary with a private home, cache and log, and the given credentials.
+func rescalefsCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), beAsRescalefs+"=1", "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, "cache"),
+		"XDG_STATE_HOME="+filepath.Join(home, "state"), "RESCALE_API_KEY=", "RESCALE_API_URL=")
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// mustNotStayMounted unmounts dir at cleanup if a failing test left it mounted, and fails the test.
+func mustNotStayMounted(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if _, ok := mountedAt(dir); ok {
+			t.Errorf("%s still mounted at the end of the test; detaching", dir)
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+}
+
+// waitGone waits for a process we started (and released) to exit.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return
+		}
+		// A released child that exited stays a zombie until reaped; that counts as gone.
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && strings.Contains(string(b), ") Z ") {
+			return
+		}
+	}
+	t.Errorf("process %d still running after unmount", pid)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func newEmulatorWithJob(t *testing.T) (*emulator.Emulator, string, emulator.Job) {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := emu.AddJob(emulator.JobSpec{Name: "e2e job", Files: []emulator.FileSpec{
+		{RelativePath: "process_output.log", Size: 5000, Seed: 1},
+		{RelativePath: "case/result.bin", Size: 3<<20 + 7, Seed: 2},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	return emu, srv.URL, job
+}
+
+func fileSHA512(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha512.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestBackgroundMount: `rescalefs mount` returns once the mount serves, the key is not on the child's
+// command line, reads are right, and `rescalefs unmount` ends the child.
+func TestBackgroundMount(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", "--poll", "1s", mnt)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(`\(pid (\d+),`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("mount output %q names no pid", out)
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	t.Cleanup(func() { waitGone(t, pid) })
+
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(cmdline, []byte(emu.APIKey())) {
+		t.Fatal("the API key is on the mount process's command line")
+	}
+	for _, f := range job.Files {
+		got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath)))
+		if got != f.SHA512 {
+			t.Errorf("%s: sha512 %s, want %s", f.RelativePath, got[:16], f.SHA512[:16])
+		}
+	}
+
+	// A second mount of the same folder is refused: it is mounted now.
+	again := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", mnt)
+	if out, err := again.CombinedOutput(); err == nil || !strings.Contains(string(out), "already mounted") {
+		t.Errorf("second mount: %v: %s", err, out)
+	}
+
+	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v: %s", err, out)
+	}
+	if _, ok := mountedAt(mnt); ok {
+		t.Fatal("still mounted after rescalefs unmount")
+	}
+}
+
+// TestForegroundSignal: SIGTERM to a foreground mount unmounts it and exits 0.
+func TestForegroundSignal(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	var stderr bytes.Buffer
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", "--foreground", mnt)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(mnt, "jobs", job.ID)); return err == nil })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v: %s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("no exit after SIGTERM")
+	}
+	if _, ok := mountedAt(mnt); ok {
+		t.Fatal("still mounted after SIGTERM")
+	}
+	if strings.Contains(stderr.String(), emu.APIKey()) {
+		t.Fatal("the log shows the API key")
+	}
+}
+
+// TestDemo is the README's first command: it mounts, `cp -r` of a job works, Ctrl-C leaves nothing.
+func TestDemo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rescale-demo")
+	mustNotStayMounted(t, dir)
+	cmd := rescalefsCmd(t, nil, "demo", "--large-size", "8MiB", dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Press Ctrl-C") {
+				close(ready)
+			}
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("demo not ready in 60s: %s", stderr.String())
+	}
+	completed, err := os.ReadDir(filepath.Join(dir, "completed"))
+	if err != nil || len(completed) == 0 {
+		t.Fatalf("completed/: %v, %d entries", err, len(completed))
+	}
+	dst := t.TempDir()
+	src := filepath.Join(dir, "jobs", completed[0].Name())
+	if out, err := exec.Command("cp", "-r", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -r: %v: %s", err, out)
+	}
+	if out, err := exec.Command("diff", "-r", src, filepath.Join(dst, completed[0].Name())).CombinedOutput(); err != nil {
+		t.Fatalf("diff -r after cp -r: %v: %s", err, out)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exit: %v: %s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("demo did not stop on Ctrl-C")
+	}
+	if _, ok := mountedAt(dir); ok {
+		t.Fatal("demo left its mount behind")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("demo left its mountpoint folder: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 20s")
+}
