@@ -60,6 +60,9 @@ func (o Options) String() string {
 	return fmt.Sprintf("remote.Options{BaseURL: %q, APIKey: [redacted]}", o.BaseURL)
 }
 
+// GoString leaves the key out of %#v too.
+func (o Options) GoString() string { return o.String() }
+
 // LogValue leaves the key out of structured logs.
 func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
@@ -142,11 +145,15 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// String names the platform, never the key.
-func (c *Client) String() string { return "remote.Client(" + c.base.String() + ")" }
+// String names the platform, never the key. String, GoString and LogValue have value receivers so that
+// a Client printed by value (a field of a struct printed with %+v or %#v) hides the key as well.
+func (c Client) String() string { return "remote.Client(" + c.base.String() + ")" }
+
+// GoString keeps the key out of %#v.
+func (c Client) GoString() string { return c.String() }
 
 // LogValue keeps the key out of structured logs.
-func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // BaseURL is the normalised platform URL, without a trailing slash.
 func (c *Client) BaseURL() string { return c.base.String() }

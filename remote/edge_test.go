@@ -16,7 +16,9 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // newTestClient is a client on url with the fake clock and debug logs captured in logs.
@@ -240,5 +242,51 @@ func TestNextLinksStayOnOurHost(t *testing.T) {
 	}
 	if len(hits) != 3 || !strings.Contains(hits[0], "page_size=1000") {
 		t.Errorf("hits %v", hits)
+	}
+}
+
+// slowSeeker is a seekable source whose reads take a while, like a file on a busy disk.
+type slowSeeker struct{ *bytes.Reader }
+
+func (s slowSeeker) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.Reader.Read(p[:min(len(p), 4096)])
+}
+
+// A server that throttles before reading the body: the transport may still be writing the first
+// attempt's body when the second attempt rewinds the source.
+func TestUploadRetryWhileBodyStillSent(t *testing.T) {
+	var calls atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id": "up1"}`)
+	}))
+	defer s.Close()
+	c, _ := newTestClient(t, s.URL, "k", nil)
+	data := bytes.Repeat([]byte("x"), expectContinueAbove-1)
+	f, err := c.UploadSmall(context.Background(), "big.txt", slowSeeker{bytes.NewReader(data)}, int64(len(data)), 0)
+	if err != nil || f.ID != "up1" {
+		t.Fatalf("%+v %v", f, err)
+	}
+}
+
+func TestJobStatusesNewestFirst(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"count": 3, "next": null, "results": [
+			{"status": "Pending", "statusDate": "2024-05-01T10:00:00Z"},
+			{"status": "Completed", "statusDate": "2024-05-01T12:00:00Z", "statusReason": "Completed successfully"},
+			{"status": "Executing", "statusDate": "2024-05-01T11:00:00Z"}]}`)
+	}))
+	defer s.Close()
+	c, _ := newTestClient(t, s.URL, "k", nil)
+	st, err := c.JobStatuses(context.Background(), "j")
+	if err != nil || len(st) != 3 || st[0].Status != "Completed" || st[1].Status != "Executing" || st[2].Status != "Pending" {
+		t.Fatalf("%+v %v", st, err)
 	}
 }

@@ -261,10 +261,6 @@ func TestEmu429RetryAfterWaitedOut(t *testing.T) {
 	if st[429] != 2 || st[206] != 1 {
 		t.Errorf("statuses %v", st)
 	}
-	var waited time.Duration
-	for _, d := range v.clk.Sleeps() {
-		waited += d
-	}
 	if s := v.clk.Sleeps(); len(s) != 2 || s[0] != 7*time.Second || s[1] != 7*time.Second {
 		t.Errorf("sleeps %v, want the Retry-After twice", s)
 	}
@@ -358,8 +354,15 @@ func TestEmu500RetriedOnGetNotPost(t *testing.T) {
 	if n := v.e.Counters().Requests[emulator.EndpointFile]; n != 4 {
 		t.Errorf("GET sent %d times, want 4", n)
 	}
-	if s := v.clk.Sleeps(); len(s) != 3 || s[0] > 2*s[1] && s[1] > s[2] {
-		t.Errorf("backoff sleeps %v", s)
+	// Exponential with jitter: retry i waits within [d/2, d], d = MinBackoff * 2^(i-1).
+	s := v.clk.Sleeps()
+	if len(s) != 3 {
+		t.Fatalf("backoff sleeps %v", s)
+	}
+	for i, d := range s {
+		if top := DefaultMinBackoff << i; d < top/2 || d > top {
+			t.Errorf("backoff %d: %v outside [%v, %v]", i+1, d, top/2, top)
+		}
 	}
 
 	v.e.FailNext(emulator.EndpointStatuses, 2, emulator.Fault504)

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"net/url"
+	"slices"
 	"sort"
 )
 
@@ -24,7 +25,8 @@ func (c *Client) GetJob(ctx context.Context, jobID string) (Job, error) {
 }
 
 // JobStatuses is a job's status history, newest first (sorted again by date in case a server does not
-// keep that order; entries without a date keep their place).
+// keep that order; a history with an undated entry is kept in the server's order, as an undated entry
+// cannot be placed).
 func (c *Client) JobStatuses(ctx context.Context, jobID string) (Statuses, error) {
 	id, err := segment("job id", jobID)
 	if err != nil {
@@ -34,10 +36,10 @@ func (c *Client) JobStatuses(ctx context.Context, jobID string) (Statuses, error
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(s, func(i, j int) bool {
-		a, b := s[i].StatusDate, s[j].StatusDate
-		return !a.IsZero() && !b.IsZero() && a.After(b.Time)
-	})
+	// "Undated is unordered" is not a strict weak order: mixed into one sort it scrambles the dated ones.
+	if !slices.ContainsFunc(s, func(st Status) bool { return st.StatusDate.IsZero() }) {
+		sort.SliceStable(s, func(i, j int) bool { return s[i].StatusDate.After(s[j].StatusDate.Time) })
+	}
 	return Statuses(s), nil
 }
 

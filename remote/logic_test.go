@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -228,13 +227,13 @@ func TestNoKeyInStrings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{fmt.Sprint(o), fmt.Sprintf("%v %+v %s", o, o, c), fmt.Sprint(c.LogValue()), fmt.Sprint(o.LogValue())} {
+	for _, s := range []string{fmt.Sprint(o), fmt.Sprintf("%v %+v %s %#v %#v %#v", o, o, c, o, c, *c), fmt.Sprint(c.LogValue()), fmt.Sprint(o.LogValue())} {
 		if strings.Contains(s, key) {
 			t.Errorf("key in %q", s)
 		}
 	}
 	sc := StorageCredentials{AccessKey: "AKIA-secret", SecretKey: "s3cr3t", SessionToken: "tok3n"}
-	for _, s := range []string{fmt.Sprint(sc), fmt.Sprintf("%v %+v", sc, sc), sc.LogValue().String()} {
+	for _, s := range []string{fmt.Sprint(sc), fmt.Sprintf("%v %+v %#v", sc, sc, sc), sc.LogValue().String()} {
 		if strings.Contains(s, "s3cr3t") || strings.Contains(s, "tok3n") || strings.Contains(s, "AKIA-secret") {
 			t.Errorf("credentials in %q", s)
 		}
@@ -398,7 +397,6 @@ func TestSegments(t *testing.T) {
 	if p, err := tailPath("j", "1", "airFoil2D/0/U"); err != nil || p != "/api/v2/jobs/j/runs/1/tail/airFoil2D/0/U" {
 		t.Errorf("%q %v", p, err)
 	}
-	_ = http.MethodGet
 }
 
 // The platform counts a sliding hour: no hour may hold more than the limit, burst included.

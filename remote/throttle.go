@@ -33,7 +33,9 @@ var DefaultLimits = map[Scope]float64{
 // (a first listing, a burst of parallel reads) while the hour stays under the limit.
 const DefaultBurst = time.Minute
 
-// scopeRoutes maps endpoints to scopes; the first match wins. Patterns match the path segment by segment:
+// scopeRoutes maps endpoints to scopes; the first match wins. Which endpoint counts against which scope
+// is an inference [I]: Rescale's client names the scopes and their rates, not the endpoints each covers
+// (the emulator's endpointScope makes the same choice). Patterns match the path segment by segment:
 // "*" is any one segment, a final "**" any rest. Method "" is any method.
 var scopeRoutes = []struct {
 	method  string

@@ -289,6 +289,9 @@ func (c StorageCredentials) String() string {
 		c.Endpoint, c.Expiration.Time)
 }
 
+// GoString keeps the secrets out of %#v.
+func (c StorageCredentials) GoString() string { return c.String() }
+
 // LogValue keeps the secrets out of structured logs.
 func (c StorageCredentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // expectContinueAbove is the body size from which an upload asks "Expect: 100-continue": a rejected key
@@ -45,7 +46,7 @@ func (c *Client) UploadSmall(ctx context.Context, name string, r io.Reader, size
 	}
 	tail := bytes.Clone(buf.Bytes())
 
-	src := &countingReader{r: r}
+	src := &sharedSource{r: r}
 	var start int64
 	seeker, canSeek := r.(io.Seeker)
 	if canSeek {
@@ -54,15 +55,16 @@ func (c *Client) UploadSmall(ctx context.Context, name string, r io.Reader, size
 			canSeek = false
 		}
 	}
-	attempt := 0
 	req := &request{
 		method: http.MethodPost,
 		path:   path,
 		header: http.Header{"Content-Type": {mw.FormDataContentType()}},
 		length: int64(len(head)) + size + int64(len(tail)),
 		body: func() (io.Reader, error) {
-			attempt++
-			if attempt > 1 && src.n > 0 {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			src.attempt++
+			if src.n > 0 {
 				if !canSeek {
 					return nil, errNoReplay
 				}
@@ -71,7 +73,7 @@ func (c *Client) UploadSmall(ctx context.Context, name string, r io.Reader, size
 				}
 				src.n = 0
 			}
-			return io.MultiReader(bytes.NewReader(head), &exactReader{r: src, left: size, size: size},
+			return io.MultiReader(bytes.NewReader(head), &exactReader{r: &attemptReader{s: src, attempt: src.attempt}, left: size, size: size},
 				bytes.NewReader(tail)), nil
 		},
 	}
@@ -83,15 +85,31 @@ func (c *Client) UploadSmall(ctx context.Context, name string, r io.Reader, size
 	return f, err
 }
 
-// countingReader counts what was read, to know whether a body can still be sent again.
-type countingReader struct {
-	r io.Reader
-	n int64
+// sharedSource is the upload source shared by the attempts of one upload. The transport may still be
+// reading an attempt's body in its own goroutine after the answer came (a 429 sent before the body was
+// read), so the source is read under a lock and a new attempt retires the readers of earlier ones
+// before it rewinds.
+type sharedSource struct {
+	mu      sync.Mutex // guards r, n and attempt
+	r       io.Reader
+	n       int64 // bytes read since the last rewind: whether the body can still be sent again
+	attempt int   // the attempt whose reader may read
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+// attemptReader is one attempt's reader of a sharedSource; it fails once a later attempt has started.
+type attemptReader struct {
+	s       *sharedSource
+	attempt int
+}
+
+func (a *attemptReader) Read(p []byte) (int, error) {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if a.attempt != a.s.attempt {
+		return 0, errNoReplay
+	}
+	n, err := a.s.r.Read(p)
+	a.s.n += int64(n)
 	return n, err
 }
 
