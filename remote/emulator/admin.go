@@ -2,7 +2,6 @@ package emulator
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -82,7 +81,7 @@ func (e *Emulator) serveAddJob(w http.ResponseWriter, r *http.Request) {
 		writeFieldErrors(w, "duration", "A positive duration such as 2m is required.")
 		return
 	}
-	j, err := e.AddJob(JobSpec{Name: in.Name, RunFor: d, Fail: in.Fail, Files: defaultOutputs(in.Name+"x", in.Name)})
+	j, err := e.AddJob(JobSpec{Name: in.Name, RunFor: d, Fail: in.Fail, Files: caseOutputs(in.Name)})
 	if err != nil {
 		writeDetail(w, http.StatusInternalServerError, err.Error())
 		return
@@ -148,7 +147,7 @@ func (e *Emulator) PublishDir(name, dir string) (Job, error) {
 	return e.AddJob(JobSpec{Name: name, Files: specs})
 }
 
-// lazyFile opens its file on first read and closes it at EOF: publishing a directory of 10,000 files
+// lazyFile opens its file on first read and closes it at EOF or on an error: publishing a directory of 10,000 files
 // holds one descriptor at a time.
 type lazyFile struct {
 	path string
@@ -168,7 +167,7 @@ func (l *lazyFile) Read(p []byte) (int, error) {
 		l.f = f
 	}
 	n, err := l.f.Read(p)
-	if errors.Is(err, io.EOF) {
+	if err != nil { // EOF or a failed read: either way the descriptor is not kept
 		l.f.Close()
 		l.done = true
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/rescalefs/rescalefs/remote/cbc"
 )
 
-// plainChunk is how much plaintext /contents/ decrypts at a time: a ranged read costs one chunk of memory,
-// whatever the size of the file or of the range.
+// plainChunk is how much plaintext /contents/ decrypts at a time: a ranged read costs at most one chunk of
+// memory, whatever the size of the file or of the range.
 const plainChunk = 1 << 20
 
 func (e *Emulator) serveContents(w http.ResponseWriter, r *http.Request, id string) {
@@ -124,7 +124,9 @@ func (e *Emulator) copyPlain(dst io.Writer, f *fileRecord, obj *objectRecord, of
 		return err
 	}
 	defer or.Close()
-	ct := make([]byte, plainChunk+2*cbc.BlockSize)
+	// c plaintext bytes span at most c+30 bytes of whole blocks, plus the block before them as IV: a
+	// small range allocates small.
+	ct := make([]byte, min(n, plainChunk)+3*cbc.BlockSize)
 	for n > 0 {
 		c := min(n, plainChunk)
 		cs, ce := cbc.CipherRange(off, c, f.Size)

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -143,5 +142,3 @@ func mustAddJob(t *testing.T, e *Emulator, spec JobSpec) Job {
 	}
 	return j
 }
-
-var _ = bytes.NewReader

@@ -3,6 +3,8 @@ package emulator
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -222,7 +224,13 @@ func manyFiles(n int) []FileSpec {
 
 // defaultOutputs are the outputs of a job created and submitted through the API.
 func defaultOutputs(jobID, name string) []FileSpec {
-	rng := rand.New(rand.NewPCG(uint64(len(jobID)), uint64(jobID[0])))
-	fs := openFOAMCase(rng, "case", 2)
-	return append(fs, textFile(processOutputLog, processLog(name, jobID, false, 400)))
+	return append(caseOutputs(jobID), textFile(processOutputLog, processLog(name, jobID, false, 400)))
+}
+
+// caseOutputs is a small solver case, deterministic in seed (any string, "" included). It has no
+// process_output.log: AddJob adds one that names the job's real id and outcome.
+func caseOutputs(seed string) []FileSpec {
+	h := fnv.New64a()
+	io.WriteString(h, seed)
+	return openFOAMCase(rand.New(rand.NewPCG(h.Sum64(), 0)), "case", 2)
 }
