@@ -39,6 +39,7 @@ type Options struct {
 	Readahead int64 // default 256 KiB; negative disables read-ahead
 	Parallel  int   // default 8
 	NoDisk    bool  // no disk tier
+	NoMemory  bool  // no memory tier: every re-read the page cache misses goes to disk or the platform
 
 	MountOptions []string
 	Logger       *slog.Logger // default: errors to the test log
@@ -51,6 +52,7 @@ type Env struct {
 	Server   *httptest.Server
 	Client   *remote.Client
 	Cache    *cache.Cache
+	DiskDir  string // the disk tier's folder, "" with NoDisk
 	Mount    *fs.Mounted
 	Jobs     []emulator.Job // as AddJob returned them, in Options.Jobs order
 	Library  []emulator.FileInfo
@@ -117,12 +119,15 @@ func Mount(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
-	diskDir := ""
 	if !o.NoDisk {
-		diskDir = t.TempDir()
+		env.DiskDir = t.TempDir()
+	}
+	memory := int64(0) // the cache's default
+	if o.NoMemory {
+		memory = -1
 	}
 	env.Cache, err = cache.New(env.Client, cache.Options{
-		BlockSize: o.BlockSize, DiskDir: diskDir, Parallel: o.Parallel, Readahead: o.Readahead,
+		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
 		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
 		Retry:  cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
 		Logger: logger,
