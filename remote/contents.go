@@ -21,6 +21,13 @@ const maxRangeSkip = 16 << 20
 // A range reaching past the end of the file fails with ErrShortBody (or ErrRange when off is at or
 // past the end): callers ask within DecryptedSize.
 func (c *Client) ReadRange(ctx context.Context, fileID string, off int64, p []byte) error {
+	return c.ReadRangeVec(ctx, fileID, off, [][]byte{p})
+}
+
+// ReadRangeVec is ReadRange for a destination spread over several buffers, filled in order from one
+// ranged request: the block cache passes one buffer per block, so a multi-block response lands in the
+// blocks without an intermediate copy.
+func (c *Client) ReadRangeVec(ctx context.Context, fileID string, off int64, bufs [][]byte) error {
 	id, err := segment("file id", fileID)
 	if err != nil {
 		return err
@@ -28,21 +35,23 @@ func (c *Client) ReadRange(ctx context.Context, fileID string, off int64, p []by
 	if off < 0 {
 		return fmt.Errorf("read %s at %d: %w: negative offset", id, off, ErrBadRequest)
 	}
-	if len(p) == 0 {
+	dst := scatter(bufs)
+	total := dst.size()
+	if total == 0 {
 		return nil
 	}
-	done := 0 // bytes of p already filled, kept across attempts so a cut body resumes
+	done := 0 // bytes of dst already filled, kept across attempts so a cut body resumes
 	r := &request{method: http.MethodGet, path: "/api/v2/files/" + id + "/contents/",
 		header: http.Header{"Accept": {"*/*"}},
 		// Set per attempt: a resumed attempt asks only for the part still missing.
 		prepare: func(req *http.Request) {
-			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off+int64(done), off+int64(len(p))-1))
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off+int64(done), off+int64(total)-1))
 		},
 	}
 	return c.do(ctx, r, func(resp *http.Response) error {
 		start := off + int64(done)
-		end := off + int64(len(p)) - 1
-		err := readRangeBody(resp, start, end, p[done:], &done)
+		end := off + int64(total) - 1
+		err := readRangeBody(resp, start, end, dst, &done)
 		if err != nil {
 			return fmt.Errorf("GET %s [%d,%d): %w", resp.Request.URL.Path, start, end+1, err)
 		}
@@ -50,9 +59,31 @@ func (c *Client) ReadRange(ctx context.Context, fileID string, off int64, p []by
 	})
 }
 
-// readRangeBody reads the answer to "Range: bytes=start-end" into p (len(p) == end-start+1), counting
-// filled bytes into *done so a retry can resume.
-func readRangeBody(resp *http.Response, start, end int64, p []byte, done *int) error {
+// scatter is a destination made of several buffers filled one after the other.
+type scatter [][]byte
+
+func (s scatter) size() int {
+	n := 0
+	for _, b := range s {
+		n += len(b)
+	}
+	return n
+}
+
+// from returns the unfilled rest of the buffer that holds byte i of s (nil when i is past the end).
+func (s scatter) from(i int) []byte {
+	for _, b := range s {
+		if i < len(b) {
+			return b[i:]
+		}
+		i -= len(b)
+	}
+	return nil
+}
+
+// readRangeBody reads the answer to "Range: bytes=start-end" into dst from byte *done on (the bytes still
+// missing number end-start+1), counting filled bytes into *done so a retry can resume.
+func readRangeBody(resp *http.Response, start, end int64, dst scatter, done *int) error {
 	want := end - start + 1
 	body := io.Reader(resp.Body)
 	switch resp.StatusCode {
@@ -94,14 +125,14 @@ func readRangeBody(resp *http.Response, start, end int64, p []byte, done *int) e
 	default:
 		return fmt.Errorf("%w: unexpected status %d", ErrBadRange, resp.StatusCode)
 	}
-	for len(p) > 0 {
-		n, err := body.Read(p)
-		p = p[n:]
+	for left := want; left > 0; {
+		n, err := body.Read(dst.from(*done))
 		*done += n
-		if err == io.EOF && len(p) > 0 {
+		left -= int64(n)
+		if err == io.EOF && left > 0 {
 			// A clean EOF before Content-Length would have been ErrUnexpectedEOF; a clean one here is a
 			// chunked or close-delimited body that simply ended early: resume it all the same.
-			return &retryableBody{fmt.Errorf("%w: body ended %d bytes early", ErrShortBody, len(p))}
+			return &retryableBody{fmt.Errorf("%w: body ended %d bytes early", ErrShortBody, left)}
 		}
 		if err != nil && err != io.EOF {
 			return &retryableBody{fmt.Errorf("%w: %v", ErrShortBody, err)}

@@ -503,6 +503,40 @@ func TestEmuRandomFaultsStillExact(t *testing.T) {
 	}
 }
 
+// TestEmuReadRangeVecUnderFaults: a range read into several buffers (as the cache passes one per block,
+// some empty) resumes cut bodies across buffer edges and fills every buffer with the right bytes.
+func TestEmuReadRangeVecUnderFaults(t *testing.T) {
+	v := newEnv(t, emulator.Options{Faults: emulator.Faults{CutRate: 0.3, ShortRate: 0.1, ErrorRate: 0.1, Seed: 11,
+		Endpoints: []string{emulator.EndpointContents}}}, nil)
+	j := v.job(emulator.JobSpec{Files: []emulator.FileSpec{{RelativePath: "v.bin", Size: 2<<20 + 5}}})
+	ctx := context.Background()
+	files, err := v.c.JobFiles(ctx, j.ID, "v.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := v.plaintext(files[0].ID)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 40 {
+		off := rng.Int64N(int64(len(plain)))
+		var bufs [][]byte
+		total := int64(0)
+		for range 1 + rng.IntN(5) {
+			n := min(rng.Int64N(200000), int64(len(plain))-off-total)
+			bufs = append(bufs, make([]byte, n))
+			total += n
+		}
+		if err := v.c.ReadRangeVec(ctx, files[0].ID, off, bufs); err != nil {
+			t.Fatalf("[%d,+%d) in %d buffers: %v", off, total, len(bufs), err)
+		}
+		if got := bytes.Join(bufs, nil); !bytes.Equal(got, plain[off:off+total]) {
+			t.Fatalf("[%d,+%d) in %d buffers: wrong bytes", off, total, len(bufs))
+		}
+	}
+	if f := v.e.Counters().Faults; f[emulator.FaultCut.String()] == 0 {
+		t.Errorf("no cut bodies were injected: %v", f)
+	}
+}
+
 func TestEmuCancelStopsRetries(t *testing.T) {
 	v := newEnv(t, emulator.Options{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
