@@ -128,6 +128,7 @@ type Stats struct {
 	DiskBlocks         int64 // cache files in the disk tier
 	DiskCorrupt        int64 // cache files found corrupt (deleted and refetched)
 	DiskErrors         int64 // failed disk writes (the block was served uncached)
+	DiskSkipped        int64 // blocks not written to disk because the disk was busy with others
 	ChecksumMismatches int64 // whole-file sha512 mismatches
 }
 
@@ -370,7 +371,7 @@ func (c *Cache) Stats() Stats {
 		s.MemoryBytes = c.mem.used()
 	}
 	if c.disk != nil {
-		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors = c.disk.stats()
+		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors, s.DiskSkipped = c.disk.stats()
 	}
 	return s
 }

@@ -69,6 +69,11 @@ type diskTier struct {
 	life   sync.RWMutex
 	closed bool
 
+	// writers bounds the puts writing at once. A put finding it full skips the disk: a fetch must not
+	// hold its blocks (memory no budget counts) while waiting for a slow disk, and the disk tier is a
+	// cache, so a block not written is only fetched again if it is read again after leaving memory.
+	writers chan struct{}
+
 	// mu protects index, lru, used, failing and the counters below.
 	mu      sync.Mutex
 	index   map[diskKey]*list.Element // value *diskEntry
@@ -77,7 +82,12 @@ type diskTier struct {
 	failing bool                      // the last write failed (log once per failing streak)
 	corrupt int64
 	errs    int64
+	skipped int64 // puts skipped because maxDiskWriters were busy
 }
+
+// maxDiskWriters is how many blocks may be on their way to disk at once: enough to keep a disk busy
+// (writes land in the page cache), few enough that the memory they pin stays small.
+const maxDiskWriters = 4
 
 func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -99,7 +109,7 @@ func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
 		return nil, err
 	}
 	d := &diskTier{dir: dir, max: maxBytes, log: log, enc: enc, dec: dec,
-		index: make(map[diskKey]*list.Element), lru: list.New()}
+		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters)}
 	d.rebuild()
 	return d, nil
 }
@@ -227,9 +237,11 @@ func (d *diskTier) forget(k diskKey, e *list.Element) {
 	}
 }
 
-func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) []byte {
+// encode returns the file's header and payload separately, so an incompressible block (the common case)
+// is written straight from the block buffer instead of being copied into a new one first.
+func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload []byte) {
 	var flags byte
-	payload := data
+	payload = data
 	// Only compress what compresses: probe a sample first so incompressible
 	// blocks (most simulation binaries) cost almost nothing.
 	sample := data[:min(len(data), 64<<10)]
@@ -240,7 +252,7 @@ func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) []byte {
 			}
 		}
 	}
-	out := make([]byte, diskHdrLen, diskHdrLen+len(obj.ID)+len(payload))
+	out := make([]byte, diskHdrLen, diskHdrLen+len(obj.ID))
 	copy(out, diskMagic)
 	out[4] = diskVersion
 	out[5] = flags
@@ -250,8 +262,7 @@ func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) []byte {
 	binary.LittleEndian.PutUint64(out[24:], uint64(idx))
 	binary.LittleEndian.PutUint32(out[32:], uint32(len(data)))
 	binary.LittleEndian.PutUint64(out[36:], xxhash.Sum64(data))
-	out = append(out, obj.ID...)
-	return append(out, payload...)
+	return append(out, obj.ID...), payload
 }
 
 var errCorrupt = errors.New("corrupt cache block")
@@ -303,9 +314,18 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 	if d.closed {
 		return
 	}
+	select {
+	case d.writers <- struct{}{}:
+		defer func() { <-d.writers }()
+	default:
+		d.mu.Lock()
+		d.skipped++
+		d.mu.Unlock()
+		return
+	}
 	k := diskKey{objHash(obj.ID), bs, idx}
-	enc := d.encode(obj, bs, idx, data)
-	size := int64(len(enc))
+	hdr, payload := d.encode(obj, bs, idx, data)
+	size := int64(len(hdr) + len(payload))
 	d.mu.Lock()
 	if size > d.max {
 		d.mu.Unlock()
@@ -320,7 +340,7 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 	d.used += size // reserved while writing
 	d.mu.Unlock()
 
-	err := d.write(k, enc)
+	err := d.write(k, hdr, payload)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -345,7 +365,7 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 	d.evictLocked(0)
 }
 
-func (d *diskTier) write(k diskKey, enc []byte) error {
+func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 	sub := filepath.Join(d.dir, k.h[:2])
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		return err
@@ -354,7 +374,10 @@ func (d *diskTier) write(k diskKey, enc []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(enc)
+	_, err = f.Write(hdr)
+	if err == nil {
+		_, err = f.Write(payload)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -411,10 +434,10 @@ func (d *diskTier) dropObject(objectID string) {
 	}
 }
 
-func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {
+func (d *diskTier) stats() (used, blocks, corrupt, errs, skipped int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.used, int64(d.lru.Len()), d.corrupt, d.errs
+	return d.used, int64(d.lru.Len()), d.corrupt, d.errs, d.skipped
 }
 
 func (d *diskTier) close() {
