@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,7 +56,7 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	fl.StringSliceVarP(&c.options, "option", "o", nil, "mount options passed to FUSE, e.g. -o allow_other,ro")
 	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "block cache and staging directory (kept across mounts)")
 	fl.Var(newSizeValue(10<<30, &c.cacheSize), "cache-size", "disk cache bound")
-	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory cache bound")
+	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory for block data, cached and in flight (the mount stays within this plus about 128MiB)")
 	fl.Var(newSizeValue(8<<20, &c.blockSize), "block-size", "cache block size (4MiB to 16MiB)")
 	fl.Var(newSizeValue(256<<20, &c.readahead), "readahead", "largest sequential read-ahead window per open file")
 	fl.IntVar(&c.parallel, "parallel", 16, "most ranged requests in flight across the mount")
@@ -88,6 +89,10 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 	}
 	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
 		fmt.Fprintf(stderr, "rescalefs mount: --block-size %s is outside 4MiB to 16MiB\n", units.Exact(c.blockSize))
+		return exitUsage
+	}
+	if _, err := splitMemory(c.memory, c.parallel); err != nil {
+		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
 		return exitUsage
 	}
 	creds, err := resolveCredentials(credentialInputs{FlagKey: c.apiKey, FlagURL: c.apiURL, Profile: c.profile,
@@ -151,8 +156,16 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		return err
 	}
 	defer unlock()
+	budget, err := splitMemory(c.memory, c.parallel)
+	if err != nil {
+		return err
+	}
+	// A soft limit makes the garbage collector work harder near the budget instead of letting the heap
+	// grow to twice the live block data, as the default GOGC would.
+	debug.SetMemoryLimit(c.memory + runtimeOverhead)
 	blocks, err := cache.New(client, cache.Options{
-		BlockSize: c.blockSize, MemoryBytes: c.memory, DiskDir: filepath.Join(accountDir, "blocks"), DiskBytes: c.cacheSize,
+		BlockSize: c.blockSize, MemoryBytes: budget.tier, MaxRequestSize: budget.request, MinRequestSize: budget.request,
+		DiskDir: filepath.Join(accountDir, "blocks"), DiskBytes: c.cacheSize,
 		Parallel: c.parallel, Readahead: c.readahead, Permanent: permanentError, Logger: logger,
 	})
 	if err != nil {
@@ -165,6 +178,9 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	})
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
+	if addr := os.Getenv(pprofEnv); addr != "" {
+		servePprof(addr, logger)
 	}
 	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
 	ready(nil)
@@ -185,6 +201,34 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	m.Wait()
 	logger.Info("unmounted", "mountpoint", mountpoint)
 	return nil
+}
+
+// requestSize is the size of one read-ahead request. The platform limits requests (25/s for file access),
+// not bytes, so requests must be large: at 16 MiB, 25 requests/s carry 400 MiB/s.
+const requestSize = 16 << 20
+
+// runtimeOverhead is what the process needs beyond block buffers: the Go runtime, FUSE request buffers,
+// listings and metadata. It is the "small constant" of the memory target.
+const runtimeOverhead = 128 << 20
+
+// minMemoryTier is the smallest useful memory tier: a few blocks for readers that re-read.
+const minMemoryTier = 32 << 20
+
+type memoryBudget struct{ tier, request int64 }
+
+// splitMemory divides --memory between the block buffers of requests in flight and read-ahead not yet
+// consumed (at most parallel requests of requestSize) and the memory tier, so that all block data stays
+// within --memory whatever the number of readers and file sizes.
+func splitMemory(memory int64, parallel int) (memoryBudget, error) {
+	if parallel < 1 {
+		return memoryBudget{}, fmt.Errorf("--parallel %d: want at least 1", parallel)
+	}
+	inflight := int64(parallel) * requestSize
+	if memory < inflight+minMemoryTier {
+		return memoryBudget{}, fmt.Errorf("--memory %s is too small for --parallel %d: want at least %s",
+			units.Exact(memory), parallel, units.Human(inflight+minMemoryTier))
+	}
+	return memoryBudget{tier: memory - inflight, request: requestSize}, nil
 }
 
 // checkKey validates the key before anything is mounted, with one clear line per failure class.
