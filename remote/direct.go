@@ -1,0 +1,185 @@
+package remote
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/rescalefs/rescalefs/remote/cbc"
+)
+
+// metaIVKey is the object metadata holding the file IV (base64), as Rescale's clients set it.
+const metaIVKey = "iv"
+
+// directBodyAttempts bounds the reads of one ranged body that breaks mid-way; each resumes where the
+// last one stopped. The SDK retries failures up to the headers; a cut body is ours to retry.
+const directBodyAttempts = 4
+
+// ReadRangeDirect reads plaintext bytes [off, off+len(p)) of f into p straight from storage: the
+// ciphertext range cbc.CipherRange names (with the block before it, the IV of the range), decrypted
+// with f's key. It returns nil only when all len(p) bytes are in p. Like Client.ReadRange, a range past
+// the end of the file fails with ErrRange (off at or past the end) or ErrShortBody.
+func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if off < 0 {
+		return fmt.Errorf("direct read %s at %d: %w: negative offset", f.ID, off, ErrBadRequest)
+	}
+	if off >= f.DecryptedSize {
+		return fmt.Errorf("direct read %s at %d: %w: the file has %d bytes", f.ID, off, ErrRange, f.DecryptedSize)
+	}
+	if off+int64(len(p)) > f.DecryptedSize {
+		return fmt.Errorf("direct read %s [%d,%d): %w: the file has %d bytes", f.ID, off, off+int64(len(p)), ErrShortBody, f.DecryptedSize)
+	}
+	if f.PathParts.Container == "" || f.PathParts.Path == "" {
+		return fmt.Errorf("direct read %s: %w: no storage path", f.ID, ErrBadRequest)
+	}
+	key, err := f.EncryptionKey()
+	if err != nil {
+		return err
+	}
+	n := int64(len(p))
+	cs, ce := cbc.CipherRange(off, n, f.DecryptedSize)
+	ct := make([]byte, ce-cs)
+	meta, err := s.getRange(ctx, f, cs, ct)
+	if err != nil {
+		return err
+	}
+	var iv []byte
+	if off < cbc.BlockSize {
+		// Only a range in block 0 needs the file IV; later ranges carry their own in the block before.
+		if iv, err = s.fileIV(ctx, f, meta); err != nil {
+			return err
+		}
+	}
+	plain, err := cbc.DecryptRange(key, iv, f.DecryptedSize, off, n, ct)
+	if err != nil {
+		return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
+	}
+	if int64(len(plain)) != n {
+		return fmt.Errorf("direct read %s [%d,%d): %w: decrypted %d bytes", f.ID, off, off+n, ErrShortBody, len(plain))
+	}
+	copy(p, plain)
+	return nil
+}
+
+// getRange fills ct with the object's bytes from cstart, resuming a body that breaks. It returns the
+// object's metadata, which every GET answer carries (so the file IV usually costs no extra request).
+func (s *S3Client) getRange(ctx context.Context, f File, cstart int64, ct []byte) (map[string]string, error) {
+	want := cbc.CiphertextSize(f.DecryptedSize)
+	done := 0
+	var meta map[string]string
+	var lastErr error
+	for attempt := 1; done < len(ct); attempt++ {
+		if attempt > directBodyAttempts {
+			return nil, lastErr
+		}
+		if attempt > 1 {
+			if err := sleepCtx(ctx, backoff(attempt-1, 50*time.Millisecond, time.Second)); err != nil {
+				return nil, err
+			}
+		}
+		start := cstart + int64(done)
+		end := cstart + int64(len(ct)) - 1
+		out, err := s.sdk.GetObject(ctx, &s3.GetObjectInput{
+			Bucket: aws.String(f.PathParts.Container),
+			Key:    aws.String(f.PathParts.Path),
+			Range:  aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
+		})
+		if err != nil {
+			// The SDK has already retried what is worth retrying.
+			return nil, fmt.Errorf("direct read %s: GetObject [%d,%d]: %w", f.ID, start, end, err)
+		}
+		if total, ok := contentRangeTotal(aws.ToString(out.ContentRange)); ok && total != want {
+			out.Body.Close()
+			return nil, fmt.Errorf("direct read %s: %w: object is %d bytes, want %d for %d plaintext bytes",
+				f.ID, ErrBadRange, total, want, f.DecryptedSize)
+		}
+		if l := aws.ToInt64(out.ContentLength); out.ContentLength != nil && l != end-start+1 {
+			out.Body.Close()
+			return nil, fmt.Errorf("direct read %s: %w", f.ID, lengthError(l, end-start+1))
+		}
+		if meta == nil {
+			meta = out.Metadata
+		}
+		n, err := io.ReadFull(out.Body, ct[done:])
+		out.Body.Close()
+		done += n
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			lastErr = fmt.Errorf("direct read %s: %w: %v", f.ID, ErrShortBody, err)
+		}
+	}
+	return meta, nil
+}
+
+// contentRangeTotal reads the total of "bytes a-b/total".
+func contentRangeTotal(v string) (int64, bool) {
+	_, tot, ok := strings.Cut(v, "/")
+	if !ok || tot == "*" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(tot), 10, 64)
+	return n, err == nil
+}
+
+// fileIV is the object's IV: from meta (the GET answer at hand) or the cache, else one HeadObject.
+func (s *S3Client) fileIV(ctx context.Context, f File, meta map[string]string) ([]byte, error) {
+	ck := f.PathParts.Container + "/" + f.PathParts.Path
+	s.ivMu.Lock()
+	iv, ok := s.ivs[ck]
+	s.ivMu.Unlock()
+	if ok {
+		return iv, nil
+	}
+	v, ok := metaValue(meta, metaIVKey)
+	if !ok {
+		out, err := s.sdk.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(f.PathParts.Container),
+			Key: aws.String(f.PathParts.Path)})
+		if err != nil {
+			return nil, fmt.Errorf("direct read %s: HeadObject: %w", f.ID, err)
+		}
+		if v, ok = metaValue(out.Metadata, metaIVKey); !ok {
+			return nil, fmt.Errorf("direct read %s: object has no %q metadata", f.ID, metaIVKey)
+		}
+	}
+	iv, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(iv) != cbc.BlockSize {
+		return nil, fmt.Errorf("direct read %s: %q metadata is not a base64 %d-byte IV", f.ID, metaIVKey, cbc.BlockSize)
+	}
+	s.ivMu.Lock()
+	if len(s.ivs) >= maxCachedIVs {
+		clear(s.ivs)
+	}
+	s.ivs[ck] = iv
+	s.ivMu.Unlock()
+	return iv, nil
+}
+
+// metaValue looks a metadata key up case-insensitively: the SDK lower-cases header names, other
+// clients and proxies may not.
+func metaValue(m map[string]string, k string) (string, bool) {
+	if v, ok := m[k]; ok {
+		return v, true
+	}
+	for mk, v := range m {
+		if strings.EqualFold(mk, k) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// errDirectUnavailable marks a file the direct path cannot serve (not S3, no path): not worth a log line.
+var errDirectUnavailable = errors.New("direct storage read not available")

@@ -1,0 +1,224 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// directRetryAfter is how long a file (or a storage whose credentials failed) is read through
+// /contents/ after the direct path failed for it, before direct is tried again: a broken storage path
+// should cost one failed attempt per file now and then, not one per block.
+const directRetryAfter = time.Minute
+
+// maxKnownFiles bounds DirectSource's table of file metadata; past it the table is dropped and refilled
+// (a miss costs one GetFile).
+const maxKnownFiles = 1 << 17
+
+// DirectSourceOptions configure a DirectSource.
+type DirectSourceOptions struct {
+	// S3 is the template for the per-storage S3 clients (HTTP client, attempts); its Credentials,
+	// Region and Endpoint are set per storage.
+	S3     S3Options
+	Logger *slog.Logger // nil = the Client's
+	Now    func() time.Time
+}
+
+// DirectSource reads file ranges straight from storage when it can and through the API's /contents/
+// when it cannot (not S3, no credentials, storage failing). It implements the cache's Source interface;
+// object ids are file ids. Reads of files whose metadata was not Register'ed cost one GetFile first.
+//
+// Lock order: mu is a leaf; no call to the API or storage is made while holding it.
+type DirectSource struct {
+	c   *Client
+	o   DirectSourceOptions
+	log *slog.Logger
+	now func() time.Time
+
+	mu       sync.Mutex                  // guards the fields below
+	files    map[string]File             // file id -> metadata
+	stores   map[string]*storageEntry    // storage id -> its S3 client (or why it has none)
+	apiUntil map[string]time.Time        // file id -> read through the API until then
+	logged   map[string]bool             // file ids whose direct failure was logged
+	flights  map[string]*storageCreation // storage id -> creation in progress
+}
+
+type storageEntry struct {
+	s3        *S3Client
+	failUntil time.Time // after a failed creation: no retry before then
+}
+
+// storageCreation lets concurrent first reads of one storage share one credentials request.
+type storageCreation struct {
+	done chan struct{}
+	s3   *S3Client
+	err  error
+}
+
+// NewDirectSource reads through c, going direct to storage when possible.
+func NewDirectSource(c *Client, o DirectSourceOptions) *DirectSource {
+	d := &DirectSource{c: c, o: o, log: o.Logger, now: o.Now,
+		files: map[string]File{}, stores: map[string]*storageEntry{}, apiUntil: map[string]time.Time{},
+		logged: map[string]bool{}, flights: map[string]*storageCreation{}}
+	if d.log == nil {
+		d.log = c.log
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d
+}
+
+// Register records the metadata of files about to be read (from a listing), sparing a GetFile each.
+func (d *DirectSource) Register(files ...File) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.files)+len(files) > maxKnownFiles {
+		clear(d.files)
+	}
+	for _, f := range files {
+		if f.ID != "" {
+			d.files[f.ID] = f
+		}
+	}
+}
+
+// File returns the metadata of id: registered, or fetched with GetFile and remembered.
+func (d *DirectSource) File(ctx context.Context, id string) (File, error) {
+	d.mu.Lock()
+	f, ok := d.files[id]
+	d.mu.Unlock()
+	if ok {
+		return f, nil
+	}
+	f, err := d.c.GetFile(ctx, id)
+	if err != nil {
+		return File{}, err
+	}
+	d.Register(f)
+	return f, nil
+}
+
+// ReadRange fills p with plaintext bytes [off, off+len(p)) of file objectID: from storage, or from
+// /contents/ when the direct path fails (logged once per file).
+func (d *DirectSource) ReadRange(ctx context.Context, objectID string, off int64, p []byte) error {
+	err := d.readDirect(ctx, objectID, off, p)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	// A range outside the file is the caller's mistake: the API would say the same.
+	if errors.Is(err, ErrRange) || errors.Is(err, errOutOfFile) {
+		return err
+	}
+	if !errors.Is(err, errDirectUnavailable) {
+		d.noteFailure(objectID, err)
+	}
+	return d.c.ReadRange(ctx, objectID, off, p)
+}
+
+// errOutOfFile marks a range that reaches past the file's end, as the metadata says.
+var errOutOfFile = errors.New("range past the end of the file")
+
+func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, p []byte) error {
+	d.mu.Lock()
+	until, off2api := d.apiUntil[id]
+	d.mu.Unlock()
+	if off2api && d.now().Before(until) {
+		return errDirectUnavailable
+	}
+	f, err := d.File(ctx, id)
+	if err != nil {
+		// Without metadata there is no key; the API may still serve the bytes.
+		return fmt.Errorf("%w: %w", errDirectUnavailable, err)
+	}
+	if off+int64(len(p)) > f.DecryptedSize && off < f.DecryptedSize {
+		return fmt.Errorf("read %s [%d,%d): %w: %w: the file has %d bytes", id, off, off+int64(len(p)), ErrShortBody, errOutOfFile, f.DecryptedSize)
+	}
+	if f.Storage.StorageType != StorageTypeS3 || f.PathParts.Path == "" || f.EncodedEncryptionKey == "" {
+		return errDirectUnavailable
+	}
+	s, err := d.store(ctx, f.Storage)
+	if err != nil {
+		return err
+	}
+	return s.ReadRangeDirect(ctx, f, off, p)
+}
+
+// store returns the S3 client of a storage, creating it (one credentials request, shared by concurrent
+// callers) on first use.
+func (d *DirectSource) store(ctx context.Context, st Storage) (*S3Client, error) {
+	d.mu.Lock()
+	if e, ok := d.stores[st.ID]; ok {
+		if e.s3 != nil {
+			d.mu.Unlock()
+			return e.s3, nil
+		}
+		if d.now().Before(e.failUntil) {
+			d.mu.Unlock()
+			return nil, errDirectUnavailable
+		}
+	}
+	fl, ok := d.flights[st.ID]
+	if !ok {
+		fl = &storageCreation{done: make(chan struct{})}
+		d.flights[st.ID] = fl
+		go d.create(st, fl)
+	}
+	d.mu.Unlock()
+	select {
+	case <-fl.done:
+		if fl.err != nil {
+			return nil, fmt.Errorf("%w: %w", errDirectUnavailable, fl.err)
+		}
+		return fl.s3, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// create builds a storage's client on a context of its own: one reader giving up must not fail it for
+// the others waiting.
+func (d *DirectSource) create(st Storage, fl *storageCreation) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := d.o.S3
+	o.Credentials = &CredentialsRequest{Storage: &StorageRef{ID: st.ID, StorageType: st.StorageType}}
+	o.Region = st.ConnectionSettings.Region
+	o.Endpoint = st.ConnectionSettings.Endpoint
+	fl.s3, fl.err = d.c.NewS3Client(ctx, o)
+	d.mu.Lock()
+	delete(d.flights, st.ID)
+	if fl.err != nil {
+		d.stores[st.ID] = &storageEntry{failUntil: d.now().Add(directRetryAfter)}
+		d.log.Warn("direct storage reads unavailable, reading through the API", "storage", st.ID, "err", fl.err)
+	} else {
+		d.stores[st.ID] = &storageEntry{s3: fl.s3}
+	}
+	d.mu.Unlock()
+	close(fl.done)
+}
+
+func (d *DirectSource) noteFailure(id string, err error) {
+	d.mu.Lock()
+	d.apiUntil[id] = d.now().Add(directRetryAfter)
+	if len(d.apiUntil) > maxKnownFiles {
+		clear(d.apiUntil)
+	}
+	first := !d.logged[id]
+	if first {
+		if len(d.logged) > maxKnownFiles {
+			clear(d.logged)
+		}
+		d.logged[id] = true
+	}
+	d.mu.Unlock()
+	if first {
+		d.log.Warn("direct storage read failed, reading through the API", "file", id, "err", err)
+	}
+}

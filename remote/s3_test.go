@@ -1,0 +1,273 @@
+package remote
+
+// Direct storage access against the emulator's S3 endpoint. These tests run on the wall clock: SigV4
+// and the SDK's credential cache read the real time.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+type s3Env struct {
+	t   *testing.T
+	e   *emulator.Emulator
+	srv *httptest.Server
+	c   *Client
+}
+
+func newS3Env(t *testing.T) *s3Env {
+	t.Helper()
+	e, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		srv.Close()
+		e.Close()
+	})
+	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &s3Env{t: t, e: e, srv: srv, c: c}
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// libraryFile stores plain as a library file and returns its metadata as the API gives it.
+func (v *s3Env) libraryFile(name string, plain []byte) File {
+	v.t.Helper()
+	fi, err := v.e.AddLibraryFile(name, bytes.NewReader(plain), int64(len(plain)))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	f, err := v.c.GetFile(context.Background(), fi.ID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return f
+}
+
+func (v *s3Env) s3(o S3Options) *S3Client {
+	v.t.Helper()
+	o.MaxBackoff = 10 * time.Millisecond
+	s, err := v.c.NewS3Client(context.Background(), o)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return s
+}
+
+func TestS3DirectReadMatchesContents(t *testing.T) {
+	v := newS3Env(t)
+	ctx := context.Background()
+	s := v.s3(S3Options{})
+	for _, size := range []int{1, 15, 16, 17, 100_003, 3<<20 + 5} {
+		plain := randomBytes(uint64(size), size)
+		f := v.libraryFile("f.bin", plain)
+		rng := rand.New(rand.NewPCG(uint64(size), 1))
+		ranges := [][2]int64{{0, 1}, {0, int64(size)}, {int64(size) - 1, 1}}
+		if size > 40 {
+			ranges = append(ranges, [2]int64{15, 2}, [2]int64{16, 16}, [2]int64{31, 9})
+		}
+		for range 20 {
+			off := rng.Int64N(int64(size))
+			ranges = append(ranges, [2]int64{off, 1 + rng.Int64N(int64(size)-off)})
+		}
+		for _, r := range ranges {
+			off, n := r[0], r[1]
+			direct := make([]byte, n)
+			if err := s.ReadRangeDirect(ctx, f, off, direct); err != nil {
+				t.Fatalf("size %d: direct [%d,+%d): %v", size, off, n, err)
+			}
+			api := make([]byte, n)
+			if err := v.c.ReadRange(ctx, f.ID, off, api); err != nil {
+				t.Fatalf("size %d: contents [%d,+%d): %v", size, off, n, err)
+			}
+			if !bytes.Equal(direct, api) || !bytes.Equal(direct, plain[off:off+n]) {
+				t.Fatalf("size %d: range [%d,+%d) differs", size, off, n)
+			}
+		}
+		if err := s.ReadRangeDirect(ctx, f, int64(size), make([]byte, 1)); !errors.Is(err, ErrRange) {
+			t.Fatalf("read at EOF: %v, want ErrRange", err)
+		}
+		if err := s.ReadRangeDirect(ctx, f, int64(size)-1, make([]byte, 2)); !errors.Is(err, ErrShortBody) {
+			t.Fatalf("read past EOF: %v, want ErrShortBody", err)
+		}
+	}
+	c := v.e.Counters()
+	if c.Requests[emulator.EndpointS3Head] != 0 {
+		t.Errorf("%d HEAD requests: the iv should come with the GET answers", c.Requests[emulator.EndpointS3Head])
+	}
+	if c.Requests[emulator.EndpointCredentials] != 1 {
+		t.Errorf("%d credentials requests, want 1", c.Requests[emulator.EndpointCredentials])
+	}
+}
+
+func TestS3DirectReadResumesCutBody(t *testing.T) {
+	v := newS3Env(t)
+	s := v.s3(S3Options{})
+	plain := randomBytes(3, 1<<20+100)
+	f := v.libraryFile("cut.bin", plain)
+	v.e.FailNext(emulator.EndpointS3Get, 1, emulator.FaultCut)
+	v.e.FailNext(emulator.EndpointS3Get, 1, emulator.Fault503)
+	got := make([]byte, 1<<20)
+	if err := s.ReadRangeDirect(context.Background(), f, 50, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, plain[50:50+1<<20]) {
+		t.Fatal("bytes differ after a cut body")
+	}
+}
+
+func TestS3WrongKeyIsAnError(t *testing.T) {
+	v := newS3Env(t)
+	s := v.s3(S3Options{})
+	f := v.libraryFile("k.bin", randomBytes(4, 1000))
+	g := v.libraryFile("other.bin", randomBytes(5, 1000))
+	f.EncodedEncryptionKey = g.EncodedEncryptionKey
+	if err := s.ReadRangeDirect(context.Background(), f, 0, make([]byte, 1000)); err == nil {
+		t.Fatal("a read with the wrong key returned data")
+	}
+}
+
+func TestS3CredentialProviderRefreshes(t *testing.T) {
+	v := newS3Env(t)
+	p := &credentialProvider{c: v.c, now: time.Now}
+	for i := range 2 {
+		cr, err := p.Retrieve(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cr.CanExpire || cr.Expires.Before(time.Now().Add(10*time.Minute)) || cr.AccessKeyID == "" {
+			t.Fatalf("retrieve %d: %+v", i, cr.Expires)
+		}
+	}
+	if n := v.e.Counters().Requests[emulator.EndpointCredentials]; n != 2 {
+		t.Fatalf("%d credentials requests, want 2", n)
+	}
+}
+
+// logCounter counts log records whose message contains a text.
+type logCounter struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+func (l *logCounter) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.Contains(m, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDirectSourceReadsDirectAndFallsBack(t *testing.T) {
+	v := newS3Env(t)
+	ctx := context.Background()
+	logs := &logCounter{}
+	d := NewDirectSource(v.c, DirectSourceOptions{Logger: slog.New(logs), S3: S3Options{MaxAttempts: 2, MaxBackoff: time.Millisecond}})
+	plain := randomBytes(9, 2<<20+77)
+	f := v.libraryFile("src.bin", plain)
+	// Not registered: one GetFile, then direct.
+	v.e.ResetCounters()
+	got := make([]byte, 4096)
+	if err := d.ReadRange(ctx, f.ID, 12345, got); err != nil || !bytes.Equal(got, plain[12345:12345+4096]) {
+		t.Fatalf("direct read: %v", err)
+	}
+	c := v.e.Counters()
+	if c.Requests[emulator.EndpointContents] != 0 || c.Requests[emulator.EndpointS3Get] != 1 || c.Requests[emulator.EndpointFile] != 1 {
+		t.Fatalf("direct read went %v", c.Requests)
+	}
+	// Storage failing: every attempt of the GET fails, the API serves the bytes, one log line per file.
+	v.e.FailNext(emulator.EndpointS3Get, 2, emulator.Fault500)
+	v.e.ResetCounters()
+	for i := range 3 {
+		off := int64(i) * 100_000
+		if err := d.ReadRange(ctx, f.ID, off, got); err != nil || !bytes.Equal(got, plain[off:off+4096]) {
+			t.Fatalf("fallback read %d: %v", i, err)
+		}
+	}
+	c = v.e.Counters()
+	if c.Requests[emulator.EndpointContents] != 3 || c.Requests[emulator.EndpointS3Get] != 2 {
+		t.Fatalf("fallback went %v", c.Requests)
+	}
+	if n := logs.count("direct storage read failed"); n != 1 {
+		t.Fatalf("%d log lines for one failing file, want 1", n)
+	}
+	// A range past the end is an error, not a fallback.
+	if err := d.ReadRange(ctx, f.ID, int64(len(plain))-1, make([]byte, 2)); !errors.Is(err, ErrShortBody) {
+		t.Fatalf("past EOF: %v", err)
+	}
+	// A registered file in a non-S3 storage reads through the API without trying storage.
+	g := v.libraryFile("azure.bin", plain[:1000])
+	g.Storage.StorageType = "AzureStorage"
+	d.Register(g)
+	v.e.ResetCounters()
+	if err := d.ReadRange(ctx, g.ID, 0, got[:1000]); err != nil || !bytes.Equal(got[:1000], plain[:1000]) {
+		t.Fatalf("azure read: %v", err)
+	}
+	if c := v.e.Counters(); c.Requests[emulator.EndpointS3Get] != 0 || c.Requests[emulator.EndpointContents] != 1 {
+		t.Fatalf("non-S3 read went %v", c.Requests)
+	}
+}
+
+func TestDirectSourceConcurrentFirstReads(t *testing.T) {
+	v := newS3Env(t)
+	d := NewDirectSource(v.c, DirectSourceOptions{})
+	plain := randomBytes(11, 1<<20)
+	f := v.libraryFile("many.bin", plain)
+	d.Register(f)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			p := make([]byte, 1000)
+			off := int64(i) * 50_000
+			if err := d.ReadRange(context.Background(), f.ID, off, p); err != nil {
+				errs <- err
+			} else if !bytes.Equal(p, plain[off:off+1000]) {
+				errs <- errors.New("bytes differ")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := v.e.Counters().Requests[emulator.EndpointCredentials]; n != 1 {
+		t.Fatalf("%d credentials requests for one storage, want 1", n)
+	}
+}
