@@ -1,0 +1,670 @@
+// Package upload is the upload engine: files closed in uploads/ are published to the user's Rescale
+// library, resumably, and nothing handed to it is lost to a crash, a kill -9, a network fault or a
+// restart of the platform.
+//
+// A file is handed over with Enqueue: its data file is moved into the engine's pending/ folder and a
+// journal record is fsynced first. Small files go up in one POST /api/v2/files/contents/; larger ones
+// the way Rescale's own clients do it: an S3 multipart upload of the AES-256-CBC encrypted file (the
+// chain carried across parts), then POST /api/v3/files/. Every finished part is journaled with its
+// ETag and the CBC chain block after it, so a restart resumes at the first part S3 does not have.
+//
+// Folder layout under Options.Dir:
+//
+//	journal/   <id>.json (the record), <id>.parts (finished parts, append-only)
+//	pending/   <id>: the data of each queued upload, owned by the engine (0600)
+//	staging/   scratch files the fs layer writes before Enqueue (CreateStaging)
+//	damaged/   records and data that could not be trusted, kept with a .reason file
+//
+// # Lock order
+//
+//	upload.jmu -> Engine.mu
+//
+// jmu serialises the journal writes of one upload (record rewrite and part appends), so a record copy
+// taken under Engine.mu is written in the order it was taken. Engine.mu guards the in-memory state
+// and is never held across I/O to the network; s3mu is a leaf held while the S3 client is created.
+package upload
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// Defaults, measured against the emulator (see bench_test.go).
+const (
+	// DefaultPartSize is the multipart part size: Rescale's clients use 16 to 64 MiB parts; 16 MiB keeps
+	// the memory of UploadParallel parts in flight small and a re-sent part cheap.
+	DefaultPartSize = 16 << 20
+	// MinPartSize is S3's smallest part (except the last).
+	MinPartSize = 5 << 20
+	// MaxParts is S3's limit on parts per upload; the part size grows for files that would need more.
+	MaxParts = 10000
+	// DefaultSmallThreshold: files below it go in one POST. Below a few MiB the multipart path's fixed
+	// cost (user, credentials, create, complete, register: five round trips) dominates.
+	DefaultSmallThreshold = 8 << 20
+	// DefaultUploadParallel parts of one upload in flight.
+	DefaultUploadParallel = 4
+	// DefaultFiles uploads run at once; the others wait queued.
+	DefaultFiles = 2
+	// DefaultRetryMin and DefaultRetryMax bound the backoff between attempts of one upload.
+	DefaultRetryMin = 2 * time.Second
+	DefaultRetryMax = 5 * time.Minute
+	// DefaultFailAfter failed attempts turn "retrying" into "failed" (which is still retried, at RetryMax).
+	DefaultFailAfter = 5
+	// keepDone is how long a finished upload stays in Snapshot.
+	keepDone = 2 * time.Minute
+)
+
+// Errors of the Engine's API.
+var (
+	ErrUnknown    = errors.New("upload: no such pending upload")
+	ErrClosed     = errors.New("upload: engine closed")
+	ErrPublishing = errors.New("upload: being published, too late to rename")
+	ErrDamaged    = errors.New("upload: data or journal damaged")
+)
+
+// Options configure an Engine.
+type Options struct {
+	Client *remote.Client
+	Dir    string // journal, pending data, staging and damaged folders are made under it (0700)
+
+	PartSize       int64 // 0 = DefaultPartSize; at least MinPartSize, rounded up to 16 bytes
+	SmallThreshold int64 // 0 = DefaultSmallThreshold; < 0 = every file goes multipart
+	UploadParallel int   // 0 = DefaultUploadParallel
+	Files          int   // 0 = DefaultFiles
+
+	S3 remote.S3Options // template of the storage client (HTTP client, attempts); region and endpoint come from the storage
+
+	RetryMin  time.Duration // 0 = DefaultRetryMin
+	RetryMax  time.Duration // 0 = DefaultRetryMax
+	FailAfter int           // 0 = DefaultFailAfter
+
+	Logger *slog.Logger     // nil = discard
+	Now    func() time.Time // nil = time.Now
+
+	// OnDone is called (outside the engine's locks, from its goroutine) when the platform confirmed an
+	// upload: the fs layer refreshes files/ and drops the name from uploads/.
+	OnDone func(Status, remote.File)
+
+	// beforePart, when set (tests), runs before each part is sent; an error fails the part.
+	beforePart func(ctx context.Context, id string, part int32) error
+}
+
+// Engine uploads enqueued files. Its methods are safe for concurrent use.
+type Engine struct {
+	o       Options
+	c       *remote.Client
+	log     *slog.Logger
+	now     func() time.Time
+	j       journal
+	pending string
+	staging string
+	damaged string
+
+	wake chan struct{} // a nudge for the scheduler; capacity 1
+
+	mu       sync.Mutex // guards the fields below and each upload's fields marked "e.mu"
+	ups      map[string]*upload
+	broken   []Status // damaged records, reported in Snapshot
+	finished []Status // recently done
+	running  int
+	ctx      context.Context // set by Start
+	cancel   context.CancelFunc
+	closed   bool
+	wg       sync.WaitGroup // scheduler and workers
+
+	s3mu    sync.Mutex // guards s3 and storage; a leaf
+	s3      *remote.S3Client
+	storage remote.Storage
+}
+
+// upload is one pending upload in memory.
+type upload struct {
+	id  string
+	jmu sync.Mutex // serialises this upload's journal writes; taken before e.mu
+
+	// e.mu
+	rec        record
+	running    bool
+	publishing bool // the name is on its way to the platform
+	cancelled  bool
+	stop       context.CancelFunc // cancels the running attempt
+	done       chan struct{}      // closed when the running attempt returns
+	verified   bool               // size and sha512 checked against the data in this engine's life
+	meter      meter
+	rate       float64
+
+	confirmed atomic.Int64 // plaintext bytes in parts S3 has acknowledged (or the whole file)
+	inflight  sync.Map     // *partBody -> struct{}: bodies being sent, for progress
+}
+
+// New opens (or creates) the engine's folders and loads the journal: unfinished uploads are queued
+// again, damaged records are moved aside and reported. Nothing is sent before Start.
+func New(o Options) (*Engine, error) {
+	if o.Client == nil {
+		return nil, errors.New("upload: no client")
+	}
+	if o.Dir == "" {
+		return nil, errors.New("upload: no folder")
+	}
+	if o.PartSize == 0 {
+		o.PartSize = DefaultPartSize
+	}
+	if o.PartSize < MinPartSize {
+		return nil, fmt.Errorf("upload: part size %d below S3's minimum %d", o.PartSize, MinPartSize)
+	}
+	o.PartSize = (o.PartSize + 15) / 16 * 16 // non-final parts must be whole CBC blocks
+	if o.SmallThreshold == 0 {
+		o.SmallThreshold = DefaultSmallThreshold
+	}
+	if o.UploadParallel <= 0 {
+		o.UploadParallel = DefaultUploadParallel
+	}
+	if o.Files <= 0 {
+		o.Files = DefaultFiles
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = o.RetryMin
+	}
+	if o.FailAfter <= 0 {
+		o.FailAfter = DefaultFailAfter
+	}
+	e := &Engine{o: o, c: o.Client, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), ups: map[string]*upload{}}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.j.dir = filepath.Join(o.Dir, "journal")
+	e.pending = filepath.Join(o.Dir, "pending")
+	e.staging = filepath.Join(o.Dir, "staging")
+	e.damaged = filepath.Join(o.Dir, "damaged")
+	for _, d := range []string{o.Dir, e.j.dir, e.pending, e.staging, e.damaged} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("upload: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("upload: %w", err)
+		}
+	}
+	if err := e.load(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// StagingDir is where the fs layer writes files before Enqueue: on the same filesystem as pending/, so
+// Enqueue's move is a rename.
+func (e *Engine) StagingDir() string { return e.staging }
+
+// CreateStaging creates a new empty staging file (0600) for the fs layer to write.
+func (e *Engine) CreateStaging() (*os.File, error) {
+	return os.CreateTemp(e.staging, "w-*")
+}
+
+// Start runs the scheduler until ctx ends or Close.
+func (e *Engine) Start(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx != nil || e.closed {
+		return
+	}
+	e.ctx, e.cancel = context.WithCancel(ctx)
+	e.wg.Add(1)
+	go e.schedule(e.ctx)
+}
+
+// Close stops every transfer and waits for them. Unfinished uploads stay in the journal and resume on
+// the next start.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	cancel := e.cancel
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	e.wg.Wait()
+	return nil
+}
+
+// Pending is the number of uploads not yet confirmed (damaged ones not counted).
+func (e *Engine) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.ups)
+}
+
+// Enqueue hands the file at stagingPath (which must be in StagingDir or on its filesystem) to the
+// engine, to be published as name. The file is moved into pending/ and must not be written afterwards.
+// When Enqueue returns, the upload is journaled durably.
+func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return "", fmt.Errorf("upload: bad name %q", name)
+	}
+	fi, err := os.Stat(stagingPath)
+	if err != nil {
+		return "", fmt.Errorf("upload: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("upload: %s is not a regular file", stagingPath)
+	}
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	id := newID()
+	r := record{ID: id, Name: name, Source: stagingPath, Data: filepath.Join(e.pending, id), Size: fi.Size(),
+		State: StateQueued, Created: e.now()}
+	// The record first: a crash before the move leaves a record whose Source still holds the data
+	// (load finishes the move); the other order could leave data that nothing points to.
+	if err := e.j.save(&r); err != nil {
+		return "", err
+	}
+	if err := os.Rename(stagingPath, r.Data); err != nil {
+		_ = e.j.remove(id)
+		return "", fmt.Errorf("upload: move into pending: %w", err)
+	}
+	if err := syncDir(e.pending); err != nil {
+		return "", fmt.Errorf("upload: %w", err)
+	}
+	_ = syncDir(filepath.Dir(stagingPath))
+	u := &upload{id: id, rec: r}
+	e.mu.Lock()
+	e.ups[id] = u
+	e.mu.Unlock()
+	e.nudge()
+	return id, nil
+}
+
+// Cancel stops an upload, aborts its multipart upload and removes its data and journal.
+func (e *Engine) Cancel(id string) error {
+	e.mu.Lock()
+	u, ok := e.ups[id]
+	if !ok {
+		e.mu.Unlock()
+		return ErrUnknown
+	}
+	u.cancelled = true
+	stop, done := u.stop, u.done
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	r := u.rec
+	delete(e.ups, id)
+	e.mu.Unlock()
+	if r.S3UploadID != "" && !r.ObjectDone {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := e.abort(ctx, &r); err != nil {
+			// Abandoned uploads expire on their own after about 7 days.
+			e.log.Warn("upload: abort multipart upload", "upload", id, "name", r.Name, "err", err)
+		}
+		cancel()
+	}
+	err := errors.Join(removeIfExists(r.Data), e.j.remove(id), syncDir(e.pending))
+	e.nudge()
+	return err
+}
+
+// Rename changes the name a pending upload is published under.
+func (e *Engine) Rename(id, name string) error {
+	if name == "" || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("upload: bad name %q", name)
+	}
+	e.mu.Lock()
+	u, ok := e.ups[id]
+	e.mu.Unlock()
+	if !ok {
+		return ErrUnknown
+	}
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	if _, ok := e.ups[id]; !ok || u.cancelled {
+		e.mu.Unlock()
+		return ErrUnknown
+	}
+	if u.publishing {
+		e.mu.Unlock()
+		return ErrPublishing
+	}
+	u.rec.Name = name
+	r := u.rec
+	e.mu.Unlock()
+	return e.j.save(&r)
+}
+
+// Snapshot lists pending uploads (oldest first), then damaged ones, then recently finished ones.
+func (e *Engine) Snapshot() []Status {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Status, 0, len(e.ups)+len(e.broken)+len(e.finished))
+	for _, u := range e.ups {
+		out = append(out, e.statusLocked(u, now))
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	out = append(out, e.broken...)
+	keep := e.finished[:0]
+	for _, s := range e.finished {
+		if now.Sub(s.Finished) < keepDone {
+			keep = append(keep, s)
+		}
+	}
+	e.finished = keep
+	return append(out, e.finished...)
+}
+
+// Status of one upload by id (pending, damaged or recently done).
+func (e *Engine) Status(id string) (Status, bool) {
+	for _, s := range e.Snapshot() {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Status{}, false
+}
+
+func (e *Engine) statusLocked(u *upload, now time.Time) Status {
+	r := &u.rec
+	done := u.confirmed.Load()
+	u.inflight.Range(func(k, _ any) bool {
+		done += k.(*partBody).plain()
+		return true
+	})
+	done = min(done, r.Size)
+	u.rate = u.meter.observe(now, done)
+	st := r.State
+	if st == StateUploading && !u.running {
+		st = StateQueued
+	}
+	return Status{ID: u.id, Name: r.Name, Size: r.Size, Done: done, State: st, Error: r.LastError, Rate: u.rate,
+		Attempts: r.Attempts, NextTry: r.NextTry, Path: r.Data, Created: r.Created,
+		Multipart: !e.small(r.Size)}
+}
+
+func (e *Engine) nudge() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule starts uploads whose turn has come, at most Files at once.
+func (e *Engine) schedule(ctx context.Context) {
+	defer e.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := e.startDue(ctx)
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// startDue starts what it can and says how long until the next retry is due.
+func (e *Engine) startDue(ctx context.Context) time.Duration {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := time.Hour
+	cands := make([]*upload, 0, len(e.ups))
+	for _, u := range e.ups {
+		if !u.running && !u.cancelled {
+			cands = append(cands, u)
+		}
+	}
+	slices.SortFunc(cands, func(a, b *upload) int { return a.rec.Created.Compare(b.rec.Created) })
+	for _, u := range cands {
+		if wait := u.rec.NextTry.Sub(now); wait > 0 {
+			next = min(next, wait)
+			continue
+		}
+		if e.running >= e.o.Files || ctx.Err() != nil {
+			break
+		}
+		actx, stop := context.WithCancel(ctx)
+		u.running, u.stop, u.done = true, stop, make(chan struct{})
+		e.running++
+		e.wg.Add(1)
+		go e.attempt(actx, u)
+	}
+	return next
+}
+
+// attempt runs one attempt of u and books its outcome.
+func (e *Engine) attempt(ctx context.Context, u *upload) {
+	defer e.wg.Done()
+	f, err := e.transfer(ctx, u)
+	e.mu.Lock()
+	cancelled := u.cancelled
+	e.mu.Unlock()
+	switch {
+	case err == nil:
+		e.finish(u, f)
+	case cancelled || ctx.Err() != nil:
+		// Cancel owns the clean-up; Close leaves the journal as it is for the next start.
+	case errors.Is(err, ErrDamaged):
+		e.moveAside(u, err.Error())
+	default:
+		e.failed(u, err)
+	}
+	e.mu.Lock()
+	u.running = false
+	u.stop()
+	close(u.done)
+	e.running--
+	e.mu.Unlock()
+	e.nudge()
+}
+
+// failed books a failed attempt: retried after a backoff, shown as failed after FailAfter attempts.
+func (e *Engine) failed(u *upload, err error) {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	r := &u.rec
+	r.Attempts++
+	r.LastError = err.Error()
+	r.State = StateRetrying
+	if r.Attempts >= e.o.FailAfter {
+		r.State = StateFailed
+	}
+	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
+	rc := *r
+	e.mu.Unlock()
+	e.log.Warn("upload failed, will retry", "upload", u.id, "name", rc.Name, "attempt", rc.Attempts,
+		"retry_in", rc.NextTry.Sub(e.now()).Round(time.Millisecond), "err", err)
+	if err := e.j.save(&rc); err != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", err)
+	}
+}
+
+// retryDelay is the backoff before attempt n+1: doubling from RetryMin, capped, with jitter.
+func (e *Engine) retryDelay(n int) time.Duration {
+	d := e.o.RetryMin
+	for i := 1; i < n && d < e.o.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.o.RetryMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// finish removes a confirmed upload's data and journal and tells OnDone.
+func (e *Engine) finish(u *upload, f remote.File) {
+	u.jmu.Lock()
+	e.mu.Lock()
+	u.rec.State = StateDone
+	r := u.rec
+	st := e.statusLocked(u, e.now())
+	e.mu.Unlock()
+	// Marked done first: a crash during the removals leaves a record that load only cleans up.
+	if err := e.j.save(&r); err != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", err)
+	}
+	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), e.j.remove(u.id))
+	u.jmu.Unlock()
+	if err != nil {
+		e.log.Error("upload: clean up after publishing", "upload", u.id, "err", err)
+	}
+	st.State, st.Done, st.Error, st.Path, st.FileID, st.Finished = StateDone, r.Size, "", "", f.ID, e.now()
+	e.mu.Lock()
+	delete(e.ups, u.id)
+	e.finished = append(e.finished, st)
+	e.mu.Unlock()
+	e.log.Info("upload published", "upload", u.id, "name", r.Name, "file", f.ID, "size", r.Size)
+	if e.o.OnDone != nil {
+		e.o.OnDone(st, f)
+	}
+}
+
+// moveAside moves a damaged upload's files into damaged/ and reports it.
+func (e *Engine) moveAside(u *upload, reason string) {
+	u.jmu.Lock()
+	e.mu.Lock()
+	r := u.rec
+	delete(e.ups, u.id)
+	e.mu.Unlock()
+	e.quarantine(u.id, r.Name, r.Size, r.Created, reason, r.Data)
+	u.jmu.Unlock()
+}
+
+// quarantine moves a record, its parts log and its data (if any) into damaged/, with a .reason file.
+func (e *Engine) quarantine(id, name string, size int64, created time.Time, reason string, data string) {
+	e.log.Error("upload damaged, kept aside", "upload", id, "name", name, "reason", reason, "folder", e.damaged)
+	var errs []error
+	move := func(src, dst string) {
+		if src == "" {
+			return
+		}
+		if err := os.Rename(src, filepath.Join(e.damaged, dst)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	move(e.j.recordPath(id), id+".json")
+	move(e.j.partsPath(id), id+".parts")
+	move(data, id+".data")
+	errs = append(errs, writeFileSync(filepath.Join(e.damaged, id+".reason"), []byte(reason+"\n")),
+		syncDir(e.j.dir), syncDir(e.pending))
+	if err := errors.Join(errs...); err != nil {
+		e.log.Error("upload: moving damaged upload aside", "upload", id, "err", err)
+	}
+	e.mu.Lock()
+	e.broken = append(e.broken, Status{ID: id, Name: name, Size: size, State: StateDamaged, Error: reason,
+		Path: filepath.Join(e.damaged, id+".data"), Created: created})
+	e.mu.Unlock()
+}
+
+// load reads the journal: records resume, damaged ones are moved aside, finished ones cleaned up.
+func (e *Engine) load() error {
+	ents, err := os.ReadDir(e.j.dir)
+	if err != nil {
+		return fmt.Errorf("upload: journal: %w", err)
+	}
+	known := map[string]bool{}
+	for _, ent := range ents {
+		name := ent.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			_ = os.Remove(filepath.Join(e.j.dir, name)) // an atomic write cut short; the old file stands
+			continue
+		case !strings.HasSuffix(name, ".json"):
+			continue
+		}
+		id := strings.TrimSuffix(name, ".json")
+		known[id] = true
+		r, err := readRecord(filepath.Join(e.j.dir, name), e.pending)
+		if err != nil {
+			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
+			continue
+		}
+		if _, err := os.Stat(r.Data); errors.Is(err, fs.ErrNotExist) && r.Source != "" && r.State != StateDone {
+			// Enqueue was cut between journaling and moving the data: finish the move.
+			if err := os.Rename(r.Source, r.Data); err == nil {
+				_ = syncDir(e.pending)
+			}
+		}
+		if r.State == StateDone {
+			_ = errors.Join(removeIfExists(r.Data), e.j.remove(id))
+			continue
+		}
+		if _, err := os.Stat(r.Data); err != nil {
+			e.quarantine(id, r.Name, r.Size, r.Created, "staging data missing: "+err.Error(), "")
+			continue
+		}
+		if _, err := e.j.loadParts(id); err != nil {
+			e.quarantine(id, r.Name, r.Size, r.Created, "parts journal: "+err.Error(), r.Data)
+			continue
+		}
+		if err := e.j.repairParts(id); err != nil {
+			return fmt.Errorf("upload: parts journal %s: %w", id, err)
+		}
+		r.NextTry = time.Time{} // a new start tries at once
+		e.ups[id] = &upload{id: id, rec: *r}
+	}
+	// Data that no record points to was never silently dropped: report it.
+	pend, err := os.ReadDir(e.pending)
+	if err != nil {
+		return fmt.Errorf("upload: pending: %w", err)
+	}
+	for _, ent := range pend {
+		if !known[ent.Name()] {
+			e.quarantine(ent.Name(), "", 0, time.Time{}, "pending data without a journal record", filepath.Join(e.pending, ent.Name()))
+		}
+	}
+	return nil
+}
+
+// lostData is the data path of an upload whose record cannot be read: by convention pending/<id>.
+func (e *Engine) lostData(id string) string {
+	p := filepath.Join(e.pending, id)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// newID returns a random upload id.
+func newID() string {
+	b := make([]byte, 10)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,231 @@
+package upload
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// transfer runs one attempt of u: check the data, then publish it in one POST or as a multipart upload.
+func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
+	e.mu.Lock()
+	u.rec.State = StateUploading
+	e.mu.Unlock()
+	if err := e.verify(ctx, u); err != nil {
+		return remote.File{}, err
+	}
+	r := e.snapshotRec(u)
+	if r.PublishedSent {
+		// An earlier attempt may have published it and died before journaling that: look first, so a
+		// crash never makes two library files of one upload.
+		if f, ok, err := e.findPublished(ctx, &r); err != nil {
+			return remote.File{}, err
+		} else if ok {
+			return f, nil
+		}
+	}
+	if e.small(r.Size) {
+		return e.sendSmall(ctx, u)
+	}
+	return e.sendMultipart(ctx, u)
+}
+
+func (e *Engine) small(size int64) bool {
+	return e.o.SmallThreshold > 0 && size < e.o.SmallThreshold
+}
+
+// snapshotRec copies u's record.
+func (e *Engine) snapshotRec(u *upload) record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return u.rec
+}
+
+// update changes u's record and journals it durably before returning.
+func (e *Engine) update(u *upload, change func(r *record)) (record, error) {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	change(&u.rec)
+	r := u.rec
+	e.mu.Unlock()
+	return r, e.j.save(&r)
+}
+
+// verify makes sure the data is what the record says: on the first attempt it fixes size and sha512
+// in the journal (before any byte is sent); after a restart it checks them once, so a staging file
+// changed behind the engine's back is reported rather than published as something else.
+func (e *Engine) verify(ctx context.Context, u *upload) error {
+	e.mu.Lock()
+	verified, r := u.verified, u.rec
+	e.mu.Unlock()
+	if verified {
+		return nil
+	}
+	fi, err := os.Stat(r.Data)
+	if err != nil {
+		return fmt.Errorf("%w: staging data: %v", ErrDamaged, err)
+	}
+	if r.SHA512 != "" && fi.Size() != r.Size {
+		return fmt.Errorf("%w: staging data is %d bytes, the journal says %d", ErrDamaged, fi.Size(), r.Size)
+	}
+	sum, n, err := hashFile(ctx, r.Data)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: reading staging data: %v", ErrDamaged, err)
+	}
+	if r.SHA512 != "" {
+		if sum != r.SHA512 || n != r.Size {
+			return fmt.Errorf("%w: staging data no longer has the journaled sha512", ErrDamaged)
+		}
+	} else if _, err := e.update(u, func(r *record) { r.SHA512, r.Size = sum, n }); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	u.verified = true
+	e.mu.Unlock()
+	return nil
+}
+
+// hashFile is the hex sha512 and length of a file, read in chunks (never whole in memory).
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha512.New()
+	n, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: f}, make([]byte, 1<<20))
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// ctxReader stops a long local read when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// beginPublish marks u as being published (Rename now fails with ErrPublishing) and journals that a
+// publishing request may reach the platform, with the name it carries.
+func (e *Engine) beginPublish(u *upload) (record, error) {
+	return e.update(u, func(r *record) {
+		u.publishing = true
+		r.PublishedSent = true
+	})
+}
+
+func (e *Engine) endPublish(u *upload) {
+	e.mu.Lock()
+	u.publishing = false
+	e.mu.Unlock()
+}
+
+// sendSmall publishes the file in one POST /api/v2/files/contents/.
+func (e *Engine) sendSmall(ctx context.Context, u *upload) (remote.File, error) {
+	r, err := e.beginPublish(u)
+	defer e.endPublish(u)
+	if err != nil {
+		return remote.File{}, err
+	}
+	f, err := os.Open(r.Data)
+	if err != nil {
+		return remote.File{}, fmt.Errorf("%w: staging data: %v", ErrDamaged, err)
+	}
+	defer f.Close()
+	body := &partBody{r: f, plainLen: r.Size}
+	u.inflight.Store(body, struct{}{})
+	defer u.inflight.Delete(body)
+	file, err := e.c.UploadSmall(ctx, r.Name, body, r.Size, remote.TypeInput)
+	if err != nil {
+		return remote.File{}, fmt.Errorf("upload %s: %w", r.Name, err)
+	}
+	u.confirmed.Store(r.Size)
+	return file, nil
+}
+
+// findPublished looks in the library for the file an interrupted attempt may have published: same name,
+// size and sha512 (and object, for a direct upload), uploaded after the upload was queued.
+func (e *Engine) findPublished(ctx context.Context, r *record) (remote.File, bool, error) {
+	files, err := e.c.LibraryFiles(ctx, r.Name)
+	if err != nil {
+		return remote.File{}, false, fmt.Errorf("look for an earlier publication of %s: %w", r.Name, err)
+	}
+	for _, f := range files {
+		if f.Name != r.Name || f.DecryptedSize != r.Size || f.SHA512() != r.SHA512 {
+			continue
+		}
+		if r.ObjectKey != "" && r.ObjectDone && f.PathParts.Path != r.ObjectKey {
+			continue
+		}
+		if !f.DateUploaded.IsZero() && f.DateUploaded.Before(r.Created.Add(-time.Minute)) {
+			continue // an older upload of the same content, not ours
+		}
+		return f, true, nil
+	}
+	return remote.File{}, false, nil
+}
+
+// partBody is a part (or a small file) being sent: it counts the bytes the transport has read, for
+// progress. A Seek (the SDK rewinds after hashing the payload or before a retry) resets the count.
+type partBody struct {
+	r        io.ReadSeeker
+	n        atomic.Int64
+	plainLen int64 // plaintext bytes this body stands for
+}
+
+func (b *partBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *partBody) Seek(off int64, whence int) (int64, error) {
+	pos, err := b.r.Seek(off, whence)
+	if err == nil {
+		b.n.Store(pos)
+	}
+	return pos, err
+}
+
+// plain is the plaintext progress this body stands for.
+func (b *partBody) plain() int64 { return min(b.n.Load(), b.plainLen) }
+
+// firstError keeps the first error of a pipeline.
+type firstError struct {
+	mu  sync.Mutex // guards err
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
