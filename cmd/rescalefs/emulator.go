@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,7 +35,7 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fl := pflag.NewFlagSet("emulator", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl.SetOutput(io.Discard)
 	listen := fl.String("listen", "127.0.0.1:0", "loopback address to serve on (port 0 picks a free port)")
 	dataDir := fl.String("data", "", "directory that keeps jobs, files and objects across restarts (default: in memory)")
 	apiKey := fl.String("api-key", "", "API key to accept (default: the one stored in --data, else random)")
@@ -50,20 +49,13 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	shortRate := fl.Float64("short-rate", 0, "fraction of responses sent shorter than their Content-Length")
 	faultSeed := fl.Uint64("fault-seed", 1, "seed of the fault injection RNG (same seed, same faults)")
 	jobDuration := fl.Duration("job-duration", 0, "how long a submitted job executes (default 1m)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rescalefs emulator [flags]\n       rescalefs emulator publish --url URL --api-key KEY [--name NAME] DIR\n       rescalefs emulator add-job --url URL --api-key KEY --name NAME [--duration 2m] [--fail]")
-		fmt.Fprintln(stderr, "\nServes the emulated Rescale platform (API and S3) on loopback. The first line printed is\nRESCALE_API_URL=<url> RESCALE_API_KEY=<key>, for eval. Stops on SIGINT or SIGTERM.\n\nFlags:")
-		fl.PrintDefaults()
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs emulator [flags]\n       rescalefs emulator publish --url URL --api-key KEY [--name NAME] DIR\n       rescalefs emulator add-job --url URL --api-key KEY --name NAME [--duration 2m] [--fail]")
+		fmt.Fprintln(w, "\nServes the emulated Rescale platform (API and S3) on loopback. The first line printed is\nRESCALE_API_URL=<url> RESCALE_API_KEY=<key>, for eval. Stops on SIGINT or SIGTERM.\n\nFlags:")
+		fmt.Fprint(w, fl.FlagUsages())
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "rescalefs emulator: unexpected argument %q\n", fl.Arg(0))
-		return exitUsage
+	if code, done := parseFlags(fl, args, 0, "emulator", usage, stdout, stderr); done {
+		return code
 	}
 	if err := checkLoopback(*listen); err != nil {
 		fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)
@@ -192,22 +184,15 @@ func adminPost(url, key, path string, body any, stdout, stderr io.Writer, cmd st
 
 func runEmulatorPublish(args []string, stdout, stderr io.Writer) int {
 	fl := pflag.NewFlagSet("emulator publish", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl.SetOutput(io.Discard)
 	url, key := adminFlags(fl)
 	name := fl.String("name", "", "job name (default: the directory's name)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rescalefs emulator publish [--url URL] [--api-key KEY] [--name NAME] DIR\n\nPublishes DIR's files as the outputs of a new completed job and prints its id.\n\nFlags:")
-		fl.PrintDefaults()
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs emulator publish [--url URL] [--api-key KEY] [--name NAME] DIR\n\nPublishes DIR's files as the outputs of a new completed job and prints its id.\n\nFlags:")
+		fmt.Fprint(w, fl.FlagUsages())
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fl.NArg() != 1 {
-		fmt.Fprintln(stderr, "rescalefs emulator publish: exactly one DIR is required")
-		return exitUsage
+	if code, done := parseFlags(fl, args, 1, "emulator publish", usage, stdout, stderr); done {
+		return code
 	}
 	dir, err := filepath.Abs(fl.Arg(0))
 	if err != nil {
@@ -219,23 +204,20 @@ func runEmulatorPublish(args []string, stdout, stderr io.Writer) int {
 
 func runEmulatorAddJob(args []string, stdout, stderr io.Writer) int {
 	fl := pflag.NewFlagSet("emulator add-job", pflag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl.SetOutput(io.Discard)
 	url, key := adminFlags(fl)
 	name := fl.String("name", "", "job name (required)")
 	duration := fl.Duration("duration", 2*time.Minute, "time from now until the job completes")
 	fail := fl.Bool("fail", false, "the run fails (Stopping \"A run failed\", then Completed)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: rescalefs emulator add-job [--url URL] [--api-key KEY] --name NAME [--duration 2m] [--fail]\n\nAdds a job that runs for --duration, then completes, and prints its id.\n\nFlags:")
-		fl.PrintDefaults()
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: rescalefs emulator add-job [--url URL] [--api-key KEY] --name NAME [--duration 2m] [--fail]\n\nAdds a job that runs for --duration, then completes, and prints its id.\n\nFlags:")
+		fmt.Fprint(w, fl.FlagUsages())
 	}
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, done := parseFlags(fl, args, 0, "emulator add-job", usage, stdout, stderr); done {
+		return code
 	}
-	if *name == "" || fl.NArg() != 0 || *duration <= 0 {
-		fmt.Fprintln(stderr, "rescalefs emulator add-job: --name and a positive --duration are required, and no arguments")
+	if *name == "" || *duration <= 0 {
+		fmt.Fprintln(stderr, "rescalefs emulator add-job: --name and a positive --duration are required")
 		return exitUsage
 	}
 	return adminPost(*url, *key, "/_emulator/jobs", emulator.AddJobRequest{Name: *name, Duration: duration.String(), Fail: *fail},
