@@ -6,28 +6,30 @@
 //
 // # Lock order
 //
-// Locks are taken in this order and never the other way round; most paths hold
-// only one at a time:
+// Only one chain nests:
 //
-//	Reader.mu -> Cache.mu
 //	diskTier.life (read) -> diskTier.mu
 //
-// Cache.mu is released before any Source call, disk-tier call or ristretto
-// call, so the two chains never nest. verifier.mu is a leaf taken on its own
-// (never while holding another lock); ristretto's internal locks are leaves.
+// Every other lock is a leaf, never held while taking another: Reader.mu is
+// released before the Reader calls into the Cache; Cache.mu is released before
+// any Source call, disk-tier call or ristretto call; verifier.mu is taken on
+// its own; ristretto's internal locks are leaves.
 //
 // # Memory bound
 //
 // Memory used for block data is bounded by
 //
 //	MemoryBytes                              ristretto (cost = block length)
-//	+ Parallel * MaxRequestSize (x2 briefly)  in-flight request buffers (x2: a
-//	                                          multi-block response of a plain
-//	                                          Source is copied into per-block
-//	                                          buffers; a VectorSource fills them)
-//	+ read-ahead blocks not yet consumed      together with in-flight read-ahead
-//	                                          buffers at most Parallel*MaxRequestSize
-//	+ one block per open Reader               its current block
+//	+ Parallel * MaxRequestSize (x2 briefly)  request buffers in flight together
+//	                                          with read-ahead blocks not yet
+//	                                          consumed (x2: a multi-block
+//	                                          response of a plain Source is
+//	                                          copied into per-block buffers; a
+//	                                          VectorSource fills them)
+//	+ maxDiskWriters requests' blocks         on their way to the disk tier
+//	+ one block per open Reader               its current block (a verifying
+//	                                          Reader may hold up to maxPending
+//	                                          more while reads arrive out of order)
 //
 // whatever the file sizes. Buffers handed out are never mutated or recycled:
 // the garbage collector frees a block once neither a tier nor a reader holds it.
@@ -143,17 +145,17 @@ type Cache struct {
 	mem  *memTier  // nil when disabled
 	disk *diskTier // nil when disabled or unusable
 
-	bs        int64           // block size
-	maxReqBlk int64           // MaxRequestSize in blocks
-	minReqBlk int64           // MinRequestSize in blocks
-	raBudget  int64           // bytes: in-flight read-ahead buffers + unconsumed read-ahead blocks
-	ctx       context.Context // the fetcher's own context: fetches outlive readers
-	cancel    context.CancelFunc
-	sem       chan struct{} // Parallel slots for Source calls
-	wg        sync.WaitGroup
-	closed    atomic.Bool
+	bs          int64           // block size
+	maxReqBlk   int64           // MaxRequestSize in blocks
+	minReqBlk   int64           // MinRequestSize in blocks
+	fetchBudget int64           // bytes: request buffers in flight + unconsumed read-ahead blocks
+	ctx         context.Context // the fetcher's own context: fetches outlive readers
+	cancel      context.CancelFunc
+	sem         chan struct{} // Parallel slots for Source calls
+	wg          sync.WaitGroup
+	closed      atomic.Bool
 
-	// mu protects shut, calls, ready, readyList, readyBytes, raInflight and gens.
+	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes and gens.
 	mu   sync.Mutex
 	shut bool // Close has begun: no new fetch goroutines (wg.Add) after this
 	// calls holds every block whose fetch is in flight or completing (data
@@ -162,10 +164,10 @@ type Cache struct {
 	// ready holds read-ahead blocks nobody waited for, until a reader takes
 	// them, oldest first in readyList. ristretto may drop or reject a Set, and
 	// this keeps read-ahead from being fetched twice.
-	ready      map[blockKey]*list.Element // value *readyBlock
-	readyList  *list.List
-	readyBytes int64
-	raInflight int64 // bytes of read-ahead request buffers in flight
+	ready         map[blockKey]*list.Element // value *readyBlock
+	readyList     *list.List
+	readyBytes    int64
+	inflightBytes int64 // bytes of request buffers in flight (read-ahead or not)
 	// gens counts Drops per object; memory keys include it, so blocks of a
 	// dropped object (ristretto cannot enumerate keys) become unreachable.
 	gens map[string]uint64
@@ -247,7 +249,7 @@ func New(src Source, opts Options) (*Cache, error) {
 		sem:       make(chan struct{}, opts.Parallel),
 	}
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
-	c.raBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
+	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
 	if opts.MemoryBytes > 0 {
 		m, err := newMemTier(opts.MemoryBytes, c.bs)
 		if err != nil {
@@ -282,7 +284,8 @@ func (c *Cache) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (in
 // readAt is ReadAt with a reader's current block (cur, may be nil) and an
 // optional hook run after the read's own blocks are claimed and before
 // waiting for them (read-ahead is issued there, so it queues behind them). It
-// returns the blocks read, for the reader's bookkeeping.
+// returns the blocks read, for the reader's bookkeeping: none when cur alone
+// served the read (the reader has seen that block already).
 func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur *heldBlock, hook func()) (int, []heldBlock, error) {
 	if c.closed.Load() {
 		return 0, nil, ErrClosed
@@ -301,6 +304,19 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 	}
 	end := min(off+int64(len(p)), obj.Size)
 	first, last := off/c.bs, (end-1)/c.bs
+	if cur != nil && first == cur.idx && last == cur.idx {
+		// Most kernel reads (128 KiB to 1 MiB) fall inside the reader's
+		// current block: no Cache.mu, no tier lookups, no allocation.
+		if hook != nil {
+			hook()
+		}
+		bstart := first * c.bs
+		n := copy(p, cur.data[off-bstart:end-bstart])
+		if n < len(p) {
+			return n, nil, io.EOF
+		}
+		return n, nil, nil
+	}
 	req := c.claim(obj, first, last, cur)
 	if hook != nil {
 		hook()

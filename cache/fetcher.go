@@ -34,6 +34,7 @@ type span struct {
 	length    int64
 	calls     []*call
 	readahead bool
+	fromDisk  bool // the blocks were read from the disk tier: not written back
 }
 
 // request is what a read waits for: blocks already at hand plus calls.
@@ -43,9 +44,13 @@ type request struct {
 	waits []*call // waits[i] != nil: out[i] comes from that call
 }
 
-// claim finds blocks first..last of obj in the tiers, joins fetches in flight
-// and starts fetches (one span per run of contiguous missing blocks, capped at
-// MaxRequestSize) for the rest. It does not wait.
+// claim finds blocks first..last of obj in the memory tier, joins fetches in
+// flight and registers a call for each block still missing. Each call it
+// registers is filled from the disk tier or else fetched (one span per run of
+// contiguous missing blocks, capped at MaxRequestSize). It does not wait for
+// fetches. A disk read runs as a call too, so the kernel's concurrent reads of
+// one block share one disk read and one buffer instead of each allocating
+// the block.
 func (c *Cache) claim(obj Object, first, last int64, cur *heldBlock) *request {
 	n := last - first + 1
 	r := &request{c: c, out: make([][]byte, n), waits: make([]*call, n)}
@@ -54,86 +59,78 @@ func (c *Cache) claim(obj Object, first, last int64, cur *heldBlock) *request {
 	c.mu.Lock()
 	gen := c.gens[obj.ID]
 	for i := range n {
-		idx := first + i
-		if cur != nil && cur.idx == idx {
+		if cur != nil && cur.idx == first+i {
 			r.out[i] = cur.data
 			continue
 		}
-		k := blockKey{obj.ID, idx}
-		if cl, ok := c.calls[k]; ok {
-			cl.waiters++
-			r.waits[i] = cl
-			c.st.waitHits.Add(1)
-			continue
-		}
-		if e, ok := c.ready[k]; ok {
-			r.out[i] = e.Value.(*readyBlock).data
-			c.removeReadyLocked(e)
-			c.st.raHits.Add(1)
-			continue
-		}
-		todo[i] = true
+		todo[i] = !c.joinLocked(blockKey{obj.ID, first + i}, r, i)
 	}
 	c.mu.Unlock()
 
-	// The tiers are consulted without Cache.mu: ristretto and disk I/O must
-	// not serialize readers.
-	for i := range n {
-		if !todo[i] {
-			continue
-		}
-		idx := first + i
-		if c.mem != nil {
-			if d, ok := c.mem.get(c.memKey(obj, gen, idx)); ok {
-				r.out[i], todo[i] = d, false
-				c.st.memHits.Add(1)
+	// ristretto is consulted without Cache.mu: it must not serialize readers.
+	if c.mem != nil {
+		for i := range n {
+			if !todo[i] {
 				continue
 			}
-		}
-		if c.disk != nil {
-			if d := c.disk.get(obj, c.bs, idx, c.blockLen(obj, idx)); d != nil {
+			if d, ok := c.mem.get(c.memKey(obj, gen, first+i)); ok {
 				r.out[i], todo[i] = d, false
-				c.st.diskHits.Add(1)
-				if c.mem != nil {
-					c.mem.set(c.memKey(obj, gen, idx), d)
-				}
-				continue
+				c.st.memHits.Add(1)
 			}
 		}
 	}
 
 	// Register the rest; another reader may have started some meanwhile.
 	var created []*call
-	var createdIdx []int64
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
 	for i := range n {
-		if !todo[i] {
-			continue
-		}
 		k := blockKey{obj.ID, first + i}
-		if cl, ok := c.calls[k]; ok {
-			cl.waiters++
-			r.waits[i] = cl
-			c.st.waitHits.Add(1)
-			continue
-		}
-		if e, ok := c.ready[k]; ok {
-			r.out[i] = e.Value.(*readyBlock).data
-			c.removeReadyLocked(e)
-			c.st.raHits.Add(1)
+		if !todo[i] || c.joinLocked(k, r, i) {
 			continue
 		}
 		cl := &call{key: k, gen: gen, done: make(chan struct{}), waiters: 1}
 		c.calls[k] = cl
 		r.waits[i] = cl
 		created = append(created, cl)
-		createdIdx = append(createdIdx, first+i)
-		c.st.misses.Add(1)
 	}
 	c.mu.Unlock()
-	c.startSpans(obj, created, createdIdx, false)
+
+	// The disk tier, without Cache.mu; readers arriving meanwhile wait on the calls.
+	missing := created[:0:0]
+	var idx []int64
+	for _, cl := range created {
+		if c.disk != nil {
+			if d := c.disk.get(obj, c.bs, cl.key.idx, c.blockLen(obj, cl.key.idx)); d != nil {
+				c.st.diskHits.Add(1)
+				c.complete(&span{obj: obj, calls: []*call{cl}, fromDisk: true}, [][]byte{d}, nil)
+				continue
+			}
+		}
+		c.st.misses.Add(1)
+		missing = append(missing, cl)
+		idx = append(idx, cl.key.idx)
+	}
+	c.startSpans(obj, missing, idx, false)
 	return r
+}
+
+// joinLocked serves block k of request slot i from a fetch in flight (joining
+// it) or from unconsumed read-ahead, and reports whether it did.
+func (c *Cache) joinLocked(k blockKey, r *request, i int64) bool {
+	if cl, ok := c.calls[k]; ok {
+		cl.waiters++
+		r.waits[i] = cl
+		c.st.waitHits.Add(1)
+		return true
+	}
+	if e, ok := c.ready[k]; ok {
+		r.out[i] = e.Value.(*readyBlock).data
+		c.removeReadyLocked(e)
+		c.st.raHits.Add(1)
+		return true
+	}
+	return false
 }
 
 // wait waits for the request's calls. On ctx's end it stops waiting (the
@@ -162,7 +159,7 @@ func (r *request) wait(ctx context.Context) ([][]byte, error) {
 }
 
 // abandon gives up waiting on calls from index i on: a fetch that completes
-// with no waiter left is kept as read-ahead rather than lost.
+// with no waiter left still lands in the tiers for the next reader.
 func (r *request) abandon(from int) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
@@ -226,17 +223,16 @@ func (c *Cache) fetch(sp *span) {
 		c.complete(sp, nil, ErrClosed)
 		return
 	}
-	if sp.readahead {
-		c.mu.Lock()
-		// Keep unconsumed read-ahead plus read-ahead buffers in flight within
-		// budget: the oldest unconsumed blocks go first (they are usually in a
-		// tier anyway, or their reader moved on).
-		for c.readyBytes+c.raInflight+sp.length > c.raBudget && c.readyList.Len() > 0 {
-			c.removeReadyLocked(c.readyList.Front())
-		}
-		c.raInflight += sp.length
-		c.mu.Unlock()
+	c.mu.Lock()
+	// Keep unconsumed read-ahead plus every request buffer in flight (a
+	// reader's misses too, not only read-ahead) within one budget: the
+	// oldest unconsumed blocks go first (they are usually in a tier anyway,
+	// or their reader moved on).
+	for c.readyBytes+c.inflightBytes+sp.length > c.fetchBudget && c.readyList.Len() > 0 {
+		c.removeReadyLocked(c.readyList.Front())
 	}
+	c.inflightBytes += sp.length
+	c.mu.Unlock()
 	n := c.st.inFlight.Add(1)
 	for {
 		m := c.st.maxInFlight.Load()
@@ -251,11 +247,9 @@ func (c *Cache) fetch(sp *span) {
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
 	<-c.sem
-	if sp.readahead {
-		c.mu.Lock()
-		c.raInflight -= sp.length
-		c.mu.Unlock()
-	}
+	c.mu.Lock()
+	c.inflightBytes -= sp.length
+	c.mu.Unlock()
 	if err != nil {
 		c.st.fetchErrors.Add(1)
 		blocks = nil
@@ -356,7 +350,7 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 		if c.mem != nil {
 			c.mem.set(c.memKey(sp.obj, cl.gen, cl.key.idx), blocks[i])
 		}
-		if c.disk != nil && !c.closed.Load() && !c.stale(cl) {
+		if c.disk != nil && !sp.fromDisk && !c.closed.Load() && !c.stale(cl) {
 			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i])
 			// Drop bumps the generation before it clears the disk, so
 			// either it saw our file or we see its generation now.

@@ -76,11 +76,14 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return n, err
 	}
 	if len(held) > 0 {
+		last := held[len(held)-1] // a copy: &held[i] would pin every block of this read
 		r.mu.Lock()
-		r.cur = &held[len(held)-1]
+		r.cur = &last
 		r.mu.Unlock()
 	}
-	if r.v != nil {
+	// A read served by cur alone brings no block the verifier has not seen
+	// (an empty object has none: its first read completes it).
+	if r.v != nil && (len(held) > 0 || size == 0) {
 		if verr := r.verify(held); verr != nil {
 			return n, verr
 		}
