@@ -65,6 +65,7 @@ type fsys struct {
 	jobsDir, completedDir, byNameDir *fusefs.Inode
 
 	stats transferStats
+	io    ioState // uploads/ and open files, for .rescalefs/status (uploads.go, downloads.go)
 }
 
 // transferStats counts what the mount served, for .rescalefs/status.

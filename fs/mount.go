@@ -52,7 +52,14 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 	if err != nil {
 		return nil, err
 	}
+	if opts.FileSeen != nil {
+		client = registering{client, opts.FileSeen}
+	}
 	f := newFsys(opts, client, newReader)
+	f.newReader = f.io.dl.track(f.now, f.newReader)
+	if opts.Uploads != nil {
+		f.io.up = newUploads(f, opts.Uploads, opts.UploadSettle)
+	}
 	fo, err := f.opts.fuseOptions(f.log)
 	if err != nil {
 		f.cancel()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 // Options configure a mount.
@@ -33,6 +34,16 @@ type Options struct {
 	// StatusExtra, if set, is called for every read of .rescalefs/status; its value appears there under
 	// "extra" (the uploads will report through it).
 	StatusExtra func() any
+
+	// Uploads makes uploads/ writable: files closed there are published through this engine (started
+	// by the caller after Mount; its OnDone must call Mounted.UploadDone). nil = read-only and empty.
+	Uploads *upload.Engine
+	// UploadSettle is how long a closed file must stay unwritten before it is queued; 0 =
+	// DefaultUploadSettle.
+	UploadSettle time.Duration
+	// FileSeen, if set, is told the metadata of every file listed (jobs' files, the library, new
+	// uploads): the direct storage source registers them, sparing one GetFile per file read.
+	FileSeen func(...remote.File)
 }
 
 // DefaultPoll is the default interval between refreshes of the jobs list.
@@ -48,6 +59,10 @@ const (
 	// negativeTimeout: a missing name is remembered briefly, so `ls x || ls x` does not ask twice
 	// while a job that appears is still seen quickly (the poller also invalidates new names).
 	negativeTimeout = time.Second
+	// noCache is the shortest timeout the kernel can be given, for attributes that must always be
+	// asked afresh (the status file's size). Not 0: go-fuse replaces a zero timeout with the mount's
+	// default (liveTimeout).
+	noCache = time.Nanosecond
 
 	// maxWrite is the largest read or write request: 1 MiB, the kernel's maximum (max_pages 256).
 	maxWrite = 1 << 20

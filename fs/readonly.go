@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"os"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -72,7 +73,7 @@ func (base) Access(_ context.Context, mask uint32) syscall.Errno {
 func (b base) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
 	dir := b.f.opts.CacheDir
 	if dir == "" {
-		dir = "/tmp"
+		dir = os.TempDir() // as Options.CacheDir documents
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {

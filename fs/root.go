@@ -34,8 +34,11 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	f.completedDir = dir(r.EmbeddedInode(), "completed", &completedDir{base: r.base}, inoCompleted)
 	f.byNameDir = dir(r.EmbeddedInode(), "by-name", &byNameDir{base: r.base}, inoByName)
 	dir(r.EmbeddedInode(), "files", &dirNode{base: r.base, ns: "lib"}, inoFiles)
-	// uploads/ is issue 4: for now an empty folder that refuses to be written.
-	dir(r.EmbeddedInode(), "uploads", &staticDir{base: r.base}, inoUploads)
+	if f.io.up != nil {
+		dir(r.EmbeddedInode(), "uploads", newUploadDir(r.base, f.io.up, 0o755, true), inoUploads) // uploads.go
+	} else {
+		dir(r.EmbeddedInode(), "uploads", &staticDir{base: r.base}, inoUploads) // no engine: read-only
+	}
 	meta := dir(r.EmbeddedInode(), ".rescalefs", &staticDir{base: r.base}, inoMeta)
 	st := meta.NewPersistentInode(ctx, &statusFile{base: r.base}, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: inoStatus})
 	meta.AddChild("status", st, false)

@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 // statusFile is .rescalefs/status: the mount's live state as JSON, read by `rescalefs status` and by
@@ -22,13 +23,15 @@ type statusFile struct {
 
 // Status is the JSON of .rescalefs/status.
 type Status struct {
-	Time      time.Time      `json:"time"`
-	Mounted   time.Time      `json:"mounted"`
-	Jobs      int            `json:"jobs"`
-	Completed int            `json:"completed"`
-	Transfers TransferStatus `json:"transfers"`
-	Cache     *cache.Stats   `json:"cache,omitempty"`
-	Extra     any            `json:"extra,omitempty"` // Options.StatusExtra (uploads)
+	Time      time.Time        `json:"time"`
+	Mounted   time.Time        `json:"mounted"`
+	Jobs      int              `json:"jobs"`
+	Completed int              `json:"completed"`
+	Transfers TransferStatus   `json:"transfers"`
+	Cache     *cache.Stats     `json:"cache,omitempty"`
+	Uploads   []upload.Status  `json:"uploads"`         // pending, damaged and recently published uploads
+	Downloads []DownloadStatus `json:"downloads"`       // files open for reading
+	Extra     any              `json:"extra,omitempty"` // Options.StatusExtra
 }
 
 // TransferStatus counts what the mount served to programs.
@@ -57,6 +60,11 @@ func (f *fsys) status() Status {
 		st := f.opts.Cache.Stats()
 		s.Cache = &st
 	}
+	s.Uploads = []upload.Status{}
+	if f.io.up != nil {
+		s.Uploads = f.io.up.eng.Snapshot()
+	}
+	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {
 		s.Extra = f.opts.StatusExtra()
 	}
@@ -77,7 +85,7 @@ func (s *statusFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.A
 	out.Size = uint64(len(s.f.statusJSON()))
 	t := s.f.now()
 	setTimes(&out.Attr, t)
-	out.SetTimeout(0) // always fresh
+	out.SetTimeout(noCache)
 	return 0
 }
 

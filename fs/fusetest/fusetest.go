@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 // LibraryFile is a file of the user's library to seed.
@@ -43,6 +45,9 @@ type Options struct {
 
 	MountOptions []string
 	Logger       *slog.Logger // default: errors to the test log
+
+	// Uploads makes uploads/ writable through an upload engine (uploads.go in this package).
+	Uploads UploadOptions
 }
 
 // Env is a mounted test platform.
@@ -56,6 +61,11 @@ type Env struct {
 	Mount    *fs.Mounted
 	Jobs     []emulator.Job // as AddJob returned them, in Options.Jobs order
 	Library  []emulator.FileInfo
+	Engine   *upload.Engine // with Options.Uploads.Enabled
+
+	pubMu      sync.Mutex // guards published
+	published  []upload.Status
+	setMounted func(*fs.Mounted)
 }
 
 // Mount starts the emulator, seeds it, and mounts. Everything is torn down in t.Cleanup, the mount
@@ -138,14 +148,25 @@ func Mount(t testing.TB, o Options) *Env {
 	t.Cleanup(func() { env.Cache.Close() })
 
 	env.Dir = t.TempDir()
-	env.Mount, err = fs.Mount(env.Dir, fs.Options{
+	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
 		CacheDir: t.TempDir(), MountOptions: o.MountOptions,
-	})
+	}
+	if o.Uploads.Enabled {
+		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
+		if fo.UploadSettle == 0 {
+			fo.UploadSettle = 50 * time.Millisecond
+		}
+	}
+	env.Mount, err = fs.Mount(env.Dir, fo)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
 	t.Cleanup(func() { Unmount(t, env.Mount, env.Dir) })
+	if env.Engine != nil {
+		env.setMounted(env.Mount)
+		env.Engine.Start(context.Background())
+	}
 	return env
 }
 

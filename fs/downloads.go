@@ -1,0 +1,142 @@
+package fs
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// downloads tracks the files open for reading, for .rescalefs/status: bytes served and the furthest
+// offset read, per open file.
+type downloads struct {
+	mu   sync.Mutex // guards open and next
+	open map[uint64]*trackedReader
+	next uint64
+}
+
+// DownloadStatus is one file open for reading, as .rescalefs/status shows it.
+type DownloadStatus struct {
+	FileID  string    `json:"fileId"`
+	Name    string    `json:"name"`
+	Size    int64     `json:"size"`
+	Read    int64     `json:"bytesRead"` // bytes the platform or the cache served to this open file
+	Offset  int64     `json:"offset"`    // the furthest byte read: progress of a sequential copy
+	Opened  time.Time `json:"opened"`
+	Handles int       `json:"handles"` // open handles of this file
+}
+
+// trackedReader counts what one open file read.
+type trackedReader struct {
+	fileReader
+	d      *downloads
+	key    uint64
+	file   *remote.File
+	opened time.Time
+	read   atomic.Int64
+	offset atomic.Int64
+	once   sync.Once
+}
+
+// track wraps newReader so every open file is listed until closed.
+func (d *downloads) track(now func() time.Time, newReader func(*remote.File) fileReader) func(*remote.File) fileReader {
+	return func(f *remote.File) fileReader {
+		r := &trackedReader{fileReader: newReader(f), d: d, file: f, opened: now()}
+		d.mu.Lock()
+		if d.open == nil {
+			d.open = map[uint64]*trackedReader{}
+		}
+		d.next++
+		r.key = d.next
+		d.open[r.key] = r
+		d.mu.Unlock()
+		return r
+	}
+}
+
+func (r *trackedReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	n, err := r.fileReader.ReadAt(ctx, p, off)
+	if n > 0 {
+		r.read.Add(int64(n))
+		end := off + int64(n)
+		for {
+			cur := r.offset.Load()
+			if end <= cur || r.offset.CompareAndSwap(cur, end) {
+				break
+			}
+		}
+	}
+	return n, err
+}
+
+func (r *trackedReader) Close() error {
+	r.once.Do(func() {
+		r.d.mu.Lock()
+		delete(r.d.open, r.key)
+		r.d.mu.Unlock()
+	})
+	return r.fileReader.Close()
+}
+
+// list is the open files, one entry per file (several handles of a file merged), oldest first.
+func (d *downloads) list() []DownloadStatus {
+	d.mu.Lock()
+	byID := map[string]*DownloadStatus{}
+	for _, r := range d.open {
+		s := byID[r.file.ID]
+		if s == nil {
+			s = &DownloadStatus{FileID: r.file.ID, Name: r.file.Name, Size: r.file.DecryptedSize, Opened: r.opened}
+			byID[r.file.ID] = s
+		}
+		s.Handles++
+		s.Read += r.read.Load()
+		s.Offset = max(s.Offset, r.offset.Load())
+		if r.opened.Before(s.Opened) {
+			s.Opened = r.opened
+		}
+	}
+	d.mu.Unlock()
+	out := make([]DownloadStatus, 0, len(byID))
+	for _, s := range byID {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b DownloadStatus) int {
+		if c := a.Opened.Compare(b.Opened); c != 0 {
+			return c
+		}
+		return strings.Compare(a.FileID, b.FileID)
+	})
+	return out
+}
+
+// ioState is the mount's upload and download bookkeeping (fsys.io).
+type ioState struct {
+	up *uploads // nil when uploads/ is read-only (no engine)
+	dl downloads
+}
+
+// registering passes the files of every listing to Options.FileSeen.
+type registering struct {
+	platform
+	seen func(...remote.File)
+}
+
+func (r registering) JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error) {
+	files, err := r.platform.JobFiles(ctx, jobID, search)
+	if err == nil {
+		r.seen(files...)
+	}
+	return files, err
+}
+
+func (r registering) LibraryFiles(ctx context.Context, search string) ([]remote.File, error) {
+	files, err := r.platform.LibraryFiles(ctx, search)
+	if err == nil {
+		r.seen(files...)
+	}
+	return files, err
+}
