@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/pflag"
 
 	"github.com/rescalefs/rescalefs/internal/units"
@@ -235,8 +239,122 @@ func bench(c config) error {
 	rows = append(rows, row{name: "mount: four concurrent cold readers", seconds: time.Since(start).Seconds(), bytes: 4 * c.size,
 		note: fmt.Sprintf("peak RSS of the mount %d MiB", hwm>>20)})
 
+	more, err := uploadAndDirectRows(ctx, c, work, mnt, url, emu, client, bigDir)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, more...)
+
 	printTable(c, rows)
 	return nil
+}
+
+// uploadAndDirectRows (issue 4): a file of --size through uploads/ (until the platform confirms it)
+// against one plain PutObject of the same size; then cold reads of one file by two fresh mounts, one
+// reading straight from storage, one through /contents/.
+func uploadAndDirectRows(ctx context.Context, c config, work, mnt, url string, emu *emulator.Emulator, client *remote.Client, bigDir string) ([]row, error) {
+	var rows []row
+	src := filepath.Join(work, "upload.bin")
+	if err := writeRandomFile(src, c.size); err != nil {
+		return nil, err
+	}
+	emu.ResetCounters()
+	start := time.Now()
+	if out, err := exec.Command("cp", src, filepath.Join(mnt, "uploads", "upload.bin")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("cp into uploads/: %v: %s", err, out)
+	}
+	copied := time.Since(start)
+	for {
+		files, err := client.LibraryFiles(ctx, "upload.bin")
+		if err == nil && len(files) > 0 {
+			break
+		}
+		if time.Since(start) > time.Hour {
+			return nil, errors.New("upload.bin not published within an hour")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cnt := emu.Counters()
+	rows = append(rows, row{name: "mount: upload via uploads/ until published", seconds: time.Since(start).Seconds(), bytes: c.size,
+		note: fmt.Sprintf("cp %.1fs, 2s settle, %d parts", copied.Seconds(), cnt.Requests[emulator.EndpointS3UploadPart])})
+
+	me, err := client.Me(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs := me.DefaultStorage.ConnectionSettings
+	s3c, err := client.NewS3Client(ctx, remote.S3Options{Region: cs.Region, Endpoint: cs.Endpoint})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	start = time.Now()
+	if _, err := s3c.SDK().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cs.Container),
+		Key: aws.String(strings.TrimSuffix(cs.PathBase, "/") + "/bench/plain-put.bin"), Body: f, ContentLength: aws.Int64(c.size)}); err != nil {
+		return nil, fmt.Errorf("plain PutObject: %w", err)
+	}
+	rows = append(rows, row{name: "one plain S3 PutObject of the same file", seconds: time.Since(start).Seconds(), bytes: c.size})
+
+	bin := c.binary
+	if bin == "" {
+		bin = filepath.Join(work, "rescalefs") // built by the first startMount
+	}
+	rel, err := filepath.Rel(mnt, filepath.Join(bigDir, "big0.bin"))
+	if err != nil {
+		return nil, err
+	}
+	for _, direct := range []bool{true, false} {
+		cc := c
+		cc.binary = bin
+		name := fmt.Sprintf("direct-%v", direct)
+		cc.mountArgs = append(slices.Clone(c.mountArgs), "--cache-dir", filepath.Join(work, "cache-"+name), fmt.Sprintf("--direct-reads=%v", direct))
+		m2 := filepath.Join(work, "mnt-"+name)
+		stop, _, err := startMount(cc, work, m2, url, emu.APIKey())
+		if err != nil {
+			return nil, err
+		}
+		emu.ResetCounters()
+		r, err := timedCat(filepath.Join(m2, rel))
+		stop()
+		if err != nil {
+			return nil, err
+		}
+		cnt := emu.Counters()
+		if direct {
+			r.name = "mount: cold cat, direct storage reads"
+		} else {
+			r.name = "mount: cold cat, /contents/ reads"
+		}
+		r.note = fmt.Sprintf("%d S3 GETs, %d /contents/ requests", cnt.Requests[emulator.EndpointS3Get], cnt.Requests[emulator.EndpointContents])
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+// writeRandomFile writes size pseudo-random bytes (incompressible, cheap to make) to path.
+func writeRandomFile(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(4, 2))
+	buf := make([]byte, 4<<20)
+	for left := size; left > 0; {
+		for i := 0; i+8 <= len(buf); i += 8 {
+			binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
+		}
+		n := min(int64(len(buf)), left)
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
 }
 
 // timedDownload reads the whole file through the API in n equal ranged streams, as a script would.

@@ -37,6 +37,7 @@ func init() {
 	commands = append(commands,
 		command{"mount", "mount [flags] MOUNTPOINT", "mount the platform and serve it until unmounted", runMount},
 		command{"unmount", "unmount MOUNTPOINT", "unmount a rescalefs mount", runUnmount},
+		command{"status", "status [--watch] [MOUNTPOINT]", "show uploads, open files and cache use of a mount", runStatus},
 		command{"demo", "demo [MOUNTPOINT]", "mount a built-in emulated platform with sample jobs (no account needed)", runDemo},
 		command{"emulator", "emulator [flags]", "serve the emulated Rescale platform on loopback, for tests and trials", runEmulator},
 		command{"version", "version", "print the version", runVersion},
