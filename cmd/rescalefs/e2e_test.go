@@ -262,3 +262,61 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 20s")
 }
+
+// TestAutoDownload: a mount with --auto-download copies a completed job's outputs into DIR/<jobId>/,
+// byte for byte, and reports it in the status file.
+func TestAutoDownload(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	mustNotStayMounted(t, mnt)
+	var stderr bytes.Buffer
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
+		"mount", "--foreground", "--poll", "200ms", "--auto-download", dest, mnt)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	for _, f := range job.Files {
+		path := filepath.Join(dest, job.ID, filepath.FromSlash(f.RelativePath))
+		waitFor(t, func() bool { _, err := os.Stat(path); return err == nil })
+		if got := fileSHA512(t, path); got != f.SHA512 {
+			t.Errorf("%s: downloaded sha512 %s, want %s", f.RelativePath, got[:16], f.SHA512[:16])
+		}
+	}
+	status, err := os.ReadFile(filepath.Join(mnt, ".rescalefs", "status"))
+	if err != nil || !bytes.Contains(status, []byte(`"autoDownload"`)) || !bytes.Contains(status, []byte(job.ID)) {
+		t.Errorf("status file does not report the download: %v\n%s", err, status)
+	}
+}
+
+func TestAutoDownloadFlags(t *testing.T) {
+	emu, url, _ := newEmulatorWithJob(t)
+	env := map[string]string{"RESCALE_API_KEY": emu.APIKey(), "RESCALE_API_URL": url}
+	mnt := t.TempDir()
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"mount", "-f", "--auto-query", ".log", mnt}, "--auto-query needs --auto-download DIR"},
+		{[]string{"mount", "-f", "--auto-download", filepath.Join(mnt, "out"), mnt}, "is inside the mountpoint"},
+	} {
+		code, _, stderr := runCmd(t, env, tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.wantErr) {
+			t.Errorf("%v: code %d, stderr %q; want %d and %q", tc.args, code, stderr, exitUsage, tc.wantErr)
+		}
+	}
+}

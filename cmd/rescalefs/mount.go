@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/download"
 	rfs "github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/internal/units"
 	"github.com/rescalefs/rescalefs/remote"
@@ -50,6 +51,7 @@ type mountConfig struct {
 	poll                    time.Duration
 	maxJobAgeDays           int
 	logFile, logLevel       string
+	autoDownload, autoQuery string
 	debugFUSE               bool
 	uploadParallel          int
 	directReads             bool
@@ -83,6 +85,8 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 	fl.StringVar(&c.profile, "profile", "", "profile section of ~/.config/rescale/apiconfig")
 	fl.BoolVarP(&c.foreground, "foreground", "f", false, "stay attached until unmounted (for systemd)")
 	fl.StringVar(&c.logFile, "log-file", defaultLogFile(), "where a background mount logs")
+	fl.StringVar(&c.autoDownload, "auto-download", "", "copy the outputs of jobs as they complete into DIR/<jobId>/ (and, at start, of jobs completed within --max-job-age)")
+	fl.StringVar(&c.autoQuery, "auto-query", "", "with --auto-download: only files whose name contains TEXT")
 	addServeFlags(fl, &c)
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs mount [flags] MOUNTPOINT\n\nMounts the Rescale platform at MOUNTPOINT (an existing empty folder) and returns once it is ready.\n\nFlags:")
@@ -114,6 +118,10 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 	mountpoint, err := checkMountpoint(fl.Arg(0))
 	if err != nil {
 		return fail(err)
+	}
+	if err := checkAutoDownload(c, mountpoint); err != nil {
+		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
+		return exitUsage
 	}
 	if !c.foreground {
 		return startBackground(fl, creds, mountpoint, c.logFile, stdout, stderr)
@@ -189,6 +197,14 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		return err
 	}
 	defer blocks.Close()
+	var dl *download.Downloader
+	if c.autoDownload != "" {
+		// Deferred after blocks.Close, so it runs first: the downloader reads through the cache.
+		if dl, err = startAutoDownload(ctx, c, client, blocks, logger); err != nil {
+			return err
+		}
+		defer dl.Close()
+	}
 	// The upload engine resumes what the journal holds once started, which is after the mount: its
 	// OnDone needs the mount.
 	var mounted atomic.Pointer[rfs.Mounted]
@@ -209,6 +225,13 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}
 	if direct != nil {
 		opts.FileSeen = direct.Register
+	}
+	if dl != nil {
+		opts.StatusExtra = func() any {
+			return struct {
+				AutoDownload download.Status `json:"autoDownload"`
+			}{dl.Snapshot()}
+		}
 	}
 	m, err := rfs.Mount(mountpoint, opts)
 	if err != nil {
@@ -247,6 +270,39 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		fmt.Fprintf(logw, "rescalefs: %d uploads pending; they resume on the next mount\n", n)
 	}
 	logger.Info("unmounted", "mountpoint", mountpoint)
+	return nil
+}
+
+// startAutoDownload starts the Transfer Manager's background download: the outputs of every job that
+// completes (and, at start, of those completed within --max-job-age) are copied into DIR/<jobId>/.
+func startAutoDownload(ctx context.Context, c mountConfig, client *remote.Client, blocks *cache.Cache, logger *slog.Logger) (*download.Downloader, error) {
+	dl, err := download.New(download.Options{Client: client, Cache: blocks, Dir: c.autoDownload, Query: c.autoQuery,
+		MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour, Poll: c.poll, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("--auto-download: %w", err)
+	}
+	if err := dl.Start(ctx); err != nil {
+		return nil, fmt.Errorf("--auto-download: %w", err)
+	}
+	return dl, nil
+}
+
+// checkAutoDownload refuses flag combinations that cannot work: a query with nothing to download, and a
+// download folder inside the mount (it would copy the platform into itself).
+func checkAutoDownload(c mountConfig, mountpoint string) error {
+	if c.autoDownload == "" {
+		if c.autoQuery != "" {
+			return errors.New("--auto-query needs --auto-download DIR")
+		}
+		return nil
+	}
+	dir, err := filepath.Abs(c.autoDownload)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(mountpoint, dir); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+		return fmt.Errorf("--auto-download %s is inside the mountpoint %s", dir, mountpoint)
+	}
 	return nil
 }
 
