@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -139,7 +140,7 @@ func (d *Downloader) fetchStatuses(ctx context.Context, ids map[string]bool) {
 	sem := make(chan struct{}, statusParallel)
 	var wg sync.WaitGroup
 	for id := range ids {
-		if !validJobID(id) {
+		if !names.ValidID(id) { // the id names the job's folder
 			d.mu.Lock()
 			if j := d.jobs[id]; j != nil && j.state == stateRunning {
 				j.state = stateTooOld // never downloaded; logged once

@@ -1,7 +1,6 @@
 package download
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -21,48 +21,26 @@ const (
 	reservedStem  = ".rescalefs-" // top-level names starting so are ours (state file, its temp, probes)
 )
 
-// maxNameLen is the longest file name component Linux file systems take (NAME_MAX).
-const maxNameLen = 255
-
 // Why a relativePath is refused. A refused file is skipped with a warning, never renamed: a download
-// folder should hold the platform's names or nothing.
+// folder should hold the platform's names or nothing (the mount, which must show every file, rewrites
+// them instead; both apply internal/names' rules).
 var (
-	errEmptyPath    = errors.New("empty path")
-	errNUL          = errors.New("contains a NUL byte")
-	errAbsolute     = errors.New("absolute path")
-	errDotDot       = errors.New(`contains a ".." component`)
-	errLongName     = errors.New("a component is longer than 255 bytes")
+	errEmptyPath    = names.ErrEmpty
+	errNUL          = names.ErrNUL
+	errAbsolute     = names.ErrAbsolute
+	errDotDot       = names.ErrDotDot
+	errLongName     = names.ErrTooLong
 	errReservedName = errors.New("name reserved for rescalefs's own files")
 	errNotLocal     = errors.New("not a local path")
 )
 
 // localPath checks an untrusted relativePath from the API and returns it cleaned (no empty or "."
-// components), as a slash-separated path relative to the job's folder, or why it cannot be made safe.
-// ".." is refused outright rather than resolved: a path that climbs is hostile or broken, and guessing
-// where it meant to land could overwrite another output.
+// components), as a slash-separated path relative to the job's folder, or why it cannot be made safe
+// (names.Components; ".." is refused, not resolved), or is a name of ours.
 func localPath(rel string) (string, error) {
-	if strings.IndexByte(rel, 0) >= 0 {
-		return "", errNUL
-	}
-	if strings.HasPrefix(rel, "/") {
-		return "", errAbsolute
-	}
-	parts := strings.Split(rel, "/")
-	out := make([]string, 0, len(parts))
-	for _, c := range parts {
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			return "", errDotDot
-		}
-		if len(c) > maxNameLen {
-			return "", errLongName
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return "", errEmptyPath
+	out, err := names.Components(rel)
+	if err != nil {
+		return "", err
 	}
 	last := out[len(out)-1]
 	if strings.HasSuffix(last, partialSuffix) || len(out) == 1 && strings.HasPrefix(last, reservedStem) {
@@ -112,13 +90,8 @@ func plan(files []remote.File, query string) ([]item, []skipped) {
 		items = append(items, item{f: f, rel: rel})
 	}
 	slices.SortFunc(items, func(a, b item) int {
-		if c := strings.Compare(a.rel, b.rel); c != 0 {
-			return c
-		}
-		if c := b.f.DateUploaded.Compare(a.f.DateUploaded.Time); c != 0 {
-			return c // newest first: the newest keeps the name
-		}
-		return cmp.Compare(a.f.ID, b.f.ID)
+		return names.CompareClaims(names.Claim{Path: a.rel, Uploaded: a.f.DateUploaded.Time, ID: a.f.ID},
+			names.Claim{Path: b.rel, Uploaded: b.f.DateUploaded.Time, ID: b.f.ID})
 	})
 	taken := map[string]bool{} // folders first: every proper prefix of a path is a folder
 	for _, it := range items {
@@ -131,13 +104,13 @@ func plan(files []remote.File, query string) ([]item, []skipped) {
 		if taken[it.rel] {
 			orig := it.rel
 			dir, name := path.Split(orig)
-			if !validJobID(it.f.ID) { // the id becomes part of a name: it must be a plain one
+			if !names.ValidID(it.f.ID) { // the id becomes part of a name: it must be a plain one
 				skips = append(skips, skipped{id: it.f.ID, rel: orig, err: errors.New("duplicate path")})
 				continue
 			}
-			it.rel = dir + withSuffix(name, it.f.ID)
+			it.rel = dir + names.WithSuffix(name, it.f.ID)
 			for i := 2; taken[it.rel]; i++ {
-				it.rel = dir + withSuffix(name, it.f.ID+"-"+strconv.Itoa(i))
+				it.rel = dir + names.WithSuffix(name, it.f.ID+"-"+strconv.Itoa(i))
 			}
 		}
 		taken[it.rel] = true
@@ -146,42 +119,13 @@ func plan(files []remote.File, query string) ([]item, []skipped) {
 	return out, skips
 }
 
-// withSuffix puts "~suffix" before name's extension, keeping the result within maxNameLen.
-func withSuffix(name, suffix string) string {
-	ext := path.Ext(name)
-	if ext == name || len(ext) > 16 {
-		ext = ""
-	}
-	stem := name[:len(name)-len(ext)]
-	tag := "~" + suffix
-	if keep := maxNameLen - len(tag) - len(ext); len(stem) > keep {
-		stem = stem[:max(0, keep)]
-	}
-	return stem + tag + ext
-}
-
 // partialPath is where rel is written until verified: next to it, so the final rename stays within one
 // folder (and one file system). A name too long for the suffix gets a hash of itself instead.
 func partialPath(rel string) string {
 	dir, name := path.Split(rel)
-	if len(name)+len(partialSuffix) > maxNameLen {
+	if len(name)+len(partialSuffix) > names.MaxLen {
 		sum := sha256.Sum256([]byte(name))
 		name = "." + hex.EncodeToString(sum[:16])
 	}
 	return dir + name + partialSuffix
-}
-
-// validJobID says whether s can name a folder as is: letters, digits, '_' and '-', at most 64 bytes (the
-// API's ids are 5 or 6 letters and digits).
-func validJobID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

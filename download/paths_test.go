@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -101,7 +102,7 @@ func TestPartialPath(t *testing.T) {
 	long := strings.Repeat("n", 250)
 	got := partialPath("d/" + long)
 	name := got[strings.LastIndex(got, "/")+1:]
-	if !strings.HasPrefix(got, "d/") || len(name) > maxNameLen || !strings.HasSuffix(name, partialSuffix) {
+	if !strings.HasPrefix(got, "d/") || len(name) > names.MaxLen || !strings.HasSuffix(name, partialSuffix) {
 		t.Errorf("partialPath(long) = %q", got)
 	}
 }

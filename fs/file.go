@@ -35,11 +35,19 @@ func (n *fileNode) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.Att
 // FOPEN_KEEP_CACHE: the content is immutable, so what the kernel cached from an earlier open is
 // still right and a re-read never leaves the page cache.
 func (n *fileNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EROFS
+	if errno := openReadOnly(flags); errno != 0 {
+		return nil, 0, errno
 	}
 	n.f.stats.opens.Add(1)
 	return &handle{f: n.f, node: n, r: n.f.newReader(n.file)}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// openReadOnly refuses an open for anything but reading (EROFS).
+func openReadOnly(flags uint32) syscall.Errno {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&(syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return syscall.EROFS
+	}
+	return 0
 }
 
 // Access: files are neither writable (EROFS) nor executable (mode 0444), whatever the caller.

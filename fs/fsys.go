@@ -20,6 +20,11 @@ type platform interface {
 	JobStatuses(ctx context.Context, jobID string) (remote.Statuses, error)
 	JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error)
 	LibraryFiles(ctx context.Context, search string) ([]remote.File, error)
+
+	// A running job's live working directory (live.go).
+	JobRuns(ctx context.Context, jobID string) ([]remote.Run, error)
+	DirectoryContents(ctx context.Context, jobID, runID string) ([]remote.LiveFile, error)
+	Tail(ctx context.Context, jobID, runID, path string) ([]byte, error)
 }
 
 var _ platform = (*remote.Client)(nil)
@@ -35,7 +40,7 @@ type fileReader interface {
 // Lock order (outer first); no lock is held across a platform call or a kernel notification:
 //
 //	jobTree.mu -> jobsModel.mu
-//	library.mu, fsys.listMu, filterMemo.mu, errLog.mu: leaves
+//	liveFile.mu, liveHandle.mu, library.mu, fsys.listMu, filterMemo.mu, errLog.mu: leaves
 type fsys struct {
 	opts   Options
 	client platform
@@ -62,7 +67,7 @@ type fsys struct {
 	mounted time.Time // the mtime of the fixed folders
 
 	// The dynamic folders the poller invalidates entries of; set in the root's OnAdd.
-	jobsDir, completedDir, byNameDir *fusefs.Inode
+	jobsDir, completedDir, failedDir, byNameDir *fusefs.Inode
 
 	stats transferStats
 	io    ioState // uploads/ and open files, for .rescalefs/status (uploads.go, downloads.go)

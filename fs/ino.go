@@ -11,7 +11,8 @@ import "hash/fnv"
 //	"dir:"+jobID+"/"+path           a folder inside a job ("@text" components included for filters)
 //	"cdir:"+jobID+"/@text/"+path    a job folder under completed/@text/ (a folder has one parent)
 //	"lib:/"+path                    a folder under files/ (only filter folders)
-//	"link:completed:"+jobID, "link:by-name:"+jobID   symlinks
+//	"live:"+jobID+"/"+runID+"/"+path   a live file of a running job (path as directory-contents gives it)
+//	"link:completed:"+jobID, "link:failed:"+jobID, "link:by-name:"+jobID   symlinks
 const (
 	inoRoot      = 1
 	inoJobs      = 2
@@ -21,6 +22,7 @@ const (
 	inoMeta      = 6 // .rescalefs/
 	inoStatus    = 7 // .rescalefs/status
 	inoUploads   = 8
+	inoFailed    = 9
 
 	// inoFirstHashed keeps hashed numbers clear of the fixed ones.
 	inoFirstHashed = 1 << 10

@@ -50,6 +50,9 @@ var (
 	_ = (fusefs.NodeLookuper)((*completedDir)(nil))
 	_ = (fusefs.NodeReaddirer)((*completedDir)(nil))
 	_ = (fusefs.NodeGetattrer)((*completedDir)(nil))
+	_ = (fusefs.NodeLookuper)((*failedDir)(nil))
+	_ = (fusefs.NodeReaddirer)((*failedDir)(nil))
+	_ = (fusefs.NodeGetattrer)((*failedDir)(nil))
 	_ = (fusefs.NodeLookuper)((*completedFilterDir)(nil))
 	_ = (fusefs.NodeReaddirer)((*completedFilterDir)(nil))
 	_ = (fusefs.NodeGetattrer)((*completedFilterDir)(nil))
@@ -68,6 +71,13 @@ var (
 	_ = (fusefs.NodeAccesser)((*fileNode)(nil))
 	_ = (fusefs.NodeAccesser)((*statusFile)(nil))
 
+	_ = (fusefs.NodeGetattrer)((*liveNode)(nil))
+	_ = (fusefs.NodeOpener)((*liveNode)(nil))
+	_ = (fusefs.NodeGetxattrer)((*liveNode)(nil))
+	_ = (fusefs.NodeListxattrer)((*liveNode)(nil))
+	_ = (fusefs.NodeSetattrer)((*liveNode)(nil))
+	_ = (fusefs.NodeAccesser)((*liveNode)(nil))
+
 	_ = (fusefs.NodeReadlinker)((*symlinkNode)(nil))
 	_ = (fusefs.NodeGetattrer)((*symlinkNode)(nil))
 
@@ -78,4 +88,7 @@ var (
 	_ = (fusefs.FileFlusher)((*handle)(nil))
 	_ = (fusefs.FileReleaser)((*handle)(nil))
 	_ = (fusefs.FileReader)((*bytesHandle)(nil))
+	_ = (fusefs.FileReader)((*liveHandle)(nil))
+	_ = (fusefs.FileFlusher)((*liveHandle)(nil))
+	_ = (fusefs.FileReleaser)((*liveHandle)(nil))
 )

@@ -92,6 +92,15 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		// failing); inside it, folders without a match are pruned.
 		c = d.f.memo.get(n, text)
 	}
+	if c.live != nil {
+		// A running job's live file: its entry is short-lived (the run's listing changes), its
+		// attributes are never cached (it grows).
+		ln, attr := newLiveNode(d.base, c.live)
+		c.live.fillAttr(&out.Attr)
+		out.SetEntryTimeout(liveTimeout)
+		out.SetAttrTimeout(noCache)
+		return d.NewInode(ctx, ln, attr), 0
+	}
 	if !c.isDir() {
 		fn, attr := newFileNode(d.base, c.file, d.jobID)
 		fileAttr(&out.Attr, c.file)
@@ -121,6 +130,8 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 		if c.isDir() {
 			vpath := append(slices.Clone(d.vpath), c.name)
 			entries = append(entries, fuse.DirEntry{Name: c.name, Mode: syscall.S_IFDIR, Ino: d.inoOf(vpath)})
+		} else if c.live != nil {
+			entries = append(entries, fuse.DirEntry{Name: c.name, Mode: syscall.S_IFREG, Ino: c.live.ino()})
 		} else {
 			entries = append(entries, fuse.DirEntry{Name: c.name, Mode: syscall.S_IFREG, Ino: ino("file:" + c.file.ID)})
 		}

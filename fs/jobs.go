@@ -216,8 +216,8 @@ func (m *jobsModel) list() []jobInfo {
 	return out
 }
 
-// completed returns the completed jobs that completed within maxAge of now (0: any age), newest first
-// by completion date, ties by id.
+// completedJobs returns the completed jobs that completed within maxAge of now (0: any age), newest
+// first by completion date, ties by id.
 func completedJobs(all []jobInfo, maxAge time.Duration, now time.Time) []jobInfo {
 	var out []jobInfo
 	for _, j := range all {
@@ -230,7 +230,7 @@ func completedJobs(all []jobInfo, maxAge time.Duration, now time.Time) []jobInfo
 		out = append(out, j)
 	}
 	slices.SortFunc(out, func(a, b jobInfo) int {
-		if c := b.StatusDate.Compare(a.StatusDate); c != 0 {
+		if c := b.CompletedAt.Compare(a.CompletedAt); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.ID, b.ID)
@@ -238,22 +238,37 @@ func completedJobs(all []jobInfo, maxAge time.Duration, now time.Time) []jobInfo
 	return out
 }
 
+// failed says whether a job completed without success (failed, or stopped). Only once its status
+// history is known: the list's "Completed" alone does not tell the outcome.
+func (j jobInfo) failed() bool { return j.Completed && j.HaveStatuses && !j.Succeeded }
+
+// failedJobs are the completed jobs (as completedJobs) that did not succeed.
+func failedJobs(all []jobInfo, maxAge time.Duration, now time.Time) []jobInfo {
+	out := completedJobs(all, maxAge, now)
+	return slices.DeleteFunc(out, func(j jobInfo) bool { return !j.failed() })
+}
+
 // views are the names each dynamic folder shows, with a signature per name that changes when what the
 // name shows changes. Comparing two views tells the poller which kernel entries to invalidate.
 type views struct {
 	jobs      map[string]string // id -> status and status date
 	completed map[string]string // id -> completion date
+	failed    map[string]string // id -> completion date
 	byName    map[string]string // "name (id)" -> id
 }
 
 func makeViews(all []jobInfo, maxAge time.Duration, now time.Time) views {
-	v := views{jobs: map[string]string{}, completed: map[string]string{}, byName: map[string]string{}}
+	v := views{jobs: map[string]string{}, completed: map[string]string{}, failed: map[string]string{},
+		byName: map[string]string{}}
 	for _, j := range all {
 		v.jobs[j.ID] = j.Status + "@" + j.StatusDate.UTC().Format(time.RFC3339Nano)
 		v.byName[byNameEntry(j.Name, j.ID)] = j.ID
 	}
 	for _, j := range completedJobs(all, maxAge, now) {
-		v.completed[j.ID] = j.StatusDate.UTC().Format(time.RFC3339Nano)
+		v.completed[j.ID] = j.CompletedAt.UTC().Format(time.RFC3339Nano)
+		if j.failed() {
+			v.failed[j.ID] = v.completed[j.ID]
+		}
 	}
 	return v
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -22,7 +23,7 @@ func buildLibrary(files []remote.File) (*node, []treeNote) {
 		if !f.IsUploaded || f.IsDeleted {
 			continue
 		}
-		name := sanitizeName(f.Name)
+		name := names.Sanitize(f.Name)
 		if f.Name == "" {
 			name = "file-" + f.ID
 		}

@@ -9,15 +9,20 @@ import (
 )
 
 // jobTree holds one job's file tree. A completed job's listing never changes, so once fetched after
-// completion it is final and kept for the life of the mount; a running job's is refetched after
-// liveTTL.
+// completion it is final and kept for the life of the mount; a running job's is refetched after ttl:
+// liveInterval for a live working directory (live.go), liveTTL for the outputs of a job not yet
+// started.
 type jobTree struct {
 	mu      sync.Mutex // protects the fields below; held only briefly, never across a platform call
 	root    *node
 	final   bool // fetched once the job had completed
 	fetched time.Time
+	ttl     time.Duration
 	gen     uint64 // bumped by invalidate: a fetch started before stores nothing
 	call    *flight[*node]
+
+	runID string               // the live run last listed ("" = ask JobRuns)
+	live  map[string]*liveFile // the live files seen, by run id and path; dropped once final
 }
 
 // treeFor returns the job's jobTree, creating it.
@@ -48,15 +53,17 @@ func (m *jobsModel) invalidateTree(id string) {
 	t.mu.Unlock()
 }
 
-// jobFiles returns a job's tree and whether it is final (immutable for the life of the mount). One
-// JobFiles call (page_size 1000) lists the whole job, however many lookups ask at once. A failed refetch
-// of a running job serves the previous tree rather than an error.
+// jobFiles returns a job's tree and whether it is final (immutable for the life of the mount). A job
+// whose run is in progress shows its live working directory (one directory-contents per liveInterval,
+// live.go); any other job its outputs (one JobFiles call, page_size 1000, lists the whole job).
+// Either way one fetch serves every lookup that asks meanwhile. A failed refetch of a running job
+// serves the previous tree rather than an error.
 //
 // Lock order: jobTree.mu, then jobsModel.mu (model.get under it).
 func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 	t := f.model.treeFor(id)
 	t.mu.Lock()
-	if t.root != nil && (t.final || f.now().Sub(t.fetched) < f.liveTTL) {
+	if t.root != nil && (t.final || f.now().Sub(t.fetched) < t.ttl) {
 		root, final := t.root, t.final
 		t.mu.Unlock()
 		return root, final, nil
@@ -65,7 +72,19 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 	if c == nil {
 		info, _ := f.model.get(id)
 		completed, gen := info.Completed, t.gen
+		live := !completed && runActive(info.Status)
+		ttl := f.liveTTL
 		c = startFlight(f.ctx, func(ctx context.Context) (*node, error) {
+			if live {
+				root, err := f.liveTree(ctx, t, id)
+				if err == nil || !isNotFound(err) {
+					ttl = liveInterval
+					return root, err
+				}
+				// No run in progress any more: the outputs, as far as they are uploaded yet. Not
+				// asked again before liveInterval, the poller invalidating it when the job completes.
+				ttl = liveInterval
+			}
 			files, err := f.client.JobFiles(ctx, id, "")
 			if err != nil {
 				return nil, err
@@ -76,7 +95,10 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 		}, func(root *node, err error) {
 			t.mu.Lock()
 			if err == nil && t.gen == gen {
-				t.root, t.final, t.fetched = root, completed, f.now()
+				t.root, t.final, t.fetched, t.ttl = root, completed, f.now(), ttl
+				if completed {
+					t.runID, t.live = "", nil // open live files keep their own state
+				}
 			}
 			t.call = nil
 			t.mu.Unlock()

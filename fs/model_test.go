@@ -10,71 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
-
-func TestSplitRelPath(t *testing.T) {
-	long := strings.Repeat("x", 300) + ".vtk"
-	for _, tc := range []struct {
-		in   string
-		want []string
-	}{
-		{"a/b/c.txt", []string{"a", "b", "c.txt"}},
-		{"/etc/passwd", []string{"etc", "passwd"}},
-		{"../../etc/passwd", []string{"etc", "passwd"}},
-		{"a/../../b", []string{"b"}},
-		{"a//b/./c", []string{"a", "b", "c"}},
-		{"", nil},
-		{"/", nil},
-		{"..", nil},
-		{"./x", []string{"x"}},
-		{"a/nul\x00here", []string{"a", "nul\u2400here"}},
-		{`win\path\file`, []string{`win\path\file`}},
-	} {
-		if got := splitRelPath(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("splitRelPath(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	got := splitRelPath("d/" + long)
-	if len(got) != 2 || len(got[1]) > maxNameLen || !strings.HasSuffix(got[1], ".vtk") {
-		t.Errorf("long name: %q (len %d)", got, len(got[1]))
-	}
-}
-
-func TestSanitizeName(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"plain", "plain"},
-		{"", "_"},
-		{".", "_."},
-		{"..", "_.."},
-		{"a/b", "a\uFF0Fb"},
-		{"a\x00b", "a\u2400b"},
-	} {
-		if got := sanitizeName(tc.in); got != tc.want {
-			t.Errorf("sanitizeName(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	// Long names: bounded, distinct for distinct originals, deterministic, valid UTF-8 cuts.
-	a := sanitizeName(strings.Repeat("é", 200) + "a.dat")
-	b := sanitizeName(strings.Repeat("é", 200) + "b.dat")
-	if len(a) > maxNameLen || len(b) > maxNameLen || a == b || a != sanitizeName(strings.Repeat("é", 200)+"a.dat") {
-		t.Errorf("long names: %q %q", a, b)
-	}
-	if !strings.HasSuffix(a, ".dat") || !utf8Valid(a) {
-		t.Errorf("long name lost its extension or UTF-8: %q", a)
-	}
-}
-
-func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
-
-func TestValidJobID(t *testing.T) {
-	for s, want := range map[string]bool{"OsKBd": true, "abc123": true, "": false, "..": false, "a/b": false,
-		"@x": false, strings.Repeat("a", 65): false, "a b": false} {
-		if validJobID(s) != want {
-			t.Errorf("validJobID(%q) = %v", s, !want)
-		}
-	}
-}
 
 func TestByNameEntry(t *testing.T) {
 	if got := byNameEntry("the FOAM 2", "OsKBd"); got != "the FOAM 2 (OsKBd)" {
@@ -87,7 +25,7 @@ func TestByNameEntry(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 	got := byNameEntry(strings.Repeat("n", 400), "X1")
-	if len(got) > maxNameLen || !strings.HasSuffix(got, " (X1)") {
+	if len(got) > names.MaxLen || !strings.HasSuffix(got, " (X1)") {
 		t.Errorf("long: %q", got)
 	}
 }
@@ -184,7 +122,7 @@ func TestBuildTreeHostile(t *testing.T) {
 	seen := map[string]bool{}
 	check = func(n *node) {
 		for _, c := range n.list {
-			if c.name == "" || c.name == "." || c.name == ".." || strings.ContainsAny(c.name, "/\x00") || len(c.name) > maxNameLen {
+			if c.name == "" || c.name == "." || c.name == ".." || strings.ContainsAny(c.name, "/\x00") || len(c.name) > names.MaxLen {
 				t.Errorf("bad name %q", c.name)
 			}
 			if c.isDir() {

@@ -75,7 +75,7 @@ func TestListingAndAttributes(t *testing.T) {
 	for _, e := range top {
 		names = append(names, e.Name())
 	}
-	if want := []string{".rescalefs", "by-name", "completed", "files", "jobs", "uploads"}; !slices.Equal(names, want) {
+	if want := []string{".rescalefs", "by-name", "completed", "failed", "files", "jobs", "uploads"}; !slices.Equal(names, want) {
 		t.Errorf("root: %v, want %v", names, want)
 	}
 

@@ -71,6 +71,7 @@ func (p *poller) round() {
 	now := makeViews(f.model.list(), f.opts.MaxJobAge, f.now())
 	jobs := changed(p.last.jobs, now.jobs)
 	completed := changed(p.last.completed, now.completed)
+	failed := changed(p.last.failed, now.failed)
 	byName := changed(p.last.byName, now.byName)
 	for _, id := range jobs {
 		// Its status changed: a running job's listing is refetched (its outputs appear on completion).
@@ -85,6 +86,7 @@ func (p *poller) round() {
 	}
 	notifyNames(f.jobsDir, jobs, true)
 	notifyNames(f.completedDir, completed, false)
+	notifyNames(f.failedDir, failed, false)
 	notifyNames(f.byNameDir, byName, false)
 }
 
@@ -101,6 +103,12 @@ func notifyNames(dir *fusefs.Inode, names []string, content bool) {
 		if content {
 			if ch := dir.GetChild(n); ch != nil {
 				ch.NotifyContent(0, 0)
+				// A job folder that switched from its live files to its outputs: the names the
+				// kernel knows in it now stand for other inodes (a process with its working
+				// directory in it still reaches them through this inode).
+				for name := range ch.Children() {
+					ch.NotifyEntry(name)
+				}
 			}
 		}
 	}

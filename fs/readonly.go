@@ -8,6 +8,8 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/rescalefs/rescalefs/internal/names"
 )
 
 // base is embedded in every node. It holds the mount and answers, for everything outside uploads/,
@@ -77,12 +79,12 @@ func (b base) Statfs(_ context.Context, out *fuse.StatfsOut) syscall.Errno {
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
-		out.NameLen = maxNameLen
+		out.NameLen = names.MaxLen
 		out.Bsize = 4096
 		out.Frsize = 4096
 		return 0
 	}
 	out.FromStatfsT(&st)
-	out.NameLen = maxNameLen
+	out.NameLen = names.MaxLen
 	return 0
 }

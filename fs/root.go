@@ -10,7 +10,7 @@ import (
 
 // rootNode is the mount's root. Its children are fixed, so they are persistent inodes made in OnAdd:
 //
-//	jobs/  completed/  by-name/  files/  uploads/  .rescalefs/status
+//	jobs/  completed/  failed/  by-name/  files/  uploads/  .rescalefs/status
 type rootNode struct {
 	fusefs.Inode
 	base
@@ -32,6 +32,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	}
 	f.jobsDir = dir(r.EmbeddedInode(), "jobs", &jobsDir{base: r.base}, inoJobs)
 	f.completedDir = dir(r.EmbeddedInode(), "completed", &completedDir{base: r.base}, inoCompleted)
+	f.failedDir = dir(r.EmbeddedInode(), "failed", &failedDir{base: r.base}, inoFailed)
 	f.byNameDir = dir(r.EmbeddedInode(), "by-name", &byNameDir{base: r.base}, inoByName)
 	dir(r.EmbeddedInode(), "files", &dirNode{base: r.base, ns: "lib"}, inoFiles)
 	if f.io.up != nil {
@@ -45,7 +46,7 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 }
 
 func (r *rootNode) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	dirAttr(&out.Attr, r.f.mounted, 6)
+	dirAttr(&out.Attr, r.f.mounted, 7)
 	return 0
 }
 

@@ -26,9 +26,15 @@ func (s *symlinkNode) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.
 	return 0
 }
 
-// jobLink makes the symlink inode for job j under one of the link folders.
+// jobLink makes the symlink inode for job j under one of the link folders. Its mtime is the job's
+// completion date under completed/ and failed/ (so `ls -lt completed/` lists jobs as they finish),
+// its latest status date under by-name/.
 func jobLink(ctx context.Context, parent *fusefs.Inode, b base, kind string, j jobInfo, out *fuse.EntryOut) *fusefs.Inode {
-	s := &symlinkNode{base: b, target: "../jobs/" + j.ID, mtime: j.StatusDate}
+	mtime := j.StatusDate
+	if kind != "by-name" && !j.CompletedAt.IsZero() {
+		mtime = j.CompletedAt
+	}
+	s := &symlinkNode{base: b, target: "../jobs/" + j.ID, mtime: mtime}
 	linkAttr(&out.Attr, s.target, s.mtime)
 	// The poller invalidates these entries when the job list changes.
 	out.SetEntryTimeout(b.f.opts.Poll)
@@ -82,6 +88,50 @@ func (d *completedDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.E
 }
 
 func (d *completedDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	dirAttr(&out.Attr, d.f.mounted, 0)
+	return 0
+}
+
+// failedDir is failed/: like completed/ (without filter folders), the completed jobs that did not
+// succeed: failed runs and stopped jobs. Their status_reason xattr says which.
+type failedDir struct {
+	fusefs.Inode
+	base
+}
+
+func (f *fsys) failedJobs(ctx context.Context) ([]jobInfo, error) {
+	if err := f.loadJobs(ctx); err != nil {
+		return nil, err
+	}
+	return failedJobs(f.model.list(), f.opts.MaxJobAge, f.now()), nil
+}
+
+func (d *failedDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	jobs, err := d.f.failedJobs(ctx)
+	if err != nil {
+		return nil, d.f.errno("list failed jobs", err)
+	}
+	for _, j := range jobs {
+		if j.ID == name {
+			return jobLink(ctx, d.EmbeddedInode(), d.base, "failed", j, out), 0
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *failedDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	jobs, err := d.f.failedJobs(ctx)
+	if err != nil {
+		return nil, d.f.errno("list failed jobs", err)
+	}
+	entries := make([]fuse.DirEntry, 0, len(jobs))
+	for _, j := range jobs {
+		entries = append(entries, fuse.DirEntry{Name: j.ID, Mode: syscall.S_IFLNK, Ino: ino("link:failed:" + j.ID)})
+	}
+	return fusefs.NewListDirStream(entries), 0
+}
+
+func (d *failedDir) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	dirAttr(&out.Attr, d.f.mounted, 0)
 	return 0
 }

@@ -7,15 +7,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
-// node is one entry of a job's file tree: a file (file != nil) or a directory. A tree is immutable once
+// node is one entry of a job's file tree: a file (file != nil), a live file of a running job
+// (live != nil), or a directory. A tree is immutable once
 // built: a completed job's tree is shared by every reader for the life of the mount, and a running job's
 // tree is replaced as a whole, never changed in place, so readers need no lock.
 type node struct {
 	name     string
 	file     *remote.File     // nil for a directory
+	live     *liveFile        // a running job's live file (live.go); nil otherwise
 	children map[string]*node // directories: by name
 	list     []*node          // directories: children sorted by name, the readdir order
 	mtime    time.Time        // file: dateUploaded; directory: the newest file below
@@ -24,7 +27,7 @@ type node struct {
 	bytes    int64            // file: its size; directory: the sum of the files below
 }
 
-func (n *node) isDir() bool { return n.file == nil }
+func (n *node) isDir() bool { return n.file == nil && n.live == nil }
 
 // child returns the direct child called name, or nil.
 func (n *node) child(name string) *node {
@@ -44,7 +47,7 @@ type treeNote struct {
 }
 
 // buildTree makes the directory tree of a job's files from their relativePaths. Only uploaded,
-// undeleted files are real outputs. Untrusted paths are cleaned (see splitRelPath); when two files map
+// undeleted files are real outputs. Untrusted paths are cleaned (see names.SplitRelPath); when two files map
 // to one path, or a file's path is also a folder's, the result is still deterministic whatever order the
 // API listed them in: folders keep their names, then among files of one path the newest (then the
 // smallest id) keeps it and the others get "~<id>" before their extension.
@@ -63,14 +66,14 @@ func buildTree(files []remote.File) (*node, []treeNote) {
 			continue // not a real output, or listed twice (pages shifting under a paged listing)
 		}
 		seen[f.ID] = true
-		comps := splitRelPath(f.RelativePath)
+		comps := names.SplitRelPath(f.RelativePath)
 		if len(comps) == 0 {
 			// No usable relativePath: fall back to the name, then the id.
 			n := f.Name
 			if n == "" {
 				n = "file-" + f.ID
 			}
-			comps = []string{sanitizeName(n)}
+			comps = []string{names.Sanitize(n)}
 		}
 		key := strings.Join(comps, "/")
 		if key != f.RelativePath && key != strings.TrimPrefix(f.RelativePath, "./") && !(f.RelativePath == "" && key == f.Name) {
@@ -79,40 +82,24 @@ func buildTree(files []remote.File) (*node, []treeNote) {
 		items = append(items, item{f: f, comps: comps, key: key})
 	}
 	slices.SortFunc(items, func(a, b item) int {
-		if c := strings.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		if c := b.f.DateUploaded.Compare(a.f.DateUploaded.Time); c != 0 {
-			return c // newest first: the newest keeps the name
-		}
-		return strings.Compare(a.f.ID, b.f.ID)
+		return names.CompareClaims(names.Claim{Path: a.key, Uploaded: a.f.DateUploaded.Time, ID: a.f.ID},
+			names.Claim{Path: b.key, Uploaded: b.f.DateUploaded.Time, ID: b.f.ID})
 	})
 
 	// Folders first: every prefix of every path is a folder, and keeps its name.
 	root := newDir("")
 	for _, it := range items {
-		d := root
-		for _, c := range it.comps[:len(it.comps)-1] {
-			next := d.children[c]
-			if next == nil {
-				next = newDir(c)
-				d.children[c] = next
-			}
-			d = next
-		}
+		root.mkdirs(it.comps[:len(it.comps)-1])
 	}
 	// Then the files, in the sorted order; a taken name gets the file id as a suffix.
 	for _, it := range items {
-		d := root
-		for _, c := range it.comps[:len(it.comps)-1] {
-			d = d.children[c]
-		}
+		d := root.walk(it.comps[:len(it.comps)-1])
 		name := it.comps[len(it.comps)-1]
 		if d.children[name] != nil {
 			orig := name
-			name = withSuffix(orig, it.f.ID)
+			name = names.WithSuffix(orig, it.f.ID)
 			for i := 2; d.children[name] != nil; i++ {
-				name = withSuffix(orig, it.f.ID+"-"+strconv.Itoa(i))
+				name = names.WithSuffix(orig, it.f.ID+"-"+strconv.Itoa(i))
 			}
 			notes = append(notes, treeNote{FileID: it.f.ID, Original: it.f.RelativePath,
 				Name: strings.Join(append(slices.Clone(it.comps[:len(it.comps)-1]), name), "/"), Reason: "duplicate name"})
@@ -124,6 +111,20 @@ func buildTree(files []remote.File) (*node, []treeNote) {
 }
 
 func newDir(name string) *node { return &node{name: name, children: map[string]*node{}} }
+
+// mkdirs makes the folders of path comps below directory n, as far as they do not exist, while a tree
+// is built, and returns the last.
+func (n *node) mkdirs(comps []string) *node {
+	for _, c := range comps {
+		next := n.children[c]
+		if next == nil {
+			next = newDir(c)
+			n.children[c] = next
+		}
+		n = next
+	}
+	return n
+}
 
 // finish computes the sorted child lists and the aggregates, bottom up.
 func (n *node) finish() {

@@ -17,6 +17,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
@@ -150,7 +151,7 @@ func (u *uploads) done(st upload.Status, file remote.File) {
 	if root != nil {
 		if _, top := root.Parent(); top != nil {
 			if files := top.GetChild("files"); files != nil {
-				files.NotifyEntry(sanitizeName(file.Name))
+				files.NotifyEntry(names.Sanitize(file.Name))
 			}
 		}
 	}
@@ -238,7 +239,7 @@ func (d *uploadDir) OnAdd(ctx context.Context) {
 		}
 		name := st.Name
 		if d.GetChild(name) != nil {
-			name = withSuffix(name, st.ID[:min(8, len(st.ID))])
+			name = names.WithSuffix(name, st.ID[:min(8, len(st.ID))])
 		}
 		t := st.Created
 		n := &uploadFile{base: d.base, up: d.up, name: st.Name, data: data, size: st.Size, mode: 0o644,
@@ -292,7 +293,7 @@ func (d *uploadDir) Mkdir(ctx context.Context, name string, mode uint32, out *fu
 	if d.GetChild(name) != nil {
 		return nil, syscall.EEXIST
 	}
-	if len(name) > maxNameLen {
+	if len(name) > names.MaxLen {
 		return nil, syscall.ENAMETOOLONG
 	}
 	nd := newUploadDir(d.base, d.up, mode, false)
@@ -309,7 +310,7 @@ func (d *uploadDir) Create(ctx context.Context, name string, flags, mode uint32,
 	if d.GetChild(name) != nil {
 		return nil, nil, 0, syscall.EEXIST
 	}
-	if len(name) > maxNameLen {
+	if len(name) > names.MaxLen {
 		return nil, nil, 0, syscall.ENAMETOOLONG
 	}
 	data, err := d.up.eng.CreateStaging()
@@ -374,7 +375,7 @@ func (d *uploadDir) Rename(_ context.Context, name string, newParent fusefs.Inod
 	if flags&fusefs.RENAME_EXCHANGE != 0 {
 		return syscall.EINVAL
 	}
-	if len(newName) > maxNameLen {
+	if len(newName) > names.MaxLen {
 		return syscall.ENAMETOOLONG
 	}
 	src := d.GetChild(name)

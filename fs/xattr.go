@@ -23,8 +23,16 @@ func xattrTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// jobXattrs are a job folder's: its status, name, owner and dates.
+// jobXattrs are a job folder's: its status, name, owner and dates, and once completed its outcome,
+// "succeeded" or "failed" (failed runs and stopped jobs; status_reason tells which).
 func jobXattrs(j jobInfo) []xattr {
+	outcome := ""
+	switch {
+	case j.failed():
+		outcome = "failed"
+	case j.Completed && j.Succeeded:
+		outcome = "succeeded"
+	}
 	return compact([]xattr{
 		{"id", j.ID},
 		{"name", j.Name},
@@ -34,6 +42,7 @@ func jobXattrs(j jobInfo) []xattr {
 		{"date_inserted", xattrTime(j.Inserted)},
 		{"date_status", xattrTime(j.StatusDate)},
 		{"date_completed", xattrTime(j.CompletedAt)},
+		{"outcome", outcome},
 	})
 }
 

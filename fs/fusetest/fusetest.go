@@ -34,6 +34,9 @@ type Options struct {
 	Jobs    []emulator.JobSpec
 	Library []LibraryFile
 	Faults  emulator.Faults // injected from the start (SetFaults changes them later)
+	// Lifecycle is the emulator's job life cycle (zero: its default); running jobs (JobSpec.RunFor)
+	// fit it to their run time.
+	Lifecycle emulator.Lifecycle
 
 	Poll      time.Duration // default 100ms, so tests see changes quickly
 	MaxJobAge time.Duration
@@ -96,7 +99,7 @@ func Mount(t testing.TB, o Options) *Env {
 	}
 	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
 		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults})
+	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
 	}

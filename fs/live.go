@@ -1,0 +1,435 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rescalefs/rescalefs/internal/names"
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// A running job's folder is its live working directory: the listing is the run's directory-contents,
+// and a file's bytes are what the tail endpoint returns, so `tail -f jobs/<id>/process_output.log`
+// follows the run. Once the run is over, the folder is the job's uploaded outputs (the poller drops the
+// live tree and the kernel's entries when it sees the job complete).
+//
+// Requests are shared, whatever the number of readers: one directory-contents per job per
+// liveInterval (the job's tree, tree.go/listing.go), and one tail per open live file per liveInterval.
+//
+// Sizes. directory-contents gives a path and a resource, nothing more [C], so a live file's size is
+// what the last tail of it returned. Getattr fetches only for a file somebody has open (`tail -f` and
+// `less` fstat their descriptor; `ls -l` of a live folder must not download every file): a live file
+// never opened shows its last known size, 0 at first. Attributes are never cached by the kernel
+// (noCache) and reads are DIRECT_IO, so a growing file is seen growing and no stale page is ever
+// served; a read serves the same bytes the size came from, so a reader never sees the file shrink.
+
+// liveInterval is how long a live listing or a live file's bytes are reused: at most one
+// directory-contents request per job, and one tail request per open file, per interval.
+const liveInterval = 2 * time.Second
+
+// runActive says whether a job in status s has a run whose live files the platform serves: from
+// Started until Completed (a failing run's Stopping included).
+func runActive(s string) bool {
+	switch s {
+	case remote.StatusStarted, remote.StatusValidated, remote.StatusExecuting, remote.StatusStopping:
+		return true
+	}
+	return false
+}
+
+// liveRun returns the id of the job's run in progress (dateStarted set, dateCompleted null), the most
+// recently started when several claim to be; ErrNotFound when none is.
+func (f *fsys) liveRun(ctx context.Context, jobID string) (string, error) {
+	runs, err := f.client.JobRuns(ctx, jobID)
+	if err != nil {
+		return "", err
+	}
+	var best *remote.Run
+	for i := range runs {
+		r := &runs[i]
+		if r.Live() && (best == nil || r.DateStarted.After(best.DateStarted.Time)) {
+			best = r
+		}
+	}
+	if best == nil {
+		return "", fmt.Errorf("job %s: no run in progress: %w", jobID, remote.ErrNotFound)
+	}
+	return best.ID, nil
+}
+
+// liveTree lists a running job's working directory. The run id is kept from one listing to the next;
+// when the run it names is no longer live, the runs are asked once more (a job may run again).
+// ErrNotFound: no run is in progress (it has not started, or is over).
+func (f *fsys) liveTree(ctx context.Context, t *jobTree, jobID string) (*node, error) {
+	t.mu.Lock()
+	run := t.runID
+	t.mu.Unlock()
+	cached := run != ""
+	for {
+		if run == "" {
+			var err error
+			run, err = f.liveRun(ctx, jobID)
+			t.mu.Lock()
+			t.runID = run
+			t.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+		}
+		entries, err := f.client.DirectoryContents(ctx, jobID, run)
+		if err != nil {
+			if isNotFound(err) && cached {
+				cached, run = false, ""
+				continue
+			}
+			return nil, err
+		}
+		root, notes := buildLiveTree(entries, func(path string, comps []string) *liveFile {
+			return t.liveFileFor(f, jobID, run, path, comps)
+		})
+		f.logNotes(jobID, notes)
+		return root, nil
+	}
+}
+
+// liveFileFor returns the liveFile of a run's path, the same one from one listing to the next, so its
+// size and open handles survive a refresh of the listing.
+func (t *jobTree) liveFileFor(f *fsys, jobID, runID, path string, comps []string) *liveFile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := runID + "\x00" + path
+	lf := t.live[key]
+	if lf == nil {
+		if t.live == nil {
+			t.live = map[string]*liveFile{}
+		}
+		lf = &liveFile{f: f, jobID: jobID, runID: runID, path: path, comps: comps}
+		t.live[key] = lf
+	}
+	return lf
+}
+
+// buildLiveTree makes a tree of a run's live files from directory-contents. Paths are cleaned as
+// output paths are (names.SplitRelPath), so a live file sits where its uploaded output will. A path listed
+// twice is shown once; two paths cleaned to one name (or a file's name taken by a folder) keep the
+// first, by original path, and give the others a "~<hash of the path>" suffix; entries with nothing
+// usable ("", "/", "..") are left out. get returns the liveFile of an original path.
+func buildLiveTree(entries []remote.LiveFile, get func(path string, comps []string) *liveFile) (*node, []treeNote) {
+	type item struct {
+		path  string
+		comps []string
+		key   string
+	}
+	var notes []treeNote
+	items := make([]item, 0, len(entries))
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if seen[e.Path] {
+			continue
+		}
+		seen[e.Path] = true
+		comps := names.SplitRelPath(e.Path)
+		if len(comps) == 0 {
+			notes = append(notes, treeNote{FileID: "live:" + e.Path, Original: e.Path, Reason: "unusable live path"})
+			continue
+		}
+		key := strings.Join(comps, "/")
+		if key != e.Path && key != strings.TrimPrefix(e.Path, "./") {
+			notes = append(notes, treeNote{FileID: "live:" + e.Path, Original: e.Path, Name: key, Reason: "unsafe path"})
+		}
+		items = append(items, item{e.Path, comps, key})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	root := newDir("")
+	for _, it := range items { // folders first: they keep their names
+		root.mkdirs(it.comps[:len(it.comps)-1])
+	}
+	for _, it := range items {
+		d := root.walk(it.comps[:len(it.comps)-1])
+		name := it.comps[len(it.comps)-1]
+		if d.children[name] != nil {
+			sum := sha256.Sum256([]byte(it.path))
+			name = names.WithSuffix(name, hex.EncodeToString(sum[:4]))
+			notes = append(notes, treeNote{FileID: "live:" + it.path, Original: it.path, Name: name, Reason: "duplicate name"})
+			if d.children[name] != nil {
+				continue
+			}
+		}
+		d.children[name] = &node{name: name, live: get(it.path, it.comps)}
+	}
+	root.finish()
+	return root, notes
+}
+
+// liveFile is one file of a running job's working directory.
+type liveFile struct {
+	f                  *fsys
+	jobID, runID, path string   // path: as directory-contents gives it, what tail is asked for
+	comps              []string // its path in the job's tree: where its uploaded output appears
+
+	mu       sync.Mutex // protects the fields below; a leaf, never held across a platform call
+	data     []byte     // the bytes of the last tail, kept while the file is open
+	haveData bool
+	size     int64     // the length of the last tail (0 until one is made)
+	mtime    time.Time // when size was last seen to change
+	fetched  time.Time // when the last tail ended (successfully or not)
+	call     *flight[[]byte]
+	opens    int          // open handles
+	final    *remote.File // the uploaded output of the same path, once the run is over
+}
+
+func (lf *liveFile) ino() uint64 { return ino("live:" + lf.jobID + "/" + lf.runID + "/" + lf.path) }
+
+func (lf *liveFile) describe() string { return "live file " + lf.jobID + "/" + lf.path }
+
+// fetch returns the file's latest bytes: those of the last tail when it is less than liveInterval old
+// (or failed that recently), else of a new one, shared by every caller.
+func (lf *liveFile) fetch(ctx context.Context) ([]byte, error) {
+	lf.mu.Lock()
+	if lf.haveData && lf.f.now().Sub(lf.fetched) < liveInterval {
+		d := lf.data
+		lf.mu.Unlock()
+		return d, nil
+	}
+	c := lf.call
+	if c == nil {
+		c = startFlight(lf.f.ctx, func(ctx context.Context) ([]byte, error) {
+			return lf.f.client.Tail(ctx, lf.jobID, lf.runID, lf.path)
+		}, func(b []byte, err error) {
+			lf.mu.Lock()
+			defer lf.mu.Unlock()
+			lf.call = nil
+			lf.fetched = lf.f.now()
+			if err != nil {
+				return // a reader keeps what it had (see content)
+			}
+			if n := int64(len(b)); n != lf.size || lf.mtime.IsZero() {
+				lf.size, lf.mtime = n, lf.fetched
+			}
+			if lf.opens > 0 {
+				lf.data, lf.haveData = b, true
+			}
+		})
+		lf.call = c
+	}
+	lf.mu.Unlock()
+	return c.wait(ctx)
+}
+
+// content is what a read or an fstat of the open file sees: the latest live bytes, or once the run is
+// over (tail answers not found) the uploaded output of the same path. Until that output is listed, and
+// when a refresh fails, the bytes already shown are served again.
+func (lf *liveFile) content(ctx context.Context) (data []byte, final *remote.File, err error) {
+	lf.mu.Lock()
+	final = lf.final
+	lf.mu.Unlock()
+	if final != nil {
+		return nil, final, nil
+	}
+	data, err = lf.fetch(ctx)
+	if err == nil {
+		return data, nil, nil
+	}
+	if isNotFound(err) {
+		if final = lf.findFinal(ctx); final != nil {
+			return nil, final, nil
+		}
+	}
+	lf.mu.Lock()
+	stale, have := lf.data, lf.haveData
+	lf.mu.Unlock()
+	if have && ctx.Err() == nil {
+		if !isNotFound(err) {
+			lf.f.logErr("refresh "+lf.describe()+" (serving the previous bytes)", err)
+		}
+		return stale, nil, nil
+	}
+	return nil, nil, err
+}
+
+// findFinal looks for the uploaded output at the live file's path, once the run is over.
+func (lf *liveFile) findFinal(ctx context.Context) *remote.File {
+	root, _, err := lf.f.jobFiles(ctx, lf.jobID)
+	if err != nil {
+		return nil
+	}
+	n := root.walk(lf.comps)
+	if n == nil || n.file == nil {
+		return nil
+	}
+	lf.mu.Lock()
+	lf.final, lf.data, lf.haveData = n.file, nil, false
+	lf.mu.Unlock()
+	return n.file
+}
+
+func (lf *liveFile) open() {
+	lf.mu.Lock()
+	lf.opens++
+	lf.mu.Unlock()
+}
+
+// release forgets the bytes when the last handle closes: only open files keep theirs.
+func (lf *liveFile) release() {
+	lf.mu.Lock()
+	if lf.opens--; lf.opens == 0 {
+		lf.data, lf.haveData = nil, false
+	}
+	lf.mu.Unlock()
+}
+
+func (lf *liveFile) isOpen() bool {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.opens > 0
+}
+
+// fillAttr fills the attributes as last known: the uploaded output's once switched to it, else the
+// last tail's length, and as mtime the time that length last changed (the mount time before any).
+func (lf *liveFile) fillAttr(a *fuse.Attr) {
+	lf.mu.Lock()
+	final, size, mtime := lf.final, lf.size, lf.mtime
+	lf.mu.Unlock()
+	if final != nil {
+		fileAttr(a, final)
+		return
+	}
+	if mtime.IsZero() {
+		mtime = lf.f.mounted
+	}
+	a.Mode = fileMode
+	a.Nlink = 1
+	a.Size = uint64(max(size, 0))
+	a.Blksize = fileBlksize
+	a.Blocks = (a.Size + 511) / 512
+	setTimes(a, mtime)
+}
+
+// liveNode is a live file of a running job (see liveFile).
+type liveNode struct {
+	fusefs.Inode
+	base
+	lf *liveFile
+}
+
+func newLiveNode(b base, lf *liveFile) (*liveNode, fusefs.StableAttr) {
+	return &liveNode{base: b, lf: lf}, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: lf.ino()}
+}
+
+// Getattr refreshes the size of an open file (`tail -f` polls with fstat, and must see it grow); a
+// file nobody has open shows what is known. A failed refresh is not an error: the last size stands.
+func (n *liveNode) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if fh != nil || n.lf.isOpen() {
+		_, _, _ = n.lf.content(ctx) // the attributes below are the last known ones either way
+	}
+	n.lf.fillAttr(&out.Attr)
+	out.SetTimeout(noCache)
+	return 0
+}
+
+// Open: read-only, DIRECT_IO (the page cache would keep bytes of a file that grows).
+func (n *liveNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if errno := openReadOnly(flags); errno != 0 {
+		return nil, 0, errno
+	}
+	n.f.stats.opens.Add(1)
+	n.lf.open()
+	return &liveHandle{f: n.f, lf: n.lf}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (n *liveNode) Access(_ context.Context, mask uint32) syscall.Errno { return fileAccess(mask) }
+
+func (n *liveNode) xattrs() []xattr {
+	return compact([]xattr{{"job", n.lf.jobID}, {"run", n.lf.runID}, {"live", "true"}})
+}
+
+func (n *liveNode) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return getxattr(n.xattrs(), attr, dest)
+}
+
+func (n *liveNode) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	return listxattr(n.xattrs(), dest)
+}
+
+// liveHandle is an open live file.
+type liveHandle struct {
+	f  *fsys
+	lf *liveFile
+
+	mu sync.Mutex // protects r
+	r  fileReader // reads the uploaded output once the file has switched to it; nil before
+
+	closeOnce sync.Once
+}
+
+func (h *liveHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	h.f.stats.reads.Add(1)
+	data, final, err := h.lf.content(ctx)
+	if err != nil {
+		h.f.stats.readErrors.Add(1)
+		return nil, h.f.errno("read "+h.lf.describe(), err)
+	}
+	if final != nil {
+		return h.readFinal(ctx, final, dest, off)
+	}
+	if off >= int64(len(data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	n := copy(dest, data[off:])
+	h.f.stats.bytesRead.Add(int64(n))
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// readFinal reads the uploaded output through the block cache, as an output file's handle does.
+func (h *liveHandle) readFinal(ctx context.Context, final *remote.File, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= final.DecryptedSize {
+		return fuse.ReadResultData(nil), 0
+	}
+	h.mu.Lock()
+	if h.r == nil {
+		h.r = h.f.newReader(final)
+	}
+	r := h.r
+	h.mu.Unlock()
+	n, err := r.ReadAt(ctx, dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		h.f.stats.readErrors.Add(1)
+		return nil, h.f.errno("read "+final.ID, err)
+	}
+	h.f.stats.bytesRead.Add(int64(n))
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *liveHandle) Flush(context.Context) syscall.Errno { return 0 }
+
+func (h *liveHandle) Release(context.Context) syscall.Errno {
+	h.closeOnce.Do(func() {
+		h.lf.release()
+		h.mu.Lock()
+		if h.r != nil {
+			h.r.Close()
+		}
+		h.mu.Unlock()
+	})
+	return 0
+}

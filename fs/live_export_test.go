@@ -1,0 +1,4 @@
+package fs
+
+// LiveInterval is liveInterval, for the mount tests' request bounds.
+const LiveInterval = liveInterval
