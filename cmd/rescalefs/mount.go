@@ -160,6 +160,11 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
+	// Signals are caught from the start: a SIGTERM that arrives while mounting must not kill the process
+	// with the default action and leave the mount behind; it is handled once the mount exists.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger})
 	if err != nil {
 		return err
@@ -249,9 +254,6 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
 	ready(nil)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
 			logger.Info("unmounting", "signal", sig.String())
