@@ -268,6 +268,12 @@ func TestWholeFileSHA512(t *testing.T) {
 			if r.Verified() {
 				t.Fatal("verified with a wrong sum")
 			}
+			// The kernel retries a failed range: the retry must fail too, not succeed from a fresh pass.
+			if size > 0 {
+				if _, err := r.ReadAt(context.Background(), make([]byte, 1), size-1); !errors.Is(err, ErrChecksumMismatch) {
+					t.Fatalf("read after a mismatch: err=%v, want ErrChecksumMismatch", err)
+				}
+			}
 			settle(c)
 			if s := c.Stats(); s.ChecksumMismatches != 1 || s.DiskBlocks != 0 {
 				t.Fatalf("mismatches=%d disk blocks=%d", s.ChecksumMismatches, s.DiskBlocks)

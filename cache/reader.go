@@ -19,13 +19,14 @@ type Reader struct {
 	obj Object
 	v   *verifier // nil: no whole-file check
 
-	// mu protects next, window, raNext, cur and closed.
+	// mu protects next, window, raNext, cur, closed and failed.
 	mu     sync.Mutex
 	next   int64      // offset where the last read ended
 	window int64      // read-ahead window in bytes; 0 = not sequential
 	raNext int64      // first block not yet considered for read-ahead
 	cur    *heldBlock // the last block read, so reads within it skip the tiers
 	closed bool
+	failed error // a whole-file mismatch this Reader saw: every later read fails with it
 }
 
 // NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
@@ -44,14 +45,21 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 // When the whole-file sha512 was given and the read completing the file
 // reveals a mismatch, ReadAt returns the bytes read together with an error
 // wrapping ErrChecksumMismatch; the object's cached blocks have then been
-// dropped from every tier and the mismatch logged, so reading again fetches
-// afresh (and is verified again).
+// dropped from every tier and the mismatch logged. Every later read of this
+// Reader fails with the same error: the kernel retries a failed range, and
+// that retry must not turn the failure into a successful copy of bytes that
+// are not the file's. A new Reader (a new open) fetches afresh and is
+// verified again.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	c, size := r.c, r.obj.Size
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return 0, ErrClosed
+	}
+	if r.failed != nil {
+		r.mu.Unlock()
+		return 0, r.failed
 	}
 	cur := r.cur
 	var raFrom, raTo, reqBlk int64

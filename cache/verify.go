@@ -112,8 +112,10 @@ func (r *Reader) verify(held []heldBlock) error {
 	c.log.Warn("whole-file sha512 mismatch; dropped cached blocks",
 		"object", r.obj.ID, "size", r.obj.Size, "want", r.v.want, "got", sum)
 	c.Drop(r.obj.ID)
+	err := fmt.Errorf("%w: object %s: got %s, want %s", ErrChecksumMismatch, r.obj.ID, sum, r.v.want)
 	r.mu.Lock()
 	r.cur = nil
+	r.failed = err
 	r.mu.Unlock()
-	return fmt.Errorf("%w: object %s: got %s, want %s", ErrChecksumMismatch, r.obj.ID, sum, r.v.want)
+	return err
 }

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"syscall"
 
@@ -24,13 +25,27 @@ func (f *fsys) errno(op string, err error) syscall.Errno {
 	case errors.Is(err, context.Canceled):
 		// The caller was interrupted (its request context is cancelled); it retries or gives up.
 		return syscall.EINTR
+	case errors.Is(err, remote.ErrUnreachable), isNetwork(err):
+		// A network failure wraps an errno of the socket (ECONNREFUSED, ECONNRESET): passed through,
+		// `cp` would say "Connection refused" about a file. For a file it is an I/O error.
+		f.logErr(op, err)
+		return syscall.EIO
 	}
+	// What is left with an errno inside is a local file operation (staging, cache): ENOSPC, EROFS,
+	// ENOTEMPTY and the like mean to the caller what they say.
 	var e syscall.Errno
 	if errors.As(err, &e) {
 		return e
 	}
 	f.logErr(op, err)
 	return syscall.EIO
+}
+
+// isNetwork reports a failure of a network operation. Not net.Error: syscall.Errno implements that
+// interface too, and local errnos must pass through.
+func isNetwork(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe)
 }
 
 func isNotFound(err error) bool { return errors.Is(err, remote.ErrNotFound) }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -341,6 +343,10 @@ func TestErrno(t *testing.T) {
 		{fmt.Errorf("x: %w", syscall.EROFS), syscall.EROFS},
 		{&remote.APIError{Status: 500}, syscall.EIO},
 		{errors.New("anything"), syscall.EIO},
+		// A socket's errno is not the file's: a refused or reset connection is an I/O error.
+		{fmt.Errorf("read: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), syscall.EIO},
+		{fmt.Errorf("read: %w: %w", remote.ErrUnreachable, syscall.ECONNRESET), syscall.EIO},
+		{fmt.Errorf("staging: %w", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), syscall.ENOSPC},
 	} {
 		if got := f.errno("op", tc.err); got != tc.want {
 			t.Errorf("errno(%v) = %v, want %v", tc.err, got, tc.want)
