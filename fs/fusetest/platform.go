@@ -1,0 +1,288 @@
+package fusetest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// PlatformOptions describe a Platform. Zero values are test-friendly defaults.
+type PlatformOptions struct {
+	DataDir string         // the emulator's data folder, kept across Restart; "" = t.TempDir()
+	Limits  map[string]int // the emulator's throttle, requests per hour per scope; nil = unlimited
+	Faults  emulator.Faults
+	Now     func() time.Time // the emulator's clock; nil = time.Now
+	// Lifecycle is the emulator's job life cycle (zero: its default). MountOn ignores Options.Lifecycle:
+	// the platform's emulator is made here.
+	Lifecycle emulator.Lifecycle
+	// Wrap, if set, puts a handler in front of the emulator (latency spikes, request windows). It gets
+	// the current emulator on every start, so it must not keep an older one.
+	Wrap func(*emulator.Emulator) http.Handler
+}
+
+// Platform is an emulator served on a loopback address the test owns, with a data folder: Restart stops
+// it (connections cut, the port refusing) and starts a new emulator on the same folder and address, as
+// a platform restart looks to a client. Stopped in t.Cleanup.
+type Platform struct {
+	t    testing.TB
+	opts PlatformOptions
+
+	mu   sync.Mutex // guards emu, srv, addr
+	emu  *emulator.Emulator
+	srv  *httptest.Server
+	addr string
+}
+
+// NewPlatform starts a Platform.
+func NewPlatform(t testing.TB, o PlatformOptions) *Platform {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.Limits == nil {
+		o.Limits = map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
+			emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
+	}
+	p := &Platform{t: t, opts: o}
+	p.Start()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Start starts the emulator on the data folder, on the address of the previous start if any.
+func (p *Platform) Start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv != nil {
+		return
+	}
+	emu, err := emulator.New(emulator.Options{DataDir: p.opts.DataDir, Limits: p.opts.Limits, Faults: p.opts.Faults,
+		Now: p.opts.Now, Lifecycle: p.opts.Lifecycle})
+	if err != nil {
+		p.t.Fatalf("emulator: %v", err)
+	}
+	addr := p.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var l net.Listener
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, err = net.Listen("tcp", addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		emu.Close()
+		p.t.Fatalf("listen %s: %v", addr, err)
+	}
+	var h http.Handler = emu
+	if p.opts.Wrap != nil {
+		h = p.opts.Wrap(emu)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	p.emu, p.srv, p.addr = emu, srv, l.Addr().String()
+}
+
+// Stop cuts every connection, closes the port and the emulator. Safe to call when stopped.
+func (p *Platform) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv == nil {
+		return
+	}
+	p.srv.CloseClientConnections()
+	p.srv.Close()
+	p.emu.Close()
+	p.srv = nil
+}
+
+// Restart is Stop then Start: same data folder, same address, a new emulator (fresh counters).
+func (p *Platform) Restart() {
+	p.t.Helper()
+	p.Stop()
+	p.Start()
+}
+
+// Emulator is the emulator serving now (a new one after each Restart).
+func (p *Platform) Emulator() *emulator.Emulator {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.emu
+}
+
+// URL is the platform's base URL; it does not change across restarts.
+func (p *Platform) URL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return "http://" + p.addr
+}
+
+// MountExtra are the knobs of MountOn that Options does not have.
+type MountExtra struct {
+	// Client is the template of the platform client: BaseURL and APIKey are filled in; a zero Logger,
+	// MinBackoff, MaxBackoff or MaxRetryAfter takes Mount's test value; nil Limits = unlimited.
+	Client remote.Options
+	// DiskDir is the disk tier's folder; "" = t.TempDir() (none with Options.NoDisk).
+	DiskDir string
+	// Permanent tells the cache which errors not to retry (the binary's choice); nil = retry all.
+	Permanent func(error) bool
+	// CacheDir is the mount's staging disk for statfs; "" = t.TempDir().
+	CacheDir string
+}
+
+// MountOn is Mount against a Platform the test controls (restarts, throttle limits, wrappers) with the
+// client and cache knobs of extra. Env.Emulator and Env.Server are those serving at mount time; after a
+// Restart use Platform.Emulator.
+func MountOn(t testing.TB, p *Platform, o Options, extra MountExtra) *Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mount tests need root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	if o.Poll == 0 {
+		o.Poll = 100 * time.Millisecond
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 64 << 10
+	}
+	if o.Readahead == 0 {
+		o.Readahead = 256 << 10
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 8
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	emu := p.Emulator()
+	p.mu.Lock()
+	env := &Env{Emulator: emu, Server: p.srv}
+	p.mu.Unlock()
+	for _, spec := range o.Jobs {
+		j, err := emu.AddJob(spec)
+		if err != nil {
+			t.Fatalf("add job: %v", err)
+		}
+		env.Jobs = append(env.Jobs, j)
+	}
+	for _, l := range o.Library {
+		fi, err := emu.AddLibraryFile(l.Name, bytes.NewReader(l.Content), int64(len(l.Content)))
+		if err != nil {
+			t.Fatalf("add library file: %v", err)
+		}
+		env.Library = append(env.Library, fi)
+	}
+	co := extra.Client
+	co.BaseURL, co.APIKey = p.URL(), emu.APIKey()
+	if co.Logger == nil {
+		co.Logger = logger
+	}
+	if co.MinBackoff == 0 {
+		co.MinBackoff = time.Millisecond
+	}
+	if co.MaxBackoff == 0 {
+		co.MaxBackoff = 20 * time.Millisecond
+	}
+	if co.MaxRetryAfter == 0 {
+		co.MaxRetryAfter = time.Second
+	}
+	if co.Limits == nil {
+		co.Limits = map[remote.Scope]float64{}
+	}
+	var err error
+	if env.Client, err = remote.New(co); err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if !o.NoDisk {
+		env.DiskDir = extra.DiskDir
+		if env.DiskDir == "" {
+			env.DiskDir = t.TempDir()
+		}
+	}
+	memory := int64(0)
+	if o.NoMemory {
+		memory = -1
+	}
+	env.Cache, err = cache.New(env.Client, cache.Options{
+		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
+		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
+		Retry:     cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
+		Permanent: extra.Permanent, Logger: logger,
+	})
+	if err != nil {
+		t.Fatalf("cache: %v", err)
+	}
+	t.Cleanup(func() { env.Cache.Close() })
+	env.Dir = t.TempDir()
+	if extra.CacheDir == "" {
+		extra.CacheDir = t.TempDir()
+	}
+	fo := fs.Options{
+		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
+	}
+	if o.Uploads.Enabled {
+		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
+		if fo.UploadSettle == 0 {
+			fo.UploadSettle = 50 * time.Millisecond
+		}
+	}
+	env.Mount, err = fs.Mount(env.Dir, fo)
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	t.Cleanup(func() { Unmount(t, env.Mount, env.Dir) })
+	if env.Engine != nil {
+		env.setMounted(env.Mount)
+		env.Engine.Start(context.Background())
+	}
+	return env
+}
+
+// LogBuffer keeps what a logger wrote, for assertions on log lines, and echoes it to the test log.
+type LogBuffer struct {
+	t  testing.TB
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+// CaptureLog returns a logger at level that writes to a LogBuffer (and the test log).
+func CaptureLog(t testing.TB, level slog.Level) (*slog.Logger, *LogBuffer) {
+	lb := &LogBuffer{t: t}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level})), lb
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.b.Write(p)
+	l.mu.Unlock()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// String is everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
