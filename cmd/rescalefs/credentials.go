@@ -90,13 +90,18 @@ func resolveCredentials(in credentialInputs) (credentials, error) {
 
 // checkAPIURL accepts https anywhere and plain http only on loopback (the emulator), so the key is never
 // sent in clear text over a network.
+//
+// Messages show the URL with any password in it redacted, and an unparsable URL not at all.
 func checkAPIURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", fmt.Errorf("API URL %q is not an http(s) URL such as %s", raw, defaultAPIURL)
+	if err != nil {
+		return "", fmt.Errorf("the API URL is not a URL such as %s", defaultAPIURL)
+	}
+	if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("API URL %q is not an http(s) URL such as %s", u.Redacted(), defaultAPIURL)
 	}
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		return "", fmt.Errorf("API URL %q uses plain http to a non-loopback host; use https", raw)
+		return "", fmt.Errorf("API URL %q uses plain http to a non-loopback host; use https", u.Redacted())
 	}
 	return strings.TrimRight(u.String(), "/"), nil
 }

@@ -43,12 +43,17 @@ APIBASEURL = https://kr.rescale.com/
 		{"profile without file", credentialInputs{Profile: "jp", Getenv: noEnv, ConfigPath: filepath.Join(dir, "none")}, "", "", "", "does not exist"},
 		{"plain http off loopback", credentialInputs{FlagKey: "k", FlagURL: "http://platform.rescale.com", Getenv: noEnv}, "", "", "", "plain http"},
 		{"not a URL", credentialInputs{FlagKey: "k", FlagURL: "platform.rescale.com", Getenv: noEnv}, "", "", "", "not an http(s) URL"},
+		{"password in a plain-http URL is redacted", credentialInputs{FlagKey: "k", FlagURL: "http://me:hunter2@platform.rescale.com", Getenv: noEnv}, "", "", "", "http://me:xxxxx@platform.rescale.com"},
+		{"unparsable URL is not echoed", credentialInputs{FlagKey: "k", FlagURL: "https://me:hunter2@[::1", Getenv: noEnv}, "", "", "", "the API URL is not a URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := resolveCredentials(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("err shows the URL's password: %v", err)
 				}
 				return
 			}
