@@ -301,6 +301,13 @@ func TestAutoDownload(t *testing.T) {
 	if err != nil || !bytes.Contains(status, []byte(`"autoDownload"`)) || !bytes.Contains(status, []byte(job.ID)) {
 		t.Errorf("status file does not report the download: %v\n%s", err, status)
 	}
+	// rescalefs status shows it too, and the job ends done.
+	var out []byte
+	waitFor(t, func() bool {
+		out, _ = rescalefsCmd(t, nil, "status", mnt).CombinedOutput()
+		return bytes.Contains(out, []byte("auto-download to "+dest)) &&
+			regexp.MustCompile(`job +`+job.ID+` +done +2/2 files`).Match(out)
+	})
 }
 
 func TestAutoDownloadFlags(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/sys/unix"
 
+	"github.com/rescalefs/rescalefs/download"
 	rfs "github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/internal/units"
 	"github.com/rescalefs/rescalefs/upload"
@@ -29,7 +30,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	watch := fl.BoolP("watch", "w", false, "refresh until no upload is pending and no file is open")
 	interval := fl.Duration("interval", time.Second, "time between refreshes with --watch")
 	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "Usage: rescalefs status [flags] [MOUNTPOINT]\n\nShows the uploads, open files and cache of a rescalefs mount (default: the only one mounted).\n\nFlags:")
+		fmt.Fprintln(w, "Usage: rescalefs status [flags] [MOUNTPOINT]\n\nShows the uploads, open files, automatic downloads and cache of a rescalefs mount (default: the only one mounted).\n\nFlags:")
 		fmt.Fprint(w, fl.FlagUsages())
 	}
 	if code, done := parseFlags(fl, args, -1, "status", usage, stdout, stderr); done {
@@ -82,16 +83,58 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	return watchBars(stdout, stderr, mnt, path, st, *interval)
 }
 
-func readMountStatus(path string) (rfs.Status, error) {
-	var st rfs.Status
+// mountState is the status file as this command reads it: the mount's own status and, when it runs
+// --auto-download, the downloader's (which travels under "extra").
+type mountState struct {
+	rfs.Status
+	AutoDownload *download.Status
+}
+
+func readMountStatus(path string) (mountState, error) {
+	var st mountState
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return st, fmt.Errorf("read %s: %w (is it a rescalefs mount?)", path, err)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
+	var extra struct {
+		Extra struct {
+			AutoDownload *download.Status `json:"autoDownload"`
+		} `json:"extra"`
+	}
+	if err := json.Unmarshal(b, &st.Status); err != nil {
 		return st, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := json.Unmarshal(b, &extra); err != nil {
+		return st, fmt.Errorf("%s: %w", path, err)
+	}
+	st.AutoDownload = extra.Extra.AutoDownload
 	return st, nil
+}
+
+// activeAutoDownloads are the auto-download jobs still queued or downloading.
+func activeAutoDownloads(st mountState) []download.JobStatus {
+	if st.AutoDownload == nil {
+		return nil
+	}
+	var out []download.JobStatus
+	for _, j := range st.AutoDownload.Jobs {
+		if j.State != "done" && j.State != "failed" {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func autoDownloadLine(j download.JobStatus) string {
+	s := fmt.Sprintf("%-11s %d/%d files, %s / %s (%.0f%%)", j.State, j.FilesDone, j.FilesTotal,
+		units.Human(j.BytesDone), units.Human(j.BytesTotal), pct(j.BytesDone, j.BytesTotal))
+	if j.Rate > 0 {
+		s += fmt.Sprintf(" %s/s", units.Human(int64(j.Rate)))
+	}
+	if len(j.Errors) > 0 {
+		s += " - " + j.Errors[len(j.Errors)-1]
+	}
+	return s
 }
 
 // rescalefsMounts lists the mount points of type fuse.rescalefs in /proc/self/mountinfo.
@@ -128,7 +171,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 // pendingUploads are those not yet done (damaged ones count: they need a person).
-func pendingUploads(st rfs.Status) []upload.Status {
+func pendingUploads(st mountState) []upload.Status {
 	var out []upload.Status
 	for _, u := range st.Uploads {
 		if u.State != upload.StateDone {
@@ -139,13 +182,13 @@ func pendingUploads(st rfs.Status) []upload.Status {
 }
 
 // settled: nothing left to watch (damaged uploads wait for a person, not for time).
-func settled(st rfs.Status) bool {
+func settled(st mountState) bool {
 	for _, u := range st.Uploads {
 		if u.State != upload.StateDone && u.State != upload.StateDamaged {
 			return false
 		}
 	}
-	return len(st.Downloads) == 0
+	return len(st.Downloads) == 0 && len(activeAutoDownloads(st)) == 0
 }
 
 func pct(done, size int64) float64 {
@@ -166,7 +209,7 @@ func uploadLine(u upload.Status) string {
 	return s
 }
 
-func cacheLine(st rfs.Status) string {
+func cacheLine(st mountState) string {
 	c := st.Cache
 	if c == nil {
 		return "cache: none"
@@ -176,7 +219,7 @@ func cacheLine(st rfs.Status) string {
 }
 
 // printStatus prints one snapshot as plain lines (bars=true draws the progress as text bars).
-func printStatus(w io.Writer, mnt string, st rfs.Status, bars bool) {
+func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 	pend := pendingUploads(st)
 	fmt.Fprintf(w, "%s: %d jobs, %d uploads pending, %d files open\n", mnt, st.Jobs, len(pend), len(st.Downloads))
 	for _, u := range st.Uploads {
@@ -185,6 +228,12 @@ func printStatus(w io.Writer, mnt string, st rfs.Status, bars bool) {
 	for _, d := range st.Downloads {
 		fmt.Fprintf(w, "  download %-32s %s%s / %s (%.0f%%)\n", d.Name, textBar(bars, d.Offset, d.Size),
 			units.Human(d.Offset), units.Human(d.Size), pct(d.Offset, d.Size))
+	}
+	if ad := st.AutoDownload; ad != nil {
+		fmt.Fprintf(w, "auto-download to %s: %d jobs, %d active\n", ad.Dir, len(ad.Jobs), len(activeAutoDownloads(st)))
+		for _, j := range ad.Jobs {
+			fmt.Fprintf(w, "  job      %-32s %s%s\n", j.ID, textBar(bars, j.BytesDone, j.BytesTotal), autoDownloadLine(j))
+		}
 	}
 	fmt.Fprintln(w, cacheLine(st))
 }
@@ -200,7 +249,7 @@ func textBar(on bool, done, size int64) string {
 }
 
 // watchBars draws live bars for uploads and open files until nothing is left to watch.
-func watchBars(stdout, stderr io.Writer, mnt, path string, st rfs.Status, interval time.Duration) int {
+func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interval time.Duration) int {
 	p := mpb.New(mpb.WithOutput(stdout), mpb.WithWidth(40), mpb.WithRefreshRate(interval/2))
 	bars := map[string]*mpb.Bar{}
 	info := map[string]string{} // bar key -> the text after it
@@ -238,6 +287,19 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st rfs.Status, interv
 			b := bar(key, d.Name, max(d.Size, 1))
 			info[key] = fmt.Sprintf("%s / %s", units.Human(d.Offset), units.Human(d.Size))
 			b.SetCurrent(d.Offset)
+		}
+		if st.AutoDownload != nil {
+			for _, j := range st.AutoDownload.Jobs {
+				key := "autodl:" + j.ID
+				seen[key] = true
+				b := bar(key, j.ID, max(j.BytesTotal, 1))
+				info[key] = autoDownloadLine(j)
+				b.SetTotal(max(j.BytesTotal, 1), false)
+				b.SetCurrent(j.BytesDone)
+				if j.State == "done" {
+					b.SetTotal(max(j.BytesTotal, 1), true)
+				}
+			}
 		}
 		for key, b := range bars {
 			if !seen[key] && !b.Completed() {
