@@ -32,11 +32,13 @@ func (h *uploadHandle) Write(_ context.Context, data []byte, off int64) (uint32,
 	return uint32(k), errno
 }
 
-// Flush comes at every close of a descriptor (several for dup'ed ones): a changed file starts (or
-// restarts) its settle wait. Safe to repeat: the settle timer is re-armed, the version queued once.
+// Flush comes at every close of a descriptor (several for dup'ed ones): a changed file is sealed
+// (durably recorded as closed at its size, so a crash of the mount cannot lose it) and starts (or
+// restarts) its settle wait. Safe to repeat: sealed once, the settle timer re-armed, the version
+// queued once.
 func (h *uploadHandle) Flush(context.Context) syscall.Errno {
 	if h.writable {
-		h.n.closed()
+		return h.n.closed()
 	}
 	return 0
 }
@@ -52,8 +54,8 @@ func (h *uploadHandle) Fsync(context.Context, uint32) syscall.Errno {
 	return n.f.errno("fsync "+n.name, n.data.Sync())
 }
 
-// Release: the last writer gone, a changed file's settle wait starts (settled skips files still open
-// for writing).
+// Release: the last writer gone, a changed file is sealed (if no Flush did) and its settle wait starts
+// (settled skips files still open for writing).
 func (h *uploadHandle) Release(context.Context) syscall.Errno {
 	h.releaseOnce.Do(func() {
 		n := h.n
@@ -62,6 +64,10 @@ func (h *uploadHandle) Release(context.Context) syscall.Errno {
 		if h.writable {
 			n.writers--
 			if n.writers == 0 && n.dirty && !n.gone {
+				n.recovered = ""
+				if err := n.sealLocked(); err != nil { // normally sealed by Flush already
+					n.f.logErr("seal "+n.name, err)
+				}
 				n.armLocked()
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,13 +31,21 @@ import (
 // node keeps its descriptor of the data, so a pending file stays readable, and a write to it makes a
 // new version: a fresh staging copy, enqueued in turn, and the old upload cancelled.
 //
+// Nothing written here is lost to a crash of the mount before Enqueue: while the data is a staging
+// file, the engine keeps a record of it (RecordStaging) with its path in uploads/, written when it is
+// made and on every rename; a close (Flush) fsyncs the data and seals the record "closed at size N",
+// and the first change after that unseals it before the data changes. The next mount (OnAdd of
+// uploads/) queues the sealed files under their names and shows the others back where they were: one
+// cut off mid-write is not uploaded until it is written or closed again, one closed under a temporary
+// name is uploaded once renamed, as always.
+//
 // Lock order (outer first); no lock is held across Engine.Cancel (it waits for the attempt, whose
 // OnDone takes a node's lock) nor across a kernel notification:
 //
 //	uploadFile.mu -> uploads.mu
 //
-// Engine.Enqueue, CreateStaging and Rename are called under uploadFile.mu: none of them waits for an
-// attempt.
+// Engine.Enqueue, CreateStaging, RecordStaging, DiscardStaging and Rename are called under
+// uploadFile.mu: none of them waits for an attempt.
 
 // DefaultUploadSettle is how long a closed file must be left unwritten before it is queued: `cp` and
 // editors close and reopen, rsync renames at the end; a short pause avoids uploading a file twice.
@@ -173,7 +183,10 @@ func (u *uploads) settleAll(unmounted bool) {
 			n.timer = nil
 		}
 		n.tgen++
-		old := n.enqueueLocked()
+		var old string
+		if n.writers == 0 { // one still open for writing stays in staging, shown back by the next mount
+			old = n.enqueueLocked()
+		}
 		if unmounted { // no handler comes any more
 			n.gone = true
 			n.data.Close()
@@ -218,8 +231,9 @@ func newUploadDir(b base, up *uploads, mode uint32, root bool) *uploadDir {
 	return &uploadDir{base: b, up: up, root: root, mode: mode & 0o7777, mtime: b.f.now()}
 }
 
-// OnAdd (uploads/ itself) shows the uploads the engine resumed from its journal, under their names
-// (their folders are not journaled).
+// OnAdd (uploads/ itself) accounts for what a previous mount left: staging files closed by their
+// writer are queued, the uploads the engine resumed from its journal are shown under their names (their
+// folders are not journaled), and the other staging files are shown back where they were (recover).
 func (d *uploadDir) OnAdd(ctx context.Context) {
 	if !d.root {
 		return
@@ -227,6 +241,26 @@ func (d *uploadDir) OnAdd(ctx context.Context) {
 	d.up.mu.Lock()
 	d.up.root = d.EmbeddedInode()
 	d.up.mu.Unlock()
+	var show []upload.Staged
+	for _, s := range d.up.eng.TakeStaged() {
+		if !s.Complete() || hiddenTemp(s.Name()) {
+			show = append(show, s)
+			continue
+		}
+		// Closed before the mount stopped, not queued yet: queue it now, as its settle time would have.
+		if r := s.Record.Replaces; r != "" {
+			if err := d.up.eng.Cancel(r); err != nil && !errors.Is(err, upload.ErrUnknown) {
+				d.f.log.Warn("cancel the version a recovered file replaces", "upload", r, "err", err)
+			}
+		}
+		id, err := d.up.eng.Enqueue(s.Path, s.Name())
+		if err != nil {
+			d.f.logErr("queue "+s.Record.Path+", closed before the mount stopped", err)
+			show = append(show, s)
+			continue
+		}
+		d.f.log.Info("queued a file closed before the mount stopped", "path", s.Record.Path, "upload", id, "size", s.Size)
+	}
 	for _, st := range d.up.eng.Snapshot() {
 		switch st.State {
 		case upload.StateDone, upload.StateDamaged:
@@ -247,6 +281,62 @@ func (d *uploadDir) OnAdd(ctx context.Context) {
 		ch := d.NewPersistentInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: ino("upload:" + st.ID)})
 		d.AddChild(name, ch, false)
 		d.up.track(n, st.ID)
+	}
+	for _, s := range show {
+		d.recover(ctx, s)
+	}
+}
+
+// recoveredText is the state of a file a crash of the mount cut off while it was being written.
+const recoveredText = "cut off while being written when the mount stopped; rewrite it, or open and close it " +
+	"for writing to upload it as it is, or delete it"
+
+// recover shows back, at its recorded path, a staging file the previous mount left unqueued: one cut off
+// mid-write (not uploaded until written or closed again), or one closed under a temporary name (uploaded
+// once renamed, as before the crash).
+func (d *uploadDir) recover(ctx context.Context, s upload.Staged) {
+	data, err := os.OpenFile(s.Path, os.O_RDWR, 0)
+	if err != nil { // left in staging: the next mount tries again
+		d.f.log.Error("file left by the previous mount not shown in uploads/", "path", s.Record.Path, "staging", s.Path, "err", err)
+		return
+	}
+	parts := strings.Split(s.Record.Path, "/")
+	dir, rel := d.EmbeddedInode(), ""
+	for _, p := range parts[:len(parts)-1] {
+		ch := dir.GetChild(p)
+		if ch == nil {
+			nd := newUploadDir(d.base, d.up, 0o755, false)
+			ch = dir.NewPersistentInode(ctx, nd, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: d.up.nextIno()})
+			dir.AddChild(p, ch, false)
+		} else if _, ok := ch.Operations().(*uploadDir); !ok {
+			break // a file took the folder's name: shown beside it
+		}
+		dir, rel = ch, path.Join(rel, p)
+	}
+	name := s.Name()
+	if dir.GetChild(name) != nil {
+		name = names.WithSuffix(name, strings.TrimPrefix(filepath.Base(s.Path), "w-"))
+	}
+	t := s.ModTime
+	n := &uploadFile{base: d.base, up: d.up, name: name, rel: path.Join(rel, name), data: data, owned: true,
+		dirty: true, sealed: s.Complete(), size: s.Size, mode: 0o644, mtime: t, ctime: t, atime: t}
+	if !s.Complete() {
+		n.recovered = recoveredText
+		d.f.log.Warn("file cut off mid-write when the mount stopped: shown back in uploads/, not uploaded",
+			"path", n.rel, "size", s.Size, "staging", s.Path)
+	}
+	if n.rel != s.Record.Path {
+		if err := n.recordLocked(n.sealed); err != nil { // n is not shared yet
+			d.f.logErr("record the new path of "+n.rel, err)
+		}
+	}
+	ch := dir.NewPersistentInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: d.up.nextIno()})
+	dir.AddChild(name, ch, false)
+	d.up.track(n, "")
+	if s.Complete() && !hiddenTemp(name) { // its Enqueue failed above: try again after the settle time
+		n.mu.Lock()
+		n.armLocked()
+		n.mu.Unlock()
 	}
 }
 
@@ -283,6 +373,29 @@ func (d *uploadDir) Setattr(_ context.Context, _ fusefs.FileHandle, in *fuse.Set
 
 func (d *uploadDir) Access(context.Context, uint32) syscall.Errno { return 0 }
 
+// relPath is the path in uploads/ of name in d.
+func (d *uploadDir) relPath(name string) string {
+	if d.root {
+		return name
+	}
+	d.up.mu.Lock()
+	root := d.up.root
+	d.up.mu.Unlock()
+	return path.Join(d.Path(root), name)
+}
+
+// movedTree books the new paths of the files under folder dir, now at rel.
+func movedTree(dir *fusefs.Inode, rel string) {
+	for name, ch := range dir.Children() {
+		switch op := ch.Operations().(type) {
+		case *uploadFile:
+			op.moved(rel + "/" + name)
+		case *uploadDir:
+			movedTree(ch, rel+"/"+name)
+		}
+	}
+}
+
 func (d *uploadDir) touch() {
 	d.mu.Lock()
 	d.mtime = d.f.now()
@@ -318,8 +431,13 @@ func (d *uploadDir) Create(ctx context.Context, name string, flags, mode uint32,
 		return nil, nil, 0, d.f.errno("create staging file for "+name, err)
 	}
 	now := d.f.now()
-	n := &uploadFile{base: d.base, up: d.up, name: name, data: data, owned: true, dirty: true,
+	n := &uploadFile{base: d.base, up: d.up, name: name, rel: d.relPath(name), data: data, owned: true, dirty: true,
 		mode: mode & 0o7777, mtime: now, atime: now, ctime: now}
+	if err := n.recordLocked(false); err != nil { // n is not shared yet
+		data.Close()
+		_ = d.up.eng.DiscardStaging(data.Name())
+		return nil, nil, 0, d.f.errno("create staging file for "+name, err)
+	}
 	ch := d.NewPersistentInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: d.up.nextIno()})
 	d.up.track(n, "")
 	d.touch()
@@ -382,7 +500,8 @@ func (d *uploadDir) Rename(_ context.Context, name string, newParent fusefs.Inod
 	if src == nil {
 		return syscall.ENOENT
 	}
-	if dst := nd.GetChild(newName); dst != nil {
+	dst := nd.GetChild(newName)
+	if dst != nil {
 		if dst == src {
 			return 0
 		}
@@ -397,13 +516,20 @@ func (d *uploadDir) Rename(_ context.Context, name string, newParent fusefs.Inod
 		case dst.IsDir() && len(dst.Children()) > 0:
 			return syscall.ENOTEMPTY
 		}
+	}
+	rel := nd.relPath(newName)
+	if n, ok := src.Operations().(*uploadFile); ok {
+		if errno := n.renamed(newName, rel); errno != 0 {
+			return errno
+		}
+	} else {
+		movedTree(src, rel)
+	}
+	if dst != nil {
 		if old, ok := dst.Operations().(*uploadFile); ok {
 			old.remove()
 		}
 		dst.ForgetPersistent()
-	}
-	if n, ok := src.Operations().(*uploadFile); ok {
-		n.renamed(newName)
 	}
 	d.touch()
 	nd.touch()
@@ -433,6 +559,48 @@ type uploadFile struct {
 	tgen           uint64      // bumped whenever the timer is re-armed or stopped: a stale firing does nothing
 	gone           bool        // unlinked, replaced or published: never enqueued again
 	enqErr         string      // the last Enqueue failure, for the xattr
+	// rel is the file's path in uploads/, kept in its staging record while the data is ours (owned).
+	rel string
+	// sealed: the staging record says the writer closed the file at size (data fsynced). Cleared, in
+	// the record first, before the content changes again.
+	sealed bool
+	// recovered: the file was cut off mid-write by a crash of the mount; it is shown back, never
+	// uploaded as it is until written or closed again (the reason, for the xattr).
+	recovered string
+}
+
+// recordLocked writes the staging record of owned data: its path and whether it is sealed.
+func (n *uploadFile) recordLocked(sealed bool) error {
+	r := upload.StagingRecord{Path: n.rel, Replaces: n.id}
+	if sealed {
+		r.Closed, r.Size = true, n.size
+	}
+	if err := n.up.eng.RecordStaging(n.data.Name(), r); err != nil {
+		return err
+	}
+	n.sealed = sealed
+	return nil
+}
+
+// sealLocked records that a writer closed the file: the data is fsynced, then the record says closed
+// at this size, so a crash before the upload is queued loses nothing (the next start queues it).
+func (n *uploadFile) sealLocked() error {
+	if !n.owned || n.gone || n.sealed {
+		return nil
+	}
+	if err := n.data.Sync(); err != nil {
+		return err
+	}
+	return n.recordLocked(true)
+}
+
+// unsealLocked runs before the content changes: the record says "open" again, so that a crash in the
+// middle of the change is not taken for the closed version.
+func (n *uploadFile) unsealLocked() error {
+	if !n.sealed || !n.owned || n.gone {
+		return nil
+	}
+	return n.recordLocked(false)
 }
 
 func (n *uploadFile) Getattr(_ context.Context, _ fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -523,16 +691,27 @@ func (n *uploadFile) ownLocked(keep int64) error {
 		return err
 	}
 	keep = min(keep, n.size)
-	if err := copyRange(nf, n.data, keep); err != nil {
+	old := n.data
+	n.data = nf
+	if !n.gone { // the record first: the copy may be cut short by a crash
+		err = n.recordLocked(false)
+	}
+	if err == nil {
+		if err = copyRange(nf, old, keep); err != nil {
+			err = fmt.Errorf("copy %s for a new version: %w", n.name, err)
+		}
+	}
+	if err != nil {
+		n.data = old
 		nf.Close()
-		os.Remove(nf.Name())
-		return fmt.Errorf("copy %s for a new version: %w", n.name, err)
+		_ = n.up.eng.DiscardStaging(nf.Name())
+		return err
 	}
 	if n.gone {
 		os.Remove(nf.Name()) // an unlinked file written through a handle still open: nothing to keep
 	}
-	n.data.Close()
-	n.data, n.owned, n.size = nf, true, keep
+	old.Close()
+	n.owned, n.size = true, keep
 	return nil
 }
 
@@ -572,7 +751,7 @@ func copyRange(dst, src *os.File, n int64) error {
 
 // modifiedLocked books a change of content: a new version, and the settle wait restarts.
 func (n *uploadFile) modifiedLocked() {
-	n.dirty = true
+	n.dirty, n.recovered = true, ""
 	n.mtime = n.f.now()
 	n.ctime = n.mtime
 	if n.timer != nil {
@@ -588,6 +767,9 @@ func (n *uploadFile) truncateLocked(size int64) syscall.Errno {
 	if err := n.ownLocked(size); err != nil {
 		return n.f.errno("truncate "+n.name, err)
 	}
+	if err := n.unsealLocked(); err != nil {
+		return n.f.errno("truncate "+n.name, err)
+	}
 	if err := n.data.Truncate(size); err != nil {
 		return n.f.errno("truncate "+n.name, err)
 	}
@@ -600,6 +782,9 @@ func (n *uploadFile) writeAt(p []byte, off int64) (int, syscall.Errno) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.ownLocked(n.size); err != nil {
+		return 0, n.f.errno("write "+n.name, err)
+	}
+	if err := n.unsealLocked(); err != nil {
 		return 0, n.f.errno("write "+n.name, err)
 	}
 	k, err := n.data.WriteAt(p, off)
@@ -637,13 +822,19 @@ func (n *uploadFile) armLocked() {
 	n.timer = time.AfterFunc(n.up.settle, func() { n.settled(gen) })
 }
 
-// closed is called when a handle is flushed or released: a changed file waits the settle time.
-func (n *uploadFile) closed() {
+// closed is called when a writable handle is flushed: a changed file is sealed (its data and the
+// record saying it was closed at this size made durable, so a crash cannot lose it; an error goes to
+// the close) and waits the settle time. A file recovered half-written is taken as it is.
+func (n *uploadFile) closed() syscall.Errno {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.dirty && !n.gone {
-		n.armLocked()
+	if !n.dirty || n.gone {
+		return 0
 	}
+	n.recovered = ""
+	err := n.sealLocked()
+	n.armLocked()
+	return n.f.errno("close "+n.name, err)
 }
 
 // settled runs when the settle time passed without writes: the file is queued, unless still open for
@@ -666,7 +857,7 @@ func (n *uploadFile) settled(gen uint64) {
 // enqueueLocked hands the current content to the engine if it is a new version under a plain name, and
 // returns the superseded upload for the caller to cancel (outside the lock).
 func (n *uploadFile) enqueueLocked() (superseded string) {
-	if !n.dirty || n.gone || hiddenTemp(n.name) {
+	if !n.dirty || n.gone || n.recovered != "" || hiddenTemp(n.name) {
 		return ""
 	}
 	if err := n.ownLocked(n.size); err != nil {
@@ -686,7 +877,7 @@ func (n *uploadFile) enqueueLocked() (superseded string) {
 		return ""
 	}
 	old := n.id
-	n.id, n.dirty, n.owned, n.enqErr = id, false, false, ""
+	n.id, n.dirty, n.owned, n.enqErr, n.sealed = id, false, false, "", false
 	n.up.track(n, id)
 	n.f.log.Debug("upload queued", "name", n.name, "upload", id, "size", n.size)
 	return old
@@ -713,7 +904,9 @@ func (n *uploadFile) goneLocked() {
 	}
 	n.tgen++
 	if n.owned {
-		os.Remove(n.data.Name())
+		if err := n.up.eng.DiscardStaging(n.data.Name()); err != nil {
+			n.f.logErr("remove staging file of "+n.name, err)
+		}
 	}
 	if n.opens == 0 {
 		n.data.Close()
@@ -734,19 +927,33 @@ func (n *uploadFile) remove() {
 	n.up.cancel(id)
 }
 
-// renamed books a new base name. A pending upload is published under it (or, renamed to a temporary
-// name, taken back); a file renamed from a temporary name to a plain one is queued after the settle
-// time.
-func (n *uploadFile) renamed(name string) {
+// renamed books a new base name and path in uploads/. A pending upload is published under it (or,
+// renamed to a temporary name, taken back into a staging file of ours); a file renamed from a temporary
+// name to a plain one is queued after the settle time.
+func (n *uploadFile) renamed(name, rel string) syscall.Errno {
 	n.mu.Lock()
-	n.name = name
-	n.ctime = n.f.now()
+	oldName, oldRel := n.name, n.rel
+	n.name, n.rel = name, rel
 	var cancel string
+	var err error
+	if hiddenTemp(name) && n.id != "" && !n.dirty {
+		// Taken back: copied to a staging file sealed as closed, so a crash cannot lose it.
+		if err = n.ownLocked(n.size); err == nil {
+			if err = n.sealLocked(); err == nil {
+				cancel, n.id, n.dirty = n.id, "", true
+			}
+		}
+	} else if n.owned && !n.gone {
+		err = n.recordLocked(n.sealed)
+	}
+	if err != nil {
+		n.name, n.rel = oldName, oldRel
+		n.mu.Unlock()
+		return n.f.errno("rename "+oldName, err)
+	}
+	n.ctime = n.f.now()
 	switch {
 	case hiddenTemp(name):
-		if n.id != "" && !n.dirty {
-			cancel, n.id, n.dirty = n.id, "", true // the content is still ours through data
-		}
 	case n.dirty:
 		if n.writers == 0 && !n.gone {
 			n.armLocked()
@@ -767,6 +974,19 @@ func (n *uploadFile) renamed(name string) {
 	}
 	n.mu.Unlock()
 	n.up.cancel(cancel)
+	return 0
+}
+
+// moved books a new path in uploads/ (a folder above it was renamed).
+func (n *uploadFile) moved(rel string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.rel = rel
+	if n.owned && !n.gone {
+		if err := n.recordLocked(n.sealed); err != nil {
+			n.f.logErr("record the new path of "+n.name, err)
+		}
+	}
 }
 
 // renameLater retries the engine's Rename of upload id while an attempt is publishing it, until the
@@ -793,11 +1013,13 @@ func (n *uploadFile) renameLater(id, name string) {
 // state is the user.rescale.upload attribute.
 func (n *uploadFile) state() string {
 	n.mu.RLock()
-	name, dirty, id, writers, settling, gone, enqErr := n.name, n.dirty, n.id, n.writers, n.timer != nil, n.gone, n.enqErr
+	name, dirty, id, writers, settling, gone, enqErr, recovered := n.name, n.dirty, n.id, n.writers, n.timer != nil, n.gone, n.enqErr, n.recovered
 	n.mu.RUnlock()
 	switch {
 	case gone:
 		return "removed"
+	case dirty && recovered != "":
+		return "not uploaded: " + recovered
 	case dirty && hiddenTemp(name):
 		return "not uploaded: temporary name (rename it to upload it)"
 	case dirty && enqErr != "":

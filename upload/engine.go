@@ -12,7 +12,8 @@
 //
 //	journal/   <id>.json (the record), <id>.parts (finished parts, append-only)
 //	pending/   <id>: the data of each queued upload, owned by the engine (0600)
-//	staging/   scratch files the fs layer writes before Enqueue (CreateStaging)
+//	staging/   scratch files the fs layer writes before Enqueue (CreateStaging), each with a record
+//	           <file>.json of its path in uploads/ and whether its writer closed it (staging.go)
 //	damaged/   records and data that could not be trusted, kept with a .reason file
 //
 // # Lock order
@@ -120,6 +121,7 @@ type Engine struct {
 	mu       sync.Mutex // guards the fields below and each upload's fields marked "e.mu"
 	ups      map[string]*upload
 	broken   []Status // damaged records, reported in Snapshot
+	staged   []Staged // staging files found by New, until TakeStaged
 	finished []Status // recently done
 	running  int
 	ctx      context.Context // set by Start
@@ -211,6 +213,9 @@ func New(o Options) (*Engine, error) {
 	if err := e.load(); err != nil {
 		return nil, err
 	}
+	if err := e.loadStaging(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -258,7 +263,8 @@ func (e *Engine) Pending() int {
 
 // Enqueue hands the file at stagingPath (which must be in StagingDir or on its filesystem) to the
 // engine, to be published as name. The file is moved into pending/ and must not be written afterwards.
-// When Enqueue returns, the upload is journaled durably.
+// When Enqueue returns, the upload is journaled durably; the staging record (RecordStaging), if any,
+// is removed.
 func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return "", fmt.Errorf("upload: bad name %q", name)
@@ -291,6 +297,8 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 	if err := syncDir(e.pending); err != nil {
 		return "", fmt.Errorf("upload: %w", err)
 	}
+	// The journal owns the data now; a record left by a crash here is removed by the next New.
+	_ = removeIfExists(stagingPath + stagingExt)
 	_ = syncDir(filepath.Dir(stagingPath))
 	u := &upload{id: id, rec: r}
 	e.mu.Lock()

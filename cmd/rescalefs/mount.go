@@ -54,6 +54,7 @@ type mountConfig struct {
 	autoDownload, autoQuery string
 	debugFUSE               bool
 	uploadParallel          int
+	uploadSettle            time.Duration
 	directReads             bool
 }
 
@@ -71,6 +72,9 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request (very verbose)")
 	fl.IntVar(&c.uploadParallel, "upload-parallel", upload.DefaultUploadParallel, "parts of one upload in flight")
+	// Hidden: for tests that need a file closed but not yet queued (crash recovery).
+	fl.DurationVar(&c.uploadSettle, "upload-settle", rfs.DefaultUploadSettle, "how long a closed file in uploads/ stays unwritten before it is queued")
+	_ = fl.MarkHidden("upload-settle")
 	// Off by default until measured faster: against the emulator on 2 cores, direct reads ran at about
 	// half the speed of /contents/ (rescalefs-bench rows "direct storage" vs "/contents/").
 	fl.BoolVar(&c.directReads, "direct-reads", false, "read files straight from storage (S3), outside the API's request limit, falling back to /contents/")
@@ -227,6 +231,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	opts := rfs.Options{
 		Client: client, Cache: blocks, Poll: c.poll, MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour,
 		Logger: logger, CacheDir: accountDir, MountOptions: c.options, Debug: c.debugFUSE, Uploads: engine,
+		UploadSettle: c.uploadSettle,
 	}
 	if direct != nil {
 		opts.FileSeen = direct.Register
