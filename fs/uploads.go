@@ -137,7 +137,11 @@ func (u *uploads) done(st upload.Status, file remote.File) {
 	if n != nil {
 		n.mu.Lock()
 		drop := n.id == st.ID && !n.dirty && !n.gone
-		if drop && st.Name != n.name {
+		published := file.Name // what the platform holds; the engine's record may carry a later rename
+		if published == "" {
+			published = st.Name
+		}
+		if drop && published != n.name {
 			// Renamed while the old name was on its way: publish it again under the new one.
 			drop, n.dirty = false, true
 			n.armLocked()

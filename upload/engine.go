@@ -342,7 +342,9 @@ func (e *Engine) Cancel(id string) error {
 	return err
 }
 
-// Rename changes the name a pending upload is published under.
+// Rename changes the name a pending upload is published under. The new name is recorded even while an
+// attempt is sending the old one, so every later attempt carries it; Rename then returns ErrPublishing,
+// because that attempt may still publish under the old name (the caller checks the name it got).
 func (e *Engine) Rename(id, name string) error {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("upload: bad name %q", name)
@@ -360,14 +362,17 @@ func (e *Engine) Rename(id, name string) error {
 		e.mu.Unlock()
 		return ErrUnknown
 	}
-	if u.publishing {
-		e.mu.Unlock()
-		return ErrPublishing
-	}
+	publishing := u.publishing
 	u.rec.Name = name
 	r := u.rec
 	e.mu.Unlock()
-	return e.j.save(&r)
+	if err := e.j.save(&r); err != nil {
+		return err
+	}
+	if publishing {
+		return ErrPublishing
+	}
+	return nil
 }
 
 // Snapshot lists pending uploads (oldest first), then damaged ones, then recently finished ones.
