@@ -75,6 +75,25 @@ type Env struct {
 // first (with retries, then a lazy unmount, so a failed test never leaves a mount behind).
 func Mount(t testing.TB, o Options) *Env {
 	t.Helper()
+	logger := prepare(t, &o)
+	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
+		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
+	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
+	if err != nil {
+		t.Fatalf("emulator: %v", err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() {
+		srv.Close()
+		emu.Close()
+	})
+	return mountOn(t, &Env{Emulator: emu, Server: srv}, srv.URL, o, MountExtra{}, logger)
+}
+
+// prepare skips a test that cannot mount here and fills in the test defaults of o; it returns the
+// logger to use.
+func prepare(t testing.TB, o *Options) *slog.Logger {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("mount tests need root")
 	}
@@ -93,22 +112,17 @@ func Mount(t testing.TB, o Options) *Env {
 	if o.Parallel == 0 {
 		o.Parallel = 8
 	}
-	logger := o.Logger
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if o.Logger != nil {
+		return o.Logger
 	}
-	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
-	if err != nil {
-		t.Fatalf("emulator: %v", err)
-	}
-	srv := httptest.NewServer(emu)
-	env := &Env{Emulator: emu, Server: srv}
-	t.Cleanup(func() {
-		srv.Close()
-		emu.Close()
-	})
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// mountOn seeds env.Emulator, then builds the client (from extra.Client), the cache and the mount
+// against the platform at url: what Mount and MountOn share.
+func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, logger *slog.Logger) *Env {
+	t.Helper()
+	emu := env.Emulator
 	for _, spec := range o.Jobs {
 		j, err := emu.AddJob(spec)
 		if err != nil {
@@ -123,17 +137,32 @@ func Mount(t testing.TB, o Options) *Env {
 		}
 		env.Library = append(env.Library, fi)
 	}
-	env.Client, err = remote.New(remote.Options{
-		BaseURL: srv.URL, APIKey: emu.APIKey(), Logger: logger,
-		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		MaxRetryAfter: time.Second,
-		Limits:        map[remote.Scope]float64{}, // unlimited: the emulator does not throttle either
-	})
-	if err != nil {
+	co := extra.Client
+	co.BaseURL, co.APIKey = url, emu.APIKey()
+	if co.Logger == nil {
+		co.Logger = logger
+	}
+	if co.MinBackoff == 0 {
+		co.MinBackoff = time.Millisecond
+	}
+	if co.MaxBackoff == 0 {
+		co.MaxBackoff = 20 * time.Millisecond
+	}
+	if co.MaxRetryAfter == 0 {
+		co.MaxRetryAfter = time.Second
+	}
+	if co.Limits == nil {
+		co.Limits = map[remote.Scope]float64{} // unlimited, like the emulator unless a test says otherwise
+	}
+	var err error
+	if env.Client, err = remote.New(co); err != nil {
 		t.Fatalf("client: %v", err)
 	}
 	if !o.NoDisk {
-		env.DiskDir = t.TempDir()
+		env.DiskDir = extra.DiskDir
+		if env.DiskDir == "" {
+			env.DiskDir = t.TempDir()
+		}
 	}
 	memory := int64(0) // the cache's default
 	if o.NoMemory {
@@ -142,18 +171,20 @@ func Mount(t testing.TB, o Options) *Env {
 	env.Cache, err = cache.New(env.Client, cache.Options{
 		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
 		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
-		Retry:  cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		Logger: logger,
+		Retry:     cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
+		Permanent: extra.Permanent, Logger: logger,
 	})
 	if err != nil {
 		t.Fatalf("cache: %v", err)
 	}
 	t.Cleanup(func() { env.Cache.Close() })
-
 	env.Dir = t.TempDir()
+	if extra.CacheDir == "" {
+		extra.CacheDir = t.TempDir()
+	}
 	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: t.TempDir(), MountOptions: o.MountOptions,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
 	}
 	if o.Uploads.Enabled {
 		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle

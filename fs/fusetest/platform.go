@@ -1,20 +1,15 @@
 package fusetest
 
 import (
-	"bytes"
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rescalefs/rescalefs/cache"
-	"github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
@@ -152,111 +147,12 @@ type MountExtra struct {
 // Restart use Platform.Emulator.
 func MountOn(t testing.TB, p *Platform, o Options, extra MountExtra) *Env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mount tests need root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-	if o.Poll == 0 {
-		o.Poll = 100 * time.Millisecond
-	}
-	if o.BlockSize == 0 {
-		o.BlockSize = 64 << 10
-	}
-	if o.Readahead == 0 {
-		o.Readahead = 256 << 10
-	}
-	if o.Parallel == 0 {
-		o.Parallel = 8
-	}
-	logger := o.Logger
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	logger := prepare(t, &o)
 	emu := p.Emulator()
 	p.mu.Lock()
 	env := &Env{Emulator: emu, Server: p.srv}
 	p.mu.Unlock()
-	for _, spec := range o.Jobs {
-		j, err := emu.AddJob(spec)
-		if err != nil {
-			t.Fatalf("add job: %v", err)
-		}
-		env.Jobs = append(env.Jobs, j)
-	}
-	for _, l := range o.Library {
-		fi, err := emu.AddLibraryFile(l.Name, bytes.NewReader(l.Content), int64(len(l.Content)))
-		if err != nil {
-			t.Fatalf("add library file: %v", err)
-		}
-		env.Library = append(env.Library, fi)
-	}
-	co := extra.Client
-	co.BaseURL, co.APIKey = p.URL(), emu.APIKey()
-	if co.Logger == nil {
-		co.Logger = logger
-	}
-	if co.MinBackoff == 0 {
-		co.MinBackoff = time.Millisecond
-	}
-	if co.MaxBackoff == 0 {
-		co.MaxBackoff = 20 * time.Millisecond
-	}
-	if co.MaxRetryAfter == 0 {
-		co.MaxRetryAfter = time.Second
-	}
-	if co.Limits == nil {
-		co.Limits = map[remote.Scope]float64{}
-	}
-	var err error
-	if env.Client, err = remote.New(co); err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	if !o.NoDisk {
-		env.DiskDir = extra.DiskDir
-		if env.DiskDir == "" {
-			env.DiskDir = t.TempDir()
-		}
-	}
-	memory := int64(0)
-	if o.NoMemory {
-		memory = -1
-	}
-	env.Cache, err = cache.New(env.Client, cache.Options{
-		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
-		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
-		Retry:     cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		Permanent: extra.Permanent, Logger: logger,
-	})
-	if err != nil {
-		t.Fatalf("cache: %v", err)
-	}
-	t.Cleanup(func() { env.Cache.Close() })
-	env.Dir = t.TempDir()
-	if extra.CacheDir == "" {
-		extra.CacheDir = t.TempDir()
-	}
-	fo := fs.Options{
-		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
-	}
-	if o.Uploads.Enabled {
-		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
-		if fo.UploadSettle == 0 {
-			fo.UploadSettle = 50 * time.Millisecond
-		}
-	}
-	env.Mount, err = fs.Mount(env.Dir, fo)
-	if err != nil {
-		t.Fatalf("mount: %v", err)
-	}
-	t.Cleanup(func() { Unmount(t, env.Mount, env.Dir) })
-	if env.Engine != nil {
-		env.setMounted(env.Mount)
-		env.Engine.Start(context.Background())
-	}
-	return env
+	return mountOn(t, env, p.URL(), o, extra, logger)
 }
 
 // LogBuffer keeps what a logger wrote, for assertions on log lines, and echoes it to the test log.
