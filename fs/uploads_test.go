@@ -3,10 +3,8 @@ package fs_test
 import (
 	"bytes"
 	"crypto/sha512"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,15 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
 
 	"github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/fs/fusetest"
 	"github.com/rescalefs/rescalefs/remote"
-	"github.com/rescalefs/rescalefs/remote/cbc"
 	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/remote/remotetest"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -64,28 +60,7 @@ func checkPlatform(t *testing.T, env *fusetest.Env, id, name string, plain []byt
 	if f.Name != name || f.DecryptedSize != int64(len(plain)) || f.SHA512() != hexs(sum[:]) {
 		t.Fatalf("registered %q size %d sha %.16s, want %q %d %.16s", f.Name, f.DecryptedSize, f.SHA512(), name, len(plain), hexs(sum[:]))
 	}
-	s, err := env.Client.NewS3Client(ctx, remote.S3Options{Region: f.Storage.ConnectionSettings.Region, Endpoint: f.Storage.ConnectionSettings.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.SDK().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(f.PathParts.Container), Key: aws.String(f.PathParts.Path)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Body.Close()
-	iv, err := base64.StdEncoding.DecodeString(out.Metadata["iv"])
-	if err != nil || len(iv) != cbc.BlockSize {
-		t.Fatalf("%s: iv metadata %q", name, out.Metadata["iv"])
-	}
-	key, err := f.EncryptionKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dr, err := cbc.NewDecryptingReader(out.Body, key, iv, f.DecryptedSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(dr)
+	got, err := remotetest.StoredPlaintext(ctx, env.Client, f)
 	if err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("%s: the object decrypted with the registered key differs (%v)", name, err)
 	}

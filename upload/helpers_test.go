@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
@@ -15,12 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/rescalefs/rescalefs/remote"
-	"github.com/rescalefs/rescalefs/remote/cbc"
 	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/remote/remotetest"
 )
 
 // testPart is the part size of the tests: S3's minimum.
@@ -202,29 +198,7 @@ func (p *platform) checkPublished(f remote.File, name string, plain []byte) {
 		t.Fatalf("%s: platform plaintext differs (%v)", name, err)
 	}
 	// As a Rescale client would: the object straight from storage.
-	ctx := context.Background()
-	s, err := p.c.NewS3Client(ctx, remote.S3Options{Region: f.Storage.ConnectionSettings.Region, Endpoint: f.Storage.ConnectionSettings.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := s.SDK().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(f.PathParts.Container), Key: aws.String(f.PathParts.Path)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Body.Close()
-	iv, err := base64.StdEncoding.DecodeString(out.Metadata["iv"])
-	if err != nil || len(iv) != cbc.BlockSize {
-		t.Fatalf("%s: iv metadata %q", name, out.Metadata["iv"])
-	}
-	key, err := f.EncryptionKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dr, err := cbc.NewDecryptingReader(out.Body, key, iv, f.DecryptedSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err = io.ReadAll(dr)
+	got, err = remotetest.StoredPlaintext(context.Background(), p.c, f)
 	if err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("%s: object decrypted with the registered key differs (%v)", name, err)
 	}
