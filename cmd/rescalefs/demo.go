@@ -41,6 +41,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs demo: want at most 1 argument, got %d (see rescalefs demo --help)\n", fl.NArg())
 		return exitUsage
 	}
+	if err := checkServeFlags(c); err != nil {
+		fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
+		return exitUsage
+	}
 	mountpoint := "rescale-demo"
 	if fl.NArg() == 1 {
 		mountpoint = fl.Arg(0)

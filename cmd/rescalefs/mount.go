@@ -103,11 +103,7 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
 		return exitFailure
 	}
-	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
-		fmt.Fprintf(stderr, "rescalefs mount: --block-size %s is outside 4MiB to 16MiB\n", units.Exact(c.blockSize))
-		return exitUsage
-	}
-	if _, err := splitMemory(c.memory, c.parallel); err != nil {
+	if err := checkServeFlags(c); err != nil {
 		fmt.Fprintf(stderr, "rescalefs mount: %v\n", err)
 		return exitUsage
 	}
@@ -137,6 +133,19 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	return exitOK
+}
+
+// checkServeFlags refuses values of the serving flags (shared by mount and demo) that cannot work, before
+// anything is started.
+func checkServeFlags(c mountConfig) error {
+	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
+		return fmt.Errorf("--block-size %s is outside 4MiB to 16MiB", units.Exact(c.blockSize))
+	}
+	if c.uploadParallel < 1 {
+		return fmt.Errorf("--upload-parallel %d: want at least 1", c.uploadParallel)
+	}
+	_, err := splitMemory(c.memory, c.parallel)
+	return err
 }
 
 // parseFlags parses args, handles --help (exit 0) and bad usage (exit 2, one line), and checks that
@@ -188,9 +197,6 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	// A soft limit makes the garbage collector work harder near the budget instead of letting the heap
 	// grow to twice the live block data, as the default GOGC would.
 	debug.SetMemoryLimit(c.memory + runtimeOverhead)
-	if c.uploadParallel < 1 {
-		return fmt.Errorf("--upload-parallel %d: want at least 1", c.uploadParallel)
-	}
 	var src cache.Source = client
 	var direct *remote.DirectSource
 	if c.directReads {

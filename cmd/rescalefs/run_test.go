@@ -50,6 +50,8 @@ func TestRunUsage(t *testing.T) {
 		{"mount bad block size", []string{"mount", "--block-size", "1MiB", "x"}, exitUsage, "", "outside 4MiB to 16MiB"},
 		{"mount memory too small", []string{"mount", "--memory", "100MiB", "x"}, exitUsage, "", "--memory 100MiB is too small for --parallel 16: want at least 288MiB"},
 		{"mount no parallelism", []string{"mount", "--parallel", "0", "x"}, exitUsage, "", "--parallel 0: want at least 1"},
+		{"mount no upload parallelism", []string{"mount", "--upload-parallel", "0", "x"}, exitUsage, "", "--upload-parallel 0: want at least 1"},
+		{"demo bad block size", []string{"demo", "--block-size", "64MiB"}, exitUsage, "", "rescalefs demo: --block-size 64MiB is outside 4MiB to 16MiB"},
 		{"unmount help", []string{"unmount", "--help"}, exitOK, "Usage: rescalefs unmount", ""},
 		{"unmount no arg", []string{"unmount"}, exitUsage, "", "want 1 argument(s)"},
 		{"unmount not mounted", []string{"unmount", filepath.Join(os.TempDir(), "rescalefs-test-never-mounted")}, exitFailure, "", "is not mounted"},
