@@ -16,7 +16,9 @@ import (
 // memory, whatever the size of the file or of the range.
 const plainChunk = 1 << 20
 
-func (e *Emulator) serveContents(w http.ResponseWriter, r *http.Request, id string) {
+// storedFile finds a file visible now, not deleted, with its stored object; otherwise it answers 404 and
+// reports false.
+func (e *Emulator) storedFile(w http.ResponseWriter, id string) (*fileRecord, *objectRecord, bool) {
 	now := e.now()
 	e.mu.RLock()
 	f, _, ok := e.visibleFileLocked(id, now)
@@ -24,9 +26,17 @@ func (e *Emulator) serveContents(w http.ResponseWriter, r *http.Request, id stri
 	if ok {
 		obj = e.st.objects[f.ObjectKey]
 	}
-	e.mu.RUnlock()
+	e.mu.RUnlock() // before writing: a slow client must not hold the lock
 	if !ok || f.Deleted || obj == nil {
 		writeDetail(w, http.StatusNotFound, "Not found.")
+		return nil, nil, false
+	}
+	return f, obj, true
+}
+
+func (e *Emulator) serveContents(w http.ResponseWriter, r *http.Request, id string) {
+	f, obj, ok := e.storedFile(w, id)
+	if !ok {
 		return
 	}
 	e.servePlain(w, r, f, obj, f.Size)

@@ -147,6 +147,16 @@ func (e *Emulator) commitLocked(recs ...record) error {
 	return nil
 }
 
+// commitOrFailLocked commits recs for a handler, or answers 500 with the journal's error; it reports
+// whether the handler may go on. e.mu must be held.
+func (e *Emulator) commitOrFailLocked(w http.ResponseWriter, recs ...record) bool {
+	if err := e.commitLocked(recs...); err != nil {
+		writeDetail(w, http.StatusInternalServerError, err.Error())
+		return false
+	}
+	return true
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

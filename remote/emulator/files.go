@@ -152,24 +152,15 @@ func (e *Emulator) serveFileDelete(w http.ResponseWriter, r *http.Request, id st
 	}
 	nf := *f
 	nf.Deleted = true
-	if err := e.commitLocked(record{File: &nf}); err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
+	if !e.commitOrFailLocked(w, record{File: &nf}) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (e *Emulator) serveLines(w http.ResponseWriter, r *http.Request, id string) {
-	now := e.now()
-	e.mu.RLock()
-	f, _, ok := e.visibleFileLocked(id, now)
-	var obj *objectRecord
-	if ok {
-		obj = e.st.objects[f.ObjectKey]
-	}
-	e.mu.RUnlock()
-	if !ok || f.Deleted || obj == nil {
-		writeDetail(w, http.StatusNotFound, "Not found.")
+	f, obj, ok := e.storedFile(w, id)
+	if !ok {
 		return
 	}
 	var buf bytes.Buffer

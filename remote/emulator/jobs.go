@@ -239,8 +239,7 @@ func (e *Emulator) serveJobCreate(w http.ResponseWriter, r *http.Request) {
 	defer e.mu.Unlock()
 	j := &jobRecord{ID: e.newIDLocked(5), Name: in.Name, Owner: userEmail, Analysis: analysis, Created: now,
 		Lifecycle: e.lifecycle}
-	if err := e.commitLocked(record{Job: j}); err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
+	if !e.commitOrFailLocked(w, record{Job: j}) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, e.renderJobDetailLocked(j, now))
@@ -288,8 +287,7 @@ func (e *Emulator) serveJobStop(w http.ResponseWriter, r *http.Request, id strin
 	if !j.view(now).completed && j.StopAt.IsZero() {
 		nj := *j
 		nj.StopAt = now
-		if err := e.commitLocked(record{Job: &nj}); err != nil {
-			writeDetail(w, http.StatusInternalServerError, err.Error())
+		if !e.commitOrFailLocked(w, record{Job: &nj}) {
 			return
 		}
 	}
@@ -305,8 +303,7 @@ func (e *Emulator) serveJobDelete(w http.ResponseWriter, r *http.Request, id str
 	}
 	nj := *j
 	nj.Deleted = true
-	if err := e.commitLocked(record{Job: &nj}); err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
+	if !e.commitOrFailLocked(w, record{Job: &nj}) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

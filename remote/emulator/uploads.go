@@ -80,8 +80,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	f.ID = e.newIDLocked(6)
-	if err := e.commitLocked(record{Object: o}, record{File: f}); err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
+	if !e.commitOrFailLocked(w, record{Object: o}, record{File: f}) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, e.renderFileLocked(r, f, f.Uploaded))
@@ -218,8 +217,7 @@ func (e *Emulator) serveRegister(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	f.ID = e.newIDLocked(6)
-	if err := e.commitLocked(record{File: f}); err != nil {
-		writeDetail(w, http.StatusInternalServerError, err.Error())
+	if !e.commitOrFailLocked(w, record{File: f}) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, e.renderFileLocked(r, f, f.Uploaded))
