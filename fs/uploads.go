@@ -868,10 +868,13 @@ func (n *uploadFile) enqueueLocked() (superseded string) {
 		n.enqueueFailedLocked(err)
 		return ""
 	}
-	// The data must be on disk before the journal says it is there.
-	if err := n.data.Sync(); err != nil {
-		n.enqueueFailedLocked(err)
-		return ""
+	// The data must be on disk before the journal says it is there (sealed: synced at the close, and
+	// unchanged since, or it would have been unsealed).
+	if !n.sealed {
+		if err := n.data.Sync(); err != nil {
+			n.enqueueFailedLocked(err)
+			return ""
+		}
 	}
 	id, err := n.up.eng.Enqueue(n.data.Name(), n.name)
 	if err != nil {

@@ -181,22 +181,24 @@ func TestUploadRecoverCollision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, closed := range []bool{true, false} {
+	v1 := func() string { // a staging file holding "v1"
+		t.Helper()
 		f, err := eng.CreateStaging()
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Write([]byte("v1"))
-		f.Close()
-		if i == 0 {
-			if _, err := eng.Enqueue(f.Name(), "same.txt"); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := eng.RecordStaging(f.Name(), upload.StagingRecord{Path: "same.txt", Closed: closed}); err != nil {
+		if _, err := f.Write([]byte("v1")); err != nil {
 			t.Fatal(err)
 		}
+		f.Close()
+		return f.Name()
+	}
+	// A pending upload of same.txt, and a staging file cut off mid-write at the same path.
+	if _, err := eng.Enqueue(v1(), "same.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.RecordStaging(v1(), upload.StagingRecord{Path: "same.txt"}); err != nil {
+		t.Fatal(err)
 	}
 	eng.Close()
 	env := uploadEnv(t, fusetest.Options{Uploads: fusetest.UploadOptions{Dir: dir}})

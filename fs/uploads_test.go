@@ -3,6 +3,7 @@ package fs_test
 import (
 	"bytes"
 	"crypto/sha512"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -57,23 +58,14 @@ func checkPlatform(t *testing.T, env *fusetest.Env, id, name string, plain []byt
 		t.Fatal(err)
 	}
 	sum := sha512.Sum512(plain)
-	if f.Name != name || f.DecryptedSize != int64(len(plain)) || f.SHA512() != hexs(sum[:]) {
-		t.Fatalf("registered %q size %d sha %.16s, want %q %d %.16s", f.Name, f.DecryptedSize, f.SHA512(), name, len(plain), hexs(sum[:]))
+	if want := hex.EncodeToString(sum[:]); f.Name != name || f.DecryptedSize != int64(len(plain)) || f.SHA512() != want {
+		t.Fatalf("registered %q size %d sha %.16s, want %q %d %.16s", f.Name, f.DecryptedSize, f.SHA512(), name, len(plain), want)
 	}
 	got, err := remotetest.StoredPlaintext(ctx, env.Client, f)
 	if err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("%s: the object decrypted with the registered key differs (%v)", name, err)
 	}
 	return f
-}
-
-func hexs(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
 }
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -355,15 +347,14 @@ func TestUploadPrograms(t *testing.T) {
 	src := t.TempDir()
 	rs := randBytes(10, 2*testPart+3)
 	writeFile(t, filepath.Join(src, "synced.bin"), rs)
-	if _, err := exec.LookPath("rsync"); err == nil {
-		if out, err := exec.Command("rsync", "-a", filepath.Join(src, "synced.bin"), up+"/").CombinedOutput(); err != nil {
-			t.Fatalf("rsync: %v: %s", err, out)
-		}
-		id := env.WaitPublished(t, "synced.bin", publishDue)
-		checkPlatform(t, env, id, "synced.bin", rs)
-	} else {
-		t.Log("no rsync: skipping that part")
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Fatal("rsync is not installed (.ci/run installs it: apt-get install -y rsync)")
 	}
+	if out, err := exec.Command("rsync", "-a", filepath.Join(src, "synced.bin"), up+"/").CombinedOutput(); err != nil {
+		t.Fatalf("rsync: %v: %s", err, out)
+	}
+	id := env.WaitPublished(t, "synced.bin", publishDue)
+	checkPlatform(t, env, id, "synced.bin", rs)
 
 	// An editor's save: the swap file comes and goes, the new content is written to a temporary and
 	// renamed over the name, a backup name~ is left.
@@ -382,7 +373,7 @@ func TestUploadPrograms(t *testing.T) {
 	if err := os.Remove(swp); err != nil {
 		t.Fatal(err)
 	}
-	id := env.WaitPublished(t, "notes.txt", publishDue)
+	id = env.WaitPublished(t, "notes.txt", publishDue)
 	checkPlatform(t, env, id, "notes.txt", ed)
 	if s := xattrOf(t, filepath.Join(up, "notes.txt~")); !strings.Contains(s, "temporary") {
 		t.Errorf("backup file state %q", s)
@@ -405,8 +396,9 @@ func TestUploadPrograms(t *testing.T) {
 			t.Errorf("unexpected upload %q", s.Name)
 		}
 	}
-	if len(env.Published()) > 3 {
-		t.Errorf("%d publications, want 3", len(env.Published()))
+	const want = 3 // synced.bin, notes.txt, mesh.inp: each once
+	if n := len(env.Published()); n != want {
+		t.Errorf("%d publications, want %d: %+v", n, want, env.Published())
 	}
 }
 
@@ -503,7 +495,7 @@ func TestUploadsOnlyWritablePlace(t *testing.T) {
 	}
 	fi, err := os.Stat(p)
 	if err != nil || fi.Size() != 10 || fi.Mode().Perm() != 0o600 || !fi.ModTime().Equal(mt) {
-		t.Errorf("after truncate/chmod/chtimes: %v %v", fi.Size(), err)
+		t.Errorf("after truncate/chmod/chtimes: %v %v", fi, err)
 	}
 	got, _ := os.ReadFile(p)
 	if !bytes.Equal(got, append([]byte("x"), make([]byte, 9)...)) {

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 
@@ -159,13 +158,14 @@ func (e *Engine) sendMultipart(ctx context.Context, u *upload) (remote.File, err
 		return remote.File{}, err
 	}
 	r := e.snapshotRec(u)
+	var listed map[int32]listedPart
 	if !r.ObjectDone {
-		if r, err = e.resumeOrStart(ctx, u, s3c, st, r); err != nil {
+		if r, listed, err = e.resumeOrStart(ctx, u, s3c, st, r); err != nil {
 			return remote.File{}, err
 		}
 	}
 	if !r.ObjectDone {
-		if err := e.sendParts(ctx, u, s3c, &r); err != nil {
+		if err := e.sendParts(ctx, u, s3c, &r, listed); err != nil {
 			return remote.File{}, err
 		}
 		if err := e.complete(ctx, u, s3c, &r); err != nil {
@@ -175,35 +175,38 @@ func (e *Engine) sendMultipart(ctx context.Context, u *upload) (remote.File, err
 	return e.register(ctx, u)
 }
 
-// resumeOrStart checks a journaled multipart upload against S3 (ListParts), or starts one.
-func (e *Engine) resumeOrStart(ctx context.Context, u *upload, s3c *remote.S3Client, st remote.Storage, r record) (record, error) {
-	if r.S3UploadID == "" {
-		return e.startObject(ctx, u, s3c, st)
+// resumeOrStart checks a journaled multipart upload against S3 (ListParts), or starts one, and returns
+// the parts S3 holds (none for a new upload).
+func (e *Engine) resumeOrStart(ctx context.Context, u *upload, s3c *remote.S3Client, st remote.Storage, r record) (record, map[int32]listedPart, error) {
+	if r.S3UploadID != "" {
+		listed, err := listParts(ctx, s3c, &r)
+		if err == nil {
+			return r, listed, nil
+		}
+		if !remote.IsNoSuchUpload(err) {
+			return r, nil, fmt.Errorf("list parts: %w", err)
+		}
+		// S3 no longer knows the upload: perhaps it was completed (the answer lost), else start again.
+		done, herr := objectComplete(ctx, s3c, &r)
+		if herr != nil {
+			return r, nil, fmt.Errorf("check object: %w", herr)
+		}
+		if done {
+			r, err := e.update(u, func(r *record) { r.ObjectDone = true })
+			return r, nil, err
+		}
+		e.log.Info("upload: storage forgot the multipart upload, starting again", "upload", u.id, "name", r.Name)
 	}
-	_, err := listParts(ctx, s3c, &r)
-	if err == nil {
-		return r, nil
-	}
-	if !remote.IsNoSuchUpload(err) {
-		return r, fmt.Errorf("list parts: %w", err)
-	}
-	// S3 no longer knows the upload: perhaps it was completed (the answer lost), else start again.
-	done, herr := objectComplete(ctx, s3c, &r)
-	if herr != nil {
-		return r, fmt.Errorf("check object: %w", herr)
-	}
-	if done {
-		return e.update(u, func(r *record) { r.ObjectDone = true })
-	}
-	e.log.Info("upload: storage forgot the multipart upload, starting again", "upload", u.id, "name", r.Name)
-	return e.startObject(ctx, u, s3c, st)
+	r, err := e.startObject(ctx, u, s3c, st)
+	return r, nil, err
 }
 
 // sendParts encrypts the parts in order and sends those S3 does not have yet, UploadParallel at a
 // time. A part S3 already has is skipped when the journal holds it (its chain block lets the next part
 // go on without re-encrypting it), or when S3 lists it and its ETag equals the MD5 of the ciphertext
 // computed again (a part that arrived just before a crash): only parts that never arrived are re-sent.
-func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client, r *record) error {
+// listed is what ListParts answered for r's upload (resumeOrStart).
+func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client, r *record, listed map[int32]listedPart) error {
 	key, err := base64.StdEncoding.DecodeString(r.Key)
 	if err != nil {
 		return fmt.Errorf("%w: journaled key: %v", ErrDamaged, err)
@@ -211,10 +214,6 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 	chain, err := base64.StdEncoding.DecodeString(r.IV)
 	if err != nil {
 		return fmt.Errorf("%w: journaled IV: %v", ErrDamaged, err)
-	}
-	listed, err := listParts(ctx, s3c, r)
-	if err != nil {
-		return fmt.Errorf("list parts: %w", err)
 	}
 	journaled, err := e.journaledParts(u.id, r.S3UploadID)
 	if err != nil {
@@ -377,7 +376,6 @@ func (e *Engine) complete(ctx context.Context, u *upload, s3c *remote.S3Client, 
 		}
 		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(i), ETag: aws.String(`"` + p.ETag + `"`)})
 	}
-	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
 	_, err = s3c.SDK().CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(r.Bucket), Key: aws.String(r.ObjectKey), UploadId: aws.String(r.S3UploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
