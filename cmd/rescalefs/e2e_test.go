@@ -56,11 +56,17 @@ func mustNotStayMounted(t *testing.T, dir string) {
 	})
 }
 
-// waitGone waits for a process we started (and released) to exit.
+// waitGone waits for a process we started (and released) to exit. Once it is gone its pid may be
+// reused, so anything at pid that is not this test binary counts as gone and is never signalled.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if err := syscall.Kill(pid, 0); err != nil {
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || !bytes.HasPrefix(cmdline, []byte(self+"\x00")) {
 			return
 		}
 		// A released child that exited stays a zombie until reaped; that counts as gone.
@@ -167,19 +173,17 @@ func TestForegroundSignal(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := waitInBackground(t, cmd)
 	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(mnt, "jobs", job.ID)); return err == nil })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-done:
+	case err := <-exited:
 		if err != nil {
 			t.Fatalf("exit: %v: %s", err, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatal("no exit after SIGTERM")
 	}
 	if _, ok := mountedAt(mnt); ok {
@@ -204,21 +208,23 @@ func TestDemo(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
 	ready := make(chan struct{})
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "Press Ctrl-C") {
 				close(ready)
+				break
 			}
 		}
-		done <- cmd.Wait()
+		_, _ = io.Copy(io.Discard, stdout) // read to EOF before Wait closes the pipe
 	}()
+	done := waitInBackground(t, cmd, scanned)
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatalf("demo not ready in 60s: %s", stderr.String())
 	}
 	completed, err := os.ReadDir(filepath.Join(dir, "completed"))
@@ -242,7 +248,6 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("demo exit: %v: %s", err, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatal("demo did not stop on Ctrl-C")
 	}
 	if _, ok := mountedAt(dir); ok {
@@ -251,6 +256,29 @@ func TestDemo(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo left its mountpoint folder: %v", err)
 	}
+}
+
+// waitInBackground waits for a started cmd (after the channels in first are closed) and sends its
+// exit once; if the test ends before the process did, its cleanup kills and reaps it.
+func waitInBackground(t *testing.T, cmd *exec.Cmd, first ...<-chan struct{}) <-chan error {
+	done := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		for _, c := range first {
+			<-c
+		}
+		done <- cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return done
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -52,29 +52,12 @@ func TestEmptyKeyIsRefused(t *testing.T) {
 				env["HOME"] = home
 			}
 			args := append(append([]string{"mount", "-f"}, tc.args...), mnt)
-			code, stdout, stderr := runCmdHome(t, env, args...)
+			code, stdout, stderr := runCmd(t, env, args...) // env's HOME, if any, wins over runCmd's
 			if code != exitFailure || !strings.Contains(stderr, "no API key") {
 				t.Fatalf("code %d, stdout %q, stderr %q; want %d and \"no API key\"", code, stdout, stderr, exitFailure)
 			}
 		})
 	}
-}
-
-// runCmdHome is runCmd, but a HOME given in env wins over runCmd's private one.
-func runCmdHome(t *testing.T, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	home, ok := env["HOME"]
-	if !ok {
-		return runCmd(t, env, args...)
-	}
-	rest := map[string]string{}
-	for k, v := range env {
-		if k != "HOME" {
-			rest[k] = v
-		}
-	}
-	rest["HOME"] = home // runCmd sets its own HOME first, then env's
-	return runCmd(t, rest, args...)
 }
 
 func writeAPIConfig(t *testing.T, home, content string) {
@@ -156,7 +139,10 @@ func TestKeyNeverShown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			statusCmd, _ := rescalefsCmd(t, env, "status", mnt).CombinedOutput()
+			statusCmd, err := rescalefsCmd(t, env, "status", mnt).CombinedOutput()
+			if err != nil {
+				t.Fatalf("rescalefs status: %v: %s", err, statusCmd)
+			}
 			cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 			if err != nil {
 				t.Fatal(err)

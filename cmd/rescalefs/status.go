@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -252,29 +253,34 @@ func textBar(on bool, done, size int64) string {
 func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interval time.Duration) int {
 	p := mpb.New(mpb.WithOutput(stdout), mpb.WithWidth(40), mpb.WithRefreshRate(interval/2))
 	bars := map[string]*mpb.Bar{}
+	// The decorators run on mpb's render goroutine while this loop updates their text.
+	var mu sync.Mutex           // guards info and header
 	info := map[string]string{} // bar key -> the text after it
 	header := ""
+	setText := func(key, text string) { mu.Lock(); info[key] = text; mu.Unlock() }
 	head := p.New(0, mpb.NopStyle(), mpb.BarFillerClearOnComplete(),
-		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { return header })))
+		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return header })))
 	bar := func(key, name string, total int64) *mpb.Bar {
 		if b := bars[key]; b != nil {
 			return b
 		}
 		b := p.AddBar(total,
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-9s %-28.28s ", strings.SplitN(key, ":", 2)[0], name))),
-			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return info[key] })))
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return info[key] })))
 		bars[key] = b
 		return b
 	}
 	code := exitOK
 	for {
+		mu.Lock()
 		header = fmt.Sprintf("%s: %d jobs; %s", mnt, st.Jobs, cacheLine(st))
+		mu.Unlock()
 		seen := map[string]bool{}
 		for _, u := range st.Uploads {
 			key := "upload:" + u.ID
 			seen[key] = true
 			b := bar(key, u.Name, max(u.Size, 1))
-			info[key] = uploadLine(u)
+			setText(key, uploadLine(u))
 			b.SetTotal(max(u.Size, 1), false)
 			b.SetCurrent(u.Done)
 			if u.State == upload.StateDone {
@@ -285,7 +291,7 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 			key := "download:" + d.FileID
 			seen[key] = true
 			b := bar(key, d.Name, max(d.Size, 1))
-			info[key] = fmt.Sprintf("%s / %s", units.Human(d.Offset), units.Human(d.Size))
+			setText(key, fmt.Sprintf("%s / %s", units.Human(d.Offset), units.Human(d.Size)))
 			b.SetCurrent(d.Offset)
 		}
 		if st.AutoDownload != nil {
@@ -293,7 +299,7 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 				key := "autodl:" + j.ID
 				seen[key] = true
 				b := bar(key, j.ID, max(j.BytesTotal, 1))
-				info[key] = autoDownloadLine(j)
+				setText(key, autoDownloadLine(j))
 				b.SetTotal(max(j.BytesTotal, 1), false)
 				b.SetCurrent(j.BytesDone)
 				if j.State == "done" {

@@ -169,7 +169,9 @@ func bigFile(t *testing.T, dir string, parts int) (string, string) {
 			}
 		}
 		n := min(len(buf), size-written)
-		f.Write(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
 		h.Write(buf[:n])
 		written += n
 	}
@@ -322,6 +324,7 @@ func stopMount(t *testing.T, cmd *exec.Cmd, logb *bytes.Buffer) {
 		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
+		<-done // reaped here, so foregroundMount's cleanup does not Wait a second time
 		t.Fatalf("no exit after SIGTERM\n%s", logb.String())
 	}
 }
