@@ -128,12 +128,16 @@ func TestSecondStartDownloadsNothing(t *testing.T) {
 			}
 			d.Close()
 			if c.removeRecord {
-				os.Remove(filepath.Join(e.dir, jobs[0].ID, stateName))
+				if err := os.Remove(filepath.Join(e.dir, jobs[0].ID, stateName)); err != nil {
+					t.Fatal(err) // else the case would silently test "with record"
+				}
 			}
 			if c.touch {
 				p := filepath.Join(e.dir, jobs[0].ID, "a", "x.dat")
 				later := time.Now().Add(time.Hour)
-				os.Chtimes(p, later, later)
+				if err := os.Chtimes(p, later, later); err != nil {
+					t.Fatal(err)
+				}
 			}
 			e.emu.ResetCounters()
 			d2 := e.start(t, Options{})

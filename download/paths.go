@@ -21,15 +21,10 @@ const (
 	reservedStem  = ".rescalefs-" // top-level names starting so are ours (state file, its temp, probes)
 )
 
-// Why a relativePath is refused. A refused file is skipped with a warning, never renamed: a download
-// folder should hold the platform's names or nothing (the mount, which must show every file, rewrites
-// them instead; both apply internal/names' rules).
+// Why a relativePath is refused, besides names.Components' reasons (names.ErrEmpty, ...). A refused file
+// is skipped with a warning, never renamed: a download folder should hold the platform's names or
+// nothing (the mount, which must show every file, rewrites them instead; both apply internal/names' rules).
 var (
-	errEmptyPath    = names.ErrEmpty
-	errNUL          = names.ErrNUL
-	errAbsolute     = names.ErrAbsolute
-	errDotDot       = names.ErrDotDot
-	errLongName     = names.ErrTooLong
 	errReservedName = errors.New("name reserved for rescalefs's own files")
 	errNotLocal     = errors.New("not a local path")
 )

@@ -227,6 +227,10 @@ func TestLiveRequestsShared(t *testing.T) {
 	start := time.Now()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// Stop the callers on every path out, a failed Eventually included: left running, they would keep
+	// the mount busy at the unmount.
+	stopCallers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopCallers()
 	errs := make(chan error, callers)
 	for i := range callers {
 		wg.Add(1)
@@ -265,8 +269,7 @@ func TestLiveRequestsShared(t *testing.T) {
 	fusetest.Eventually(t, 30*time.Second, "three live intervals", func() bool {
 		return env.Requests(emulator.EndpointDirectoryContents)-dc0 >= 3 || time.Since(start) > 4*fs.LiveInterval
 	})
-	close(stop)
-	wg.Wait()
+	stopCallers()
 	elapsed := time.Since(start)
 	close(errs)
 	for err := range errs {

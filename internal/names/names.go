@@ -129,12 +129,9 @@ func Shorten(name string, limit int) string {
 	if len(ext) > 16 || strings.ContainsRune(ext, ' ') {
 		ext = ""
 	}
-	keep := limit - len(tag) - len(ext)
 	stem := name[:len(name)-len(ext)]
-	if keep > len(stem) {
-		keep = len(stem)
-	}
-	for keep > 0 && !utf8.RuneStart(stem[keep]) {
+	keep := min(limit-len(tag)-len(ext), len(stem))
+	for keep > 0 && keep < len(stem) && !utf8.RuneStart(stem[keep]) {
 		keep--
 	}
 	return stem[:max(keep, 0)] + tag + ext

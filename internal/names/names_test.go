@@ -116,6 +116,13 @@ func TestWithSuffix(t *testing.T) {
 	}
 }
 
+// Shorten of a name that already fits keeps it whole (before the tag); it used to index past the stem.
+func TestShortenShortName(t *testing.T) {
+	if got := Shorten("ab.vtk", MaxLen); !strings.HasPrefix(got, "ab~") || !strings.HasSuffix(got, ".vtk") {
+		t.Errorf("Shorten(ab.vtk) = %q", got)
+	}
+}
+
 func TestValidID(t *testing.T) {
 	for s, want := range map[string]bool{"OsKBd": true, "abc123": true, "a_b-c": true, "": false, "..": false,
 		"a/b": false, "@x": false, strings.Repeat("a", 65): false, "a b": false} {
