@@ -400,6 +400,9 @@ func (c *Client) apiError(method, path string, resp *http.Response) *APIError {
 		}
 	}
 	e.Detail = truncate(c.scrub(detail), maxDetail)
+	if ok {
+		e.body = []byte(c.scrub(string(b))) // field errors of a rejected body (JobRejectedError)
+	}
 	return e
 }
 

@@ -36,7 +36,8 @@ type APIError struct {
 	Status int
 	Detail string // from the Django-REST body: "detail", or "field: message" lists
 
-	notAPI bool // the body was not JSON (an HTML page, a proxy's answer): not a Rescale API
+	notAPI bool   // the body was not JSON (an HTML page, a proxy's answer): not a Rescale API
+	body   []byte // the JSON error body, bounded and scrubbed of the key
 }
 
 func (e *APIError) Error() string {

@@ -148,6 +148,18 @@ type Run struct {
 	DateStarted     Time   `json:"dateStarted"`
 	DateCompleted   Time   `json:"dateCompleted"`
 	OutputFileCount int    `json:"outputFileCount"`
+	// DisplayOrder and Variables describe a DOE run: its place in the table and its parameter and
+	// output values.
+	DisplayOrder int           `json:"displayOrder"`
+	Variables    []RunVariable `json:"variables"`
+}
+
+// RunVariable is one variable of a run: an input parameter of a DOE row, or an output the
+// post-processing step printed as name<TAB>value.
+type RunVariable struct {
+	Name         string `json:"name"`
+	Value        any    `json:"value"`
+	DisplayValue string `json:"displayValue"`
 }
 
 // Live says whether the run is in progress: its live files are served by directory-contents and tail.

@@ -355,7 +355,7 @@ func TestLifecycleWithInjectedClock(t *testing.T) {
 	statuses := func(id string) []statusJSON { return all[statusJSON](h, "/api/v2/jobs/"+id+"/statuses/") }
 
 	// A job created and submitted through the API.
-	resp, b := h.do(http.MethodPost, "/api/v2/jobs/", strings.NewReader(`{"name": "api job", "jobanalyses": [{"analysis": {"code": "openfoam"}}]}`))
+	resp, b := h.do(http.MethodPost, "/api/v2/jobs/", strings.NewReader(`{"name": "api job", "jobanalyses": [{"analysis": {"code": "openfoam"}, "hardware": {"coreType": "emerald"}, "command": "./run.sh"}]}`))
 	if resp.StatusCode != 201 {
 		t.Fatalf("create: %d %s", resp.StatusCode, b)
 	}

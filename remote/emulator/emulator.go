@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,14 @@ type Options struct {
 	Lifecycle Lifecycle        // zero = DefaultLifecycle(); for jobs submitted through the API
 	Limits    map[string]int   // requests per hour per throttle scope (Scope*); nil = DefaultLimits; a scope missing or 0 = unlimited
 	Faults    Faults           // initial fault injection (SetFaults changes it at run time)
+
+	// RunJobs executes submitted jobs on this machine (executor.go) instead of simulating them.
+	RunJobs bool
+	// WorkDir holds the runs' work directories; "" = DataDir/work, or a temporary folder (removed by
+	// Close) without a DataDir.
+	WorkDir string
+	// WalltimeUnit is how long an hour of walltime lasts; 0 = an hour (tests shorten it).
+	WalltimeUnit time.Duration
 }
 
 // Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
@@ -53,6 +62,8 @@ type Emulator struct {
 	faults    faultInjector
 	throttle  *throttler
 	revoked   atomic.Bool // SetKeyRevoked: every API request answers 401
+	exec      *executor   // nil: submitted jobs follow the simulated life cycle
+	tempWork  string      // a WorkDir New made, removed by Close
 
 	mu      sync.RWMutex // guards st and journal (and so every record reachable from st)
 	st      *state
@@ -111,7 +122,36 @@ func New(opts Options) (*Emulator, error) {
 		e.journal.close()
 		return nil, err
 	}
+	if opts.RunJobs {
+		if err := e.initExecutor(opts); err != nil {
+			e.journal.close()
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+func (e *Emulator) initExecutor(opts Options) error {
+	dir := opts.WorkDir
+	if dir == "" && opts.DataDir != "" {
+		dir = filepath.Join(opts.DataDir, "work")
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "rescalefs-emulator-work-")
+		if err != nil {
+			return fmt.Errorf("emulator work dir: %w", err)
+		}
+		dir, e.tempWork = d, d
+	}
+	x, err := newExecutor(e, dir, opts.WalltimeUnit)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	err = e.abandonExecutionsLocked()
+	e.mu.Unlock()
+	e.exec = x
+	return err
 }
 
 // APIKey returns the key the emulator accepts.
@@ -127,6 +167,12 @@ func (e *Emulator) SetKeyRevoked(revoked bool) { e.revoked.Store(revoked) }
 
 // Close releases the data directory. The handler must not be used afterwards.
 func (e *Emulator) Close() error {
+	if e.exec != nil {
+		e.exec.close() // kills running commands and waits: they write to the state below
+	}
+	if e.tempWork != "" {
+		defer os.RemoveAll(e.tempWork)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	err := e.journal.close()

@@ -92,7 +92,11 @@ func (e *Emulator) serveJobFiles(w http.ResponseWriter, r *http.Request, jobID, 
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	j, ok := e.st.jobs[jobID]
-	if !ok || j.Deleted || (runID != "" && runID != "1") {
+	execRunKnown := false
+	if ok {
+		_, execRunKnown = e.execRunLocked(j, runID)
+	}
+	if !ok || j.Deleted || (runID != "" && runID != "1" && !execRunKnown) {
 		writeDetail(w, http.StatusNotFound, "Not found.")
 		return
 	}
@@ -101,7 +105,7 @@ func (e *Emulator) serveJobFiles(w http.ResponseWriter, r *http.Request, jobID, 
 	if v.completed {
 		for _, id := range e.st.jobFiles[jobID] {
 			f := e.st.files[id]
-			if (deletedFilesListed || !f.Deleted) && searchMatches(f, search) {
+			if (deletedFilesListed || !f.Deleted) && searchMatches(f, search) && (runID == "" || f.RunID == runID) {
 				files = append(files, f)
 			}
 		}

@@ -112,7 +112,7 @@ func (e *Emulator) jobLocked(w http.ResponseWriter, id string) (*jobRecord, bool
 }
 
 func (e *Emulator) renderJobDetailLocked(j *jobRecord, now time.Time) jobDetailJSON {
-	return jobDetailJSON{
+	d := jobDetailJSON{
 		ID: j.ID, Name: j.Name, Description: "", DateInserted: fmtTime(j.Created), Owner: j.Owner,
 		JobAnalyses: []jobAnalysisJSON{{
 			Analysis:   analysisJSON{Code: strings.ToLower(j.Analysis), Name: j.Analysis, Version: "1.0"},
@@ -121,7 +121,32 @@ func (e *Emulator) renderJobDetailLocked(j *jobRecord, now time.Time) jobDetailJ
 			InputFiles: []any{},
 		}},
 		SharedWith: nonNil(j.SharedWith), Storage: e.jobStorageLocked(j, j.view(now)), ArchiveFilters: []any{},
+		JobVariables: []any{},
 	}
+	if s := j.Spec; s != nil {
+		d.Description, d.IsLowPriority, d.ParamFile = s.Description, s.IsLowPriority, s.ParamFile
+		d.JobAnalyses = nil
+		for _, ja := range s.JobAnalyses {
+			in := make([]any, 0, len(ja.InputFiles))
+			for _, f := range ja.InputFiles {
+				in = append(in, map[string]any{"id": f.ID, "decompress": f.decompress()})
+			}
+			name := ja.Analysis.Code
+			if a, ok := findAnalysis(ja.Analysis.Code); ok {
+				name = a.Name
+			}
+			d.JobAnalyses = append(d.JobAnalyses, jobAnalysisJSON{
+				Analysis: analysisJSON{Code: ja.Analysis.Code, Name: name, Version: ja.Analysis.Version},
+				Command:  ja.Command,
+				Hardware: hardwareJSON{CoreType: string(ja.Hardware.CoreType), CoresPerSlot: ja.Hardware.CoresPerSlot,
+					Slots: ja.Hardware.Slots, Walltime: ja.Hardware.Walltime},
+				InputFiles: in, PostProcessScript: ja.PostProcessScript,
+				PostProcessScriptCommand: ja.PostProcessScriptCommand, EnvVars: ja.EnvVars,
+				UseRescaleLicense: ja.UseRescaleLicense, TemplateTasks: ja.TemplateTasks,
+			})
+		}
+	}
+	return d
 }
 
 func (e *Emulator) serveJob(w http.ResponseWriter, r *http.Request, id string) {
@@ -183,7 +208,9 @@ func (e *Emulator) serveRuns(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	var runs []runJSON
-	if run, ok := e.runLocked(j, j.view(now)); ok {
+	if j.Execute {
+		runs = e.execRunsLocked(j)
+	} else if run, ok := e.runLocked(j, j.view(now)); ok {
 		runs = append(runs, run)
 	}
 	paginate(w, r, runs, func(r runJSON) any { return r })
@@ -197,6 +224,16 @@ func (e *Emulator) serveRun(w http.ResponseWriter, r *http.Request, id, runID st
 	if !ok {
 		return
 	}
+	if j.Execute {
+		for _, run := range e.execRunsLocked(j) {
+			if run.ID == runID {
+				writeJSON(w, http.StatusOK, run)
+				return
+			}
+		}
+		writeDetail(w, http.StatusNotFound, "Not found.")
+		return
+	}
 	run, ok := e.runLocked(j, j.view(now))
 	if !ok || runID != "1" {
 		writeDetail(w, http.StatusNotFound, "Not found.")
@@ -205,40 +242,25 @@ func (e *Emulator) serveRun(w http.ResponseWriter, r *http.Request, id, runID st
 	writeJSON(w, http.StatusOK, run)
 }
 
-// jobCreateJSON is the part of POST /api/v2/jobs/ the emulator reads.
-type jobCreateJSON struct {
-	Name        string `json:"name"`
-	JobAnalyses []struct {
-		Analysis struct {
-			Code string `json:"code"`
-			Name string `json:"name"`
-		} `json:"analysis"`
-	} `json:"jobanalyses"`
-}
-
 func (e *Emulator) serveJobCreate(w http.ResponseWriter, r *http.Request) {
-	var in jobCreateJSON
+	var in jobSpecJSON
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil {
 		writeDetail(w, http.StatusBadRequest, "JSON parse error - "+err.Error())
 		return
 	}
-	if strings.TrimSpace(in.Name) == "" {
-		writeFieldErrors(w, "name", "This field is required.")
-		return
-	}
-	analysis := "user_included"
-	if len(in.JobAnalyses) > 0 {
-		if a := in.JobAnalyses[0].Analysis; a.Name != "" {
-			analysis = a.Name
-		} else if a.Code != "" {
-			analysis = a.Code
-		}
-	}
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if errs := e.validateLocked(&in); len(errs) > 0 {
+		writeJSON(w, http.StatusBadRequest, errs)
+		return
+	}
+	analysis := in.JobAnalyses[0].Analysis.Code
+	if a, ok := findAnalysis(analysis); ok {
+		analysis = a.Name
+	}
 	j := &jobRecord{ID: e.newIDLocked(5), Name: in.Name, Owner: userEmail, Analysis: analysis, Created: now,
-		Lifecycle: e.lifecycle}
+		Lifecycle: e.lifecycle, Spec: &in}
 	if !e.commitOrFailLocked(w, record{Job: j}) {
 		return
 	}
@@ -261,10 +283,13 @@ func (e *Emulator) serveJobSubmit(w http.ResponseWriter, r *http.Request, id str
 	}
 	nj := *j
 	nj.Submitted = now
+	nj.Execute = e.exec != nil
 	name := j.Name
 	err := e.commitLocked(record{Job: &nj})
 	e.mu.Unlock()
-	if err == nil {
+	if err == nil && nj.Execute {
+		e.exec.start(id, nj.Submitted.Add(nj.Lifecycle.beforeExecuting()))
+	} else if err == nil {
 		// The run's outputs: stored now, listed once the job completes, live while it executes.
 		err = e.addFiles(id, defaultOutputs(id, name))
 	}
@@ -290,15 +315,24 @@ func (e *Emulator) serveJobStop(w http.ResponseWriter, r *http.Request, id strin
 		if !e.commitOrFailLocked(w, record{Job: &nj}) {
 			return
 		}
+		if nj.Execute {
+			e.exec.stop(id)
+		}
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
 func (e *Emulator) serveJobDelete(w http.ResponseWriter, r *http.Request, id string) {
+	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	j, ok := e.jobLocked(w, id)
 	if !ok {
+		return
+	}
+	if !j.Submitted.IsZero() && !j.view(now).completed {
+		// Delete only once the cluster is stopped [C].
+		writeDetail(w, http.StatusBadRequest, "A job cannot be deleted while it is running; stop it first.")
 		return
 	}
 	nj := *j

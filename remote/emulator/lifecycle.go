@@ -83,6 +83,9 @@ func (j *jobRecord) schedule() []statusEvent {
 		}
 		return ev
 	}
+	if j.Execute {
+		return j.executedSchedule(ev)
+	}
 	l := j.Lifecycle
 	t := j.Submitted.Add(l.Pending)
 	ev = append(ev, statusEvent{Status: StatusQueued, At: t})
@@ -130,6 +133,45 @@ func (j *jobRecord) schedule() []statusEvent {
 		out = append(out, statusEvent{StatusCompleted, ReasonSucceeded, cut})
 	}
 	return out
+}
+
+// executedSchedule is the history of a job the local executor runs: the phases before Executing take
+// their Lifecycle durations, then Executing lasts until the executor says how the job ended.
+func (j *jobRecord) executedSchedule(ev []statusEvent) []statusEvent {
+	l := j.Lifecycle
+	t := j.Submitted.Add(l.Pending)
+	pre := []statusEvent{{Status: StatusQueued, At: t}}
+	t = t.Add(l.Queued)
+	pre = append(pre, statusEvent{Status: StatusStarted, At: t})
+	t = t.Add(l.Started)
+	pre = append(pre, statusEvent{Status: StatusValidated, At: t})
+	t = t.Add(l.Validated)
+	pre = append(pre, statusEvent{Status: StatusExecuting, At: t})
+	var ended time.Time
+	var reason string
+	if j.Exec != nil {
+		ended, reason = j.Exec.Ended, j.Exec.Reason
+	}
+	if ended.IsZero() {
+		ev = append(ev, pre...)
+		if !j.StopAt.IsZero() {
+			ev = append(ev, statusEvent{StatusStopping, ReasonUserStopped, j.StopAt})
+		}
+		return ev
+	}
+	for _, p := range pre {
+		if !p.At.After(ended) {
+			ev = append(ev, p)
+		}
+	}
+	if reason != ReasonSucceeded {
+		at := ended
+		if !j.StopAt.IsZero() && j.StopAt.Before(ended) {
+			at = j.StopAt
+		}
+		ev = append(ev, statusEvent{StatusStopping, reason, at})
+	}
+	return append(ev, statusEvent{StatusCompleted, reason, ended})
 }
 
 // jobView is a job's state at one instant.

@@ -53,6 +53,10 @@ func (e *Emulator) serveDirectoryContents(w http.ResponseWriter, r *http.Request
 	if !ok {
 		return
 	}
+	if j.Execute {
+		e.serveExecDirectoryLocked(w, r, j, runID)
+		return
+	}
 	v := j.view(now)
 	progress, live := v.live(now)
 	if !live || runID != "1" {
@@ -85,6 +89,12 @@ func (e *Emulator) serveTail(w http.ResponseWriter, r *http.Request, jobID, runI
 	j, ok := e.jobLocked(w, jobID)
 	if !ok {
 		e.mu.RUnlock()
+		return
+	}
+	if j.Execute {
+		dir, live := e.execLiveDirLocked(j, runID)
+		e.mu.RUnlock()
+		e.serveExecTail(w, r, dir, live, path)
 		return
 	}
 	v := j.view(now)

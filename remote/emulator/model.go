@@ -23,6 +23,26 @@ type jobRecord struct {
 	CompleteAt time.Time `json:"completeAt,omitzero"`
 	SharedWith []string  `json:"sharedWith,omitempty"`
 	Deleted    bool      `json:"deleted,omitempty"`
+
+	Spec    *jobSpecJSON `json:"spec,omitempty"`    // the body it was created with (API-created jobs)
+	Execute bool         `json:"execute,omitempty"` // submitted to the local executor (--run-jobs)
+	Exec    *execRecord  `json:"exec,omitempty"`    // what the executor did so far
+}
+
+// execRecord is the executor's account of a job: its runs and, once over, how it ended.
+type execRecord struct {
+	Runs   []execRun `json:"runs"`
+	Ended  time.Time `json:"ended,omitzero"`
+	Reason string    `json:"reason,omitempty"` // the statusReason of Completed
+}
+
+// execRun is one run (one DOE row, or the single run of a plain job).
+type execRun struct {
+	ID        string        `json:"id"`
+	Started   time.Time     `json:"started,omitzero"`
+	Completed time.Time     `json:"completed,omitzero"`
+	ExitCode  int           `json:"exitCode"`
+	Variables []runVariable `json:"variables,omitempty"`
 }
 
 // fileRecord is one file: a job output (JobID set) or a library file.

@@ -151,6 +151,9 @@ func (e *Emulator) apiRoute(r *http.Request, rest string) route {
 		}
 	}
 	seg := strings.Split(strings.Trim(rest, "/"), "/")
+	if rt, ok := e.jobAPIRoute(r, seg); ok {
+		return rt
+	}
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
 	api := func(name string, h http.HandlerFunc) route { return route{name, kindAPI, h} }

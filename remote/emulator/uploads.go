@@ -90,7 +90,9 @@ func (e *Emulator) serveMe(w http.ResponseWriter, r *http.Request) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	writeJSON(w, http.StatusOK, userJSON{ID: e.st.meta.UserID, Email: userEmail, FirstName: "Emulated",
-		LastName: "User", DefaultStorage: e.storageJSONLocked(r, true)})
+		LastName: "User", FullName: "Emulated User", Company: codeJSON{Code: emulatedCompany},
+		Workspace: idNameJSON{ID: emulatedWorkspace, Name: "Emulated workspace"},
+		DefaultStorage: e.storageJSONLocked(r, true)})
 }
 
 func (e *Emulator) serveCredentials(w http.ResponseWriter, r *http.Request) {

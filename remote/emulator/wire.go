@@ -27,16 +27,22 @@ type analysisJSON struct {
 }
 
 type jobAnalysisJSON struct {
-	Analysis   analysisJSON `json:"analysis"`
-	Command    string       `json:"command"`
-	Hardware   hardwareJSON `json:"hardware"`
-	InputFiles []any        `json:"inputFiles"`
+	Analysis                 analysisJSON      `json:"analysis"`
+	Command                  string            `json:"command"`
+	Hardware                 hardwareJSON      `json:"hardware"`
+	InputFiles               []any             `json:"inputFiles"`
+	PostProcessScript        *fileRefJSON      `json:"postProcessScript"`
+	PostProcessScriptCommand string            `json:"postProcessScriptCommand"`
+	EnvVars                  map[string]string `json:"envVars"`
+	UseRescaleLicense        bool              `json:"useRescaleLicense"`
+	TemplateTasks            []templateTask    `json:"templateTasks"`
 }
 
 type hardwareJSON struct {
 	CoreType     string `json:"coreType"`
 	CoresPerSlot int    `json:"coresPerSlot"`
 	Slots        int    `json:"slots"`
+	Walltime     int    `json:"walltime"`
 }
 
 // jobDetailJSON is GET /api/v2/jobs/{id}/: it carries no jobStatus [C].
@@ -52,6 +58,10 @@ type jobDetailJSON struct {
 	ProjectID      *string           `json:"projectId"`
 	Storage        int64             `json:"storage"`
 	ArchiveFilters []any             `json:"archiveFilters"`
+	ParamFile      *fileRefJSON      `json:"paramFile"`
+	JobVariables   []any             `json:"jobvariables"`
+	// JobStatus is sent by v3 only [C]: the v2 detail carries none.
+	JobStatus *contentField `json:"jobStatus,omitempty"`
 }
 
 type statusJSON struct {
@@ -61,11 +71,20 @@ type statusJSON struct {
 }
 
 type runJSON struct {
-	ID              string  `json:"id"`
-	DateStarted     *string `json:"dateStarted"`
-	DateCompleted   *string `json:"dateCompleted"`
-	OutputFileCount int     `json:"outputFileCount"`
-	OutputFileSize  int64   `json:"outputFileSize"`
+	ID              string        `json:"id"`
+	DisplayOrder    int           `json:"displayOrder"`
+	DateStarted     *string       `json:"dateStarted"`
+	DateCompleted   *string       `json:"dateCompleted"`
+	OutputFileCount int           `json:"outputFileCount"`
+	OutputFileSize  int64         `json:"outputFileSize"`
+	Variables       []runVariable `json:"variables"`
+}
+
+// runVariable is a run's variable: a DOE parameter, or an output the post-processing step printed [C].
+type runVariable struct {
+	Name         string `json:"name"`
+	Value        any    `json:"value"`
+	DisplayValue string `json:"displayValue"`
 }
 
 type checksumJSON struct {
@@ -118,7 +137,19 @@ type userJSON struct {
 	Email          string      `json:"email"`
 	FirstName      string      `json:"firstName"`
 	LastName       string      `json:"lastName"`
+	FullName       string      `json:"fullName"`
+	Company        codeJSON    `json:"company"`
+	Workspace      idNameJSON  `json:"workspace"`
 	DefaultStorage storageJSON `json:"defaultStorage"`
+}
+
+type codeJSON struct {
+	Code string `json:"code"`
+}
+
+type idNameJSON struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 type credentialsJSON struct {

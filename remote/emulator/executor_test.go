@@ -1,0 +1,326 @@
+package emulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// quickLifecycle has no queueing: an executed job starts as soon as it is submitted.
+var quickLifecycle = Lifecycle{Stopping: time.Nanosecond}
+
+func newExecHarness(t *testing.T, walltimeUnit time.Duration) *harness {
+	t.Helper()
+	return newHarness(t, Options{Now: time.Now, RunJobs: true, Lifecycle: quickLifecycle,
+		WorkDir: t.TempDir(), WalltimeUnit: walltimeUnit})
+}
+
+// tarball makes an archive of files (path -> content) with the real tar; ext picks the compression.
+func tarball(t *testing.T, ext string, files map[string]string) []byte {
+	t.Helper()
+	src := t.TempDir()
+	var names []string
+	for p, c := range files {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, p)
+	}
+	out := filepath.Join(t.TempDir(), "a"+ext)
+	var cmd *exec.Cmd
+	switch ext {
+	case ".zip":
+		cmd = exec.Command("zip", append([]string{"-q", out}, names...)...)
+	case ".tar":
+		cmd = exec.Command("tar", append([]string{"cf", out}, names...)...)
+	default:
+		cmd = exec.Command("tar", append([]string{"czf", out}, names...)...)
+	}
+	cmd.Dir = src
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v: %s", cmd.Args, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (h *harness) library(name string, content []byte) string {
+	h.t.Helper()
+	f, err := h.e.AddLibraryFile(name, bytes.NewReader(content), int64(len(content)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return f.ID
+}
+
+// submit creates and submits a job from body and returns its id.
+func (h *harness) submit(body map[string]any) string {
+	h.t.Helper()
+	b, _ := json.Marshal(body)
+	resp, rb := h.do(http.MethodPost, "/api/v2/jobs/", bytes.NewReader(b), "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusCreated {
+		h.t.Fatalf("create: %d %s", resp.StatusCode, rb)
+	}
+	var j struct{ ID string }
+	if err := json.Unmarshal(rb, &j); err != nil {
+		h.t.Fatal(err)
+	}
+	if resp, rb := h.do(http.MethodPost, "/api/v2/jobs/"+j.ID+"/submit/", nil); resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("submit: %d %s", resp.StatusCode, rb)
+	}
+	return j.ID
+}
+
+func jobBody(name, command, post string, extra map[string]any) map[string]any {
+	ja := map[string]any{
+		"analysis": map[string]any{"code": "user_included"},
+		"hardware": map[string]any{"coreType": "emerald", "coresPerSlot": 2, "walltime": 1},
+		"command":  command, "postProcessScriptCommand": post,
+	}
+	for k, v := range extra {
+		ja[k] = v
+	}
+	return map[string]any{"name": name, "jobanalyses": []any{ja}}
+}
+
+// waitCompleted polls the statuses (newest first) until Completed and returns that status's reason.
+func (h *harness) waitCompleted(id string) string {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := all[statusJSON](h, "/api/v2/jobs/"+id+"/statuses/")
+		if len(st) > 0 && st[0].Status == StatusCompleted {
+			if st[0].StatusReason == nil {
+				return ""
+			}
+			return *st[0].StatusReason
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("job %s not completed in 30s: %+v", id, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// outputs maps the relative paths of a job's (or a run's) files to their contents.
+func (h *harness) outputs(path string) map[string]string {
+	h.t.Helper()
+	out := map[string]string{}
+	for _, f := range all[fileJSON](h, path) {
+		out[f.RelativePath] = string(plaintext(h.t, h.e, f.ID))
+	}
+	return out
+}
+
+var logLine = regexp.MustCompile(`^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\]: `)
+
+// TestExecutorRunsJob: inputs unpacked in order (the delta overrides the base), the command and the
+// post-processing command run under bash with RESCALE_* variables, the log has Rescale's format, only
+// created or changed files are published, and name<TAB>value lines become run variables.
+func TestExecutorRunsJob(t *testing.T) {
+	h := newExecHarness(t, 0)
+	base := h.library("base.tar.gz", tarball(t, ".tar.gz", map[string]string{
+		"bin/tool.sh": "echo base", "data/a.txt": "A"}))
+	delta := h.library("delta.zip", tarball(t, ".zip", map[string]string{"bin/tool.sh": "echo delta"}))
+	compare := h.library("compare.sh", []byte("#!/bin/bash\necho PASS\nprintf 'score\\t0.5\\n'\n"))
+	id := h.submit(jobBody("run", "bash bin/tool.sh > out.txt\necho cores=$RESCALE_CORES_PER_SLOT type=$RESCALE_CORE_TYPE k=$K\necho oops >&2",
+		"./compare.sh", map[string]any{
+			"inputFiles":        []any{map[string]any{"id": base}, map[string]any{"id": delta}},
+			"postProcessScript": map[string]any{"id": compare},
+			"envVars":           map[string]string{"K": "v"},
+		}))
+	if reason := h.waitCompleted(id); reason != ReasonSucceeded {
+		t.Fatalf("reason %q", reason)
+	}
+	out := h.outputs("/api/v2/jobs/" + id + "/files/")
+	if out["out.txt"] != "delta\n" {
+		t.Errorf("out.txt = %q: the delta did not override the base", out["out.txt"])
+	}
+	for _, p := range []string{"data/a.txt", "bin/tool.sh", "compare.sh"} {
+		if _, ok := out[p]; ok {
+			t.Errorf("unchanged input %s published as an output", p)
+		}
+	}
+	log := out[processOutputLog]
+	lines := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	for _, l := range lines {
+		if !logLine.MatchString(l) {
+			t.Errorf("log line without Rescale's time stamp: %q", l)
+		}
+	}
+	for _, want := range []string{"]: Launching bash bin/tool.sh > out.txt, Working dir: ", "]: cores=2 type=emerald k=v",
+		"]: oops", "]: Launching ./compare.sh", "]: PASS", "]: Exited with code 0"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log has no %q:\n%s", want, log)
+		}
+	}
+	runs := all[runJSON](h, "/api/v2/jobs/"+id+"/runs/")
+	if len(runs) != 1 || len(runs[0].Variables) != 1 || runs[0].Variables[0].Name != "score" || runs[0].Variables[0].DisplayValue != "0.5" {
+		t.Errorf("runs: %+v", runs)
+	}
+}
+
+// TestExecutorCommandNotFound: a command that does not exist fails the job with exit code 127, and the
+// emulator goes on serving.
+func TestExecutorCommandNotFound(t *testing.T) {
+	h := newExecHarness(t, 0)
+	id := h.submit(jobBody("nf", "no-such-command-rescalefs", "", nil))
+	if reason := h.waitCompleted(id); reason != ReasonRunFailed {
+		t.Fatalf("reason %q", reason)
+	}
+	st := all[statusJSON](h, "/api/v2/jobs/"+id+"/statuses/")
+	if st[1].Status != StatusStopping {
+		t.Errorf("a failed job does not pass through Stopping: %+v", st)
+	}
+	log := h.outputs("/api/v2/jobs/" + id + "/files/")[processOutputLog]
+	if !strings.Contains(log, "]: Exited with code 127\n") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestExecutorWalltime: a command running past its walltime is killed and the job ends with the
+// walltime reason.
+func TestExecutorWalltime(t *testing.T) {
+	h := newExecHarness(t, 300*time.Millisecond) // "1 hour" of walltime lasts 300ms
+	id := h.submit(jobBody("wt", "echo start; sleep 60", "", nil))
+	if reason := h.waitCompleted(id); reason != ReasonWalltime {
+		t.Fatalf("reason %q", reason)
+	}
+	log := h.outputs("/api/v2/jobs/" + id + "/files/")[processOutputLog]
+	if !strings.Contains(log, "]: start\n") || !strings.Contains(log, "Exited with code 143") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestExecutorLiveAndStop: while the job runs its log is live through directory-contents and tail; a
+// stop kills the whole process group (a background child too) and the job ends stopped by the user.
+func TestExecutorLiveAndStop(t *testing.T) {
+	h := newExecHarness(t, 0)
+	id := h.submit(jobBody("stop", "sleep 300 & echo $! > bg.pid; echo running; wait", "", nil))
+	var tail string
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(tail, "]: running\n"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no live log; tail %q", tail)
+		}
+		resp, b := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/1/tail/process_output.log", nil)
+		if resp.StatusCode == http.StatusOK {
+			tail = string(b)
+		}
+	}
+	var entries []directoryEntryJSON
+	h.getJSON("/api/v2/jobs/"+id+"/runs/1/directory-contents/", &entries)
+	var paths []string
+	for _, e := range entries {
+		paths = append(paths, e.Path)
+	}
+	if !strings.Contains(strings.Join(paths, " "), "bg.pid") {
+		t.Errorf("directory-contents: %v", paths)
+	}
+	pidText, err := os.ReadFile(filepath.Join(h.e.exec.dir, id, "run1", "bg.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	if resp, b := h.do(http.MethodPost, "/api/v2/jobs/"+id+"/stop/", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("stop: %d %s", resp.StatusCode, b)
+	}
+	if reason := h.waitCompleted(id); reason != ReasonUserStopped {
+		t.Fatalf("reason %q", reason)
+	}
+	// The background sleep was in the process group: it is gone (or a zombie not yet reaped by init).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") || syscall.Kill(pid, 0) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("background child %d survived the stop", pid)
+		}
+	}
+	if resp, _ := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/1/directory-contents/", nil); resp.StatusCode != liveGoneStatus {
+		t.Errorf("directory-contents after the run: %d", resp.StatusCode)
+	}
+}
+
+// TestExecutorDOE: one run per CSV row, `slots` at a time, templates filled with each row's values,
+// each run's files under its own run.
+func TestExecutorDOE(t *testing.T) {
+	h := newExecHarness(t, 0)
+	params := h.library("params.csv", []byte("x,name\n1.5,a\n2,b\n3.25,c\n"))
+	tmpl := h.library("in.tmpl", []byte("x=${x?string(\"0.00\")} name=${name} keep=${other}\n"))
+	body := jobBody("doe", "cat case/in.txt > result.txt", `printf 'seen\t%s\n' "$name"`,
+		map[string]any{"templateTasks": []any{map[string]any{"templateFile": map[string]any{"id": tmpl}, "processedFilename": "case/in.txt"}}})
+	body["paramFile"] = map[string]any{"id": params}
+	body["jobanalyses"].([]any)[0].(map[string]any)["hardware"].(map[string]any)["slots"] = 2
+	id := h.submit(body)
+	if reason := h.waitCompleted(id); reason != ReasonSucceeded {
+		t.Fatalf("reason %q", reason)
+	}
+	runs := all[runJSON](h, "/api/v2/jobs/"+id+"/runs/")
+	if len(runs) != 3 {
+		t.Fatalf("runs: %+v", runs)
+	}
+	want := []string{"x=1.50 name=a keep=${other}\n", "x=2.00 name=b keep=${other}\n", "x=3.25 name=c keep=${other}\n"}
+	for i, r := range runs {
+		out := h.outputs("/api/v2/jobs/" + id + "/runs/" + r.ID + "/files/")
+		if out["result.txt"] != want[i] {
+			t.Errorf("run %s result.txt = %q, want %q", r.ID, out["result.txt"], want[i])
+		}
+		if len(r.Variables) != 3 || r.Variables[0].Name != "x" || r.Variables[1].Name != "name" ||
+			r.Variables[2].Name != "seen" || r.Variables[2].DisplayValue != r.Variables[1].DisplayValue {
+			t.Errorf("run %s variables %+v", r.ID, r.Variables)
+		}
+	}
+	if n := len(all[fileJSON](h, "/api/v2/jobs/"+id+"/files/")); n != 6 {
+		t.Errorf("job files: %d, want 3 runs x (result.txt, process_output.log)", n)
+	}
+}
+
+// TestJobScopes: v3 job calls count in the user scope, creation and submission in job-submission.
+func TestJobScopes(t *testing.T) {
+	h := newHarness(t, Options{Limits: map[string]int{ScopeJobSubmission: 2}})
+	body, _ := json.Marshal(jobBody("a", "true", "", nil))
+	post := func(path string) int {
+		resp, _ := h.do(http.MethodPost, path, bytes.NewReader(body), "Content-Type", "application/json")
+		return resp.StatusCode
+	}
+	if c := post("/api/v2/jobs/"); c != http.StatusCreated {
+		t.Fatalf("first create: %d", c)
+	}
+	if c := post("/api/v3/jobs/"); c != http.StatusCreated {
+		t.Fatalf("v3 create counts in job-submission: %d", c)
+	}
+	if c := post("/api/v2/jobs/"); c != http.StatusCreated {
+		t.Fatalf("second v2 create: %d", c)
+	}
+	if c := post("/api/v2/jobs/"); c != http.StatusTooManyRequests {
+		t.Fatalf("third v2 create: %d, want 429", c)
+	}
+	h2 := newHarness(t, Options{Limits: map[string]int{ScopeUser: 1}})
+	if resp, _ := h2.do(http.MethodGet, "/api/v3/jobs/", nil); resp.StatusCode != http.StatusOK {
+		t.Fatal(resp.Status)
+	}
+	if resp, _ := h2.do(http.MethodGet, "/api/v3/users/me/folders/", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("v3 after the user limit: %d", resp.StatusCode)
+	}
+	if resp, _ := h2.do(http.MethodGet, "/api/v2/jobs/", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("v2 jobs counts in jobs-usage: %d", resp.StatusCode)
+	}
+}
