@@ -49,7 +49,7 @@ func TestJobLifecycleV2(t *testing.T) {
 	if err := v.c.SubmitJob(ctx, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	_ = v.clk.Sleep(ctx, 20 * time.Second) // Executing
+	_ = v.clk.Sleep(ctx, 20*time.Second) // Executing
 	if err := v.c.DeleteJob(ctx, j.ID); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("delete while running: %v, want ErrBadRequest", err)
 	}

@@ -91,7 +91,7 @@ func (e *Emulator) serveMe(w http.ResponseWriter, r *http.Request) {
 	defer e.mu.RUnlock()
 	writeJSON(w, http.StatusOK, userJSON{ID: e.st.meta.UserID, Email: userEmail, FirstName: "Emulated",
 		LastName: "User", FullName: "Emulated User", Company: codeJSON{Code: emulatedCompany},
-		Workspace: idNameJSON{ID: emulatedWorkspace, Name: "Emulated workspace"},
+		Workspace:      idNameJSON{ID: emulatedWorkspace, Name: "Emulated workspace"},
 		DefaultStorage: e.storageJSONLocked(r, true)})
 }
 
