@@ -1,0 +1,39 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// executorFlags are the emulator's flags for running submitted jobs locally.
+type executorFlags struct {
+	run          bool
+	workDir      string
+	queueTime    time.Duration
+	walltimeUnit time.Duration
+}
+
+func addExecutorFlags(fl *pflag.FlagSet) *executorFlags {
+	x := &executorFlags{}
+	fl.BoolVar(&x.run, "run-jobs", false, "run submitted jobs on this machine, as the user running the emulator: inputs unpacked, command and post-processing under bash, process_output.log, outputs published")
+	fl.StringVar(&x.workDir, "work-dir", "", "with --run-jobs: where the runs' work directories go (default: DATA/work, or a temporary folder)")
+	fl.DurationVar(&x.queueTime, "queue-time", -1, "time a submitted job spends before Executing (default 9s)")
+	fl.DurationVar(&x.walltimeUnit, "walltime-unit", time.Hour, "with --run-jobs: how long one hour of walltime lasts (shorten it to try walltime limits)")
+	return x
+}
+
+// lifecycle applies --queue-time: the phases before Executing share it equally.
+func (x *executorFlags) lifecycle(lc emulator.Lifecycle) emulator.Lifecycle {
+	if x.queueTime < 0 {
+		return lc
+	}
+	q := x.queueTime / 4
+	lc.Pending, lc.Queued, lc.Started, lc.Validated = q, q, q, x.queueTime-3*q
+	if lc.Stopping == 0 {
+		lc.Stopping = time.Nanosecond // keeps the Lifecycle non-zero: zero means the default
+	}
+	return lc
+}

@@ -1,0 +1,372 @@
+package jobrun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// Defaults of the waiter.
+const (
+	DefaultPoll      = 10 * time.Second
+	DefaultHeartbeat = time.Minute // a CI log that stays silent longer looks stalled
+	// DefaultStopWait bounds how long a waiter that stopped a job waits for it to reach Completed.
+	DefaultStopWait = 2 * time.Minute
+	// maxPollErrors consecutive failed polls (each already retried by the client) end the wait with
+	// ExitFailure: the platform is not answering.
+	maxPollErrors = 5
+	// maxLogBytes bounds a log read for the outcome.
+	maxLogBytes = 256 << 20
+	// logName is the log every run has [C].
+	logName = "process_output.log"
+)
+
+// Printer writes whole lines for several goroutines; each line is prefixed with the time.
+type Printer struct {
+	mu  sync.Mutex // serialises lines
+	w   io.Writer
+	now func() time.Time
+}
+
+func NewPrinter(w io.Writer, now func() time.Time) *Printer {
+	if now == nil {
+		now = time.Now
+	}
+	return &Printer{w: w, now: now}
+}
+
+// Linef prints one line stamped with the current time.
+func (p *Printer) Linef(format string, args ...any) {
+	p.At(p.now(), format, args...)
+}
+
+// timeFormat stamps the waiter's lines.
+const timeFormat = "2006-01-02T15:04:05Z"
+
+// At prints one line stamped with t.
+func (p *Printer) At(t time.Time, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%s  %s\n", t.UTC().Format(timeFormat), fmt.Sprintf(format, args...))
+}
+
+// Lines prints lines already stamped, together.
+func (p *Printer) Lines(lines []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range lines {
+		fmt.Fprintln(p.w, l)
+	}
+}
+
+// Raw writes text as is (followed log output), completing a missing final newline.
+func (p *Printer) Raw(prefix string, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		if !strings.HasSuffix(l, "\n") {
+			l += "\n"
+		}
+		io.WriteString(p.w, prefix+l)
+	}
+}
+
+// WaitOptions configure Wait.
+type WaitOptions struct {
+	Poll      time.Duration // 0 = DefaultPoll
+	Heartbeat time.Duration // 0 = DefaultHeartbeat
+	Timeout   time.Duration // 0 = none; else the job is stopped when it runs longer (from the start of the wait)
+	StopWait  time.Duration // 0 = DefaultStopWait
+	Follow    bool          // stream process_output.log while the job runs, then what post-processing wrote
+	FailOn    *regexp.Regexp
+	Detach    bool   // an interrupt leaves the job running
+	Prefix    string // before followed log lines (a matrix names each job)
+	Out       *Printer
+}
+
+// RunResult is one run of a job.
+type RunResult struct {
+	ID        string
+	Variables []remote.RunVariable
+	Outcome   Outcome
+	Duration  time.Duration
+}
+
+// Result is how a waited job ended.
+type Result struct {
+	JobID     string
+	Name      string
+	Outcome   Outcome
+	Runs      []RunResult
+	Duration  time.Duration // from Executing to Completed (0 when it never executed)
+	CoreHours float64
+}
+
+// Wait follows one job to its end; interrupt closing means SIGINT/SIGTERM. It never returns an error:
+// a failure of rescalefs or the platform is an Outcome with ExitFailure.
+func Wait(ctx context.Context, c *remote.Client, t *Tracker, o WaitOptions, interrupt <-chan struct{}) Result {
+	w := &waiter{c: c, t: t, o: o}
+	if w.o.Poll <= 0 {
+		w.o.Poll = DefaultPoll
+	}
+	if w.o.Heartbeat <= 0 {
+		w.o.Heartbeat = DefaultHeartbeat
+	}
+	if w.o.StopWait <= 0 {
+		w.o.StopWait = DefaultStopWait
+	}
+	return w.run(ctx, interrupt)
+}
+
+type waiter struct {
+	c        *remote.Client
+	t        *Tracker
+	o        WaitOptions
+	followed int64 // bytes of run 1's log already printed
+	seen     int   // statuses already observed
+	statuses remote.Statuses
+}
+
+func (w *waiter) label() string {
+	if w.t.Name == "" {
+		return "job " + w.t.JobID
+	}
+	return fmt.Sprintf("job %s (%s)", w.t.JobID, w.t.Name)
+}
+
+func (w *waiter) fail(err error) Result {
+	w.o.Out.Linef("%s: %v", w.label(), err)
+	return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitFailure, Why: err.Error(),
+		Status: w.t.Status()}}
+}
+
+func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
+	out := w.o.Out
+	start := out.now()
+	lastLine := start
+	var timeout <-chan time.Time
+	if w.o.Timeout > 0 {
+		tm := time.NewTimer(w.o.Timeout)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	var stopDeadline <-chan time.Time
+	tick := time.NewTicker(w.o.Poll)
+	defer tick.Stop()
+	pollErrors := 0
+	for {
+		st, err := w.c.JobStatuses(ctx, w.t.JobID)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return w.fail(ctx.Err())
+		case err != nil:
+			pollErrors++
+			if pollErrors >= maxPollErrors || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) {
+				return w.fail(fmt.Errorf("statuses: %w", err))
+			}
+		default:
+			pollErrors = 0
+			w.statuses = st
+			// Every status reached since the last look, oldest first: several can pass between polls.
+			var lines []string
+			var act Action
+			for i := len(st) - 1 - w.seen; i >= 0; i-- {
+				s := st[i]
+				var changed bool
+				var a Action
+				changed, a = w.t.Observe(s.Status)
+				if a != ActNone {
+					act = a
+				}
+				if !changed {
+					continue
+				}
+				at := s.StatusDate.Time
+				if at.IsZero() {
+					at = out.now()
+				}
+				line := w.label() + ": " + s.Status
+				if s.StatusReason != "" {
+					line += " (" + s.StatusReason + ")"
+				}
+				lines = append(lines, at.UTC().Format(timeFormat)+"  "+line)
+			}
+			w.seen = max(w.seen, len(st))
+			if act == ActFinish {
+				return w.finish(ctx, lines)
+			}
+			if len(lines) > 0 {
+				out.Lines(lines)
+				lastLine = out.now()
+			}
+		}
+		if w.o.Follow && w.t.Phase() == PhaseRunning {
+			if w.follow(ctx) {
+				lastLine = out.now()
+			}
+		}
+		if now := out.now(); now.Sub(lastLine) >= w.o.Heartbeat {
+			out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
+			lastLine = now
+		}
+		select {
+		case <-tick.C:
+		case <-timeout:
+			timeout = nil
+			if w.t.Cancel(CauseTimeout) == ActStop {
+				out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
+				if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
+					return w.fail(fmt.Errorf("stop: %w", err))
+				}
+				stopDeadline = time.After(w.o.StopWait)
+			}
+		case <-interrupt:
+			interrupt = nil
+			if w.o.Detach {
+				out.Linef("%s: interrupted; left running (--detach)", w.label())
+				return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
+					Why: "not waited for: interrupted (--detach: still running)", Status: w.t.Status()}}
+			}
+			if w.t.Cancel(CauseInterrupt) == ActStop {
+				out.Linef("%s: interrupted: stopping it", w.label())
+				// The caller's context may be the one being cancelled: the stop must still go out.
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				err := w.c.StopJob(sctx, w.t.JobID)
+				cancel()
+				if err != nil {
+					return w.fail(fmt.Errorf("stop: %w", err))
+				}
+				stopDeadline = time.After(w.o.StopWait)
+			}
+		case <-stopDeadline:
+			out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
+			return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
+				Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
+		case <-ctx.Done():
+			return w.fail(ctx.Err())
+		}
+	}
+}
+
+// follow prints what run 1's live log gained since the last look; it reports whether it printed.
+func (w *waiter) follow(ctx context.Context) bool {
+	b, err := w.c.Tail(ctx, w.t.JobID, "1", logName)
+	if err != nil || int64(len(b)) <= w.followed {
+		return false
+	}
+	// Only whole lines: the rest comes with the next look.
+	chunk := b[w.followed:]
+	i := bytes.LastIndexByte(chunk, '\n')
+	if i < 0 {
+		return false
+	}
+	w.o.Out.Raw(w.o.Prefix, chunk[:i+1])
+	w.followed += int64(i + 1)
+	return true
+}
+
+// finish reads the runs and their logs and classifies the outcome.
+func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
+	res := Result{JobID: w.t.JobID, Name: w.t.Name}
+	runs, err := w.c.JobRuns(ctx, w.t.JobID)
+	if err != nil {
+		return w.fail(fmt.Errorf("runs: %w", err))
+	}
+	var all []byte
+	logs := make([][]byte, len(runs))
+	for i, r := range runs {
+		files, err := w.c.RunFiles(ctx, w.t.JobID, r.ID, logName)
+		if err != nil {
+			return w.fail(fmt.Errorf("run %s files: %w", r.ID, err))
+		}
+		for _, f := range files {
+			if f.RelativePath != logName {
+				continue
+			}
+			b, err := readAll(ctx, w.c, f)
+			if err != nil {
+				return w.fail(fmt.Errorf("run %s log: %w", r.ID, err))
+			}
+			logs[i] = b
+		}
+		all = append(all, logs[i]...)
+		if i == 0 && w.o.Follow && int64(len(logs[i])) > w.followed {
+			// What came after the last look: the end of the command and the post-processing step.
+			w.o.Out.Raw(w.o.Prefix, logs[i][w.followed:])
+			w.followed = int64(len(logs[i]))
+		}
+	}
+	w.o.Out.Lines(statusLines)
+	res.Outcome = Classify(w.t.Cause(), w.statuses, all, w.o.FailOn)
+	cores := w.cores(ctx)
+	for i, r := range runs {
+		d := time.Duration(0)
+		if !r.DateStarted.IsZero() && !r.DateCompleted.IsZero() {
+			d = r.DateCompleted.Sub(r.DateStarted.Time)
+		}
+		res.CoreHours += d.Hours() * float64(cores)
+		rr := RunResult{ID: r.ID, Variables: r.Variables, Duration: d, Outcome: RunOutcome(res.Outcome, logs[i], w.o.FailOn)}
+		res.Runs = append(res.Runs, rr)
+	}
+	res.Duration = executionTime(w.statuses)
+	line := fmt.Sprintf("%s: %s (exit %d)", w.label(), res.Outcome.Why, res.Outcome.Code)
+	w.o.Out.Linef("%s", line)
+	if res.Outcome.Code == ExitJobFailed {
+		for _, f := range res.Outcome.Failures {
+			w.o.Out.Raw(w.o.Prefix+"  ", []byte(f))
+		}
+	}
+	return res
+}
+
+// cores is the job's cores per slot, for core hours; 1 when the detail does not say.
+func (w *waiter) cores(ctx context.Context) int {
+	d, err := w.c.GetJobDetail(ctx, w.t.JobID)
+	if err != nil || len(d.JobAnalyses) == 0 || d.JobAnalyses[0].Hardware.CoresPerSlot <= 0 {
+		return 1
+	}
+	return d.JobAnalyses[0].Hardware.CoresPerSlot
+}
+
+// executionTime is the time from the first Executing status to Completed.
+func executionTime(s remote.Statuses) time.Duration {
+	var exec, done time.Time
+	for _, st := range s {
+		switch st.Status {
+		case remote.StatusExecuting:
+			exec = st.StatusDate.Time
+		case remote.StatusCompleted:
+			done = st.StatusDate.Time
+		}
+	}
+	if exec.IsZero() || done.IsZero() || done.Before(exec) {
+		return 0
+	}
+	return done.Sub(exec)
+}
+
+func readAll(ctx context.Context, c *remote.Client, f remote.File) ([]byte, error) {
+	if f.DecryptedSize == 0 {
+		return nil, nil
+	}
+	rc, err := c.OpenRange(ctx, f.ID, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, maxLogBytes))
+}
