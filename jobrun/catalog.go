@@ -93,8 +93,12 @@ func closest(s string, cands []string, n int) []string {
 	}
 	var sc []scored
 	for _, c := range cands {
-		key, _, _ := strings.Cut(c, " (")
-		d := min(levenshtein(strings.ToLower(s), strings.ToLower(key)), levenshtein(strings.ToLower(s), strings.ToLower(c)))
+		// "code (Name)": the nearer of the two counts.
+		code, name, _ := strings.Cut(strings.TrimSuffix(c, ")"), " (")
+		d := levenshtein(strings.ToLower(s), strings.ToLower(code))
+		if name != "" {
+			d = min(d, levenshtein(strings.ToLower(s), strings.ToLower(name)))
+		}
 		sc = append(sc, scored{c, d})
 	}
 	sort.SliceStable(sc, func(i, j int) bool { return sc[i].d < sc[j].d })

@@ -81,13 +81,16 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 		c.cacheDir = tmp
 	}
 
-	emu, err := emulator.New(emulator.Options{Faults: faults})
+	emu, err := emulator.New(emulator.Options{Faults: faults, RunJobs: true})
 	if err != nil {
 		return err
 	}
 	defer emu.Close()
 	fmt.Fprintln(stdout, "starting the emulated platform with sample jobs...")
 	if err := emu.Seed(emulator.SampleOptions{LargeFileSize: largeSize, Running: demoRunning}); err != nil {
+		return err
+	}
+	if err := seedRegressionSuite(emu); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

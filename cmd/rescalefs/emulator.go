@@ -95,6 +95,12 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer emu.Close()
+	if ex.suiteDir != "" {
+		if err := writeRegressionSuite(ex.suiteDir); err != nil {
+			fmt.Fprintf(stderr, "rescalefs emulator: --regression-suite: %v\n", err)
+			return exitFailure
+		}
+	}
 	if *sample {
 		if err := emu.Seed(emulator.SampleOptions{LargeFileSize: large}); err != nil {
 			fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)

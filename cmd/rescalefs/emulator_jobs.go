@@ -14,6 +14,7 @@ type executorFlags struct {
 	workDir      string
 	queueTime    time.Duration
 	walltimeUnit time.Duration
+	suiteDir     string
 }
 
 func addExecutorFlags(fl *pflag.FlagSet) *executorFlags {
@@ -22,6 +23,7 @@ func addExecutorFlags(fl *pflag.FlagSet) *executorFlags {
 	fl.StringVar(&x.workDir, "work-dir", "", "with --run-jobs: where the runs' work directories go (default: DATA/work, or a temporary folder)")
 	fl.DurationVar(&x.queueTime, "queue-time", -1, "time a submitted job spends before Executing (default 9s)")
 	fl.DurationVar(&x.walltimeUnit, "walltime-unit", time.Hour, "with --run-jobs: how long one hour of walltime lasts (shorten it to try walltime limits)")
+	fl.StringVar(&x.suiteDir, "regression-suite", "", "write the demo's tiny regression suite (build, tests, compare script, deltas) into DIR, to try submit on")
 	return x
 }
 
