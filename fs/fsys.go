@@ -19,6 +19,7 @@ type platform interface {
 	GetJob(ctx context.Context, jobID string) (remote.Job, error)
 	JobStatuses(ctx context.Context, jobID string) (remote.Statuses, error)
 	JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error)
+	RunFiles(ctx context.Context, jobID, runID, search string) ([]remote.File, error) // runs.go
 	LibraryFiles(ctx context.Context, search string) ([]remote.File, error)
 
 	// A running job's live working directory (live.go).

@@ -182,6 +182,9 @@ func (d *dirNode) xattrs() []xattr {
 			return jobXattrs(info)
 		}
 	}
+	if n := d.f.cachedTree(d.jobID, d.vpath); n != nil && len(n.xattrs) > 0 {
+		return append([]xattr{{"job", d.jobID}}, n.xattrs...)
+	}
 	return []xattr{{"job", d.jobID}}
 }
 

@@ -85,13 +85,7 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 				// asked again before liveInterval, the poller invalidating it when the job completes.
 				ttl = liveInterval
 			}
-			files, err := f.client.JobFiles(ctx, id, "")
-			if err != nil {
-				return nil, err
-			}
-			root, notes := buildTree(files)
-			f.logNotes(id, notes)
-			return root, nil
+			return f.completedTree(ctx, id)
 		}, func(root *node, err error) {
 			t.mu.Lock()
 			if err == nil && t.gen == gen {

@@ -25,6 +25,7 @@ type node struct {
 	files    int              // directories: files below, at any depth
 	dirs     int              // directories: direct sub-directories (for st_nlink)
 	bytes    int64            // file: its size; directory: the sum of the files below
+	xattrs   []xattr          // a run's folder (runs.go): the run's id and variables
 }
 
 func (n *node) isDir() bool { return n.file == nil && n.live == nil }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -449,5 +450,74 @@ func TestSubmitBadInput(t *testing.T) {
 	code, out, errs := emu.submit(t, dir, "--core-type", "Marble", "--command", "no-such-command-rescalefs", "--wait", "--poll", "100ms")
 	if code != 3 || !strings.Contains(out, "exited with code 127") {
 		t.Fatalf("command not found: exit %d, want 3\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestSubmitDOE: a parameter table of 5 rows and a template give 5 runs, `--slots` at a time; JUnit has
+// one test case per run, and the mount shows run1..run5 with their variables as attributes.
+func TestSubmitDOE(t *testing.T) {
+	emu := startRunJobsEmulator(t)
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("params.csv", "speed,mesh\n10,coarse\n20,coarse\n30,fine\n40,fine\n50,fine\n")
+	write("case.tmpl", "speed=${speed?string(\"0.0\")}\nmesh=${mesh}\n")
+	junit := filepath.Join(t.TempDir(), "doe.xml")
+	code, out, errs := emu.submit(t, dir, "--name", "sweep", "--core-type", "Marble", "--doe-params", "params.csv",
+		"--template", "case.tmpl:case/input.txt", "--slots", "2", "--command", "cat case/input.txt > result.txt",
+		"--post-command", `printf 'drag\t%s\n' "$((speed * 2))"`, "--wait", "--poll", "100ms", "--junit", junit)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	b, _ := os.ReadFile(junit)
+	for i, s := range []string{"10", "20", "30", "40", "50"} {
+		if !strings.Contains(string(b), fmt.Sprintf(`name="sweep/run%d (speed=%s, mesh=`, i+1, s)) {
+			t.Errorf("junit has no test case for run %d:\n%s", i+1, b)
+		}
+	}
+	id := regexp.MustCompile(`job (\w+) \(sweep\): submitted`).FindStringSubmatch(out)
+	if id == nil {
+		t.Fatalf("no job id:\n%s", out)
+	}
+
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	if out, err := rescalefsCmd(t, emu.env, "mount", "--poll", "1s", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("unmount: %v: %s", err, out)
+		}
+	})
+	jobDir := filepath.Join(mnt, "jobs", id[1])
+	entries, err := os.ReadDir(jobDir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if err != nil || strings.Join(names, " ") != "run1 run2 run3 run4 run5" {
+		t.Fatalf("jobs/%s: %v %v", id[1], names, err)
+	}
+	got, err := os.ReadFile(filepath.Join(jobDir, "run3", "result.txt"))
+	if err != nil || string(got) != "speed=30.0\nmesh=fine\n" {
+		t.Fatalf("run3/result.txt = %q, %v", got, err)
+	}
+	xattr := func(path, name string) string {
+		buf := make([]byte, 256)
+		n, err := syscall.Getxattr(path, name, buf)
+		if err != nil {
+			t.Fatalf("getxattr %s %s: %v", path, name, err)
+		}
+		return string(buf[:n])
+	}
+	if s, d := xattr(filepath.Join(jobDir, "run4"), "user.rescale.speed"), xattr(filepath.Join(jobDir, "run4"), "user.rescale.drag"); s != "40" || d != "80" {
+		t.Fatalf("run4 variables: speed %q drag %q", s, d)
 	}
 }
