@@ -182,7 +182,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 			pollErrors = 0
 			w.statuses = st
 			// Every status reached since the last look, oldest first: several can pass between polls.
-			var lines []string
+			var lines, ending []string
 			var act Action
 			for i := len(st) - 1 - w.seen; i >= 0; i-- {
 				s := st[i]
@@ -203,13 +203,19 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 				if s.StatusReason != "" {
 					line += " (" + s.StatusReason + ")"
 				}
-				lines = append(lines, at.UTC().Format(timeFormat)+"  "+line)
+				line = at.UTC().Format(timeFormat) + "  " + line
+				if s.Status == remote.StatusStopping || s.Status == remote.StatusCompleted {
+					ending = append(ending, line) // after the end of the log
+				} else {
+					lines = append(lines, line)
+				}
 			}
 			w.seen = max(w.seen, len(st))
 			if act == ActFinish {
-				return w.finish(ctx, lines)
+				out.Lines(lines)
+				return w.finish(ctx, ending)
 			}
-			if len(lines) > 0 {
+			if lines = append(lines, ending...); len(lines) > 0 {
 				out.Lines(lines)
 				lastLine = out.now()
 			}

@@ -1,0 +1,129 @@
+package jobrun
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// syncBuffer is a bytes.Buffer for a writer and a reader on different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newRunJobsClient(t *testing.T) (*remote.Client, *emulator.Emulator) {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{RunJobs: true, WorkDir: t.TempDir(),
+		Lifecycle: emulator.Lifecycle{Stopping: time.Nanosecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, emu
+}
+
+func startJob(t *testing.T, c *remote.Client, command, post string) string {
+	t.Helper()
+	ctx := context.Background()
+	j, err := c.CreateJob(ctx, remote.JobSpec{Name: "w", JobAnalyses: []remote.JobAnalysis{{
+		Hardware: remote.Hardware{CoreType: "emerald", CoresPerSlot: 2}, Command: command, PostProcessScriptCommand: post}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SubmitJob(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	return j.ID
+}
+
+// TestWaitFollow: status lines, the live log while it runs, then what post-processing wrote, then the
+// completion; a heartbeat while nothing happens; core hours from the run's duration and cores.
+func TestWaitFollow(t *testing.T) {
+	c, _ := newRunJobsClient(t)
+	id := startJob(t, c, "echo one; sleep 1; echo two", "echo summary")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+		Heartbeat: 300 * time.Millisecond, Follow: true, Out: NewPrinter(&out, nil)}, nil)
+	got := out.String()
+	if res.Outcome.Code != ExitOK || len(res.Runs) != 1 || res.CoreHours <= 0 {
+		t.Fatalf("result %+v\n%s", res, got)
+	}
+	order := []string{": Executing", "]: one", "still Executing after", "]: two", "]: Launching echo summary",
+		"]: summary", "Completed (Completed successfully)", "completed successfully (exit 0)"}
+	at := 0
+	for _, s := range order {
+		i := strings.Index(got[at:], s)
+		if i < 0 {
+			t.Fatalf("%q missing or out of order in:\n%s", s, got)
+		}
+		at += i + len(s)
+	}
+	if strings.Count(got, "]: one") != 1 || strings.Count(got, "]: summary") != 1 {
+		t.Fatalf("log lines printed twice:\n%s", got)
+	}
+}
+
+// TestWaitTimeoutAndInterrupt: --timeout and an interrupt each stop the job once and end with exit 4;
+// with Detach an interrupt stops nothing.
+func TestWaitTimeoutAndInterrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		o         WaitOptions
+		interrupt bool
+		stops     int64
+	}{
+		{"timeout", WaitOptions{Timeout: 200 * time.Millisecond}, false, 1},
+		{"interrupt", WaitOptions{}, true, 1},
+		{"detach", WaitOptions{Detach: true}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, emu := newRunJobsClient(t)
+			id := startJob(t, c, "sleep 60", "")
+			var out syncBuffer
+			o := tc.o
+			o.Poll, o.Out = 20*time.Millisecond, NewPrinter(&out, nil)
+			intr := make(chan struct{})
+			if tc.interrupt {
+				close(intr)
+			}
+			res := Wait(context.Background(), c, NewTracker(id, "w"), o, intr)
+			if res.Outcome.Code != ExitStopped {
+				t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+			}
+			if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != tc.stops {
+				t.Fatalf("%d stops, want %d", n, tc.stops)
+			}
+			if tc.stops > 0 && res.Outcome.Reason != emulator.ReasonUserStopped {
+				t.Fatalf("reason %q", res.Outcome.Reason)
+			}
+			if tc.stops == 0 {
+				_ = c.StopJob(context.Background(), id) // let the emulator's Close end it quickly
+			}
+		})
+	}
+}
