@@ -329,6 +329,15 @@ func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
 		res.Runs = append(res.Runs, rr)
 	}
 	res.Duration = executionTime(w.statuses)
+	if len(res.Runs) > 1 {
+		for _, r := range res.Runs {
+			var vars []string
+			for _, v := range r.Variables {
+				vars = append(vars, v.Name+"="+v.DisplayValue)
+			}
+			w.o.Out.Linef("%s run %s (%s): %s (exit %d)", w.label(), r.ID, strings.Join(vars, ", "), r.Outcome.Why, r.Outcome.Code)
+		}
+	}
 	line := fmt.Sprintf("%s: %s (exit %d)", w.label(), res.Outcome.Why, res.Outcome.Code)
 	w.o.Out.Linef("%s", line)
 	if res.Outcome.Code == ExitJobFailed {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/download"
 	"github.com/rescalefs/rescalefs/jobrun"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
@@ -66,6 +68,8 @@ type waitFlags struct {
 	heartbeat time.Duration
 	junit     string
 	detach    bool
+	download  string
+	query     string
 }
 
 func addWaitFlags(fl *pflag.FlagSet, w *waitFlags) {
@@ -75,11 +79,16 @@ func addWaitFlags(fl *pflag.FlagSet, w *waitFlags) {
 	fl.DurationVar(&w.poll, "poll", jobrun.DefaultPoll, "how often job statuses are checked")
 	fl.DurationVar(&w.heartbeat, "heartbeat", jobrun.DefaultHeartbeat, "print a line at least this often while waiting")
 	fl.StringVar(&w.junit, "junit", "", "write JUnit XML to FILE: one test case per job (per run for DOE)")
+	fl.StringVar(&w.download, "download", "", "at the end, copy each completed job's outputs into DIR/<jobId>/")
+	fl.StringVar(&w.query, "query", "", "with --download: only files whose name contains TEXT")
 }
 
 func (w waitFlags) options(out *jobrun.Printer) (jobrun.WaitOptions, error) {
 	o := jobrun.WaitOptions{Poll: w.poll, Heartbeat: w.heartbeat, Timeout: w.timeout, Follow: w.follow,
 		Detach: w.detach, Out: out}
+	if w.query != "" && w.download == "" {
+		return o, errors.New("--query needs --download DIR")
+	}
 	if w.poll <= 0 || w.heartbeat <= 0 || w.timeout < 0 {
 		return o, errors.New("--poll and --heartbeat must be positive, --timeout not negative")
 	}
@@ -135,6 +144,12 @@ func waitAll(ctx context.Context, c *remote.Client, jobs []jobrun.Submitted, wf 
 		_ = jobrun.WriteSummary(stdout, results)
 	}
 	code := jobrun.Worst(codes...)
+	if wf.download != "" {
+		if err := downloadOutputs(ctx, c, results, wf, o.Out); err != nil {
+			fmt.Fprintf(stderr, "rescalefs: --download: %v\n", err)
+			code = jobrun.Worst(code, exitFailure)
+		}
+	}
 	if wf.junit != "" {
 		if err := writeJUnitFile(wf.junit, results); err != nil {
 			fmt.Fprintf(stderr, "rescalefs: --junit: %v\n", err)
@@ -142,6 +157,32 @@ func waitAll(ctx context.Context, c *remote.Client, jobs []jobrun.Submitted, wf 
 		}
 	}
 	return code
+}
+
+// downloadOutputs copies the outputs of the jobs that completed into DIR/<jobId>/, through a cache and
+// fetcher as the mount's (memory tier only: a one-shot copy has nothing to re-read).
+func downloadOutputs(ctx context.Context, c *remote.Client, results []jobrun.Result, wf waitFlags, out *jobrun.Printer) error {
+	var ids []string
+	for _, r := range results {
+		if r.Outcome.Status == remote.StatusCompleted {
+			ids = append(ids, r.JobID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	blocks, err := cache.New(c, cache.Options{MemoryBytes: 128 << 20, Permanent: permanentError})
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
+	err = download.FetchJobs(ctx, download.Options{Client: c, Cache: blocks, Dir: wf.download, Query: wf.query}, ids...)
+	if err == nil {
+		for _, id := range ids {
+			out.Linef("job %s: outputs in %s", id, filepath.Join(wf.download, id))
+		}
+	}
+	return err
 }
 
 func writeJUnitFile(path string, results []jobrun.Result) error {
@@ -227,8 +268,8 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	if wo, err = wf.options(out); err != nil {
 		return usageErr(err)
 	}
-	if !sf.wait && (wf.follow || wf.junit != "" || wf.timeout > 0 || wf.failOn != "") {
-		return usageErr(errors.New("--follow, --junit, --timeout and --fail-on need --wait"))
+	if !sf.wait && (wf.follow || wf.junit != "" || wf.timeout > 0 || wf.failOn != "" || wf.download != "") {
+		return usageErr(errors.New("--follow, --junit, --timeout, --fail-on and --download need --wait"))
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := conn.client(logger)

@@ -191,7 +191,9 @@ func TestSubmitRegressionSuite(t *testing.T) {
 	}
 
 	// An incremental delta listed after the base overrides bin/echoware.
-	code, out, errs = emu.submit(t, dir, append([]string{"--name", "delta", "--follow"}, suiteArgs("build.tar.gz", "delta.tar.gz")...)...)
+	dl := t.TempDir()
+	code, out, errs = emu.submit(t, dir, append([]string{"--name", "delta", "--follow", "--download", dl, "--query", "version"},
+		suiteArgs("build.tar.gz", "delta.tar.gz")...)...)
 	if code != 0 || !strings.Contains(out, "]: echoware 1.1") || strings.Contains(out, "echoware 1.0") {
 		t.Fatalf("delta: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -214,6 +216,13 @@ func TestSubmitRegressionSuite(t *testing.T) {
 	}
 	if version != "echoware 1.1\n" {
 		t.Fatalf("results/version.txt of the delta job = %q (outputs %+v)", version, files.Results)
+	}
+	// --download --query fetched that file, and only the matching ones.
+	if b, err := os.ReadFile(filepath.Join(dl, id[1], "results", "version.txt")); err != nil || string(b) != version {
+		t.Fatalf("downloaded version.txt: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dl, id[1], "results", "hello.out")); !os.IsNotExist(err) {
+		t.Fatalf("--query version downloaded hello.out: %v", err)
 	}
 
 	// A regression: the compare script prints FAILURE and exits 0; --fail-on makes it exit 3.
@@ -477,6 +486,9 @@ func TestSubmitDOE(t *testing.T) {
 		if !strings.Contains(string(b), fmt.Sprintf(`name="sweep/run%d (speed=%s, mesh=`, i+1, s)) {
 			t.Errorf("junit has no test case for run %d:\n%s", i+1, b)
 		}
+	}
+	if !strings.Contains(out, "run 4 (speed=40, mesh=fine, drag=80): completed successfully (exit 0)") {
+		t.Errorf("no line for run 4:\n%s", out)
 	}
 	id := regexp.MustCompile(`job (\w+) \(sweep\): submitted`).FindStringSubmatch(out)
 	if id == nil {
