@@ -82,7 +82,7 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	if *jobDuration > 0 {
 		lc.Executing = *jobDuration
 	}
-	lc = ex.lifecycle(lc)
+	lc = ex.lifecycle(fl, lc)
 	emu, err := emulator.New(emulator.Options{
 		RunJobs: ex.run, WorkDir: ex.workDir, WalltimeUnit: ex.walltimeUnit,
 		DataDir: *dataDir, APIKey: *apiKey, Lifecycle: lc,

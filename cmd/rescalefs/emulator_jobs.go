@@ -21,15 +21,16 @@ func addExecutorFlags(fl *pflag.FlagSet) *executorFlags {
 	x := &executorFlags{}
 	fl.BoolVar(&x.run, "run-jobs", false, "run submitted jobs on this machine, as the user running the emulator: inputs unpacked, command and post-processing under bash, process_output.log, outputs published")
 	fl.StringVar(&x.workDir, "work-dir", "", "with --run-jobs: where the runs' work directories go (default: DATA/work, or a temporary folder)")
-	fl.DurationVar(&x.queueTime, "queue-time", -1, "time a submitted job spends before Executing (default 9s)")
+	d := emulator.DefaultLifecycle()
+	fl.DurationVar(&x.queueTime, "queue-time", d.Pending+d.Queued+d.Started+d.Validated, "time a submitted job spends before Executing (Pending, Queued, Started, Validated)")
 	fl.DurationVar(&x.walltimeUnit, "walltime-unit", time.Hour, "with --run-jobs: how long one hour of walltime lasts (shorten it to try walltime limits)")
 	fl.StringVar(&x.suiteDir, "regression-suite", "", "write the demo's tiny regression suite (build, tests, compare script, deltas) into DIR, to try submit on")
 	return x
 }
 
 // lifecycle applies --queue-time: the phases before Executing share it equally.
-func (x *executorFlags) lifecycle(lc emulator.Lifecycle) emulator.Lifecycle {
-	if x.queueTime < 0 {
+func (x *executorFlags) lifecycle(fl *pflag.FlagSet, lc emulator.Lifecycle) emulator.Lifecycle {
+	if !fl.Changed("queue-time") || x.queueTime < 0 {
 		return lc
 	}
 	q := x.queueTime / 4

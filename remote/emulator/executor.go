@@ -32,6 +32,9 @@ const ReasonWalltime = "Walltime exceeded"
 // ReasonEmulatorRestarted ends a job whose executor died with a previous emulator process [I].
 const ReasonEmulatorRestarted = "A run failed: the emulator restarted while the job executed"
 
+// ReasonEmulatorClosed ends a job killed because the emulator was shut down [I].
+const ReasonEmulatorClosed = "A run failed: the emulator stopped while the job executed"
+
 // stopGrace is how long a stopped command has between SIGTERM and SIGKILL [I].
 const stopGrace = 2 * time.Second
 
@@ -51,13 +54,19 @@ type executor struct {
 	wg      sync.WaitGroup
 }
 
-// execution is one job being run; stop closes stopped once.
+// execution is one job being run; stop closes stopped once, with the reason the job will end with.
 type execution struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
+	reason   string // written before stopped is closed
 }
 
-func (x *execution) stop() { x.stopOnce.Do(func() { close(x.stopped) }) }
+func (x *execution) stop(reason string) {
+	x.stopOnce.Do(func() {
+		x.reason = reason
+		close(x.stopped)
+	})
+}
 
 func newExecutor(e *Emulator, dir string, walltimeUnit time.Duration) (*executor, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -94,7 +103,7 @@ func (x *executor) stop(jobID string) {
 	ex := x.running[jobID]
 	x.mu.Unlock()
 	if ex != nil {
-		ex.stop()
+		ex.stop(ReasonUserStopped)
 	}
 }
 
@@ -103,7 +112,7 @@ func (x *executor) close() {
 	x.mu.Lock()
 	x.closed = true
 	for _, ex := range x.running {
-		ex.stop()
+		ex.stop(ReasonEmulatorClosed)
 	}
 	x.mu.Unlock()
 	x.wg.Wait()
@@ -126,7 +135,7 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 		case <-t.C:
 		case <-ex.stopped:
 			t.Stop()
-			x.finish(jobID, ReasonUserStopped)
+			x.finish(jobID, ex.reason)
 			return
 		}
 	}
@@ -200,7 +209,7 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 	reason := ReasonSucceeded
 	select {
 	case <-ex.stopped:
-		reason = ReasonUserStopped
+		reason = ex.reason
 	default:
 		switch {
 		case errors.Is(context.Cause(ctx), errWalltime):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -322,5 +323,39 @@ func TestJobScopes(t *testing.T) {
 	}
 	if resp, _ := h2.do(http.MethodGet, "/api/v2/jobs/", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("v2 jobs counts in jobs-usage: %d", resp.StatusCode)
+	}
+}
+
+// TestExecutorRestart: a job whose emulator went away while it executed ends failed, with a reason
+// saying so, after a restart on the same data folder; a closed emulator leaves no process behind.
+func TestExecutorRestart(t *testing.T) {
+	data := t.TempDir()
+	e, err := New(Options{DataDir: data, RunJobs: true, Lifecycle: quickLifecycle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, e: e, srv: httptest.NewServer(e)}
+	id := h.submit(jobBody("long", "echo $$ > pid; sleep 300", "", nil))
+	var pid int
+	for deadline := time.Now().Add(20 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(data, "work", id, "run1", "pid")); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not start")
+		}
+	}
+	h.srv.Close()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Kill(pid, 0) == nil {
+		if stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(stat), ") Z ") {
+			t.Fatalf("the job's process %d survived Close", pid)
+		}
+	}
+	h2 := newHarness(t, Options{DataDir: data, RunJobs: true, Lifecycle: quickLifecycle, Now: time.Now})
+	if reason := h2.waitCompleted(id); reason != ReasonEmulatorClosed {
+		t.Fatalf("reason %q", reason)
 	}
 }
