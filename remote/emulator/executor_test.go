@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -26,7 +27,8 @@ func newExecHarness(t *testing.T, walltimeUnit time.Duration) *harness {
 		WorkDir: t.TempDir(), WalltimeUnit: walltimeUnit})
 }
 
-// tarball makes an archive of files (path -> content) with the real tar; ext picks the compression.
+// tarball makes an archive of files (path -> content) with the real tar (ext picks the compression), or
+// a zip.
 func tarball(t *testing.T, ext string, files map[string]string) []byte {
 	t.Helper()
 	src := t.TempDir()
@@ -41,11 +43,12 @@ func tarball(t *testing.T, ext string, files map[string]string) []byte {
 		}
 		names = append(names, p)
 	}
+	if ext == ".zip" {
+		return zipOf(t, files) // zip(1) is not on every machine; the format is archive/zip's
+	}
 	out := filepath.Join(t.TempDir(), "a"+ext)
 	var cmd *exec.Cmd
 	switch ext {
-	case ".zip":
-		cmd = exec.Command("zip", append([]string{"-q", out}, names...)...)
 	case ".tar":
 		cmd = exec.Command("tar", append([]string{"cf", out}, names...)...)
 	default:
@@ -60,6 +63,25 @@ func tarball(t *testing.T, ext string, files map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func zipOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for p, c := range files {
+		w, err := zw.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func (h *harness) library(name string, content []byte) string {
