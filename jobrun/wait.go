@@ -136,8 +136,9 @@ type waiter struct {
 	c        *remote.Client
 	t        *Tracker
 	o        WaitOptions
-	followed int64 // bytes of run 1's log already printed
-	seen     int   // statuses already observed
+	followed int64  // bytes of the followed run's log already printed
+	runID    string // the followed run: the first one the platform lists
+	seen     int    // statuses already observed
 	statuses remote.Statuses
 }
 
@@ -268,9 +269,17 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	}
 }
 
-// follow prints what run 1's live log gained since the last look; it reports whether it printed.
+// follow prints what the first run's live log gained since the last look; it reports whether it printed.
 func (w *waiter) follow(ctx context.Context) bool {
-	b, err := w.c.Tail(ctx, w.t.JobID, "1", logName)
+	if w.runID == "" {
+		// The first run that started: run ids are the platform's, not always "1".
+		runs, err := w.c.JobRuns(ctx, w.t.JobID)
+		if err != nil || len(runs) == 0 {
+			return false
+		}
+		w.runID = runs[0].ID
+	}
+	b, err := w.c.Tail(ctx, w.t.JobID, w.runID, logName)
 	if err != nil || int64(len(b)) <= w.followed {
 		return false
 	}
@@ -310,7 +319,7 @@ func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
 			logs[i] = b
 		}
 		all = append(all, logs[i]...)
-		if i == 0 && w.o.Follow && int64(len(logs[i])) > w.followed {
+		if w.o.Follow && (r.ID == w.runID || w.runID == "" && i == 0) && int64(len(logs[i])) > w.followed {
 			// What came after the last look: the end of the command and the post-processing step.
 			w.o.Out.Raw(w.o.Prefix, logs[i][w.followed:])
 			w.followed = int64(len(logs[i]))
