@@ -214,3 +214,21 @@ func TestJUnit(t *testing.T) {
 		t.Fatalf("failure %+v", s.Cases[1])
 	}
 }
+
+// TestBoard: lines go above the rows, which are cleared and redrawn around each line.
+func TestBoard(t *testing.T) {
+	var buf bytes.Buffer
+	b := NewBoard(&buf, []string{"a", "b"})
+	b.Set("a", "job a: Executing")
+	p := NewPrinter(b, func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) })
+	p.Linef("job b: Queued")
+	b.Close()
+	p.Linef("after")
+	want := "" +
+		"job a: Executing\njob b: submitted\n" + // Set draws the rows
+		"\x1b[2A\x1b[J" + "2026-01-01T00:00:00Z  job b: Queued\n" + "job a: Executing\njob b: submitted\n" +
+		"2026-01-01T00:00:00Z  after\n" // after Close, plain lines below the rows
+	if got := buf.String(); got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}

@@ -96,6 +96,8 @@ type WaitOptions struct {
 	Detach    bool   // an interrupt leaves the job running
 	Prefix    string // before followed log lines (a matrix names each job)
 	Out       *Printer
+	// Row, when set, receives a one-line summary of the job after every poll (a Board's row).
+	Row func(text string)
 }
 
 // RunResult is one run of a job.
@@ -220,6 +222,9 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 				out.Lines(lines)
 				lastLine = out.now()
 			}
+		}
+		if w.o.Row != nil {
+			w.o.Row(fmt.Sprintf("%-40s %-12s %s", w.label(), orUnknown(w.t.Status()), out.now().Sub(start).Round(time.Second)))
 		}
 		if w.o.Follow && w.t.Phase() == PhaseRunning {
 			if w.follow(ctx) {
@@ -348,6 +353,9 @@ func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
 		}
 	}
 	line := fmt.Sprintf("%s: %s (exit %d)", w.label(), res.Outcome.Why, res.Outcome.Code)
+	if w.o.Row != nil {
+		w.o.Row(fmt.Sprintf("%-40s %-12s exit %d: %s", w.label(), res.Outcome.Status, res.Outcome.Code, res.Outcome.Why))
+	}
 	w.o.Out.Linef("%s", line)
 	if res.Outcome.Code == ExitJobFailed {
 		for _, f := range res.Outcome.Failures {

@@ -67,9 +67,14 @@ func TestWaitFollow(t *testing.T) {
 	c, _ := newRunJobsClient(t)
 	id := startJob(t, c, "echo one; sleep 1; echo two", "echo summary")
 	var out syncBuffer
+	var rows []string // Row is called from Wait's own goroutine
 	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
-		Heartbeat: 300 * time.Millisecond, Follow: true, Out: NewPrinter(&out, nil)}, nil)
+		Heartbeat: 300 * time.Millisecond, Follow: true, Out: NewPrinter(&out, nil),
+		Row: func(s string) { rows = append(rows, s) }}, nil)
 	got := out.String()
+	if len(rows) < 2 || !strings.Contains(rows[0], "job "+id+" (w)") || !strings.Contains(rows[len(rows)-1], "exit 0: completed successfully") {
+		t.Errorf("rows: %q", rows)
+	}
 	if res.Outcome.Code != ExitOK || len(res.Runs) != 1 || res.CoreHours <= 0 {
 		t.Fatalf("result %+v\n%s", res, got)
 	}

@@ -122,6 +122,16 @@ func interrupts() (<-chan struct{}, func()) {
 func waitAll(ctx context.Context, c *remote.Client, jobs []jobrun.Submitted, wf waitFlags, o jobrun.WaitOptions,
 	interrupt <-chan struct{}, stdout, stderr io.Writer) int {
 	results := make([]jobrun.Result, len(jobs))
+	var board *jobrun.Board
+	if len(jobs) > 1 && !o.Follow && isTerminal(stdout) {
+		// One live row per job; the status lines scroll above the rows.
+		ids := make([]string, len(jobs))
+		for i, j := range jobs {
+			ids[i] = j.JobID
+		}
+		board = jobrun.NewBoard(stdout, ids)
+		o.Out = jobrun.NewPrinter(board, nil)
+	}
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		wg.Add(1)
@@ -131,10 +141,16 @@ func waitAll(ctx context.Context, c *remote.Client, jobs []jobrun.Submitted, wf 
 			if len(jobs) > 1 {
 				jo.Prefix = "[" + j.JobID + "] "
 			}
+			if board != nil {
+				jo.Row = func(text string) { board.Set(j.JobID, text) }
+			}
 			results[i] = jobrun.Wait(ctx, c, jobrun.NewTracker(j.JobID, j.Name), jo, interrupt)
 		}()
 	}
 	wg.Wait()
+	if board != nil {
+		board.Close()
+	}
 	codes := make([]int, len(results))
 	for i, r := range results {
 		codes[i] = r.Outcome.Code
