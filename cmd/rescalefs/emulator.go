@@ -40,6 +40,7 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	dataDir := fl.String("data", "", "directory that keeps jobs, files and objects across restarts (default: in memory)")
 	apiKey := fl.String("api-key", "", "API key to accept (default: the one stored in --data, else random)")
 	sample := fl.Bool("sample-jobs", false, "add the sample jobs (completed, running, failed, one with 10,000 files)")
+	ex := addExecutorFlags(fl)
 	largeSize := fl.String("sample-large-size", "512MiB", "size of the large file among the sample jobs")
 	latency := fl.Duration("latency", 0, "latency added to every response, e.g. 20ms")
 	bandwidth := fl.String("bandwidth", "0", "bandwidth cap per connection, bytes per second, e.g. 25MiB (0 = none)")
@@ -49,7 +50,6 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	shortRate := fl.Float64("short-rate", 0, "fraction of responses sent shorter than their Content-Length")
 	faultSeed := fl.Uint64("fault-seed", 1, "seed of the fault injection RNG (same seed, same faults)")
 	jobDuration := fl.Duration("job-duration", 0, "how long a submitted job executes (default 1m)")
-	ex := addExecutorFlags(fl)
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs emulator [flags]\n       rescalefs emulator publish --url URL --api-key KEY [--name NAME] DIR\n       rescalefs emulator add-job --url URL --api-key KEY --name NAME [--duration 2m] [--fail]")
 		fmt.Fprintln(w, "\nServes the emulated Rescale platform (API and S3) on loopback. The first line printed is\nRESCALE_API_URL=<url> RESCALE_API_KEY=<key>, for eval. Stops on SIGINT or SIGTERM.\n\nFlags:")
@@ -84,11 +84,11 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	}
 	lc = ex.lifecycle(fl, lc)
 	emu, err := emulator.New(emulator.Options{
-		RunJobs: ex.run, WorkDir: ex.workDir, WalltimeUnit: ex.walltimeUnit,
 		DataDir: *dataDir, APIKey: *apiKey, Lifecycle: lc,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Faults: emulator.Faults{Latency: *latency, Bandwidth: bw, ErrorRate: *errRate, ThrottleRate: *throttleRate,
 			CutRate: *cutRate, ShortRate: *shortRate, Seed: *faultSeed},
+		RunJobs: ex.run, WorkDir: ex.workDir, WalltimeUnit: ex.walltimeUnit,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)

@@ -37,8 +37,6 @@ type Options struct {
 	// Lifecycle is the emulator's job life cycle (zero: its default); running jobs (JobSpec.RunFor)
 	// fit it to their run time.
 	Lifecycle emulator.Lifecycle
-	// RunJobs runs submitted jobs on this machine (the emulator's executor).
-	RunJobs bool
 
 	Poll      time.Duration // default 100ms, so tests see changes quickly
 	MaxJobAge time.Duration
@@ -53,6 +51,9 @@ type Options struct {
 
 	// Uploads makes uploads/ writable through an upload engine (uploads.go in this package).
 	Uploads UploadOptions
+
+	// RunJobs runs submitted jobs on this machine (the emulator's executor).
+	RunJobs bool
 }
 
 // Env is a mounted test platform.
@@ -80,10 +81,14 @@ func Mount(t testing.TB, o Options) *Env {
 	logger := prepare(t, &o)
 	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
 		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle,
-		RunJobs: o.RunJobs, WorkDir: workDir(t, o.RunJobs)})
+	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
+	}
+	if o.RunJobs {
+		if err := emu.StartExecutor(t.TempDir(), 0); err != nil {
+			t.Fatalf("emulator: %v", err)
+		}
 	}
 	srv := httptest.NewServer(emu)
 	t.Cleanup(func() {
@@ -91,14 +96,6 @@ func Mount(t testing.TB, o Options) *Env {
 		emu.Close()
 	})
 	return mountOn(t, &Env{Emulator: emu, Server: srv}, srv.URL, o, MountExtra{}, logger)
-}
-
-// workDir is the executor's folder of a test that runs jobs.
-func workDir(t testing.TB, run bool) string {
-	if !run {
-		return ""
-	}
-	return t.TempDir()
 }
 
 // prepare skips a test that cannot mount here and fills in the test defaults of o; it returns the

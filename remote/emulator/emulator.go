@@ -33,14 +33,6 @@ var ErrNotFound = errors.New("emulator: not found")
 
 // Options configures an Emulator.
 type Options struct {
-	DataDir   string           // "" = in memory; else objects and state persist there and survive a restart
-	APIKey    string           // "" = the key stored in DataDir, else a random one
-	Logger    *slog.Logger     // nil = discard
-	Now       func() time.Time // nil = time.Now: job life cycles, throttling, credential expiry
-	Lifecycle Lifecycle        // zero = DefaultLifecycle(); for jobs submitted through the API
-	Limits    map[string]int   // requests per hour per throttle scope (Scope*); nil = DefaultLimits; a scope missing or 0 = unlimited
-	Faults    Faults           // initial fault injection (SetFaults changes it at run time)
-
 	// RunJobs executes submitted jobs on this machine (executor.go) instead of simulating them.
 	RunJobs bool
 	// WorkDir holds the runs' work directories; "" = DataDir/work, or a temporary folder (removed by
@@ -48,6 +40,14 @@ type Options struct {
 	WorkDir string
 	// WalltimeUnit is how long an hour of walltime lasts; 0 = an hour (tests shorten it).
 	WalltimeUnit time.Duration
+
+	DataDir   string           // "" = in memory; else objects and state persist there and survive a restart
+	APIKey    string           // "" = the key stored in DataDir, else a random one
+	Logger    *slog.Logger     // nil = discard
+	Now       func() time.Time // nil = time.Now: job life cycles, throttling, credential expiry
+	Lifecycle Lifecycle        // zero = DefaultLifecycle(); for jobs submitted through the API
+	Limits    map[string]int   // requests per hour per throttle scope (Scope*); nil = DefaultLimits; a scope missing or 0 = unlimited
+	Faults    Faults           // initial fault injection (SetFaults changes it at run time)
 }
 
 // Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
@@ -129,6 +129,15 @@ func New(opts Options) (*Emulator, error) {
 		}
 	}
 	return e, nil
+}
+
+// StartExecutor turns RunJobs on for an emulator made without it, before it serves: jobs submitted from
+// then on run on this machine.
+func (e *Emulator) StartExecutor(workDir string, walltimeUnit time.Duration) error {
+	if e.exec != nil {
+		return errors.New("emulator: the executor runs already")
+	}
+	return e.initExecutor(Options{WorkDir: workDir, WalltimeUnit: walltimeUnit})
 }
 
 func (e *Emulator) initExecutor(opts Options) error {
