@@ -88,18 +88,15 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Faults: emulator.Faults{Latency: *latency, Bandwidth: bw, ErrorRate: *errRate, ThrottleRate: *throttleRate,
 			CutRate: *cutRate, ShortRate: *shortRate, Seed: *faultSeed},
-		RunJobs: ex.run, WorkDir: ex.workDir, WalltimeUnit: ex.walltimeUnit,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)
 		return exitFailure
 	}
 	defer emu.Close()
-	if ex.suiteDir != "" {
-		if err := writeRegressionSuite(ex.suiteDir); err != nil {
-			fmt.Fprintf(stderr, "rescalefs emulator: --regression-suite: %v\n", err)
-			return exitFailure
-		}
+	if err := ex.start(emu, *dataDir); err != nil {
+		fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)
+		return exitFailure
 	}
 	if *sample {
 		if err := emu.Seed(emulator.SampleOptions{LargeFileSize: large}); err != nil {

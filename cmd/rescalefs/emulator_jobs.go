@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -39,4 +41,24 @@ func (x *executorFlags) lifecycle(fl *pflag.FlagSet, lc emulator.Lifecycle) emul
 		lc.Stopping = time.Nanosecond // keeps the Lifecycle non-zero: zero means the default
 	}
 	return lc
+}
+
+// start runs the executor (--run-jobs) and writes the regression suite (--regression-suite), before the
+// emulator serves.
+func (x *executorFlags) start(emu *emulator.Emulator, dataDir string) error {
+	if x.run {
+		dir := x.workDir
+		if dir == "" && dataDir != "" {
+			dir = filepath.Join(dataDir, "work")
+		}
+		if err := emu.StartExecutor(dir, x.walltimeUnit); err != nil {
+			return err
+		}
+	}
+	if x.suiteDir != "" {
+		if err := writeRegressionSuite(x.suiteDir); err != nil {
+			return fmt.Errorf("--regression-suite: %w", err)
+		}
+	}
+	return nil
 }
