@@ -65,7 +65,8 @@ func startJob(t *testing.T, c *remote.Client, command, post string) string {
 // completion; a heartbeat while nothing happens; core hours from the run's duration and cores.
 func TestWaitFollow(t *testing.T) {
 	c, _ := newRunJobsClient(t)
-	id := startJob(t, c, "echo one; sleep 1; echo two", "echo summary")
+	// The sleep leaves the waiter time to print "one" alone, and a heartbeat, before "two".
+	id := startJob(t, c, "echo one; sleep 2; echo two", "echo summary")
 	var out syncBuffer
 	var rows []string // Row is called from Wait's own goroutine
 	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,

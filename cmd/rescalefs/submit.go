@@ -345,10 +345,8 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 	if err != nil || ctx.Err() != nil {
 		code := exitFailure
 		if err != nil {
-			var rej *remote.JobRejectedError
-			if errors.As(err, &rej) {
-				code = exitFailure
-			}
+			// A body the platform rejects (*remote.JobRejectedError) after our own checks passed is the
+			// platform disagreeing: exit 1, with its field errors in the message.
 			if errors.As(err, &ue) {
 				code = exitUsage
 			}

@@ -227,7 +227,9 @@ func TestExecutorWalltime(t *testing.T) {
 		t.Fatalf("reason %q", reason)
 	}
 	log := h.outputs("/api/v2/jobs/" + id + "/files/")[processOutputLog]
-	if !strings.Contains(log, "]: start\n") || !strings.Contains(log, "Exited with code 143") {
+	// 143: bash killed by SIGTERM. (Whether "start" made it into the log first depends on the machine's
+	// load, so it is not asserted.)
+	if !strings.Contains(log, "Exited with code 143") {
 		t.Fatalf("log:\n%s", log)
 	}
 }
