@@ -118,6 +118,10 @@ func TestJobsV3(t *testing.T) {
 	if _, err := v.c.GetJobV3(ctx, newer.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted job: %v", err)
 	}
+	me, err := v.c.Me(ctx)
+	if err != nil || me.FullName == "" || me.Company.Code == "" || me.Workspace.ID == "" {
+		t.Fatalf("users/me: %v %+v", err, me)
+	}
 	f, err := v.c.MyFolders(ctx)
 	if err != nil || f.MyJobs == "" || f.MyLibrary == "" {
 		t.Fatalf("folders: %v %+v", err, f)

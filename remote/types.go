@@ -260,6 +260,27 @@ type User struct {
 	FirstName      string  `json:"firstName"`
 	LastName       string  `json:"lastName"`
 	DefaultStorage Storage `json:"defaultStorage"`
+	FullName       string  `json:"fullName"`
+	Company        struct {
+		Code string `json:"code"`
+	} `json:"company"`
+	Workspace struct {
+		ID   FlexID `json:"id"`
+		Name string `json:"name"`
+	} `json:"workspace"`
+}
+
+// FlexID is an id the platform may send as a string or as a number (null: empty). A field the
+// uploads do not need must never fail the decoding of users/me.
+type FlexID string
+
+func (f *FlexID) UnmarshalJSON(b []byte) error {
+	s, err := idString(b)
+	if err != nil {
+		return err
+	}
+	*f = FlexID(s)
+	return nil
 }
 
 // StorageRef names a storage in requests (credentials, file registration).
