@@ -109,6 +109,34 @@ type JobDetail struct {
 	JobStatus    Label  `json:"jobStatus"`
 }
 
+// UnmarshalJSON reads a job detail, and when its analyses are in a shape this client does not know,
+// keeps the job's identity without them: a job that was created must never look like a failed create.
+func (d *JobDetail) UnmarshalJSON(b []byte) error {
+	type plain JobDetail
+	var full plain
+	if err := json.Unmarshal(b, &full); err == nil {
+		*d = JobDetail(full)
+		return nil
+	}
+	var id struct {
+		ID           json.RawMessage `json:"id"`
+		Name         string          `json:"name"`
+		DateInserted Time            `json:"dateInserted"`
+		Owner        string          `json:"owner"`
+		JobStatus    Label           `json:"jobStatus"`
+	}
+	if err := json.Unmarshal(b, &id); err != nil {
+		return err
+	}
+	s, err := idString(id.ID)
+	if err != nil {
+		return err
+	}
+	*d = JobDetail{ID: s, DateInserted: id.DateInserted, Owner: id.Owner, JobStatus: id.JobStatus}
+	d.Name = id.Name
+	return nil
+}
+
 // CoreType is an item of GET /api/v2/coretypes/.
 type CoreType struct {
 	Code             string  `json:"code"`

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -224,5 +225,19 @@ func TestNewestLibraryFile(t *testing.T) {
 	}
 	if _, err := v.c.NewestLibraryFile(ctx, "build"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("substring matched: %v", err)
+	}
+}
+
+// TestJobDetailLenient: analyses in an unknown shape do not hide the job's id.
+func TestJobDetailLenient(t *testing.T) {
+	var d JobDetail
+	err := json.Unmarshal([]byte(`{"id": "AbCd1", "name": "n", "jobStatus": {"content": "Pending"},
+		"jobanalyses": [{"envVars": [{"name": "K", "value": "V"}], "hardware": {"coresPerSlot": "many"}}]}`), &d)
+	if err != nil || d.ID != "AbCd1" || d.Name != "n" || d.JobStatus.Content != "Pending" {
+		t.Fatalf("%v %+v", err, d)
+	}
+	if err := json.Unmarshal([]byte(`{"id": "x", "name": "n", "jobanalyses": [{"hardware": {"coreType": {"code": "hpc-3"}, "walltime": 2}}]}`), &d); err != nil ||
+		d.JobAnalyses[0].Hardware.CoreType != "hpc-3" || d.JobAnalyses[0].Hardware.Walltime != 2 {
+		t.Fatalf("v3 shape: %v %+v", err, d)
 	}
 }
