@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -147,6 +148,37 @@ type CoreType struct {
 	WalltimeRequired bool    `json:"walltimeRequired"`
 	IsDeprecated     bool    `json:"isDeprecated"`
 	DisplayOrder     int     `json:"displayOrder"`
+}
+
+// UnmarshalJSON reads a core type leniently: numbers may come as numbers or strings, and a field of an
+// unexpected type is left zero rather than failing the whole list (the catalog only guides a submit).
+func (c *CoreType) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	str := func(k string) string { s, _ := m[k].(string); return s }
+	num := func(v any) float64 {
+		switch t := v.(type) {
+		case float64:
+			return t
+		case string:
+			f, _ := strconv.ParseFloat(t, 64)
+			return f
+		}
+		return 0
+	}
+	flag := func(k string) bool { v, _ := m[k].(bool); return v }
+	*c = CoreType{Code: str("code"), Name: str("name"), Price: num(m["price"]), LowPriorityPrice: num(m["lowPriorityPrice"]),
+		WalltimeRequired: flag("walltimeRequired"), IsDeprecated: flag("isDeprecated"), DisplayOrder: int(num(m["displayOrder"]))}
+	if cores, ok := m["cores"].([]any); ok {
+		for _, x := range cores {
+			if n := int(num(x)); n > 0 {
+				c.Cores = append(c.Cores, n)
+			}
+		}
+	}
+	return nil
 }
 
 // Analysis is an item of GET /api/v2/analyses/.

@@ -241,3 +241,13 @@ func TestJobDetailLenient(t *testing.T) {
 		t.Fatalf("v3 shape: %v %+v", err, d)
 	}
 }
+
+func TestCoreTypeLenient(t *testing.T) {
+	var cts []CoreType
+	err := json.Unmarshal([]byte(`[{"code": "hpc-3", "name": "Onyx", "cores": [1, "2", 4], "price": "0.15",
+		"walltimeRequired": true, "memory": {"perCore": 5300}, "displayOrder": "4"}, {"code": "x", "cores": null, "price": null}]`), &cts)
+	if err != nil || len(cts) != 2 || cts[0].Price != 0.15 || len(cts[0].Cores) != 3 || !cts[0].WalltimeRequired ||
+		cts[0].DisplayOrder != 4 || cts[1].Code != "x" {
+		t.Fatalf("%v %+v", err, cts)
+	}
+}

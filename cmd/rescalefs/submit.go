@@ -102,16 +102,24 @@ func (w waitFlags) options(out *jobrun.Printer) (jobrun.WaitOptions, error) {
 	return o, nil
 }
 
-// interrupts closes its channel on the first SIGINT or SIGTERM.
-func interrupts() (<-chan struct{}, func()) {
+// interrupts closes its channel on the first SIGINT or SIGTERM (the waiters then stop their jobs and
+// wait for them to end); a second signal leaves at once with exit 4, without waiting any longer.
+func interrupts(stderr io.Writer) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-sig:
 			close(ch)
+		case <-done:
+			return
+		}
+		select {
+		case <-sig:
+			fmt.Fprintln(stderr, "rescalefs: interrupted again: leaving without waiting for the jobs to end")
+			os.Exit(jobrun.ExitStopped)
 		case <-done:
 		}
 	}()
@@ -293,7 +301,7 @@ func runSubmit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs submit: %v\n", err)
 		return exitFailure
 	}
-	interrupt, stopSignals := interrupts()
+	interrupt, stopSignals := interrupts(stderr)
 	defer stopSignals()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -544,7 +552,7 @@ func runWait(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs wait: %v\n", err)
 		return exitFailure
 	}
-	interrupt, stopSignals := interrupts()
+	interrupt, stopSignals := interrupts(stderr)
 	defer stopSignals()
 	var jobs []jobrun.Submitted
 	for _, id := range fl.Args() {
