@@ -33,6 +33,7 @@ type LibraryFile struct {
 type Options struct {
 	Jobs    []emulator.JobSpec
 	Library []LibraryFile
+	RunJobs bool            // submitted jobs run on this machine (the emulator's executor)
 	Faults  emulator.Faults // injected from the start (SetFaults changes them later)
 	// Lifecycle is the emulator's job life cycle (zero: its default); running jobs (JobSpec.RunFor)
 	// fit it to their run time.
@@ -51,9 +52,6 @@ type Options struct {
 
 	// Uploads makes uploads/ writable through an upload engine (uploads.go in this package).
 	Uploads UploadOptions
-
-	// RunJobs runs submitted jobs on this machine (the emulator's executor).
-	RunJobs bool
 }
 
 // Env is a mounted test platform.
