@@ -112,6 +112,9 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	for _, w := range creds.Warnings {
+		fmt.Fprintf(stderr, "rescalefs mount: warning: %s\n", w)
+	}
 	if creds.KeySource == "flag" {
 		fmt.Fprintln(stderr, "rescalefs mount: warning: --api-key is visible to other users in the process list; prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig")
 	}
@@ -138,6 +141,15 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 // checkServeFlags refuses values of the serving flags (shared by mount and demo) that cannot work, before
 // anything is started.
 func checkServeFlags(c mountConfig) error {
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		return err
+	}
+	if c.poll <= 0 {
+		return fmt.Errorf("--poll %s: want a positive duration such as 30s", c.poll)
+	}
+	if c.maxJobAgeDays < 0 {
+		return fmt.Errorf("--max-job-age %d: want 0 (all) or a number of days", c.maxJobAgeDays)
+	}
 	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
 		return fmt.Errorf("--block-size %s is outside 4MiB to 16MiB", units.Exact(c.blockSize))
 	}
@@ -182,7 +194,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
-	if err := checkKey(ctx, client, creds.URL); err != nil {
+	if err := checkKey(ctx, client, creds.URL, logw); err != nil {
 		return err
 	}
 	accountDir, unlock, err := lockAccountDir(c.cacheDir, creds)
@@ -347,11 +359,20 @@ func splitMemory(memory int64, parallel int) (memoryBudget, error) {
 	return memoryBudget{tier: memory - inflight, request: requestSize}, nil
 }
 
-// checkKey validates the key before anything is mounted, with one clear line per failure class.
-func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
+// stillWaitingAfter is how long the key check waits in silence: a URL that accepts connections but does
+// not answer then gets a line saying what is being waited for, instead of authCheckTimeout of nothing.
+var stillWaitingAfter = 3 * time.Second
+
+// checkKey validates the key before anything is mounted, with one clear line per failure class. While
+// the platform keeps it waiting it says so on progress, once.
+func checkKey(ctx context.Context, client *remote.Client, apiURL string, progress io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, authCheckTimeout)
 	defer cancel()
+	slow := time.AfterFunc(stillWaitingAfter, func() {
+		fmt.Fprintf(progress, "rescalefs: still waiting for %s to answer (giving up after %s)...\n", apiURL, authCheckTimeout)
+	})
 	err := client.CheckAuth(ctx)
+	slow.Stop()
 	switch {
 	case err == nil:
 		return nil
@@ -362,7 +383,8 @@ func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s did not answer within %s", apiURL, authCheckTimeout)
 	default:
-		return fmt.Errorf("cannot reach %s: %w", apiURL, err)
+		// CheckAuth's errors start with the URL already; say it once.
+		return fmt.Errorf("cannot reach %s: %s", apiURL, strings.TrimPrefix(err.Error(), apiURL+": "))
 	}
 }
 
@@ -489,11 +511,19 @@ func readyReporter() func(error) {
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(oneLineHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})}), nil
+}
+
+func parseLogLevel(level string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return l, nil
 }
 
 func openLogFile(path string) (*os.File, error) {
