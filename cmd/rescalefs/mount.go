@@ -450,7 +450,12 @@ func startBackground(fl *pflag.FlagSet, creds credentials, mountpoint, logFile s
 		return fail(err)
 	}
 	pw.Close()
+	// The child's own still-waiting line goes to its log; the person at this terminal hears it here.
+	slow := time.AfterFunc(stillWaitingAfter, func() {
+		fmt.Fprintf(stderr, "rescalefs mount: still waiting for %s to answer (giving up after %s)...\n", creds.URL, authCheckTimeout)
+	})
 	line, _ := bufio.NewReader(pr).ReadString('\n')
+	slow.Stop()
 	line = strings.TrimSpace(line)
 	switch {
 	case line == "ready":
