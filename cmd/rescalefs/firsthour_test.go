@@ -259,3 +259,12 @@ func TestAPIConfigWarnings(t *testing.T) {
 		t.Fatal("stderr shows a config value")
 	}
 }
+
+// TestDemoHelpCacheDir: the demo uses a private cache unless told otherwise, and its help says so
+// instead of showing the mount's default.
+func TestDemoHelpCacheDir(t *testing.T) {
+	code, stdout, _ := runCmd(t, nil, "demo", "--help")
+	if code != exitOK || !strings.Contains(stdout, "default: a private temporary folder") || strings.Contains(stdout, defaultCacheDir()) {
+		t.Fatalf("code %d, help %q", code, stdout)
+	}
+}
