@@ -190,7 +190,10 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger})
+	hc := remote.NewHTTPClient()
+	obs := newPlatformObserver(hc.Transport, creds.URL)
+	hc.Transport = obs
+	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger, HTTPClient: hc})
 	if err != nil {
 		return err
 	}
@@ -254,13 +257,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if direct != nil {
 		opts.FileSeen = direct.Register
 	}
-	if dl != nil {
-		opts.StatusExtra = func() any {
-			return struct {
-				AutoDownload download.Status `json:"autoDownload"`
-			}{dl.Snapshot()}
-		}
-	}
+	opts.StatusExtra = func() any { return statusExtra(obs, creds.URL, dl) }
 	m, err := rfs.Mount(mountpoint, opts)
 	if err != nil {
 		engine.Close()
