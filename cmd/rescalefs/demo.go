@@ -114,9 +114,13 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	}
 	c.poll = min(c.poll, 5*time.Second) // jobs complete while you watch: notice quickly
 	ready := func(err error) {
-		if err == nil {
-			printDemoTour(stdout, abs, creds.URL, facts)
+		if err != nil {
+			return
 		}
+		if err := waitTourPaths(abs, facts); err != nil {
+			fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
+		}
+		printDemoTour(stdout, abs, creds.URL, facts)
 	}
 	return serveMount(context.Background(), c, creds, abs, stderr, ready)
 }

@@ -66,6 +66,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
+	if isMountHelperCall(args) {
+		return runMountHelper(args, stdout, stderr)
+	}
 	fmt.Fprintf(stderr, "rescalefs: unknown command %q (see rescalefs --help)\n", args[0])
 	return exitUsage
 }

@@ -42,6 +42,7 @@ const authCheckTimeout = 30 * time.Second
 // mountConfig is everything `mount` and `demo` take from flags.
 type mountConfig struct {
 	apiKey, apiURL, profile string
+	configPath              string // the apiconfig file
 	foreground              bool
 	options                 []string
 	cacheDir                string
@@ -80,18 +81,26 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	fl.BoolVar(&c.directReads, "direct-reads", false, "read files straight from storage (S3), outside the API's request limit, falling back to /contents/")
 }
 
-func runMount(args []string, stdout, stderr io.Writer) int {
-	var c mountConfig
+// newMountFlags is the flag set of `mount`; the mount.fuse3 helper mode reads it too, to tell rescalefs
+// options from FUSE ones.
+func newMountFlags(c *mountConfig) *pflag.FlagSet {
 	fl := pflag.NewFlagSet("mount", pflag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	fl.StringVar(&c.apiKey, "api-key", "", "Rescale API key (prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig: flags show in ps)")
 	fl.StringVar(&c.apiURL, "api-url", "", "platform URL, e.g. https://eu.rescale.com (default "+defaultAPIURL+")")
 	fl.StringVar(&c.profile, "profile", "", "profile section of ~/.config/rescale/apiconfig")
+	fl.StringVar(&c.configPath, "config", defaultConfigPath(), "the apiconfig file of profiles (for system mounts: /etc/fstab's config=...)")
 	fl.BoolVarP(&c.foreground, "foreground", "f", false, "stay attached until unmounted (for systemd)")
 	fl.StringVar(&c.logFile, "log-file", defaultLogFile(), "where a background mount logs")
 	fl.StringVar(&c.autoDownload, "auto-download", "", "copy the outputs of jobs as they complete into DIR/<jobId>/ (and, at start, of jobs completed within --max-job-age)")
 	fl.StringVar(&c.autoQuery, "auto-query", "", "with --auto-download: only files whose name contains TEXT")
-	addServeFlags(fl, &c)
+	addServeFlags(fl, c)
+	return fl
+}
+
+func runMount(args []string, stdout, stderr io.Writer) int {
+	var c mountConfig
+	fl := newMountFlags(&c)
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs mount [flags] MOUNTPOINT\n\nMounts the Rescale platform at MOUNTPOINT (an existing empty folder) and returns once it is ready.\n\nFlags:")
 		fmt.Fprint(w, fl.FlagUsages())
@@ -108,7 +117,7 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	creds, err := resolveCredentials(credentialInputs{FlagKey: c.apiKey, FlagURL: c.apiURL, Profile: c.profile,
-		Getenv: os.Getenv, ConfigPath: defaultConfigPath()})
+		Getenv: os.Getenv, ConfigPath: c.configPath})
 	if err != nil {
 		return fail(err)
 	}
@@ -475,7 +484,7 @@ func childArgs(fl *pflag.FlagSet, mountpoint string) []string {
 	args := []string{"mount", "--foreground"}
 	fl.Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "api-key", "api-url", "profile", "foreground", "help":
+		case "api-key", "api-url", "profile", "config", "foreground", "help":
 			return
 		}
 		if sv, ok := f.Value.(pflag.SliceValue); ok {

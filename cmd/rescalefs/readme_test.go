@@ -87,7 +87,7 @@ func TestReadmeFirstHour(t *testing.T) {
 		if c := readmeCommand(l); strings.HasPrefix(c, "sudo apt-get install") {
 			// The packages are the CI's too: each one's program must be here (the tests use them).
 			for _, pkg := range strings.Fields(strings.TrimPrefix(c, "sudo apt-get install -y")) {
-				prog := map[string]string{"fuse3": "fusermount3", "attr": "getfattr"}[pkg]
+				prog := map[string]string{"fuse3": "fusermount3", "attr": "getfattr", "systemd": "systemd-analyze"}[pkg]
 				if prog == "" {
 					prog = pkg
 				}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
@@ -121,6 +122,35 @@ func demoTour(m string, f demoFacts) []tourStep {
 	// Jobs: the `rescalefs submit` line of the demo's regression suite belongs here, before the status line.
 	steps = append(steps, tourStep{"cat " + m + "/.rescalefs/status", "the mount's live state as JSON"})
 	return steps
+}
+
+// tourReadyTimeout bounds how long the demo waits for its mount to show what the tour names.
+const tourReadyTimeout = 15 * time.Second
+
+// waitTourPaths waits until the mount at mnt shows the tour's jobs where the tour says: the job list and
+// states come from the mount's first poll, which may end just after the mount is ready, and a tour
+// whose failed/ is still empty would not run as printed.
+func waitTourPaths(mnt string, f demoFacts) error {
+	paths := []string{
+		filepath.Join(mnt, "completed", f.Completed),
+		filepath.Join(mnt, "failed", f.Failed, liveLog),
+		filepath.Join(mnt, "jobs", f.Running),
+		filepath.Join(mnt, "files", f.LibraryFile),
+	}
+	deadline := time.Now().Add(tourReadyTimeout)
+	for _, p := range paths {
+		for {
+			_, err := os.Stat(p)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the demo mount does not show %s yet: %w", p, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // printDemoTour prints the tour for the mountpoint, relative to the working directory when shorter.
