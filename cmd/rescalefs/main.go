@@ -46,6 +46,7 @@ func init() {
 		command{"demo", "demo [MOUNTPOINT]", "mount a built-in emulated platform with sample jobs (no account needed)", runDemo},
 		command{"emulator", "emulator [flags]", "serve the emulated Rescale platform on loopback, for tests and trials", runEmulator},
 		command{"version", "version", "print the version", runVersion},
+		command{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletion},
 	)
 }
 
