@@ -75,6 +75,9 @@ func (f *fsys) status() Status {
 	return s
 }
 
+// Status is what .rescalefs/status says now (for the --metrics collector, which reads it per scrape).
+func (m *Mounted) Status() Status { return m.fsys.status() }
+
 func (f *fsys) statusJSON() []byte {
 	b, err := json.MarshalIndent(f.status(), "", "  ")
 	if err != nil {

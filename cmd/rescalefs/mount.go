@@ -57,6 +57,7 @@ type mountConfig struct {
 	uploadParallel          int
 	uploadSettle            time.Duration
 	directReads             bool
+	metricsAddr             string // --metrics: loopback address of the Prometheus endpoint; "" = off
 }
 
 // addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
@@ -78,6 +79,7 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	_ = fl.MarkHidden("upload-settle")
 	// Off by default until measured faster: against the emulator on 2 cores, direct reads ran at about
 	// half the speed of /contents/ (rescalefs-bench rows "direct storage" vs "/contents/").
+	fl.StringVar(&c.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, ADDR a loopback address such as 127.0.0.1:9464 (off by default)")
 	fl.BoolVar(&c.directReads, "direct-reads", false, "read files straight from storage (S3), outside the API's request limit, falling back to /contents/")
 }
 
@@ -155,6 +157,11 @@ func checkServeFlags(c mountConfig) error {
 	}
 	if c.poll <= 0 {
 		return fmt.Errorf("--poll %s: want a positive duration such as 30s", c.poll)
+	}
+	if c.metricsAddr != "" {
+		if err := checkMetricsAddr(c.metricsAddr); err != nil {
+			return err
+		}
 	}
 	if c.maxJobAgeDays < 0 {
 		return fmt.Errorf("--max-job-age %d: want 0 (all) or a number of days", c.maxJobAgeDays)
@@ -247,6 +254,13 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	// The upload engine resumes what the journal holds once started, which is after the mount: its
 	// OnDone needs the mount.
 	var mounted atomic.Pointer[rfs.Mounted]
+	if c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, cache: blocks, mounted: &mounted}, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,
 		OnDone: func(st upload.Status, f remote.File) {
