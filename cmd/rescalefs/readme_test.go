@@ -162,6 +162,25 @@ func TestReadmeFirstHour(t *testing.T) {
 		abs[i] = strings.ReplaceAll(l, "rescale-demo/", mnt+"/")
 	}
 	checkTour(t, mnt, abs)
+	// The tour's upload, as printed, from the demo's folder with the installed rescalefs: status --watch
+	// returns once the platform has the file, which then shows in files/.
+	for _, prefix := range []string{"cp /etc/os-release ", "rescalefs status --watch "} {
+		var line string
+		for _, l := range tour {
+			if strings.HasPrefix(l, prefix) {
+				line = l
+			}
+		}
+		if line == "" {
+			t.Fatalf("no tour line starts with %q: %q", prefix, tour)
+		}
+		if out, err := sh(line).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", line, err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "files", "os-release")); err != nil {
+		t.Errorf("after the tour's upload and status --watch, files/os-release: %v", err)
+	}
 
 	// The README's demo block, line by line, from the same folder; cp writes into a scratch folder.
 	dst := t.TempDir()

@@ -116,7 +116,7 @@ func demoTour(m string, f demoFacts) []tourStep {
 		{"tail -F " + job(f.Running) + "/" + liveLog, "a running job's live log, once its run starts (Ctrl-C to stop)"},
 		{"getfattr -d " + job(f.Running), "status, name and owner as extended attributes"},
 		{"ls -l " + m + "/files", "your library, e.g. " + f.LibraryFile},
-		{"cp /etc/services " + m + "/uploads/", "publish a file: it moves to files/ once the platform has it"},
+		{"cp /etc/os-release " + m + "/uploads/", "publish a file: it moves to files/ once the platform has it"},
 		{"rescalefs status --watch " + m, "follow uploads and open files until nothing is left to send"},
 	}
 	// Jobs: the `rescalefs submit` line of the demo's regression suite belongs here, before the status line.
