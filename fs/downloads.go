@@ -112,6 +112,9 @@ func (d *downloads) list() []DownloadStatus {
 		}
 	}
 	for h := range d.live {
+		if h.switched.Load() {
+			continue // its reader of the uploaded output is listed above
+		}
 		key := "live:" + h.lf.jobID + "/" + h.lf.runID + "/" + h.lf.path
 		s := byID[key]
 		if s == nil {

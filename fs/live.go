@@ -391,6 +391,8 @@ type liveHandle struct {
 	// What it served, for .rescalefs/status (downloads.go).
 	opened             time.Time
 	read, offset, last atomic.Int64
+	// switched: r exists; the open file is listed through r's tracking from then on, not as live.
+	switched atomic.Bool
 }
 
 func (h *liveHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -423,6 +425,7 @@ func (h *liveHandle) readFinal(ctx context.Context, final *remote.File, dest []b
 	h.mu.Lock()
 	if h.r == nil {
 		h.r = h.f.newReader(final)
+		h.switched.Store(true)
 	}
 	r := h.r
 	h.mu.Unlock()
