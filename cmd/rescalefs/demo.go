@@ -50,6 +50,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
 		return exitUsage
 	}
+	if latency < 0 || largeSize <= 0 {
+		fmt.Fprintln(stderr, "rescalefs demo: --latency must not be negative and --large-size must be positive")
+		return exitUsage
+	}
 	mountpoint := "rescale-demo"
 	if fl.NArg() == 1 {
 		mountpoint = fl.Arg(0)

@@ -63,6 +63,11 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{[]string{"mount", "--poll", "0s", "x"}, "--poll 0s: want a positive duration"},
 		{[]string{"mount", "--max-job-age", "-1", "x"}, "--max-job-age -1"},
 		{[]string{"status", "--interval", "0s"}, "positive --interval"},
+		{[]string{"demo", "--latency", "-1s"}, "--latency must not be negative"},
+		{[]string{"demo", "--large-size", "0"}, "--large-size must be positive"},
+		{[]string{"emulator", "--latency", "-1s"}, "must not be negative"},
+		{[]string{"emulator", "--job-duration", "-5s"}, "must not be negative"},
+		{[]string{"mount", "--metrics", "0.0.0.0:9464", "x"}, "only a loopback address"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, stderr := runCmd(t, nil, tc.args...)
