@@ -355,12 +355,17 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 	p := mpb.New(mpb.WithOutput(stdout), mpb.WithWidth(40), mpb.WithRefreshRate(interval/2))
 	bars := map[string]*mpb.Bar{}
 	// The decorators run on mpb's render goroutine while this loop updates their text.
-	var mu sync.Mutex           // guards info and header
+	var mu sync.Mutex           // guards info, header and footer
 	info := map[string]string{} // bar key -> the text after it
-	header := ""
+	header, footer := "", ""
 	setText := func(key, text string) { mu.Lock(); info[key] = text; mu.Unlock() }
-	head := p.New(0, mpb.NopStyle(), mpb.BarFillerClearOnComplete(),
-		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return header })))
+	textLine := func(text *string) *mpb.Bar {
+		return p.New(0, mpb.NopStyle(), mpb.BarFillerClearOnComplete(),
+			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return *text })))
+	}
+	// The header says what --watch waits for and when the platform last answered; the cache goes last.
+	head := textLine(&header)
+	foot := textLine(&footer)
 	bar := func(key, name string, total int64) *mpb.Bar {
 		if b := bars[key]; b != nil {
 			return b
@@ -374,15 +379,24 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 	code := exitOK
 	for {
 		mu.Lock()
-		header = fmt.Sprintf("%s: %d jobs; %s", mnt, st.Jobs, cacheLine(st))
+		header = fmt.Sprintf("%s: %d jobs", mnt, st.Jobs)
+		if b := busy(st); len(b) > 0 {
+			header += "; waiting: " + strings.Join(b, ", ")
+		} else {
+			header += "; nothing left to wait for"
+		}
 		if l := platformLine(st); l != "" {
 			header += "; " + l
 		}
-		if b := busy(st); len(b) > 0 {
-			header += "; waiting: " + strings.Join(b, ", ")
-		}
+		footer = cacheLine(st)
 		mu.Unlock()
 		seen := map[string]bool{}
+		for _, name := range st.Settling {
+			key := "settling:" + name
+			seen[key] = true
+			bar(key, name, 1)
+			setText(key, "settling: queued once left unwritten")
+		}
 		for _, u := range st.Uploads {
 			key := "upload:" + u.ID
 			seen[key] = true
@@ -415,6 +429,11 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 			}
 		}
 		for key, b := range bars {
+			if !seen[key] && strings.HasPrefix(key, "settling:") {
+				b.Abort(true) // queued now: its upload row takes over
+				delete(bars, key)
+				continue
+			}
 			if !seen[key] && !b.Completed() {
 				b.SetTotal(-1, true) // closed or published: complete at its current value
 			}
@@ -436,6 +455,7 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 		}
 	}
 	head.SetTotal(-1, true)
+	foot.SetTotal(-1, true)
 	p.Wait()
 	return code
 }
