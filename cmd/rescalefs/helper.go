@@ -21,9 +21,11 @@ import (
 // then the [default] profile); any other SOURCE is a profile name.
 const defaultSource = "rescalefs"
 
-// helperDropped are options meant for mount(8), systemd or fstab itself, never for the file system.
+// helperDropped are options meant for mount(8), systemd or fstab itself, never for the file system;
+// and dev and suid, which mount.fuse3 adds by itself for root (mount's defaults): outputs of the platform
+// are never device nodes or set-uid programs, so the mount stays nodev,nosuid.
 var helperDropped = map[string]bool{"defaults": true, "auto": true, "noauto": true, "nofail": true, "_netdev": true,
-	"user": true, "users": true, "owner": true, "group": true}
+	"user": true, "users": true, "owner": true, "group": true, "dev": true, "suid": true}
 
 // helperRefused are mount flags that must not come from mount options: a key in /etc/fstab or in the
 // process list is visible to every user; foreground and option are the helper's own business.

@@ -23,7 +23,7 @@ func TestHelperMountArgs(t *testing.T) {
 		{"profile and our options", []string{"emu", "/mnt/r", "-o", "cache_dir=/var/cache/r,poll=5s,direct_reads,ro,allow_other"},
 			[]string{"--profile", "emu", "--cache-dir=/var/cache/r", "--poll=5s", "--direct-reads", "-o", "ro,allow_other", "--", "/mnt/r"}, ""},
 		{"default credentials, mount(8) and systemd options dropped", []string{"rescalefs", "/mnt/r", "-o", "rw,noauto,nofail,_netdev,x-systemd.automount,user,dev,suid"},
-			[]string{"-o", "rw,dev,suid", "--", "/mnt/r"}, ""},
+			[]string{"-o", "rw", "--", "/mnt/r"}, ""},
 		{"-oOPTS and several -o", []string{"p", "/mnt/r", "-olog_level=debug", "-o", "memory=1GiB", "-n"},
 			[]string{"--profile", "p", "--log-level=debug", "--memory=1GiB", "--", "/mnt/r"}, ""},
 		{"no options", []string{"p", "/mnt/r"}, []string{"--profile", "p", "--", "/mnt/r"}, ""},
@@ -99,6 +99,7 @@ trap 'umount -l "$MNT" 2>/dev/null || true' EXIT
 mount -t fuse.rescalefs emu "$MNT" -o "$OPTS"
 echo "type: $(findmnt -n -o FSTYPE "$MNT")"
 echo "options: $(findmnt -n -o FS-OPTIONS "$MNT")"
+echo "vfs: $(findmnt -n -o VFS-OPTIONS "$MNT")"
 echo "size: $(wc -c < "$MNT/jobs/Fstab1/out/a.dat")"
 umount "$MNT"
 echo "after umount: $(findmnt -n -o FSTYPE "$MNT" || echo none)"
@@ -113,7 +114,7 @@ grep -c msg=unmounted "$LOG"
 	if err != nil {
 		t.Fatalf("mount -t fuse.rescalefs ... umount: %v:\n%s\nlog:\n%s", err, out, log)
 	}
-	for _, want := range []string{"type: fuse.rescalefs\n", "allow_other", "size: 4321\n", "after umount: none\n", "\n1\n"} {
+	for _, want := range []string{"type: fuse.rescalefs\n", "allow_other", "nosuid,nodev", "size: 4321\n", "after umount: none\n", "\n1\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s\nlog:\n%s", want, out, log)
 		}
