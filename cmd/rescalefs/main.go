@@ -80,6 +80,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  rescalefs %-26s %s\n", c.usage, c.summary)
 	}
+	fmt.Fprintf(w, "  rescalefs %-26s %s\n", "PROFILE MOUNTPOINT -o OPTS", "the same as mount, as mount -t fuse.rescalefs and /etc/fstab run it")
 	fmt.Fprintln(w, "\nRun 'rescalefs COMMAND --help' for a command's flags.")
 }
 
