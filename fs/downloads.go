@@ -14,20 +14,26 @@ import (
 // downloads tracks the files open for reading, for .rescalefs/status: bytes served and the furthest
 // offset read, per open file.
 type downloads struct {
-	mu   sync.Mutex // guards open and next
+	mu   sync.Mutex // guards open, live and next
 	open map[uint64]*trackedReader
+	live map[*liveHandle]struct{} // open handles of running jobs' live files
 	next uint64
 }
 
 // DownloadStatus is one file open for reading, as .rescalefs/status shows it.
 type DownloadStatus struct {
-	FileID  string    `json:"fileId"`
-	Name    string    `json:"name"`
-	Size    int64     `json:"size"`
-	Read    int64     `json:"bytesRead"` // bytes the platform or the cache served to this open file
-	Offset  int64     `json:"offset"`    // the furthest byte read: progress of a sequential copy
-	Opened  time.Time `json:"opened"`
-	Handles int       `json:"handles"` // open handles of this file
+	FileID string    `json:"fileId"`
+	Name   string    `json:"name"`
+	Size   int64     `json:"size"`
+	Read   int64     `json:"bytesRead"` // bytes the platform or the cache served to this open file
+	Offset int64     `json:"offset"`    // the furthest byte read: progress of a sequential copy
+	Opened time.Time `json:"opened"`
+	// LastRead is when a read last returned bytes (zero: none yet): a copy in progress reads every
+	// moment; a file left open (tail -f at the end, an idle viewer) does not.
+	LastRead time.Time `json:"lastRead,omitzero"`
+	Handles  int       `json:"handles"` // open handles of this file
+	// Live: a running job's live file (tail -f of process_output.log): it has no end to wait for.
+	Live bool `json:"live,omitempty"`
 }
 
 // trackedReader counts what one open file read.
@@ -39,13 +45,15 @@ type trackedReader struct {
 	opened time.Time
 	read   atomic.Int64
 	offset atomic.Int64
+	last   atomic.Int64 // unix nanoseconds of the last read that returned bytes
+	now    func() time.Time
 	once   sync.Once
 }
 
 // track wraps newReader so every open file is listed until closed.
 func (d *downloads) track(now func() time.Time, newReader func(*remote.File) fileReader) func(*remote.File) fileReader {
 	return func(f *remote.File) fileReader {
-		r := &trackedReader{fileReader: newReader(f), d: d, file: f, opened: now()}
+		r := &trackedReader{fileReader: newReader(f), d: d, file: f, opened: now(), now: now}
 		d.mu.Lock()
 		if d.open == nil {
 			d.open = map[uint64]*trackedReader{}
@@ -62,6 +70,7 @@ func (r *trackedReader) ReadAt(ctx context.Context, p []byte, off int64) (int, e
 	n, err := r.fileReader.ReadAt(ctx, p, off)
 	if n > 0 {
 		r.read.Add(int64(n))
+		r.last.Store(r.now().UnixNano())
 		end := off + int64(n)
 		for {
 			cur := r.offset.Load()
@@ -98,6 +107,30 @@ func (d *downloads) list() []DownloadStatus {
 		if r.opened.Before(s.Opened) {
 			s.Opened = r.opened
 		}
+		if l := r.last.Load(); l != 0 && time.Unix(0, l).After(s.LastRead) {
+			s.LastRead = time.Unix(0, l)
+		}
+	}
+	for h := range d.live {
+		if h.switched.Load() {
+			continue // its reader of the uploaded output is listed above
+		}
+		key := "live:" + h.lf.jobID + "/" + h.lf.runID + "/" + h.lf.path
+		s := byID[key]
+		if s == nil {
+			s = &DownloadStatus{FileID: key, Name: h.lf.path, Opened: h.opened, Live: true}
+			byID[key] = s
+		}
+		s.Handles++
+		s.Read += h.read.Load()
+		s.Size = max(s.Size, h.lf.lastSize())
+		s.Offset = max(s.Offset, h.offset.Load())
+		if h.opened.Before(s.Opened) {
+			s.Opened = h.opened
+		}
+		if l := h.last.Load(); l != 0 && time.Unix(0, l).After(s.LastRead) {
+			s.LastRead = time.Unix(0, l)
+		}
 	}
 	d.mu.Unlock()
 	out := make([]DownloadStatus, 0, len(byID))
@@ -111,6 +144,38 @@ func (d *downloads) list() []DownloadStatus {
 		return strings.Compare(a.FileID, b.FileID)
 	})
 	return out
+}
+
+// trackLive lists an open live file until untrackLive.
+func (d *downloads) trackLive(h *liveHandle) {
+	d.mu.Lock()
+	if d.live == nil {
+		d.live = map[*liveHandle]struct{}{}
+	}
+	d.live[h] = struct{}{}
+	d.mu.Unlock()
+}
+
+func (d *downloads) untrackLive(h *liveHandle) {
+	d.mu.Lock()
+	delete(d.live, h)
+	d.mu.Unlock()
+}
+
+// served books n bytes read at off by a live handle, for .rescalefs/status.
+func (h *liveHandle) served(now time.Time, off int64, n int) {
+	if n <= 0 {
+		return
+	}
+	h.read.Add(int64(n))
+	h.last.Store(now.UnixNano())
+	end := off + int64(n)
+	for {
+		cur := h.offset.Load()
+		if end <= cur || h.offset.CompareAndSwap(cur, end) {
+			return
+		}
+	}
 }
 
 // ioState is the mount's upload and download bookkeeping (fsys.io).

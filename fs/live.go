@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -295,6 +296,13 @@ func (lf *liveFile) release() {
 	lf.mu.Unlock()
 }
 
+// lastSize is the length of the last tail.
+func (lf *liveFile) lastSize() int64 {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.size
+}
+
 func (lf *liveFile) isOpen() bool {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
@@ -351,7 +359,9 @@ func (n *liveNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 	}
 	n.f.stats.opens.Add(1)
 	n.lf.open()
-	return &liveHandle{f: n.f, lf: n.lf}, fuse.FOPEN_DIRECT_IO, 0
+	h := &liveHandle{f: n.f, lf: n.lf, opened: n.f.now()}
+	n.f.io.dl.trackLive(h)
+	return h, fuse.FOPEN_DIRECT_IO, 0
 }
 
 func (n *liveNode) Access(_ context.Context, mask uint32) syscall.Errno { return fileAccess(mask) }
@@ -377,6 +387,12 @@ type liveHandle struct {
 	r  fileReader // reads the uploaded output once the file has switched to it; nil before
 
 	closeOnce sync.Once
+
+	// What it served, for .rescalefs/status (downloads.go).
+	opened             time.Time
+	read, offset, last atomic.Int64
+	// switched: r exists; the open file is listed through r's tracking from then on, not as live.
+	switched atomic.Bool
 }
 
 func (h *liveHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -397,6 +413,7 @@ func (h *liveHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 	n := copy(dest, data[off:])
 	h.f.stats.bytesRead.Add(int64(n))
+	h.served(h.f.now(), off, n)
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
@@ -408,6 +425,7 @@ func (h *liveHandle) readFinal(ctx context.Context, final *remote.File, dest []b
 	h.mu.Lock()
 	if h.r == nil {
 		h.r = h.f.newReader(final)
+		h.switched.Store(true)
 	}
 	r := h.r
 	h.mu.Unlock()
@@ -417,6 +435,7 @@ func (h *liveHandle) readFinal(ctx context.Context, final *remote.File, dest []b
 		return nil, h.f.errno("read "+final.ID, err)
 	}
 	h.f.stats.bytesRead.Add(int64(n))
+	h.served(h.f.now(), off, n)
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
@@ -424,6 +443,7 @@ func (h *liveHandle) Flush(context.Context) syscall.Errno { return 0 }
 
 func (h *liveHandle) Release(context.Context) syscall.Errno {
 	h.closeOnce.Do(func() {
+		h.f.io.dl.untrackLive(h)
 		h.lf.release()
 		h.mu.Lock()
 		if h.r != nil {

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"syscall"
 	"time"
 
@@ -30,7 +31,8 @@ type Status struct {
 	Transfers TransferStatus   `json:"transfers"`
 	Cache     *cache.Stats     `json:"cache,omitempty"`
 	Uploads   []upload.Status  `json:"uploads"`         // pending, damaged and recently published uploads
-	Downloads []DownloadStatus `json:"downloads"`       // files open for reading
+	Settling  []string         `json:"settling"`        // files of uploads/ being written or settling: not queued yet
+	Downloads []DownloadStatus `json:"downloads"`       // files open for reading, live files of running jobs included
 	Extra     any              `json:"extra,omitempty"` // Options.StatusExtra
 }
 
@@ -61,8 +63,10 @@ func (f *fsys) status() Status {
 		s.Cache = &st
 	}
 	s.Uploads = []upload.Status{}
+	s.Settling = []string{}
 	if f.io.up != nil {
 		s.Uploads = f.io.up.eng.Snapshot()
+		s.Settling = f.io.up.settling()
 	}
 	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {
@@ -70,6 +74,9 @@ func (f *fsys) status() Status {
 	}
 	return s
 }
+
+// Status is what .rescalefs/status says now (for the --metrics collector, which reads it per scrape).
+func (m *Mounted) Status() Status { return m.fsys.status() }
 
 func (f *fsys) statusJSON() []byte {
 	b, err := json.MarshalIndent(f.status(), "", "  ")
@@ -107,4 +114,25 @@ func (h *bytesHandle) Read(_ context.Context, dest []byte, off int64) (fuse.Read
 	}
 	end := min(off+int64(len(dest)), int64(len(h.data)))
 	return fuse.ReadResultData(h.data[off:end]), 0
+}
+
+// settling names the files of uploads/ that will be queued without anyone doing anything more: written
+// or settling, not a temporary name, not a recovered half-write (those wait for a person).
+func (u *uploads) settling() []string {
+	u.mu.Lock()
+	files := make([]*uploadFile, 0, len(u.files))
+	for n := range u.files {
+		files = append(files, n)
+	}
+	u.mu.Unlock()
+	out := []string{}
+	for _, n := range files {
+		n.mu.RLock()
+		if n.dirty && !n.gone && n.recovered == "" && n.enqErr == "" && !hiddenTemp(n.name) {
+			out = append(out, n.name)
+		}
+		n.mu.RUnlock()
+	}
+	slices.Sort(out)
+	return out
 }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -20,6 +22,8 @@ type credentials struct {
 	Key       string
 	URL       string
 	KeySource string // "flag", "environment" or "config file", for messages and the flag warning
+	// Warnings are about the config file: unknown keys (by name, never value), a key readable by others.
+	Warnings []string
 }
 
 func (c credentials) String() string { return fmt.Sprintf("{url %s, key from %s}", c.URL, c.KeySource) }
@@ -40,6 +44,7 @@ func resolveCredentials(in credentialInputs) (credentials, error) {
 		profile = "default"
 	}
 	var fileKey, fileURL string
+	var warnings []string
 	if in.ConfigPath != "" {
 		sections, err := readINI(in.ConfigPath)
 		switch {
@@ -55,6 +60,7 @@ func resolveCredentials(in credentialInputs) (credentials, error) {
 				return credentials{}, fmt.Errorf("no profile [%s] in %s", in.Profile, in.ConfigPath)
 			}
 			fileKey, fileURL = sec["apikey"], sec["apibaseurl"]
+			warnings = unknownConfigKeys(in.ConfigPath, profile, sec)
 		}
 	}
 	envKey, envURL := in.Getenv("RESCALE_API_KEY"), in.Getenv("RESCALE_API_URL")
@@ -74,6 +80,12 @@ func resolveCredentials(in credentialInputs) (credentials, error) {
 			c.URL = strings.TrimSpace(s.url)
 		}
 	}
+	if c.KeySource == "config file" {
+		if w := exposedConfig(in.ConfigPath); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	c.Warnings = warnings
 	if c.Key == "" {
 		return credentials{}, errors.New("no API key: pass --api-key, set RESCALE_API_KEY, or add apikey to ~/.config/rescale/apiconfig")
 	}
@@ -86,6 +98,36 @@ func resolveCredentials(in credentialInputs) (credentials, error) {
 	}
 	c.URL = u
 	return c, nil
+}
+
+// configKeys are the keys of an apiconfig profile that Rescale's tools read.
+var configKeys = map[string]bool{"apikey": true, "apibaseurl": true}
+
+// unknownConfigKeys warns about keys of the profile nothing reads, by name only (a value may be a key):
+// an `apiurl =` line is otherwise silently ignored and the mount goes to the default platform.
+func unknownConfigKeys(path, profile string, sec map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(sec)) {
+		if configKeys[k] {
+			continue
+		}
+		hint := ""
+		if strings.Contains(k, "url") || strings.Contains(k, "host") {
+			hint = " (the platform URL's key is apibaseurl)"
+		}
+		out = append(out, fmt.Sprintf("%s: [%s] has an unknown key %q, ignored%s", path, profile, k, hint))
+	}
+	return out
+}
+
+// exposedConfig warns, as ssh does for private keys, when the file the key came from can be read by
+// other users.
+func exposedConfig(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds your API key and is readable by others (mode %04o): chmod 600 %s", path, fi.Mode().Perm(), path)
 }
 
 // checkAPIURL accepts https anywhere and plain http only on loopback (the emulator), so the key is never

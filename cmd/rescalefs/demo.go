@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -27,6 +27,11 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fl := pflag.NewFlagSet("demo", pflag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	addServeFlags(fl, &c)
+	// The demo never touches the user's cache: without --cache-dir it uses a private temporary folder.
+	if cd := fl.Lookup("cache-dir"); cd != nil {
+		cd.DefValue = ""
+		cd.Usage = "block cache and staging directory (default: a private temporary folder, removed at exit)"
+	}
 	fl.Var(newSizeValue(256<<20, &largeSize), "large-size", "size of the sample job's large result file")
 	fl.DurationVar(&latency, "latency", 0, "emulated latency per request, e.g. 20ms")
 	fl.Var(newSizeValue(0, &bandwidth), "bandwidth", "emulated bandwidth per connection, e.g. 25MiB (0: unlimited)")
@@ -43,6 +48,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := checkServeFlags(c); err != nil {
 		fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
+		return exitUsage
+	}
+	if latency < 0 || largeSize <= 0 {
+		fmt.Fprintln(stderr, "rescalefs demo: --latency must not be negative and --large-size must be positive")
 		return exitUsage
 	}
 	mountpoint := "rescale-demo"
@@ -102,39 +111,26 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	defer srv.Close()
 
 	creds := credentials{Key: emu.APIKey(), URL: "http://" + ln.Addr().String(), KeySource: "demo"}
+	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key})
+	if err != nil {
+		return err
+	}
+	facts, err := findDemoFacts(context.Background(), client)
+	if err != nil {
+		return err
+	}
 	c.poll = min(c.poll, 5*time.Second) // jobs complete while you watch: notice quickly
 	ready := func(err error) {
-		if err == nil {
-			printDemoTips(stdout, abs, creds.URL)
+		if err != nil {
+			return
 		}
+		if err := waitTourPaths(abs, facts); err != nil {
+			fmt.Fprintf(stderr, "rescalefs demo: %v\n", err)
+		}
+		printDemoTour(stdout, abs, creds.URL, facts)
 	}
 	return serveMount(context.Background(), c, creds, abs, stderr, ready)
 }
 
 // demoRunning is how long the demo's running jobs take, so a few finish while the user explores.
 var demoRunning = []time.Duration{2 * time.Minute, 5 * time.Minute}
-
-func printDemoTips(w io.Writer, mountpoint, url string) {
-	m := mountpoint
-	if wd, err := os.Getwd(); err == nil {
-		if r, err := filepath.Rel(wd, mountpoint); err == nil && len(r) < len(mountpoint) {
-			m = r
-		}
-	}
-	fmt.Fprintf(w, "\nThe emulated Rescale platform (%s) is mounted at %s. Try, in another terminal:\n\n", url, m)
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	for _, tip := range [][2]string{
-		{"ls -l " + m + "/jobs", "every job, as a folder"},
-		{"ls " + m + "/by-name", "the same jobs by name"},
-		{"du -sh " + m + "/jobs/*", "their output sizes"},
-		{"cp -r " + m + "/jobs/<id> /tmp/", "copy a job's outputs (parallel ranged reads)"},
-		{"ls " + m + "/jobs/<id>/@.log", "lookup-only filter: files whose name contains .log"},
-		{"watch ls -lt " + m + "/completed", "running jobs appear here as they complete"},
-		{"getfattr -d " + m + "/jobs/<id>", "status, name and owner as extended attributes"},
-		{"cat " + m + "/.rescalefs/status", "cache and transfer counters"},
-	} {
-		fmt.Fprintf(tw, "  %s\t# %s\n", tip[0], tip[1])
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "\nPress Ctrl-C to unmount and stop.")
-}

@@ -210,6 +210,7 @@ func TestDemo(t *testing.T) {
 	}
 	ready := make(chan struct{})
 	scanned := make(chan struct{})
+	var tour []string // the tour's commands, as printed
 	go func() {
 		defer close(scanned)
 		sc := bufio.NewScanner(stdout)
@@ -217,6 +218,9 @@ func TestDemo(t *testing.T) {
 			if strings.Contains(sc.Text(), "Press Ctrl-C") {
 				close(ready)
 				break
+			}
+			if cmd, _, ok := strings.Cut(sc.Text(), " # "); ok && strings.HasPrefix(cmd, "  ") {
+				tour = append(tour, strings.TrimSpace(cmd))
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout) // read to EOF before Wait closes the pipe
@@ -227,6 +231,7 @@ func TestDemo(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("demo not ready in 60s: %s", stderr.String())
 	}
+	checkTour(t, dir, tour)
 	completed, err := os.ReadDir(filepath.Join(dir, "completed"))
 	if err != nil || len(completed) == 0 {
 		t.Fatalf("completed/: %v, %d entries", err, len(completed))
@@ -352,6 +357,64 @@ func TestAutoDownloadFlags(t *testing.T) {
 		code, _, stderr := runCmd(t, env, tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.wantErr) {
 			t.Errorf("%v: code %d, stderr %q; want %d and %q", tc.args, code, stderr, exitUsage, tc.wantErr)
+		}
+	}
+}
+
+// checkTour: the demo's tour names real things. Every path it prints under the mount exists (a running
+// job's log may wait for its run to start: its folder exists), and the lines that read something read
+// what they promise.
+func checkTour(t *testing.T, mnt string, tour []string) {
+	t.Helper()
+	if len(tour) < 10 {
+		t.Fatalf("the tour has %d lines: %q", len(tour), tour)
+	}
+	var paths int
+	for _, line := range tour {
+		if strings.Contains(line, "<") {
+			t.Errorf("tour line with a placeholder: %q", line)
+		}
+		for _, w := range strings.Fields(line) {
+			if !strings.HasPrefix(w, mnt+"/") {
+				continue
+			}
+			paths++
+			p := w
+			if strings.HasPrefix(line, "tail -F") {
+				p = filepath.Dir(w)
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("tour line %q: %v", line, err)
+			}
+		}
+	}
+	if paths < 10 {
+		t.Errorf("the tour names %d paths in the mount: %q", paths, tour)
+	}
+	for _, want := range []struct{ prefix, output string }{
+		{"find ", "/@"},       // the @ filter matches some files
+		{"tail -3 ", "FATAL"}, // the failed job's log says why
+		{"ls -l " + mnt + "/files", ".msh"},
+	} {
+		var line string
+		for _, l := range tour {
+			if strings.HasPrefix(l, want.prefix) {
+				line = l
+				break
+			}
+		}
+		if line == "" {
+			t.Errorf("no tour line starts with %q", want.prefix)
+			continue
+		}
+		out, err := exec.Command("bash", "-c", line).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want.output) {
+			t.Errorf("%s: %v, output %q lacks %q", line, err, out, want.output)
+		}
+	}
+	for _, section := range []string{"/completed", "/failed/", "/files", "/uploads/", "status --watch", "/by-name", "cp -r "} {
+		if !strings.Contains(strings.Join(tour, "\n"), section) {
+			t.Errorf("the tour never mentions %q", section)
 		}
 	}
 }

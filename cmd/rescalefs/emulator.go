@@ -78,6 +78,10 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	if *latency < 0 || *jobDuration < 0 {
+		fmt.Fprintln(stderr, "rescalefs emulator: --latency and --job-duration must not be negative")
+		return exitUsage
+	}
 	lc := emulator.DefaultLifecycle()
 	if *jobDuration > 0 {
 		lc.Executing = *jobDuration

@@ -20,8 +20,13 @@ const (
 	exitUsage   = 2 // the command line is wrong: unknown command or flag, missing argument
 )
 
-// version is set at link time (-ldflags "-X main.version=v1.2.3"); otherwise the module or VCS version.
-var version = ""
+// version and revision are set at link time for releases:
+//
+//	go build -ldflags "-X main.version=v1.2.3 -X main.revision=$(git rev-parse HEAD)" ./cmd/rescalefs
+//
+// Otherwise both come from the build info: the module version (v1.2.3 for `go install ...@v1.2.3`,
+// "(devel)" for a build in a checkout) and the VCS revision Go stamps into a build in a git checkout.
+var version, revision = "", ""
 
 type command struct {
 	name    string
@@ -41,6 +46,7 @@ func init() {
 		command{"demo", "demo [MOUNTPOINT]", "mount a built-in emulated platform with sample jobs (no account needed)", runDemo},
 		command{"emulator", "emulator [flags]", "serve the emulated Rescale platform on loopback, for tests and trials", runEmulator},
 		command{"version", "version", "print the version", runVersion},
+		command{"completion", "completion bash|zsh|fish", "print a shell completion script", runCompletion},
 	)
 }
 
@@ -61,6 +67,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
+	if isMountHelperCall(args) {
+		return runMountHelper(args, stdout, stderr)
+	}
 	fmt.Fprintf(stderr, "rescalefs: unknown command %q (see rescalefs --help)\n", args[0])
 	return exitUsage
 }
@@ -71,6 +80,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  rescalefs %-26s %s\n", c.usage, c.summary)
 	}
+	fmt.Fprintf(w, "  rescalefs %-26s %s\n", "PROFILE MOUNTPOINT -o OPTS", "the same as mount, as mount -t fuse.rescalefs and /etc/fstab run it")
 	fmt.Fprintln(w, "\nRun 'rescalefs COMMAND --help' for a command's flags.")
 }
 
@@ -88,27 +98,45 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 }
 
 func versionString() string {
-	if version != "" {
-		return version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	v := info.Main.Version
-	var rev, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "-dirty"
+	info, _ := debug.ReadBuildInfo()
+	return formatVersion(version, revision, info)
+}
+
+// formatVersion is "VERSION (revision REV[, modified], GOVERSION)": the link-time values win over the
+// build info. Without a revision it says why one may be missing rather than printing a bare "(devel)".
+func formatVersion(linkVersion, linkRevision string, info *debug.BuildInfo) string {
+	v, rev, goVersion, modified := linkVersion, linkRevision, "", false
+	if info != nil {
+		goVersion = info.GoVersion
+		if v == "" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch {
+			case s.Key == "vcs.revision" && rev == "":
+				rev = s.Value
+			case s.Key == "vcs.modified" && linkRevision == "":
+				modified = s.Value == "true"
 			}
 		}
 	}
-	if rev != "" && (v == "" || v == "(devel)") {
-		v = "devel-" + rev[:min(12, len(rev))] + modified
+	if v == "" {
+		v = "(devel)"
 	}
-	return strings.TrimSpace(v + " " + info.GoVersion)
+	var parts []string
+	switch {
+	case rev != "" && modified:
+		parts = append(parts, "revision "+rev+", modified")
+	case rev != "":
+		parts = append(parts, "revision "+rev)
+	case v == "(devel)":
+		parts = append(parts, "no VCS revision: built outside a git clone, from a linked worktree or with -buildvcs=false")
+	}
+	if goVersion != "" {
+		parts = append(parts, goVersion)
+	}
+	if len(parts) == 0 {
+		return v
+	}
+	return v + " (" + strings.Join(parts, ", ") + ")"
 }

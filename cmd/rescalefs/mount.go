@@ -42,6 +42,7 @@ const authCheckTimeout = 30 * time.Second
 // mountConfig is everything `mount` and `demo` take from flags.
 type mountConfig struct {
 	apiKey, apiURL, profile string
+	configPath              string // the apiconfig file
 	foreground              bool
 	options                 []string
 	cacheDir                string
@@ -56,6 +57,7 @@ type mountConfig struct {
 	uploadParallel          int
 	uploadSettle            time.Duration
 	directReads             bool
+	metricsAddr             string // --metrics: loopback address of the Prometheus endpoint; "" = off
 }
 
 // addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
@@ -77,21 +79,30 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	_ = fl.MarkHidden("upload-settle")
 	// Off by default until measured faster: against the emulator on 2 cores, direct reads ran at about
 	// half the speed of /contents/ (rescalefs-bench rows "direct storage" vs "/contents/").
+	fl.StringVar(&c.metricsAddr, "metrics", "", "serve Prometheus metrics at http://ADDR/metrics, ADDR a loopback address such as 127.0.0.1:9464 (off by default)")
 	fl.BoolVar(&c.directReads, "direct-reads", false, "read files straight from storage (S3), outside the API's request limit, falling back to /contents/")
 }
 
-func runMount(args []string, stdout, stderr io.Writer) int {
-	var c mountConfig
+// newMountFlags is the flag set of `mount`; the mount.fuse3 helper mode reads it too, to tell rescalefs
+// options from FUSE ones.
+func newMountFlags(c *mountConfig) *pflag.FlagSet {
 	fl := pflag.NewFlagSet("mount", pflag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	fl.StringVar(&c.apiKey, "api-key", "", "Rescale API key (prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig: flags show in ps)")
 	fl.StringVar(&c.apiURL, "api-url", "", "platform URL, e.g. https://eu.rescale.com (default "+defaultAPIURL+")")
 	fl.StringVar(&c.profile, "profile", "", "profile section of ~/.config/rescale/apiconfig")
+	fl.StringVar(&c.configPath, "config", defaultConfigPath(), "the apiconfig file of profiles (for system mounts: /etc/fstab's config=...)")
 	fl.BoolVarP(&c.foreground, "foreground", "f", false, "stay attached until unmounted (for systemd)")
 	fl.StringVar(&c.logFile, "log-file", defaultLogFile(), "where a background mount logs")
 	fl.StringVar(&c.autoDownload, "auto-download", "", "copy the outputs of jobs as they complete into DIR/<jobId>/ (and, at start, of jobs completed within --max-job-age)")
 	fl.StringVar(&c.autoQuery, "auto-query", "", "with --auto-download: only files whose name contains TEXT")
-	addServeFlags(fl, &c)
+	addServeFlags(fl, c)
+	return fl
+}
+
+func runMount(args []string, stdout, stderr io.Writer) int {
+	var c mountConfig
+	fl := newMountFlags(&c)
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs mount [flags] MOUNTPOINT\n\nMounts the Rescale platform at MOUNTPOINT (an existing empty folder) and returns once it is ready.\n\nFlags:")
 		fmt.Fprint(w, fl.FlagUsages())
@@ -108,9 +119,12 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	creds, err := resolveCredentials(credentialInputs{FlagKey: c.apiKey, FlagURL: c.apiURL, Profile: c.profile,
-		Getenv: os.Getenv, ConfigPath: defaultConfigPath()})
+		Getenv: os.Getenv, ConfigPath: c.configPath})
 	if err != nil {
 		return fail(err)
+	}
+	for _, w := range creds.Warnings {
+		fmt.Fprintf(stderr, "rescalefs mount: warning: %s\n", w)
 	}
 	if creds.KeySource == "flag" {
 		fmt.Fprintln(stderr, "rescalefs mount: warning: --api-key is visible to other users in the process list; prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig")
@@ -138,6 +152,20 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 // checkServeFlags refuses values of the serving flags (shared by mount and demo) that cannot work, before
 // anything is started.
 func checkServeFlags(c mountConfig) error {
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		return err
+	}
+	if c.poll <= 0 {
+		return fmt.Errorf("--poll %s: want a positive duration such as 30s", c.poll)
+	}
+	if c.metricsAddr != "" {
+		if err := checkMetricsAddr(c.metricsAddr); err != nil {
+			return err
+		}
+	}
+	if c.maxJobAgeDays < 0 {
+		return fmt.Errorf("--max-job-age %d: want 0 (all) or a number of days", c.maxJobAgeDays)
+	}
 	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
 		return fmt.Errorf("--block-size %s is outside 4MiB to 16MiB", units.Exact(c.blockSize))
 	}
@@ -178,11 +206,14 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger})
+	hc := remote.NewHTTPClient()
+	obs := newPlatformObserver(hc.Transport, creds.URL)
+	hc.Transport = obs
+	client, err := remote.New(remote.Options{BaseURL: creds.URL, APIKey: creds.Key, Logger: logger, HTTPClient: hc})
 	if err != nil {
 		return err
 	}
-	if err := checkKey(ctx, client, creds.URL); err != nil {
+	if err := checkKey(ctx, client, creds.URL, logw); err != nil {
 		return err
 	}
 	accountDir, unlock, err := lockAccountDir(c.cacheDir, creds)
@@ -223,6 +254,13 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	// The upload engine resumes what the journal holds once started, which is after the mount: its
 	// OnDone needs the mount.
 	var mounted atomic.Pointer[rfs.Mounted]
+	if c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, cache: blocks, mounted: &mounted}, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,
 		OnDone: func(st upload.Status, f remote.File) {
@@ -242,13 +280,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if direct != nil {
 		opts.FileSeen = direct.Register
 	}
-	if dl != nil {
-		opts.StatusExtra = func() any {
-			return struct {
-				AutoDownload download.Status `json:"autoDownload"`
-			}{dl.Snapshot()}
-		}
-	}
+	opts.StatusExtra = func() any { return statusExtra(obs, creds.URL, dl) }
 	m, err := rfs.Mount(mountpoint, opts)
 	if err != nil {
 		engine.Close()
@@ -347,11 +379,20 @@ func splitMemory(memory int64, parallel int) (memoryBudget, error) {
 	return memoryBudget{tier: memory - inflight, request: requestSize}, nil
 }
 
-// checkKey validates the key before anything is mounted, with one clear line per failure class.
-func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
+// stillWaitingAfter is how long the key check waits in silence: a URL that accepts connections but does
+// not answer then gets a line saying what is being waited for, instead of authCheckTimeout of nothing.
+var stillWaitingAfter = 3 * time.Second
+
+// checkKey validates the key before anything is mounted, with one clear line per failure class. While
+// the platform keeps it waiting it says so on progress, once.
+func checkKey(ctx context.Context, client *remote.Client, apiURL string, progress io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, authCheckTimeout)
 	defer cancel()
+	slow := time.AfterFunc(stillWaitingAfter, func() {
+		fmt.Fprintf(progress, "rescalefs: still waiting for %s to answer (giving up after %s)...\n", apiURL, authCheckTimeout)
+	})
 	err := client.CheckAuth(ctx)
+	slow.Stop()
 	switch {
 	case err == nil:
 		return nil
@@ -362,7 +403,8 @@ func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s did not answer within %s", apiURL, authCheckTimeout)
 	default:
-		return fmt.Errorf("cannot reach %s: %w", apiURL, err)
+		// CheckAuth's errors start with the URL already; say it once.
+		return fmt.Errorf("cannot reach %s: %s", apiURL, strings.TrimPrefix(err.Error(), apiURL+": "))
 	}
 }
 
@@ -428,7 +470,12 @@ func startBackground(fl *pflag.FlagSet, creds credentials, mountpoint, logFile s
 		return fail(err)
 	}
 	pw.Close()
+	// The child's own still-waiting line goes to its log; the person at this terminal hears it here.
+	slow := time.AfterFunc(stillWaitingAfter, func() {
+		fmt.Fprintf(stderr, "rescalefs mount: still waiting for %s to answer (giving up after %s)...\n", creds.URL, authCheckTimeout)
+	})
 	line, _ := bufio.NewReader(pr).ReadString('\n')
+	slow.Stop()
 	line = strings.TrimSpace(line)
 	switch {
 	case line == "ready":
@@ -451,7 +498,7 @@ func childArgs(fl *pflag.FlagSet, mountpoint string) []string {
 	args := []string{"mount", "--foreground"}
 	fl.Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "api-key", "api-url", "profile", "foreground", "help":
+		case "api-key", "api-url", "profile", "config", "foreground", "help":
 			return
 		}
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
@@ -489,11 +536,19 @@ func readyReporter() func(error) {
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(oneLineHandler{slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})}), nil
+}
+
+func parseLogLevel(level string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return l, nil
 }
 
 func openLogFile(path string) (*os.File, error) {

@@ -28,7 +28,7 @@ import (
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fl := pflag.NewFlagSet("status", pflag.ContinueOnError)
 	fl.SetOutput(io.Discard)
-	watch := fl.BoolP("watch", "w", false, "refresh until no upload is pending and no file is open")
+	watch := fl.BoolP("watch", "w", false, "refresh until nothing is settling, uploading or being read through")
 	interval := fl.Duration("interval", time.Second, "time between refreshes with --watch")
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs status [flags] [MOUNTPOINT]\n\nShows the uploads, open files, automatic downloads and cache of a rescalefs mount (default: the only one mounted).\n\nFlags:")
@@ -89,6 +89,22 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 type mountState struct {
 	rfs.Status
 	AutoDownload *download.Status
+	Platform     *platformStatus
+}
+
+// statusExtra is what the mount adds to its status file under "extra": the automatic downloads, when
+// on, and the platform's reachability as the API client's transport saw it.
+func statusExtra(obs *platformObserver, apiURL string, dl *download.Downloader) any {
+	var x struct {
+		AutoDownload *download.Status `json:"autoDownload,omitempty"`
+		Platform     platformStatus   `json:"platform"`
+	}
+	if dl != nil {
+		snap := dl.Snapshot()
+		x.AutoDownload = &snap
+	}
+	x.Platform = obs.status(apiURL)
+	return x
 }
 
 func readMountStatus(path string) (mountState, error) {
@@ -100,6 +116,7 @@ func readMountStatus(path string) (mountState, error) {
 	var extra struct {
 		Extra struct {
 			AutoDownload *download.Status `json:"autoDownload"`
+			Platform     *platformStatus  `json:"platform"`
 		} `json:"extra"`
 	}
 	if err := json.Unmarshal(b, &st.Status); err != nil {
@@ -108,7 +125,7 @@ func readMountStatus(path string) (mountState, error) {
 	if err := json.Unmarshal(b, &extra); err != nil {
 		return st, fmt.Errorf("%s: %w", path, err)
 	}
-	st.AutoDownload = extra.Extra.AutoDownload
+	st.AutoDownload, st.Platform = extra.Extra.AutoDownload, extra.Extra.Platform
 	return st, nil
 }
 
@@ -182,14 +199,88 @@ func pendingUploads(st mountState) []upload.Status {
 	return out
 }
 
-// settled: nothing left to watch (damaged uploads wait for a person, not for time).
+// activeWindow is how recently an open file must have been read for --watch to wait for it: a copy in
+// progress reads continually; a file left open (a viewer, tail -f at its end) does not hold --watch.
+const activeWindow = 5 * time.Second
+
+// settled: nothing left to watch. --watch waits while a file of uploads/ is being written or settling,
+// while an upload is queued, sending or about to retry, while an automatic download runs, and while a
+// file is being read through to its end. Failed and damaged uploads wait for a person, not for time;
+// running jobs' live files have no end.
 func settled(st mountState) bool {
+	return len(busy(st)) == 0
+}
+
+// busy says what keeps --watch waiting, one short phrase each.
+func busy(st mountState) []string {
+	var out []string
+	if n := len(st.Settling); n > 0 {
+		out = append(out, fmt.Sprintf("%d settling", n))
+	}
+	var sending int
 	for _, u := range st.Uploads {
-		if u.State != upload.StateDone && u.State != upload.StateDamaged {
-			return false
+		switch u.State {
+		case upload.StateQueued, upload.StateUploading, upload.StateRetrying:
+			sending++
 		}
 	}
-	return len(st.Downloads) == 0 && len(activeAutoDownloads(st)) == 0
+	if sending > 0 {
+		out = append(out, fmt.Sprintf("%d uploading", sending))
+	}
+	if n := len(activeReads(st)); n > 0 {
+		out = append(out, fmt.Sprintf("%d reading", n))
+	}
+	if n := len(activeAutoDownloads(st)); n > 0 {
+		out = append(out, fmt.Sprintf("%d auto-downloading", n))
+	}
+	return out
+}
+
+// activeReads are the open files being read through: not live, not yet read to their end, and read
+// (or opened) within activeWindow of the status's time.
+func activeReads(st mountState) []rfs.DownloadStatus {
+	var out []rfs.DownloadStatus
+	for _, d := range st.Downloads {
+		last := d.LastRead
+		if last.IsZero() {
+			last = d.Opened
+		}
+		if !d.Live && d.Offset < d.Size && st.Time.Sub(last) < activeWindow {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// platformLine says when the platform last answered, as of the status's time.
+func platformLine(st mountState) string {
+	p := st.Platform
+	if p == nil {
+		return ""
+	}
+	s := "platform " + p.URL + ": "
+	switch {
+	case p.LastAnswered.IsZero():
+		s += "no answer yet"
+	default:
+		s += "last answered " + ago(st.Time.Sub(p.LastAnswered))
+	}
+	if !p.Up && p.LastError != "" {
+		s += "; last error: " + p.LastError
+	}
+	return s
+}
+
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds ago", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return d.Round(time.Minute).String() + " ago"
 }
 
 func pct(done, size int64) float64 {
@@ -222,12 +313,22 @@ func cacheLine(st mountState) string {
 // printStatus prints one snapshot as plain lines (bars=true draws the progress as text bars).
 func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 	pend := pendingUploads(st)
-	fmt.Fprintf(w, "%s: %d jobs, %d uploads pending, %d files open\n", mnt, st.Jobs, len(pend), len(st.Downloads))
+	fmt.Fprintf(w, "%s: %d jobs, %d uploads pending, %d settling, %d files open\n", mnt, st.Jobs, len(pend), len(st.Settling), len(st.Downloads))
+	if l := platformLine(st); l != "" {
+		fmt.Fprintln(w, l)
+	}
+	for _, name := range st.Settling {
+		fmt.Fprintf(w, "  settling %-32s queued once left unwritten\n", name)
+	}
 	for _, u := range st.Uploads {
 		fmt.Fprintf(w, "  upload   %-32s %s%s\n", u.Name, textBar(bars, u.Done, u.Size), uploadLine(u))
 	}
 	for _, d := range st.Downloads {
-		fmt.Fprintf(w, "  download %-32s %s%s / %s (%.0f%%)\n", d.Name, textBar(bars, d.Offset, d.Size),
+		if d.Live {
+			fmt.Fprintf(w, "  live     %-32s %s read (a running job's file)\n", d.Name, units.Human(d.Read))
+			continue
+		}
+		fmt.Fprintf(w, "  read     %-32s %s%s / %s (%.0f%%)\n", d.Name, textBar(bars, d.Offset, d.Size),
 			units.Human(d.Offset), units.Human(d.Size), pct(d.Offset, d.Size))
 	}
 	if ad := st.AutoDownload; ad != nil {
@@ -254,12 +355,17 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 	p := mpb.New(mpb.WithOutput(stdout), mpb.WithWidth(40), mpb.WithRefreshRate(interval/2))
 	bars := map[string]*mpb.Bar{}
 	// The decorators run on mpb's render goroutine while this loop updates their text.
-	var mu sync.Mutex           // guards info and header
+	var mu sync.Mutex           // guards info, header and footer
 	info := map[string]string{} // bar key -> the text after it
-	header := ""
+	header, footer := "", ""
 	setText := func(key, text string) { mu.Lock(); info[key] = text; mu.Unlock() }
-	head := p.New(0, mpb.NopStyle(), mpb.BarFillerClearOnComplete(),
-		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return header })))
+	textLine := func(text *string) *mpb.Bar {
+		return p.New(0, mpb.NopStyle(), mpb.BarFillerClearOnComplete(),
+			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string { mu.Lock(); defer mu.Unlock(); return *text })))
+	}
+	// The header says what --watch waits for and when the platform last answered; the cache goes last.
+	head := textLine(&header)
+	foot := textLine(&footer)
 	bar := func(key, name string, total int64) *mpb.Bar {
 		if b := bars[key]; b != nil {
 			return b
@@ -273,9 +379,24 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 	code := exitOK
 	for {
 		mu.Lock()
-		header = fmt.Sprintf("%s: %d jobs; %s", mnt, st.Jobs, cacheLine(st))
+		header = fmt.Sprintf("%s: %d jobs", mnt, st.Jobs)
+		if b := busy(st); len(b) > 0 {
+			header += "; waiting: " + strings.Join(b, ", ")
+		} else {
+			header += "; nothing left to wait for"
+		}
+		if l := platformLine(st); l != "" {
+			header += "; " + l
+		}
+		footer = cacheLine(st)
 		mu.Unlock()
 		seen := map[string]bool{}
+		for _, name := range st.Settling {
+			key := "settling:" + name
+			seen[key] = true
+			bar(key, name, 1)
+			setText(key, "settling: queued once left unwritten")
+		}
 		for _, u := range st.Uploads {
 			key := "upload:" + u.ID
 			seen[key] = true
@@ -287,8 +408,8 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 				b.SetTotal(max(u.Size, 1), true)
 			}
 		}
-		for _, d := range st.Downloads {
-			key := "download:" + d.FileID
+		for _, d := range activeReads(st) {
+			key := "read:" + d.FileID
 			seen[key] = true
 			b := bar(key, d.Name, max(d.Size, 1))
 			setText(key, fmt.Sprintf("%s / %s", units.Human(d.Offset), units.Human(d.Size)))
@@ -308,6 +429,11 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 			}
 		}
 		for key, b := range bars {
+			if !seen[key] && strings.HasPrefix(key, "settling:") {
+				b.Abort(true) // queued now: its upload row takes over
+				delete(bars, key)
+				continue
+			}
 			if !seen[key] && !b.Completed() {
 				b.SetTotal(-1, true) // closed or published: complete at its current value
 			}
@@ -329,6 +455,7 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 		}
 	}
 	head.SetTotal(-1, true)
+	foot.SetTotal(-1, true)
 	p.Wait()
 	return code
 }

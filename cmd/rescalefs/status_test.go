@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/download"
+	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 func TestParseRescalefsMounts(t *testing.T) {
@@ -30,6 +35,93 @@ func TestStatusUsage(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(append([]string{"status"}, c.args...), &out, &errb); code != c.code {
 			t.Errorf("status %q: exit %d, want %d (%s)", c.args, code, c.code, errb.String())
+		}
+	}
+}
+
+// TestBusy is --watch's rule without a mount: what keeps it waiting, and what does not.
+func TestBusy(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	st := func(mod func(*mountState)) mountState {
+		s := mountState{}
+		s.Time = now
+		mod(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		st   mountState
+		want string
+	}{
+		{"nothing", st(func(*mountState) {}), ""},
+		{"settling", st(func(s *mountState) { s.Settling = []string{"a.txt"} }), "1 settling"},
+		{"queued and sending", st(func(s *mountState) {
+			s.Uploads = []upload.Status{{State: upload.StateQueued}, {State: upload.StateUploading}, {State: upload.StateRetrying}}
+		}), "3 uploading"},
+		{"done, failed and damaged wait for no one", st(func(s *mountState) {
+			s.Uploads = []upload.Status{{State: upload.StateDone}, {State: upload.StateFailed}, {State: upload.StateDamaged}}
+		}), ""},
+		{"a copy in progress", st(func(s *mountState) {
+			s.Downloads = []rfs.DownloadStatus{{Size: 100, Offset: 50, LastRead: now.Add(-time.Second)}}
+		}), "1 reading"},
+		{"just opened", st(func(s *mountState) {
+			s.Downloads = []rfs.DownloadStatus{{Size: 100, Opened: now.Add(-time.Second)}}
+		}), "1 reading"},
+		{"read to its end (tail -f of a finished file)", st(func(s *mountState) {
+			s.Downloads = []rfs.DownloadStatus{{Size: 100, Offset: 100, LastRead: now}}
+		}), ""},
+		{"left open mid-way, idle", st(func(s *mountState) {
+			s.Downloads = []rfs.DownloadStatus{{Size: 100, Offset: 10, LastRead: now.Add(-time.Minute)}}
+		}), ""},
+		{"a live file never ends", st(func(s *mountState) {
+			s.Downloads = []rfs.DownloadStatus{{Size: 100, Offset: 10, LastRead: now, Live: true}}
+		}), ""},
+		{"auto-download", st(func(s *mountState) {
+			s.AutoDownload = &download.Status{Jobs: []download.JobStatus{{State: "downloading"}, {State: "done"}}}
+		}), "1 auto-downloading"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(busy(tc.st), ", ")
+			if got != tc.want || settled(tc.st) != (tc.want == "") {
+				t.Fatalf("busy %q, settled %v; want %q", got, settled(tc.st), tc.want)
+			}
+		})
+	}
+}
+
+func TestPlatformLine(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		p    *platformStatus
+		want string
+	}{
+		{nil, ""},
+		{&platformStatus{URL: "https://eu.rescale.com"}, "platform https://eu.rescale.com: no answer yet"},
+		{&platformStatus{URL: "u", Up: true, LastAnswered: now.Add(-3 * time.Second)}, "platform u: last answered 3s ago"},
+		{&platformStatus{URL: "u", LastAnswered: now.Add(-95 * time.Second), LastError: "GET /api/v2/jobs/: 503 Service Unavailable"},
+			"platform u: last answered 1m35s ago; last error: GET /api/v2/jobs/: 503 Service Unavailable"},
+	} {
+		st := mountState{Platform: tc.p}
+		st.Time = now
+		if got := platformLine(st); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestEndpointOf(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/v2/jobs/":                                      "/api/v2/jobs/",
+		"/api/v2/jobs/XdAhp/files/":                          "/api/v2/jobs/{id}/files/",
+		"/api/v2/jobs/XdAhp/statuses/":                       "/api/v2/jobs/{id}/statuses/",
+		"/api/v2/files/aB3dE/contents/":                      "/api/v2/files/{id}/contents/",
+		"/api/v2/jobs/XdAhp/runs/1/directory-contents/":      "/api/v2/jobs/{id}/runs/{id}/directory-contents/",
+		"/api/v2/jobs/XdAhp/runs/1/tail/process_output.log":  "/api/v2/jobs/{id}/runs/{id}/tail/{path}/",
+		"/api/v2/jobs/XdAhp/runs/1/tail/sub/dir/output.csv/": "/api/v2/jobs/{id}/runs/{id}/tail/{path}/",
+		"/api/v3/users/me/":                                  "/api/v3/users/me/",
+	} {
+		if got := endpointOf(path); got != want {
+			t.Errorf("endpointOf(%q) = %q, want %q", path, got, want)
 		}
 	}
 }

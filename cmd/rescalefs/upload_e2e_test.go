@@ -283,10 +283,11 @@ func TestUnmountWithPendingUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out []byte
+	// Settling first (status lists it by name then too), then pending.
 	waitFor60(t, "status shows the upload", func() bool {
 		var err error
 		out, err = rescalefsCmd(t, nil, "status", mnt).Output()
-		return err == nil && bytes.Contains(out, []byte("notes.txt"))
+		return err == nil && bytes.Contains(out, []byte("notes.txt")) && bytes.Contains(out, []byte("1 uploads pending"))
 	})
 	if !bytes.Contains(out, []byte("1 uploads pending")) {
 		t.Errorf("status output:\n%s", out)

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rescalefs/rescalefs/cache"
+	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/upload"
+)
+
+// --metrics serves the mount's counters in the Prometheus text format, for operators. It is opt-in and
+// loopback only: the counters name endpoints and volumes, not secrets, but a mount is no place for a
+// network service; a Prometheus on another machine scrapes through its own exporter or an ssh tunnel.
+//
+// The values are read at scrape time from the counters the mount keeps anyway (cache.Stats, the status
+// snapshot, the transport observer), so serving metrics costs nothing between scrapes.
+
+// checkMetricsAddr refuses anything but a loopback address with a port.
+func checkMetricsAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--metrics %q: want 127.0.0.1:PORT", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--metrics %q: only a loopback address (127.0.0.1:PORT or [::1]:PORT) is allowed", addr)
+}
+
+// metricsSource is what the collector reads at each scrape.
+type metricsSource struct {
+	obs     *platformObserver
+	cache   *cache.Cache
+	mounted *atomic.Pointer[rfs.Mounted] // nil until mounted
+}
+
+// serveMetrics listens on addr now (so a taken port fails the mount before anything is mounted) and
+// serves until the returned stop is called.
+func serveMetrics(addr string, src metricsSource, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&mountCollector{src: src},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	logger.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	return func() { _ = srv.Close() }, nil
+}
+
+var (
+	descCacheHits      = prometheus.NewDesc("rescalefs_cache_hits_total", "Blocks served without a new fetch, by where they came from.", []string{"tier"}, nil)
+	descCacheMisses    = prometheus.NewDesc("rescalefs_cache_misses_total", "Blocks that started a fetch for a reader.", nil, nil)
+	descCacheBytes     = prometheus.NewDesc("rescalefs_cache_bytes", "Bytes held by the block cache, by tier.", []string{"tier"}, nil)
+	descFetchRequests  = prometheus.NewDesc("rescalefs_fetch_requests_total", "Ranged block fetches sent, retries included.", nil, nil)
+	descFetchRetries   = prometheus.NewDesc("rescalefs_fetch_retries_total", "Ranged block fetches that were retries.", nil, nil)
+	descFetchErrors    = prometheus.NewDesc("rescalefs_fetch_errors_total", "Block fetches that failed after their retries.", nil, nil)
+	descFetchedBytes   = prometheus.NewDesc("rescalefs_fetched_bytes_total", "Bytes fetched from the platform or storage into the cache.", nil, nil)
+	descFetchInFlight  = prometheus.NewDesc("rescalefs_fetches_in_flight", "Ranged fetches in flight now.", nil, nil)
+	descOpens          = prometheus.NewDesc("rescalefs_opens_total", "Files opened for reading.", nil, nil)
+	descReads          = prometheus.NewDesc("rescalefs_reads_total", "Read requests served to programs.", nil, nil)
+	descReadBytes      = prometheus.NewDesc("rescalefs_read_bytes_total", "Bytes served to programs.", nil, nil)
+	descReadErrors     = prometheus.NewDesc("rescalefs_read_errors_total", "Read requests that failed.", nil, nil)
+	descOpenFiles      = prometheus.NewDesc("rescalefs_open_files", "Files open for reading now, running jobs' live files included.", nil, nil)
+	descJobs           = prometheus.NewDesc("rescalefs_jobs", "Jobs the mount lists.", nil, nil)
+	descUploads        = prometheus.NewDesc("rescalefs_uploads", "Uploads by state; settling: closed in uploads/ but not queued yet.", []string{"state"}, nil)
+	descRequests       = prometheus.NewDesc("rescalefs_platform_requests_total", "HTTP exchanges with the platform by endpoint and status code (\"error\": no answer).", []string{"endpoint", "code"}, nil)
+	descThrottled      = prometheus.NewDesc("rescalefs_platform_throttled_total", "Answers 429 Too Many Requests from the platform.", nil, nil)
+	descPlatformUp     = prometheus.NewDesc("rescalefs_platform_up", "1 when the platform's last answer was below 500, else 0.", nil, nil)
+	descLastAnswerTime = prometheus.NewDesc("rescalefs_platform_last_answer_timestamp_seconds", "When the platform last answered (unix time; 0: never).", nil, nil)
+)
+
+// uploadStates are always reported, at 0 when empty, so a dashboard's series do not come and go.
+var uploadStates = []upload.State{upload.StateQueued, upload.StateUploading, upload.StateRetrying, upload.StateFailed,
+	upload.StateDone, upload.StateDamaged}
+
+// mountCollector turns the mount's counters into metrics at scrape time.
+type mountCollector struct{ src metricsSource }
+
+func (c *mountCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCacheHits, descCacheMisses, descCacheBytes, descFetchRequests, descFetchRetries,
+		descFetchErrors, descFetchedBytes, descFetchInFlight, descOpens, descReads, descReadBytes, descReadErrors, descOpenFiles,
+		descJobs, descUploads, descRequests, descThrottled, descPlatformUp, descLastAnswerTime} {
+		ch <- d
+	}
+}
+
+func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if c.src.cache != nil {
+		s := c.src.cache.Stats()
+		counter(descCacheHits, s.MemoryHits, "memory")
+		counter(descCacheHits, s.DiskHits, "disk")
+		counter(descCacheHits, s.ReadaheadHits, "readahead")
+		counter(descCacheHits, s.WaitHits, "inflight")
+		counter(descCacheMisses, s.Misses)
+		gauge(descCacheBytes, float64(s.MemoryBytes), "memory")
+		gauge(descCacheBytes, float64(s.DiskBytes), "disk")
+		gauge(descCacheBytes, float64(s.ReadaheadBytes), "readahead")
+		counter(descFetchRequests, s.Requests)
+		counter(descFetchRetries, s.Retries)
+		counter(descFetchErrors, s.FetchErrors)
+		counter(descFetchedBytes, s.BytesFetched)
+		gauge(descFetchInFlight, float64(s.InFlight))
+	}
+	if m := c.src.mounted.Load(); m != nil {
+		st := m.Status()
+		counter(descOpens, st.Transfers.Opens)
+		counter(descReads, st.Transfers.Reads)
+		counter(descReadBytes, st.Transfers.BytesRead)
+		counter(descReadErrors, st.Transfers.ReadErrors)
+		gauge(descOpenFiles, float64(len(st.Downloads)))
+		gauge(descJobs, float64(st.Jobs))
+		byState := map[upload.State]int{}
+		for _, u := range st.Uploads {
+			byState[u.State]++
+		}
+		for _, s := range uploadStates {
+			gauge(descUploads, float64(byState[s]), string(s))
+		}
+		gauge(descUploads, float64(len(st.Settling)), "settling")
+	}
+	var throttled int64
+	for k, n := range c.src.obs.requestCounts() {
+		counter(descRequests, n, k.Endpoint, k.Code)
+		if k.Code == "429" {
+			throttled += n
+		}
+	}
+	counter(descThrottled, throttled)
+	up := 0.0
+	if c.src.obs.up.Load() {
+		up = 1
+	}
+	gauge(descPlatformUp, up)
+	last := 0.0
+	if n := c.src.obs.lastAnswered.Load(); n != 0 {
+		last = float64(n) / 1e9
+	}
+	gauge(descLastAnswerTime, last)
+}

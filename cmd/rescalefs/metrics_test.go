@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// syncBuffer is a mount process's stderr, read by the test while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// metricValue is the value of the family's series whose labels include want (nil: the only series).
+func metricValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	t.Helper()
+	f := fams[name]
+	if f == nil {
+		t.Fatalf("no metric %s", name)
+	}
+	var sum float64
+	var found bool
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		found = true
+		switch {
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		}
+	}
+	if !found {
+		t.Fatalf("no series of %s with %v", name, want)
+	}
+	return sum
+}
+
+// TestMetricsEndpoint mounts with --metrics 127.0.0.1:0, reads a file, uploads one and meets a 429,
+// then scrapes /metrics and parses it with Prometheus's own text parser; the counts agree with what the
+// emulator saw on the wire.
+func TestMetricsEndpoint(t *testing.T) {
+	emu, url := watchPlatform(t)
+	emu.FailNext(emulator.EndpointJobs, 1, emulator.Fault429)
+	mnt := t.TempDir()
+	mustNotStayMounted(t, mnt)
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
+		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := waitInBackground(t, cmd)
+	t.Cleanup(func() {
+		if _, ok := mountedAt(mnt); ok {
+			_ = exec.Command("fusermount3", "-u", mnt).Run()
+		}
+		<-done
+	})
+	addrRE := regexp.MustCompile(`msg="serving metrics" addr=(http://127\.0\.0\.1:\d+/metrics)`)
+	var metricsURL string
+	waitFor(t, func() bool {
+		m := addrRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			metricsURL = m[1]
+		}
+		fstype, ok := mountedAt(mnt)
+		return m != nil && ok && fstype == "fuse.rescalefs"
+	})
+
+	b, err := os.ReadFile(filepath.Join(mnt, "jobs", "Done1", "out", "x.dat"))
+	if err != nil || len(b) != 5000 {
+		t.Fatalf("read: %d bytes, %v", len(b), err)
+	}
+	src := filepath.Join(t.TempDir(), "metered.txt")
+	if err := os.WriteFile(src, []byte("counted\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyInto(t, src, filepath.Join(mnt, "uploads"))
+
+	scrape := func() map[string]*dto.MetricFamily {
+		t.Helper()
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET %s: %s, %s", metricsURL, resp.Status, resp.Header.Get("Content-Type"))
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatalf("the metrics do not parse as Prometheus text: %v", err)
+		}
+		return fams
+	}
+	var fams map[string]*dto.MetricFamily
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		fams = scrape()
+		if metricValue(t, fams, "rescalefs_uploads", map[string]string{"state": "done"}) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload never showed as done in the metrics; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	emuTotal := func() (n float64) {
+		for _, c := range emu.Counters().Requests {
+			n += float64(c)
+		}
+		return n
+	}
+	before := emuTotal()
+	fams = scrape()
+	after := emuTotal()
+
+	if v := metricValue(t, fams, "rescalefs_read_bytes_total", nil); v < 5000 {
+		t.Errorf("read bytes %v, want at least 5000", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_fetched_bytes_total", nil); v < 5000 {
+		t.Errorf("fetched bytes %v, want at least 5000", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_throttled_total", nil); v != 1 {
+		t.Errorf("throttled %v, want the one injected 429", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{"endpoint": "/api/v2/jobs/", "code": "429"}); v != 1 {
+		t.Errorf("jobs list 429s %v, want 1", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{"endpoint": "/api/v2/jobs/{id}/files/", "code": "200"}); v < 1 {
+		t.Errorf("job file listings %v, want at least 1 (the ids are templated)", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_up", nil); v != 1 {
+		t.Errorf("platform_up %v", v)
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_last_answer_timestamp_seconds", nil); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("last answer %v, want within the last minute", v)
+	}
+	for _, tier := range []string{"memory", "disk", "readahead", "inflight"} {
+		metricValue(t, fams, "rescalefs_cache_hits_total", map[string]string{"tier": tier})
+	}
+	// What the mount counted is what the emulator served: every exchange, and no other client.
+	ours := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{})
+	if ours > after || ours < before-16 {
+		t.Errorf("the mount counted %v exchanges; the emulator served %v..%v", ours, before, after)
+	}
+	if fams["go_goroutines"] == nil || fams["process_resident_memory_bytes"] == nil {
+		t.Error("no Go runtime or process metrics")
+	}
+	if strings.Contains(stderr.String(), emu.APIKey()) {
+		t.Fatal("the log shows the API key")
+	}
+}
+
+func TestMetricsAddressIsLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9464", ":9464", "192.168.1.5:9464", "example.com:9464", "127.0.0.1"} {
+		code, _, stderr := runCmd(t, nil, "mount", "--metrics", addr, "x")
+		if code != exitUsage || !strings.Contains(stderr, "--metrics") {
+			t.Errorf("--metrics %s: code %d, stderr %q", addr, code, stderr)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9464", "[::1]:9464", "127.0.0.1:0"} {
+		if err := checkMetricsAddr(addr); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+}

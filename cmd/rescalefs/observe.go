@@ -1,0 +1,132 @@
+package main
+
+import (
+	"maps"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// platformObserver wraps the HTTP transport of the API client and books every exchange: when the
+// platform last answered (for `rescalefs status`), and requests by endpoint and status (for
+// --metrics). It sits below the client's retries, so every attempt counts, and it never looks at
+// headers: the key stays where it is.
+type platformObserver struct {
+	next    http.RoundTripper
+	apiHost string // host[:port] of the API; other hosts are storage (direct S3 transfers)
+	now     func() time.Time
+
+	lastAnswered atomic.Int64 // unix nanoseconds of the last answer below 500 from the API host
+	up           atomic.Bool  // the last API exchange got an answer below 500
+
+	mu       sync.Mutex // guards requests and lastErr
+	requests map[requestKey]int64
+	lastErr  string // the last transport error or 5xx, one line, for status
+}
+
+type requestKey struct {
+	Endpoint string // a path template such as /api/v2/jobs/{id}/files/, or "storage"
+	Code     string // the HTTP status code, or "error" when no answer came
+}
+
+func newPlatformObserver(next http.RoundTripper, apiURL string) *platformObserver {
+	host := ""
+	if u, err := url.Parse(apiURL); err == nil {
+		host = u.Host
+	}
+	return &platformObserver{next: next, apiHost: host, now: time.Now, requests: map[requestKey]int64{}}
+}
+
+func (o *platformObserver) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := o.next.RoundTrip(req)
+	api := req.URL.Host == o.apiHost
+	endpoint := "storage"
+	if api {
+		endpoint = endpointOf(req.URL.Path)
+	}
+	key := requestKey{Endpoint: endpoint, Code: "error"}
+	if err == nil {
+		key.Code = strconv.Itoa(resp.StatusCode)
+	}
+	o.mu.Lock()
+	o.requests[key]++
+	switch {
+	case err != nil && api:
+		o.lastErr = oneLine(err.Error())
+	case err == nil && api && resp.StatusCode >= 500:
+		o.lastErr = req.Method + " " + endpoint + ": " + resp.Status
+	}
+	o.mu.Unlock()
+	if api {
+		answered := err == nil && resp.StatusCode < 500
+		o.up.Store(answered)
+		if answered {
+			o.lastAnswered.Store(o.now().UnixNano())
+		}
+	}
+	return resp, err
+}
+
+// endpointOf turns a request path into a template with bounded variety: ids and file paths become
+// placeholders, so the metrics have a few dozen series, not one per file.
+func endpointOf(path string) string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i, s := range segs {
+		switch {
+		case i > 0 && (segs[i-1] == "tail" || segs[i-1] == "contents" && i < len(segs)-1):
+			return "/" + strings.Join(append(segs[:i:i], "{path}"), "/") + "/"
+		case isPathWord(s):
+		default:
+			segs[i] = "{id}"
+		}
+	}
+	return "/" + strings.Join(segs, "/") + "/"
+}
+
+// isPathWord: a fixed word of the API's paths (lowercase letters, dashes, underscores, v2/v3), not an id.
+func isPathWord(s string) bool {
+	if s == "v2" || s == "v3" || s == "_emulator" {
+		return true
+	}
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '-' && r != '_' {
+			return false
+		}
+	}
+	return len(s) > 1
+}
+
+// platformStatus is what `rescalefs status` shows of the platform (under "extra" in the status file).
+type platformStatus struct {
+	URL          string    `json:"url"`
+	LastAnswered time.Time `json:"lastAnswered,omitzero"`
+	Up           bool      `json:"up"`
+	LastError    string    `json:"lastError,omitempty"`
+}
+
+func (o *platformObserver) status(apiURL string) platformStatus {
+	st := platformStatus{URL: apiURL, Up: o.up.Load()}
+	if n := o.lastAnswered.Load(); n != 0 {
+		st.LastAnswered = time.Unix(0, n).UTC()
+	}
+	o.mu.Lock()
+	st.LastError = o.lastErr
+	o.mu.Unlock()
+	return st
+}
+
+// requestCounts is a copy of the counters.
+func (o *platformObserver) requestCounts() map[requestKey]int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[requestKey]int64, len(o.requests))
+	maps.Copy(out, o.requests)
+	return out
+}
