@@ -42,9 +42,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited})
+	emu, err := emulator.New(emulator.Options{}) // the platform's published limits, enforced
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
 	}

@@ -50,6 +50,7 @@ type config struct {
 	skipSingle      bool
 	mountArgs       []string
 	binary          string
+	noLimits        bool
 }
 
 func run(args []string) int {
@@ -64,6 +65,7 @@ func run(args []string) int {
 	fl.BoolVar(&c.skipSingle, "skip-single", false, "skip the (slow) one-stream row; ratios use the 16-way row only")
 	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
 	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
+	fl.BoolVar(&c.noLimits, "no-limits", false, "the emulator does not enforce the platform's published request limits")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -108,7 +110,7 @@ func bench(c config) error {
 	}
 	defer os.RemoveAll(work)
 
-	emu, err := emulator.New(emulator.Options{Limits: map[string]int{}})
+	emu, err := emulator.New(emulator.Options{NoLimits: c.noLimits})
 	if err != nil {
 		return err
 	}

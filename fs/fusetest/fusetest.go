@@ -37,6 +37,9 @@ type Options struct {
 	// Lifecycle is the emulator's job life cycle (zero: its default); running jobs (JobSpec.RunFor)
 	// fit it to their run time.
 	Lifecycle emulator.Lifecycle
+	// NoLimits turns the emulator's throttle off; by default it enforces the platform's published
+	// limits, as the platform does. Only a test that must exceed them on purpose sets it.
+	NoLimits bool
 
 	Poll      time.Duration // default 100ms, so tests see changes quickly
 	MaxJobAge time.Duration
@@ -76,9 +79,7 @@ type Env struct {
 func Mount(t testing.TB, o Options) *Env {
 	t.Helper()
 	logger := prepare(t, &o)
-	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
+	emu, err := emulator.New(emulator.Options{NoLimits: o.NoLimits, Faults: o.Faults, Lifecycle: o.Lifecycle})
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
 	}
@@ -152,7 +153,10 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		co.MaxRetryAfter = time.Second
 	}
 	if co.Limits == nil {
-		co.Limits = map[remote.Scope]float64{} // unlimited, like the emulator unless a test says otherwise
+		// The client does not pace itself in tests (a test's few hundred requests would wait on the
+		// user scope's burst); the emulator still enforces the platform's limits, so a test that made a
+		// request too many would see the 429 the platform answers.
+		co.Limits = map[remote.Scope]float64{}
 	}
 	var err error
 	if env.Client, err = remote.New(co); err != nil {
