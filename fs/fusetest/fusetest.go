@@ -48,6 +48,10 @@ type Options struct {
 	Parallel  int   // default 8
 	NoDisk    bool  // no disk tier
 	NoMemory  bool  // no memory tier: every re-read the page cache misses goes to disk or the platform
+	// Direct makes the cache read straight from storage (remote.DirectSource, falling back to
+	// /contents/ per file), as the binary does by default; Env.Direct is that source.
+	Direct    bool
+	WalkAhead fs.WalkAheadOptions // read-ahead across files; zero = the mount's defaults
 
 	MountOptions []string
 	Logger       *slog.Logger // default: errors to the test log
@@ -67,7 +71,8 @@ type Env struct {
 	Mount    *fs.Mounted
 	Jobs     []emulator.Job // as AddJob returned them, in Options.Jobs order
 	Library  []emulator.FileInfo
-	Engine   *upload.Engine // with Options.Uploads.Enabled
+	Engine   *upload.Engine       // with Options.Uploads.Enabled
+	Direct   *remote.DirectSource // with Options.Direct
 
 	pubMu      sync.Mutex // guards published
 	published  []upload.Status
@@ -172,7 +177,13 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	if o.NoMemory {
 		memory = -1
 	}
-	env.Cache, err = cache.New(env.Client, cache.Options{
+	var src cache.Source = env.Client
+	if o.Direct {
+		env.Direct = remote.NewDirectSource(env.Client, remote.DirectSourceOptions{
+			S3: remote.S3Options{MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond}, Logger: logger})
+		src = env.Direct
+	}
+	env.Cache, err = cache.New(src, cache.Options{
 		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
 		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
 		Retry:     cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
@@ -188,7 +199,10 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	}
 	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead,
+	}
+	if env.Direct != nil {
+		fo.FileSeen = env.Direct.Register
 	}
 	if o.Uploads.Enabled {
 		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
