@@ -51,6 +51,7 @@ type config struct {
 	mountArgs       []string
 	binary          string
 	noLimits        bool
+	manyFiles       bool
 }
 
 func run(args []string) int {
@@ -66,6 +67,7 @@ func run(args []string) int {
 	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
 	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
 	fl.BoolVar(&c.noLimits, "no-limits", false, "the emulator does not enforce the platform's published request limits")
+	fl.BoolVar(&c.manyFiles, "many-files", false, "only the many-small-files rows (manyfiles.go): aria2c, cp -r, rsync, tar, the downloader")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -81,7 +83,11 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
 		return 2
 	}
-	if err := bench(c); err != nil {
+	run := bench
+	if c.manyFiles {
+		run = manyFilesBench
+	}
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
 		return 1
 	}
