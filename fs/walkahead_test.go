@@ -23,8 +23,8 @@ func walkFolder(name string, n int, size func(i int) int64) *node {
 // reversed, so the two orders differ.
 type walkRecorder struct {
 	w        *walkAhead
-	fetched  []string        // file ids, in fetch order
-	at       map[string]int  // file id -> number of opens before it was fetched
+	fetched  []string       // file ids, in fetch order
+	at       map[string]int // file id -> number of opens before it was fetched
 	opens    int
 	openedAt map[string]bool // opened before it was fetched
 }
