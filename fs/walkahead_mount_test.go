@@ -176,3 +176,45 @@ func TestStorageFailureMidWalkFallsBack(t *testing.T) {
 		t.Errorf("%d files read through /contents/ for %d failed storage GETs", contents, failed.Load())
 	}
 }
+
+// TestNoStorageCredentialsReadsThroughAPI: a platform that gives no storage credentials (403) is read
+// through /contents/, one request per file, after one credentials request, not one per file; the copy
+// is byte-identical and the walk still fetches ahead.
+func TestNoStorageCredentialsReadsThroughAPI(t *testing.T) {
+	var asked atomic.Int64
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{Wrap: func(e *emulator.Emulator) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/v3/credentials") {
+				asked.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				fmt.Fprint(w, `{"detail": "You do not have permission to perform this action."}`)
+				return
+			}
+			e.ServeHTTP(w, r)
+		})
+	}})
+	env := fusetest.MountOn(t, p, fusetest.Options{Direct: true, Jobs: []emulator.JobSpec{walkJob("NoCred", 2, 30)}},
+		fusetest.MountExtra{})
+	src := filepath.Join(env.Dir, "jobs", "NoCred")
+	if _, err := os.ReadDir(src); err != nil {
+		t.Fatal(err)
+	}
+	env.Emulator.ResetCounters()
+	dest := filepath.Join(t.TempDir(), "copy")
+	run(t, "cp", "-r", src, dest)
+	checkCopy(t, env, "NoCred", dest)
+	c := env.Emulator.Counters()
+	if n, files := c.Requests[emulator.EndpointContents], int64(len(env.Jobs[0].Files)); n != files {
+		t.Errorf("%d /contents/ requests for %d files, want one each", n, files)
+	}
+	if n := c.Requests[emulator.EndpointS3Get]; n != 0 {
+		t.Errorf("%d storage GETs without credentials", n)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("credentials asked %d times, want once (then not again for a while)", n)
+	}
+	if st := env.Cache.Stats(); st.Misses > 5 {
+		t.Errorf("%d files fetched only once opened: the walk did not fetch ahead", st.Misses)
+	}
+}
