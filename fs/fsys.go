@@ -106,7 +106,7 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 			wo.Bytes = min(defaultWalkBytes, c.PrefetchBudget()/2)
 		}
 		f.walk = newWalkAhead(wo, func(n *node) uint64 { return ino("file:" + n.file.ID) },
-			func(rf *remote.File) { c.Prefetch(cache.Object{ID: rf.ID, Size: rf.DecryptedSize}) })
+			func(rf *remote.File) { c.Prefetch(cache.Object{ID: rf.ID, Size: rf.DecryptedSize}) }, time.Now)
 	}
 	return f
 }

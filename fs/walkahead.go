@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
@@ -25,9 +26,12 @@ import (
 // and nothing more is fetched for that folder until a walk is recognised again. One open alone never
 // fetches anything else, so a program reading one file of a large folder costs that file only.
 //
-// What is fetched ahead and not yet opened is bounded in files and bytes across all folders; files
-// larger than SmallFile are left to their own sequential read-ahead once opened. The blocks land in
-// the cache as read-ahead, whose memory the cache bounds (cache.Options: Parallel * MaxRequestSize).
+// What is fetched ahead and not yet opened is bounded in files and bytes, and counted for one folder
+// at a time: the one opened last (a walk is in one folder at a time; files fetched ahead for a folder
+// the program left stay in the cache for when it comes back, but no longer hold the bounds, so an
+// interrupted walk does not block the next one). Files larger than SmallFile are left to their own
+// sequential read-ahead once opened. The blocks land in the cache as read-ahead, whose memory the
+// cache bounds (cache.Options: Parallel * MaxRequestSize).
 
 // WalkAheadOptions bound the read-ahead across files. Zero values take the defaults.
 type WalkAheadOptions struct {
@@ -46,6 +50,10 @@ const (
 	// maxWalkScan bounds the files one open looks at past the walk's frontier (a folder of large
 	// files is not scanned whole on every open).
 	maxWalkScan = 256
+	// walkCarryOver is how soon after an open of a walked folder the first file of another folder
+	// must be opened to continue the walk there at once: a recursive copy moves on within
+	// milliseconds; a program opening that file later, on its own, is not walking.
+	walkCarryOver = 2 * time.Second
 )
 
 // walkOrder is one order of a folder's files.
@@ -60,10 +68,10 @@ type folderWalk struct {
 	orders []walkOrder // [0] the listing order, [1] the inode order
 	elem   *list.Element
 
-	last     *node         // the file opened last; nil before the first open
-	follow   int           // index in orders of the order being followed; -1 when not walking
-	frontier int           // in orders[follow]: files before this position have been considered
-	ahead    map[*node]int // files fetched ahead and not yet opened -> their size
+	last     *node           // the file opened last; nil before the first open
+	follow   int             // index in orders of the order being followed; -1 when not walking
+	frontier int             // in orders[follow]: files before this position have been considered
+	ahead    map[*node]int64 // files fetched ahead and not yet opened -> their size
 }
 
 // walkAhead is the FUSE-free policy: told every open of a file (with its folder), it returns the
@@ -72,16 +80,19 @@ type walkAhead struct {
 	o        WalkAheadOptions
 	ino      func(*node) uint64 // the inode number readdir gives a file
 	prefetch func(*remote.File) // starts fetching a whole file in the background; must not block
+	now      func() time.Time
 
 	mu         sync.Mutex // guards the fields below and every folderWalk
 	folders    map[*node]*folderWalk
 	lru        *list.List  // *folderWalk, most recently opened first
 	lastWalked *folderWalk // the folder of the previous open, if it was being walked then
-	files      int         // files fetched ahead and not yet opened, all folders
+	lastOpen   time.Time   // when that open was
+	holder     *folderWalk // the folder whose files fetched ahead count against the bounds
+	files      int         // files fetched ahead and not yet opened, of holder
 	bytes      int64       // their bytes
 }
 
-func newWalkAhead(o WalkAheadOptions, ino func(*node) uint64, prefetch func(*remote.File)) *walkAhead {
+func newWalkAhead(o WalkAheadOptions, ino func(*node) uint64, prefetch func(*remote.File), now func() time.Time) *walkAhead {
 	if o.Files == 0 {
 		o.Files = defaultWalkFiles
 	}
@@ -91,7 +102,7 @@ func newWalkAhead(o WalkAheadOptions, ino func(*node) uint64, prefetch func(*rem
 	if o.SmallFile <= 0 {
 		o.SmallFile = defaultWalkSmallFile
 	}
-	return &walkAhead{o: o, ino: ino, prefetch: prefetch, folders: map[*node]*folderWalk{}, lru: list.New()}
+	return &walkAhead{o: o, ino: ino, prefetch: prefetch, now: now, folders: map[*node]*folderWalk{}, lru: list.New()}
 }
 
 // opened records that file (a child of dir) was opened, and starts fetching the files the walk will
@@ -115,9 +126,19 @@ func (w *walkAhead) plan(dir, file *node) []*remote.File {
 		return nil
 	}
 	w.lru.MoveToFront(fw.elem)
+	now := w.now()
 	prevWalked := w.lastWalked
-	w.lastWalked = nil
-	w.consumeLocked(fw, file)
+	if now.Sub(w.lastOpen) > walkCarryOver {
+		prevWalked = nil
+	}
+	w.lastWalked, w.lastOpen = nil, now
+	if w.holder != fw {
+		if w.holder != nil {
+			w.releaseAllLocked(w.holder)
+		}
+		w.holder = fw
+	}
+	w.releaseLocked(fw, file) // opened now: no longer ahead
 
 	if fw.follow >= 0 {
 		o := fw.orders[fw.follow]
@@ -168,7 +189,7 @@ func (w *walkAhead) plan(dir, file *node) []*remote.File {
 		if w.files >= w.o.Files || w.bytes+size > w.o.Bytes {
 			break // full: the next opens make room
 		}
-		fw.ahead[n] = int(size)
+		fw.ahead[n] = size
 		w.files++
 		w.bytes += size
 		fw.frontier++
@@ -193,7 +214,7 @@ func (w *walkAhead) folderLocked(dir *node) *folderWalk {
 	}
 	byIno := slices.Clone(files)
 	slices.SortStableFunc(byIno, func(a, b *node) int { return cmp.Compare(w.ino(a), w.ino(b)) })
-	fw := &folderWalk{dir: dir, follow: -1, ahead: map[*node]int{},
+	fw := &folderWalk{dir: dir, follow: -1, ahead: map[*node]int64{},
 		orders: []walkOrder{newWalkOrder(files), newWalkOrder(byIno)}}
 	fw.elem = w.lru.PushFront(fw)
 	w.folders[dir] = fw
@@ -203,6 +224,9 @@ func (w *walkAhead) folderLocked(dir *node) *folderWalk {
 		delete(w.folders, old.dir)
 		if w.lastWalked == old {
 			w.lastWalked = nil
+		}
+		if w.holder == old {
+			w.holder = nil
 		}
 	}
 	return fw
@@ -216,13 +240,6 @@ func newWalkOrder(files []*node) walkOrder {
 	return o
 }
 
-// consumeLocked: file is being opened; if it was fetched ahead, it no longer counts against the bounds.
-func (w *walkAhead) consumeLocked(fw *folderWalk, file *node) {
-	if _, ok := fw.ahead[file]; ok {
-		w.releaseLocked(fw, file)
-	}
-}
-
 func (w *walkAhead) releaseLocked(fw *folderWalk, n *node) {
 	size, ok := fw.ahead[n]
 	if !ok {
@@ -230,22 +247,28 @@ func (w *walkAhead) releaseLocked(fw *folderWalk, n *node) {
 	}
 	delete(fw.ahead, n)
 	w.files--
-	w.bytes -= int64(size)
+	w.bytes -= size
+}
+
+// releaseAllLocked: fw's files fetched ahead no longer count against the bounds (they stay in the
+// cache for whoever opens them).
+func (w *walkAhead) releaseAllLocked(fw *folderWalk) {
+	for n := range fw.ahead {
+		w.releaseLocked(fw, n)
+	}
 }
 
 // stopLocked ends fw's walk: what was fetched ahead stays in the cache for whoever opens it, but no
 // longer holds the bounds.
 func (w *walkAhead) stopLocked(fw *folderWalk) {
-	for n := range fw.ahead {
-		w.releaseLocked(fw, n)
-	}
+	w.releaseAllLocked(fw)
 	fw.follow, fw.frontier = -1, 0
 }
 
 // walkStats is a snapshot for tests and the status file.
 type walkStats struct {
 	Folders int   // folders with walk state
-	Files   int   // files fetched ahead and not yet opened
+	Files   int   // files fetched ahead and not yet opened, counted against the bounds
 	Bytes   int64 // their bytes
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
@@ -27,10 +28,11 @@ type walkRecorder struct {
 	at       map[string]int // file id -> number of opens before it was fetched
 	opens    int
 	openedAt map[string]bool // opened before it was fetched
+	clock    time.Time       // the policy's clock; each open advances it a millisecond
 }
 
 func newWalkRecorder(o WalkAheadOptions) *walkRecorder {
-	r := &walkRecorder{at: map[string]int{}, openedAt: map[string]bool{}}
+	r := &walkRecorder{at: map[string]int{}, openedAt: map[string]bool{}, clock: time.Unix(1e9, 0)}
 	inoOf := func(n *node) uint64 {
 		var i uint64
 		fmt.Sscanf(n.name, "f%d", &i)
@@ -39,13 +41,14 @@ func newWalkRecorder(o WalkAheadOptions) *walkRecorder {
 	r.w = newWalkAhead(o, inoOf, func(f *remote.File) {
 		r.fetched = append(r.fetched, f.ID)
 		r.at[f.ID] = r.opens
-	})
+	}, func() time.Time { return r.clock })
 	return r
 }
 
 func (r *walkRecorder) open(dir *node, i int) {
 	n := dir.list[i]
 	r.opens++
+	r.clock = r.clock.Add(time.Millisecond)
 	if _, ok := r.at[n.file.ID]; !ok {
 		r.openedAt[n.file.ID] = true
 	}
@@ -180,5 +183,41 @@ func TestWalkAheadAcrossFolders(t *testing.T) {
 	r.open(c, 19) // c's first file in inode order
 	if got := r.fetched[n:]; len(got) != 4 || got[0] != "c-018" {
 		t.Errorf("entering c fetched %v, want c-018 and the 3 before it", got)
+	}
+}
+
+// TestWalkAheadCarryOverIsPrompt: the first file of a folder continues a walk only right after it; the
+// same open a while later is a lone open and fetches nothing else.
+func TestWalkAheadCarryOverIsPrompt(t *testing.T) {
+	a, b := walkFolder("a", 10, small), walkFolder("b", 10, small)
+	r := newWalkRecorder(WalkAheadOptions{Files: 4})
+	for i := range a.list {
+		r.open(a, i)
+	}
+	n := len(r.fetched)
+	r.clock = r.clock.Add(time.Minute)
+	r.open(b, 0)
+	if got := r.fetched[n:]; len(got) != 0 {
+		t.Errorf("a first file opened a minute after a walk fetched %v", got)
+	}
+}
+
+// TestWalkAheadInterruptedWalkDoesNotBlock: a walk stopped half-way (cp interrupted) leaves files
+// fetched ahead that will never be opened; the next walk, elsewhere, still fetches ahead at once.
+func TestWalkAheadInterruptedWalkDoesNotBlock(t *testing.T) {
+	a, b := walkFolder("a", 50, small), walkFolder("b", 50, small)
+	r := newWalkRecorder(WalkAheadOptions{Files: 8})
+	for i := range 5 {
+		r.open(a, i)
+	}
+	if st := r.w.stats(); st.Files != 8 {
+		t.Fatalf("%d files ahead in a, want 8", st.Files)
+	}
+	r.clock = r.clock.Add(time.Minute)
+	n := len(r.fetched)
+	r.open(b, 10)
+	r.open(b, 11)
+	if got := len(r.fetched) - n; got != 8 {
+		t.Errorf("a walk of b after an interrupted walk of a fetched %d files ahead, want 8", got)
 	}
 }
