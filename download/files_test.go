@@ -61,6 +61,10 @@ func TestFilesDownloadsManySmallFilesInParallel(t *testing.T) {
 	}
 	mu.Unlock()
 	e.checkJob(t, j, "")
+	// The emulator counts a request once its handler returns, maybe just after the client has it.
+	waitFor(t, "the emulator's counters", func() bool {
+		return e.emu.Counters().Requests[emulator.EndpointContents] >= int64(len(j.Files))
+	})
 	reqs := e.emu.Counters().Requests[emulator.EndpointContents]
 	if reqs != int64(len(j.Files)) {
 		t.Errorf("%d /contents/ requests for %d small files, want one each", reqs, len(j.Files))
