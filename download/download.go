@@ -52,7 +52,10 @@ type Options struct {
 	MaxJobAge time.Duration
 	// Poll is how often the jobs list is fetched, and the unit of the retry backoff; default 30s.
 	Poll     time.Duration
-	Parallel int          // files downloaded at once across all jobs; default DefaultParallel
+	Parallel int // files downloaded at once across all jobs; default DefaultParallel
+	// FileSeen, if set, is told the metadata of a job's files once listed, before they are read: a
+	// direct storage source (remote.DirectSource.Register) then needs no GetFile per file.
+	FileSeen func(...remote.File)
 	Logger   *slog.Logger // nil = discard
 	Now      func() time.Time
 }

@@ -15,6 +15,8 @@ type FilesOptions struct {
 	Dir      string       // created when missing; files land in Dir/<jobId>/<relativePath>
 	Parallel int          // files in flight; default DefaultParallel
 	Logger   *slog.Logger // nil = discard
+	// FileSeen, if set, is told the files before they are read (see Options.FileSeen).
+	FileSeen func(...remote.File)
 }
 
 // DefaultParallel is how many files a download has in flight: small files cost one request each, so
@@ -39,7 +41,8 @@ func Files(ctx context.Context, o FilesOptions, jobID string, files []remote.Fil
 	if o.Dir == "" {
 		return errors.New("download: no Dir")
 	}
-	d, err := newDownloader(Options{Cache: o.Cache, Dir: o.Dir, Parallel: o.Parallel, Logger: o.Logger}, nil)
+	d, err := newDownloader(Options{Cache: o.Cache, Dir: o.Dir, Parallel: o.Parallel, Logger: o.Logger,
+		FileSeen: o.FileSeen}, nil)
 	if err != nil {
 		return err
 	}

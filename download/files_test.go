@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -75,5 +77,34 @@ func TestFilesDownloadsManySmallFilesInParallel(t *testing.T) {
 	}
 	if n := e.emu.Counters().Requests[emulator.EndpointContents]; n != reqs {
 		t.Errorf("the second call made %d more requests, want none", n-reqs)
+	}
+}
+
+// TestDownloaderReadsStorageWithoutAGetFilePerFile: reading through a direct storage source, the
+// Downloader hands it the files it listed (Options.FileSeen), so each file costs one storage GET and
+// no GetFile: the file-access limit (about 25 requests/s) must not pace a download from storage.
+func TestDownloaderReadsStorageWithoutAGetFilePerFile(t *testing.T) {
+	e := newEnv(t)
+	var specs []emulator.FileSpec
+	for i := range 40 {
+		specs = append(specs, textFile(fmt.Sprintf("out/probe_%02d.dat", i), content(200+i, byte(i))))
+	}
+	j := e.addJob(t, emulator.JobSpec{Name: "direct", Files: specs})
+	ds := remote.NewDirectSource(e.client, remote.DirectSourceOptions{Logger: e.log})
+	c, err := cache.New(ds, cache.Options{BlockSize: testBlock, MinRequestSize: testBlock, MaxRequestSize: 4 * testBlock,
+		Parallel: 8, Logger: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	d := e.start(t, Options{Cache: c, FileSeen: ds.Register})
+	waitDone(t, d, j.ID)
+	e.checkJob(t, j, "")
+	cnt := e.emu.Counters()
+	if n := cnt.Requests[emulator.EndpointFile]; n != 0 {
+		t.Errorf("%d GetFile requests for %d files, want none", n, len(j.Files))
+	}
+	if n := cnt.Requests[emulator.EndpointContents]; n != 0 {
+		t.Errorf("%d /contents/ requests, want none: storage serves them", n)
 	}
 }

@@ -63,6 +63,9 @@ func (d *Downloader) downloadFiles(ctx context.Context, j *job, rec *jobRecord, 
 	d.mu.Lock()
 	id, completedAt, succeeded := j.id, j.completedAt, j.succeeded
 	d.mu.Unlock()
+	if d.opts.FileSeen != nil {
+		d.opts.FileSeen(files...)
+	}
 	items, skips := plan(files, d.opts.Query)
 	for _, s := range skips {
 		d.log.Warn("automatic downloads: skipping an output whose path cannot be made safe",

@@ -216,7 +216,11 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	var dl *download.Downloader
 	if c.autoDownload != "" {
 		// Deferred after blocks.Close, so it runs first: the downloader reads through the cache.
-		if dl, err = startAutoDownload(ctx, c, client, blocks, logger); err != nil {
+		var seen func(...remote.File) // the listed files' metadata, sparing the direct source a GetFile each
+		if direct != nil {
+			seen = direct.Register
+		}
+		if dl, err = startAutoDownload(ctx, c, client, blocks, seen, logger); err != nil {
 			return err
 		}
 		defer dl.Close()
@@ -289,9 +293,9 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 
 // startAutoDownload starts the Transfer Manager's background download: the outputs of every job that
 // completes (and, at start, of those completed within --max-job-age) are copied into DIR/<jobId>/.
-func startAutoDownload(ctx context.Context, c mountConfig, client *remote.Client, blocks *cache.Cache, logger *slog.Logger) (*download.Downloader, error) {
+func startAutoDownload(ctx context.Context, c mountConfig, client *remote.Client, blocks *cache.Cache, seen func(...remote.File), logger *slog.Logger) (*download.Downloader, error) {
 	dl, err := download.New(download.Options{Client: client, Cache: blocks, Dir: c.autoDownload, Query: c.autoQuery,
-		MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour, Poll: c.poll, Logger: logger})
+		MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour, Poll: c.poll, Logger: logger, FileSeen: seen})
 	if err != nil {
 		return nil, fmt.Errorf("--auto-download: %w", err)
 	}
