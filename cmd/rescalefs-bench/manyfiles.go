@@ -228,9 +228,17 @@ func manyFilesBench(c config) error {
 		return err
 	}
 
+	// aria2c again, last: on a shared machine the load changes during a run; the ratios use the faster
+	// of the two aria2c runs.
+	if err := measure("aria2c -j16 again (load check)", ariaDest, func() error {
+		return aria2c(work, ariaDest, emu.APIKey(), files)
+	}); err != nil {
+		return err
+	}
+
 	fmt.Printf("rescalefs-bench: %d files (%s) of job %s, emulator at %s per request, %s/s per connection, limits enforced: %v\n\n",
 		len(files), units.Human(total), job.ID, c.latency, units.Human(c.bandwidth), !c.noLimits)
-	base := results[0].seconds
+	base := min(results[0].seconds, results[len(results)-1].seconds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "row\tseconds\tfiles/s\tvs aria2c\tS3 GETs\t/contents/\t429s\tnote\t")
 	for _, r := range results {
@@ -238,7 +246,7 @@ func manyFilesBench(c config) error {
 			r.seconds/base, r.reqS3, r.reqContents, r.throttled, r.note)
 	}
 	tw.Flush()
-	fmt.Println("\n\"vs aria2c\" is time over aria2c's time: 1.00x is as fast, lower is faster.")
+	fmt.Println("\n\"vs aria2c\" is time over the faster aria2c run's time: 1.00x is as fast, lower is faster.")
 	return nil
 }
 
