@@ -89,17 +89,24 @@ func manyFilesBench(c config) error {
 	type result struct {
 		row
 		reqS3, reqContents, throttled int64
+		clientCPU, emulatorCPU        float64
 	}
+	// clientCPU is set by each measured function: the CPU seconds of the programs it ran (the mount's
+	// included); the emulator's are this process's (with download.Files, which runs here too).
+	var clientCPU float64
 	// row.note: for the mount rows, how many files were not fetched ahead of their open (the cache's
 	// misses: a walk's first files).
 	var results []result
 	measure := func(name string, dest string, f func() error) error {
 		emu.ResetCounters()
+		clientCPU = 0
+		cpu0 := cpuSeconds(os.Getpid())
 		start := time.Now()
 		if err := f(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		secs := time.Since(start).Seconds()
+		emuCPU := cpuSeconds(os.Getpid()) - cpu0
 		cnt := emu.Counters()
 		var throttled int64
 		for _, st := range cnt.Statuses {
@@ -109,7 +116,8 @@ func manyFilesBench(c config) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		results = append(results, result{row: row{name: name, seconds: secs, bytes: total},
-			reqS3: cnt.Requests[emulator.EndpointS3Get], reqContents: cnt.Requests[emulator.EndpointContents], throttled: throttled})
+			reqS3: cnt.Requests[emulator.EndpointS3Get], reqContents: cnt.Requests[emulator.EndpointContents], throttled: throttled,
+			clientCPU: clientCPU, emulatorCPU: emuCPU})
 		fmt.Fprintf(os.Stderr, "rescalefs-bench: %s: %.1fs\n", name, secs)
 		return os.RemoveAll(dest)
 	}
@@ -119,7 +127,9 @@ func manyFilesBench(c config) error {
 	}
 	ariaDest := filepath.Join(work, "aria2c")
 	if err := measure("aria2c -j16 of the downloadUrls", ariaDest, func() error {
-		return aria2c(work, ariaDest, emu.APIKey(), files)
+		var err error
+		clientCPU, err = aria2c(work, ariaDest, emu.APIKey(), files)
+		return err
 	}); err != nil {
 		return err
 	}
@@ -148,7 +158,7 @@ func manyFilesBench(c config) error {
 		cc.binary = bin
 		cc.mountArgs = append(slices.Clone(c.mountArgs), "--cache-dir", filepath.Join(work, fmt.Sprintf("cache-%d", i)))
 		mnt := filepath.Join(work, fmt.Sprintf("mnt-%d", i))
-		stop, _, err := startMount(cc, work, mnt, url, emu.APIKey())
+		stop, pid, err := startMount(cc, work, mnt, url, emu.APIKey())
 		if err != nil {
 			return err
 		}
@@ -162,9 +172,12 @@ func manyFilesBench(c config) error {
 		misses0 := cacheMisses(mnt)
 		var misses int64
 		err = measure(cp.name, dest, func() error {
-			if out, err := cp.cmd(src, dest).CombinedOutput(); err != nil {
-				return fmt.Errorf("%v: %s", err, out)
+			mountCPU := cpuSeconds(pid)
+			cpu, err := runCPU(cp.cmd(src, dest))
+			if err != nil {
+				return err
 			}
+			clientCPU = cpu + cpuSeconds(pid) - mountCPU
 			misses = cacheMisses(mnt) - misses0
 			return nil
 		})
@@ -207,11 +220,12 @@ func manyFilesBench(c config) error {
 	mnt := filepath.Join(work, "mnt-auto")
 	var stopAuto func()
 	err = measure("mount --auto-download (all sample jobs)", filepath.Join(autoDir, job.ID), func() error {
-		stop, _, err := startMount(cc, work, mnt, url, emu.APIKey())
+		stop, pid, err := startMount(cc, work, mnt, url, emu.APIKey())
 		if err != nil {
 			return err
 		}
 		stopAuto = stop
+		defer func() { clientCPU = cpuSeconds(pid) }()
 		for deadline := time.Now().Add(time.Hour); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 			if st, ok := autoDownloadState(mnt, job.ID); ok && st == "done" {
 				return nil
@@ -231,7 +245,9 @@ func manyFilesBench(c config) error {
 	// aria2c again, last: on a shared machine the load changes during a run; the ratios use the faster
 	// of the two aria2c runs.
 	if err := measure("aria2c -j16 again (load check)", ariaDest, func() error {
-		return aria2c(work, ariaDest, emu.APIKey(), files)
+		var err error
+		clientCPU, err = aria2c(work, ariaDest, emu.APIKey(), files)
+		return err
 	}); err != nil {
 		return err
 	}
@@ -240,10 +256,10 @@ func manyFilesBench(c config) error {
 		len(files), units.Human(total), job.ID, c.latency, units.Human(c.bandwidth), !c.noLimits)
 	base := min(results[0].seconds, results[len(results)-1].seconds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "row\tseconds\tfiles/s\tvs aria2c\tS3 GETs\t/contents/\t429s\tnote\t")
+	fmt.Fprintln(tw, "row\tseconds\tfiles/s\tvs aria2c\tS3 GETs\t/contents/\t429s\tCPU s client\tCPU s emulator\tnote\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.2fx\t%d\t%d\t%d\t%s\t\n", r.name, r.seconds, float64(len(files))/r.seconds,
-			r.seconds/base, r.reqS3, r.reqContents, r.throttled, r.note)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.2fx\t%d\t%d\t%d\t%.1f\t%.1f\t%s\t\n", r.name, r.seconds, float64(len(files))/r.seconds,
+			r.seconds/base, r.reqS3, r.reqContents, r.throttled, r.clientCPU, r.emulatorCPU, r.note)
 	}
 	tw.Flush()
 	fmt.Println("\n\"vs aria2c\" is time over the faster aria2c run's time: 1.00x is as fast, lower is faster.")
@@ -252,23 +268,33 @@ func manyFilesBench(c config) error {
 
 // aria2c downloads every file's downloadUrl into dest/<relativePath>, 16 at a time. The key goes in
 // the input file (0600 in a 0700 folder), never on the command line.
-func aria2c(work, dest, key string, files []remote.File) error {
+func aria2c(work, dest, key string, files []remote.File) (float64, error) {
 	var b strings.Builder
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s\n  out=%s\n  header=Authorization: Token %s\n", f.DownloadURL, f.RelativePath, key)
 	}
 	input := filepath.Join(work, "aria2c-input")
 	if err := os.WriteFile(input, []byte(b.String()), 0o600); err != nil {
-		return err
+		return 0, err
 	}
 	defer os.Remove(input)
 	cmd := exec.Command("aria2c", "-j16", "-x1", "-s1", "-i", input, "-d", dest, "--file-allocation=none",
 		"--allow-overwrite=true", "--auto-file-renaming=false", "--console-log-level=error", "--summary-interval=0",
 		"--download-result=hide", "--max-tries=20", "--retry-wait=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("aria2c: %v: %s", err, out)
+	return runCPU(cmd)
+}
+
+// runCPU runs cmd and returns the CPU seconds it used (user and system, its children included).
+func runCPU(cmd *exec.Cmd) (float64, error) {
+	out, err := cmd.CombinedOutput()
+	var cpu float64
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
-	return nil
+	if err != nil {
+		return cpu, fmt.Errorf("%s: %v: %s", filepath.Base(cmd.Path), err, out)
+	}
+	return cpu, nil
 }
 
 // verifyCopy checks every file under dest/<relativePath> against its sha512.
