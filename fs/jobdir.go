@@ -126,6 +126,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
+	d.f.walk.listed(n)
 	entries := make([]fuse.DirEntry, 0, len(n.list))
 	for _, c := range n.list {
 		if c.isDir() {

@@ -50,10 +50,10 @@ const (
 	// maxWalkScan bounds the files one open looks at past the walk's frontier (a folder of large
 	// files is not scanned whole on every open).
 	maxWalkScan = 256
-	// walkCarryOver is how soon after an open of a walked folder the first file of another folder
-	// must be opened to continue the walk there at once: a recursive copy moves on within
-	// milliseconds; a program opening that file later, on its own, is not walking.
-	walkCarryOver = 2 * time.Second
+	// walkCarryOver is how soon after an open of a walked folder another folder must be listed or
+	// its first file opened to continue the walk there at once: a recursive copy moves on within
+	// milliseconds (seconds on a loaded machine); a program opening that file later is not walking.
+	walkCarryOver = 5 * time.Second
 )
 
 // walkOrder is one order of a folder's files.
@@ -72,6 +72,9 @@ type folderWalk struct {
 	follow   int             // index in orders of the order being followed; -1 when not walking
 	frontier int             // in orders[follow]: files before this position have been considered
 	ahead    map[*node]int64 // files fetched ahead and not yet opened -> their size
+	// firstFetched: listed fetched the folder's first file (once: a folder listed again is not
+	// fetched again).
+	firstFetched bool
 }
 
 // walkAhead is the FUSE-free policy: told every open of a file (with its folder), it returns the
@@ -115,6 +118,37 @@ func (w *walkAhead) opened(dir, file *node) {
 	for _, f := range next {
 		w.prefetch(f)
 	}
+}
+
+// listed records that dir was listed (readdir). Right after a walk of another folder, that is a
+// recursive copy about to open dir's files: the first one in the walk's order is fetched now, so the
+// first open of each folder does not wait for it either.
+func (w *walkAhead) listed(dir *node) {
+	if w == nil || w.o.Files < 0 || dir == nil {
+		return
+	}
+	if f := w.planListed(dir); f != nil {
+		w.prefetch(f)
+	}
+}
+
+func (w *walkAhead) planListed(dir *node) *remote.File {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prev := w.lastWalked
+	if prev == nil || prev.follow < 0 || w.now().Sub(w.lastOpen) > walkCarryOver {
+		return nil
+	}
+	fw := w.folderLocked(dir)
+	if fw == nil || fw == prev || fw.last != nil {
+		return nil // nothing to walk, the folder being walked, or one opened before: not a folder starting
+	}
+	first := fw.orders[prev.follow].files[0]
+	if size := first.file.DecryptedSize; size == 0 || size > w.o.SmallFile || fw.firstFetched {
+		return nil
+	}
+	fw.firstFetched = true
+	return first.file
 }
 
 // plan is opened's decision: the files to fetch now.

@@ -73,21 +73,26 @@ func settledCounters(t *testing.T, e *emulator.Emulator, want int64, endpoints .
 
 // TestFolderWalkFetchesAhead: cp -r, tar and rsync of a job of small files fetch each file once, in
 // one request, and ahead of its open: the program's reads find the file fetched or being fetched,
-// except the first two a walk needs to be recognised. Nothing goes through /contents/.
+// except the first two a walk needs to be recognised (see maxMisses). Nothing goes through /contents/.
 func TestFolderWalkFetchesAhead(t *testing.T) {
-	const folders, perFolder = 3, 40
+	const folders, perFolder = 5, 30
 	copies := []struct {
 		name string
 		copy func(t *testing.T, src, dest string)
+		// maxMisses: files fetched only once opened. cp and tar list each folder just before opening
+		// its files, so after the first folder's first two files every file is fetched ahead (one
+		// more is allowed for a stall under load); rsync lists folders long before, so each folder's
+		// first two may be fetched on open. process_output.log, alone in its folder, is one more.
+		maxMisses int64
 	}{
-		{"cp -r", func(t *testing.T, src, dest string) { run(t, "cp", "-r", src, dest) }},
+		{"cp -r", func(t *testing.T, src, dest string) { run(t, "cp", "-r", src, dest) }, 2 + 1 + 1},
 		{"tar c", func(t *testing.T, src, dest string) {
 			if err := os.Mkdir(dest, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			run(t, "bash", "-c", fmt.Sprintf("set -o pipefail; tar -C %q -cf - . | tar -C %q -xf -", src, dest))
-		}},
-		{"rsync -a", func(t *testing.T, src, dest string) { run(t, "rsync", "-a", src+"/", dest+"/") }},
+		}, 2 + 1 + 1},
+		{"rsync -a", func(t *testing.T, src, dest string) { run(t, "rsync", "-a", src+"/", dest+"/") }, 2*folders + 1},
 	}
 	for _, tc := range copies {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,11 +117,8 @@ func TestFolderWalkFetchesAhead(t *testing.T) {
 			st := env.Cache.Stats()
 			t.Logf("cache: %d misses, %d read-ahead hits, %d joined in flight, %d memory hits",
 				st.Misses, st.ReadaheadHits, st.WaitHits, st.MemoryHits)
-			// Each folder's first two files may be fetched by their reader (a walk is recognised on
-			// the second), and process_output.log, alone in its folder; the rest must have been
-			// fetched ahead.
-			if st.Misses > 2*folders+1 {
-				t.Errorf("%d files fetched only once opened, want at most %d of %d", st.Misses, 2*folders+1, files)
+			if st.Misses > tc.maxMisses {
+				t.Errorf("%d files fetched only once opened, want at most %d of %d", st.Misses, tc.maxMisses, files)
 			}
 			if st.Requests != files {
 				t.Errorf("the cache made %d requests for %d files", st.Requests, files)

@@ -221,3 +221,31 @@ func TestWalkAheadInterruptedWalkDoesNotBlock(t *testing.T) {
 		t.Errorf("a walk of b after an interrupted walk of a fetched %d files ahead, want 8", got)
 	}
 }
+
+// TestWalkAheadListingTheNextFolder: a folder listed right after a walk (cp -r listing the next folder
+// before opening its files) has its first file, in the walk's order, fetched at once; listed without a
+// walk before, or listed again, nothing.
+func TestWalkAheadListingTheNextFolder(t *testing.T) {
+	a, b, c := walkFolder("a", 10, small), walkFolder("b", 10, small), walkFolder("c", 10, small)
+	r := newWalkRecorder(WalkAheadOptions{Files: 4})
+	r.w.listed(c) // no walk yet
+	if len(r.fetched) != 0 {
+		t.Fatalf("listing with no walk fetched %v", r.fetched)
+	}
+	for i := 9; i >= 0; i-- { // a in inode order
+		r.open(a, i)
+	}
+	n := len(r.fetched)
+	r.w.listed(b)
+	r.w.listed(b)
+	if got := r.fetched[n:]; len(got) != 1 || got[0] != "b-009" {
+		t.Fatalf("listing b after a walk fetched %v, want b-009 (its first file in inode order) once", got)
+	}
+	r.open(b, 9)
+	if _, early := r.openedAt["b-009"]; early {
+		t.Error("b's first file was opened before it was fetched")
+	}
+	if got := r.fetched[n+1:]; len(got) != 4 || got[0] != "b-008" {
+		t.Errorf("opening b's first file fetched %v, want b-008 and the 3 before it", got)
+	}
+}
