@@ -103,7 +103,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	if !c.isDir() {
 		fn, attr := newFileNode(d.base, c.file, d.jobID)
-		fn.dir, fn.self = n, c
+		fn.dir, fn.entry = n, c
 		fileAttr(&out.Attr, c.file)
 		timeouts(out, final)
 		out.SetAttrTimeout(immutableTimeout) // a file id's attributes never change
