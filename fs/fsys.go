@@ -41,7 +41,7 @@ type fileReader interface {
 // Lock order (outer first); no lock is held across a platform call or a kernel notification:
 //
 //	jobTree.mu -> jobsModel.mu
-//	liveFile.mu, liveHandle.mu, library.mu, fsys.listMu, filterMemo.mu, errLog.mu: leaves
+//	liveFile.mu, liveHandle.mu, library.mu, fsys.listMu, filterMemo.mu, errLog.mu, walkAhead.mu: leaves
 type fsys struct {
 	opts   Options
 	client platform

@@ -19,9 +19,10 @@ import (
 // listing is), and the inode order, which cp -r follows (GNU cp sorts a folder's entries by inode
 // number before copying them, to read a disk in order).
 //
-// A walk is recognised once two opens in a row of one folder are neighbours in one order, or when the
-// first file of a folder in an order is opened right after a walk of another folder (a recursive copy
-// going on to the next folder). It is followed while each open lands a little ahead of the previous
+// A walk is recognised once two opens in a row of one folder are neighbours in one order, or when a
+// folder is listed or its first file in an order opened right after a walk of another folder (a
+// recursive copy going on to the next folder: cp and tar list a folder just before opening its files,
+// so its first file is fetched on that listing). It is followed while each open lands a little ahead of the previous
 // one in that order (a program may skip files: rsync those already up to date); any other open ends it,
 // and nothing more is fetched for that folder until a walk is recognised again. One open alone never
 // fetches anything else, so a program reading one file of a large folder costs that file only.
@@ -29,7 +30,8 @@ import (
 // What is fetched ahead and not yet opened is bounded in files and bytes, and counted for one folder
 // at a time: the one opened last (a walk is in one folder at a time; files fetched ahead for a folder
 // the program left stay in the cache for when it comes back, but no longer hold the bounds, so an
-// interrupted walk does not block the next one). Files larger than SmallFile are left to their own
+// interrupted walk does not block the next one); the one first file a listing fetches is not
+// counted. Files larger than SmallFile are left to their own
 // sequential read-ahead once opened. The blocks land in the cache as read-ahead, whose memory the
 // cache bounds (cache.Options: Parallel * MaxRequestSize).
 
@@ -77,8 +79,9 @@ type folderWalk struct {
 	firstFetched bool
 }
 
-// walkAhead is the FUSE-free policy: told every open of a file (with its folder), it returns the
-// files to fetch ahead. Safe for concurrent use.
+// walkAhead is the FUSE-free policy: told every open of a file (with its folder) and every listing of
+// a folder, it starts fetching the files a walk will open next. Safe for concurrent use; mu is a leaf
+// (prefetch is called without it).
 type walkAhead struct {
 	o        WalkAheadOptions
 	ino      func(*node) uint64 // the inode number readdir gives a file
