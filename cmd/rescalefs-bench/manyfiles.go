@@ -182,7 +182,8 @@ func manyFilesBench(c config) error {
 			return nil
 		})
 		if err == nil {
-			results[len(results)-1].note = fmt.Sprintf("%d files fetched only once opened", misses)
+			hwm, _ := peakRSS(pid)
+			results[len(results)-1].note = fmt.Sprintf("%d files fetched only once opened, mount peak RSS %d MiB", misses, hwm>>20)
 		}
 		stop()
 		if err != nil {
