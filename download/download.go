@@ -52,14 +52,17 @@ type Options struct {
 	MaxJobAge time.Duration
 	// Poll is how often the jobs list is fetched, and the unit of the retry backoff; default 30s.
 	Poll     time.Duration
-	Parallel int          // files downloaded at once across all jobs; default 4
+	Parallel int // files downloaded at once across all jobs; default DefaultParallel
+	// FileSeen, if set, is told the metadata of a job's files once listed, before they are read: a
+	// direct storage source (remote.DirectSource.Register) then needs no GetFile per file.
+	FileSeen func(...remote.File)
 	Logger   *slog.Logger // nil = discard
 	Now      func() time.Time
 }
 
 const (
 	defaultPoll     = 30 * time.Second
-	defaultParallel = 4
+	defaultParallel = DefaultParallel
 	// maxRetryDelay caps the backoff of a job whose download failed.
 	maxRetryDelay = 30 * time.Minute
 	// maxActiveJobs bounds the jobs downloading at once: one can list or finish its tail while another
@@ -91,13 +94,14 @@ func (p clientPlatform) JobFiles(ctx context.Context, id, search string) ([]remo
 
 // Downloader downloads completed jobs' outputs in the background. Its methods are safe for concurrent use.
 type Downloader struct {
-	opts    Options
-	api     platform
-	cache   *cache.Cache
-	log     *slog.Logger
-	now     func() time.Time
-	fileSem chan struct{} // Parallel slots: one per file being checked or downloaded
-	wake    chan struct{} // 1-buffered: Notify asks the loop for a round now
+	opts     Options
+	api      platform
+	cache    *cache.Cache
+	log      *slog.Logger
+	now      func() time.Time
+	fileSem  chan struct{} // Parallel slots: one per file being checked or downloaded
+	largeSem chan struct{} // maxLargeFiles slots: one per file larger than readSize being downloaded
+	wake     chan struct{} // 1-buffered: Notify asks the loop for a round now
 
 	// writeAt writes to a partial file; tests replace it to simulate a full disk.
 	writeAt func(f *os.File, p []byte, off int64) (int, error)
@@ -126,6 +130,11 @@ func New(opts Options) (*Downloader, error) {
 	if opts.Client == nil {
 		return nil, errors.New("download: no Client")
 	}
+	return newDownloader(opts, clientPlatform{opts.Client})
+}
+
+// newDownloader is New with the platform given (nil for Files, which never lists).
+func newDownloader(opts Options, api platform) (*Downloader, error) {
 	if opts.Cache == nil {
 		return nil, errors.New("download: no Cache")
 	}
@@ -149,11 +158,12 @@ func New(opts Options) (*Downloader, error) {
 	}
 	return &Downloader{
 		opts:     opts,
-		api:      clientPlatform{opts.Client},
+		api:      api,
 		cache:    opts.Cache,
 		log:      opts.Logger.With("component", "download"),
 		now:      opts.Now,
 		fileSem:  make(chan struct{}, opts.Parallel),
+		largeSem: make(chan struct{}, min(opts.Parallel, maxLargeFiles)),
 		wake:     make(chan struct{}, 1),
 		writeAt:  (*os.File).WriteAt,
 		jobs:     make(map[string]*job),
@@ -169,6 +179,20 @@ func (d *Downloader) Start(ctx context.Context) error {
 	if d.started || d.closed {
 		return errors.New("download: Start called twice, or after Close")
 	}
+	if err := d.openDir(); err != nil {
+		return err
+	}
+	d.ctx, d.cancel = context.WithCancel(ctx)
+	d.started = true
+	d.wg.Add(1)
+	go d.loop()
+	d.log.Info("automatic downloads started", "dir", d.opts.Dir, "query", d.opts.Query, "maxJobAge", d.opts.MaxJobAge)
+	return nil
+}
+
+// openDir creates Dir if needed, opens it as the root of every path, and learns the mode new files
+// get. d.mu is held, or d is not shared yet.
+func (d *Downloader) openDir() error {
 	if err := os.MkdirAll(d.opts.Dir, 0o777); err != nil {
 		return fmt.Errorf("download dir: %w", err)
 	}
@@ -182,11 +206,6 @@ func (d *Downloader) Start(ctx context.Context) error {
 		return fmt.Errorf("download dir %s is not writable: %w", d.opts.Dir, err)
 	}
 	d.root, d.fileMode = root, mode
-	d.ctx, d.cancel = context.WithCancel(ctx)
-	d.started = true
-	d.wg.Add(1)
-	go d.loop()
-	d.log.Info("automatic downloads started", "dir", d.opts.Dir, "query", d.opts.Query, "maxJobAge", d.opts.MaxJobAge)
 	return nil
 }
 

@@ -38,13 +38,13 @@ type env struct {
 	// rewrite maps relativePath values of job file listings to others, to serve names the emulator
 	// would not store (absolute, NUL).
 	rewrite map[string]string
+	// gate, when set, is called with every files.contents request before the emulator answers it.
+	gate atomic.Pointer[func()]
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited})
+	emu, err := emulator.New(emulator.Options{}) // the platform's published limits, enforced
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
 	}
@@ -68,6 +68,9 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	if g := e.gate.Load(); g != nil && strings.HasPrefix(p, "/api/v2/files/") && strings.HasSuffix(p, "/contents/") {
+		(*g)()
+	}
 	if e.failContents.Load() && strings.HasPrefix(p, "/api/v2/files/") && strings.HasSuffix(p, "/contents/") {
 		http.Error(w, `{"detail": "injected"}`, http.StatusInternalServerError)
 		return

@@ -8,6 +8,8 @@ import (
 	"path"
 	"sync"
 	"syscall"
+
+	"github.com/rescalefs/rescalefs/remote"
 )
 
 // ErrDiskFull is wrapped by the error of a job stopped because the download folder's disk (or quota)
@@ -52,6 +54,18 @@ func (d *Downloader) downloadJob(ctx context.Context, j *job) error {
 	if err != nil {
 		return fmt.Errorf("list the job's files: %w", err)
 	}
+	return d.downloadFiles(ctx, j, rec, files)
+}
+
+// downloadFiles checks or fetches each of files (outputs of job j, as listed) into the job's folder,
+// Parallel files at a time across all jobs, and records the outcome in rec.
+func (d *Downloader) downloadFiles(ctx context.Context, j *job, rec *jobRecord, files []remote.File) error {
+	d.mu.Lock()
+	id, completedAt, succeeded := j.id, j.completedAt, j.succeeded
+	d.mu.Unlock()
+	if d.opts.FileSeen != nil {
+		d.opts.FileSeen(files...)
+	}
 	items, skips := plan(files, d.opts.Query)
 	for _, s := range skips {
 		d.log.Warn("automatic downloads: skipping an output whose path cannot be made safe",
@@ -81,6 +95,14 @@ func (d *Downloader) downloadJob(ctx context.Context, j *job) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-d.fileSem }()
+			if it.f.DecryptedSize > readSize {
+				select {
+				case d.largeSem <- struct{}{}:
+					defer func() { <-d.largeSem }()
+				case <-rctx.Done():
+					return
+				}
+			}
 			if err := run.file(it); err != nil {
 				// Once the job is stopped, its other files only fail with the reason it stopped.
 				if rctx.Err() == nil {

@@ -19,6 +19,9 @@ type fileNode struct {
 	base
 	file  *remote.File
 	jobID string // "" for a library file
+	// dir and entry are the folder and the entry in the tree the file was looked up in, for the
+	// read-ahead across files (walkahead.go); nil when unknown.
+	dir, entry *node
 }
 
 func newFileNode(b base, f *remote.File, jobID string) (*fileNode, fusefs.StableAttr) {
@@ -39,6 +42,7 @@ func (n *fileNode) Open(_ context.Context, flags uint32) (fusefs.FileHandle, uin
 		return nil, 0, errno
 	}
 	n.f.stats.opens.Add(1)
+	n.f.walk.opened(n.dir, n.entry)
 	return &handle{f: n.f, node: n, r: n.f.newReader(n.file)}, fuse.FOPEN_KEEP_CACHE, 0
 }
 

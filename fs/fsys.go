@@ -10,6 +10,7 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 
+	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -41,7 +42,7 @@ type fileReader interface {
 // Lock order (outer first); no lock is held across a platform call or a kernel notification:
 //
 //	jobTree.mu -> jobsModel.mu
-//	liveFile.mu, liveHandle.mu, library.mu, fsys.listMu, filterMemo.mu, errLog.mu: leaves
+//	liveFile.mu, liveHandle.mu, library.mu, fsys.listMu, filterMemo.mu, errLog.mu, walkAhead.mu: leaves
 type fsys struct {
 	opts   Options
 	client platform
@@ -70,6 +71,7 @@ type fsys struct {
 	// The dynamic folders the poller invalidates entries of; set in the root's OnAdd.
 	jobsDir, completedDir, failedDir, byNameDir *fusefs.Inode
 
+	walk  *walkAhead // read-ahead across the files of a folder walked in order (walkahead.go)
 	stats transferStats
 	io    ioState // uploads/ and open files, for .rescalefs/status (uploads.go, downloads.go)
 }
@@ -97,5 +99,15 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.mounted = f.now()
+	if c := opts.Cache; c != nil {
+		wo := opts.WalkAhead
+		if wo.Bytes <= 0 {
+			// Within the cache's read-ahead memory (part of --memory), leaving room for the
+			// sequential read-ahead of the files being read.
+			wo.Bytes = min(defaultWalkBytes, c.PrefetchBudget()/2)
+		}
+		f.walk = newWalkAhead(wo, func(n *node) uint64 { return ino("file:" + n.file.ID) },
+			func(rf *remote.File) { c.Prefetch(cache.Object{ID: rf.ID, Size: rf.DecryptedSize}) }, time.Now)
+	}
 	return f
 }

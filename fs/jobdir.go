@@ -103,6 +103,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	if !c.isDir() {
 		fn, attr := newFileNode(d.base, c.file, d.jobID)
+		fn.dir, fn.entry = n, c
 		fileAttr(&out.Attr, c.file)
 		timeouts(out, final)
 		out.SetAttrTimeout(immutableTimeout) // a file id's attributes never change
@@ -125,6 +126,7 @@ func (d *dirNode) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno)
 	if errno != 0 {
 		return nil, errno
 	}
+	d.f.walk.listed(n)
 	entries := make([]fuse.DirEntry, 0, len(n.list))
 	for _, c := range n.list {
 		if c.isDir() {

@@ -44,6 +44,8 @@ type Options struct {
 	// FileSeen, if set, is told the metadata of every file listed (jobs' files, the library, new
 	// uploads): the direct storage source registers them, sparing one GetFile per file read.
 	FileSeen func(...remote.File)
+	// WalkAhead bounds the read-ahead across the files of a folder walked in order (walkahead.go).
+	WalkAhead WalkAheadOptions
 }
 
 // DefaultPoll is the default interval between refreshes of the jobs list.

@@ -50,6 +50,8 @@ type config struct {
 	skipSingle      bool
 	mountArgs       []string
 	binary          string
+	noLimits        bool
+	manyFiles       bool
 }
 
 func run(args []string) int {
@@ -64,6 +66,8 @@ func run(args []string) int {
 	fl.BoolVar(&c.skipSingle, "skip-single", false, "skip the (slow) one-stream row; ratios use the 16-way row only")
 	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
 	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
+	fl.BoolVar(&c.noLimits, "no-limits", false, "the emulator does not enforce the platform's published request limits")
+	fl.BoolVar(&c.manyFiles, "many-files", false, "only the many-small-files rows (manyfiles.go): aria2c, cp -r, rsync, tar, the downloader")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -79,7 +83,11 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
 		return 2
 	}
-	if err := bench(c); err != nil {
+	run := bench
+	if c.manyFiles {
+		run = manyFilesBench
+	}
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "rescalefs-bench:", err)
 		return 1
 	}
@@ -108,7 +116,7 @@ func bench(c config) error {
 	}
 	defer os.RemoveAll(work)
 
-	emu, err := emulator.New(emulator.Options{Limits: map[string]int{}})
+	emu, err := emulator.New(emulator.Options{NoLimits: c.noLimits})
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,7 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	shortRate := fl.Float64("short-rate", 0, "fraction of responses sent shorter than their Content-Length")
 	faultSeed := fl.Uint64("fault-seed", 1, "seed of the fault injection RNG (same seed, same faults)")
 	jobDuration := fl.Duration("job-duration", 0, "how long a submitted job executes (default 1m)")
+	noLimits := fl.Bool("no-limits", false, "do not enforce the platform's published request limits (429 past them)")
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs emulator [flags]\n       rescalefs emulator publish --url URL --api-key KEY [--name NAME] DIR\n       rescalefs emulator add-job --url URL --api-key KEY --name NAME [--duration 2m] [--fail]")
 		fmt.Fprintln(w, "\nServes the emulated Rescale platform (API and S3) on loopback. The first line printed is\nRESCALE_API_URL=<url> RESCALE_API_KEY=<key>, for eval. Stops on SIGINT or SIGTERM.\n\nFlags:")
@@ -88,7 +89,7 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	}
 	lc = ex.lifecycle(fl, lc)
 	emu, err := emulator.New(emulator.Options{
-		DataDir: *dataDir, APIKey: *apiKey, Lifecycle: lc,
+		DataDir: *dataDir, APIKey: *apiKey, Lifecycle: lc, NoLimits: *noLimits,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Faults: emulator.Faults{Latency: *latency, Bandwidth: bw, ErrorRate: *errRate, ThrottleRate: *throttleRate,
 			CutRate: *cutRate, ShortRate: *shortRate, Seed: *faultSeed},

@@ -38,6 +38,9 @@ type Options struct {
 	// Lifecycle is the emulator's job life cycle (zero: its default); running jobs (JobSpec.RunFor)
 	// fit it to their run time.
 	Lifecycle emulator.Lifecycle
+	// NoLimits turns the emulator's throttle off; by default it enforces the platform's published
+	// limits, as the platform does. Only a test that must exceed them on purpose sets it.
+	NoLimits bool
 
 	Poll      time.Duration // default 100ms, so tests see changes quickly
 	MaxJobAge time.Duration
@@ -46,6 +49,10 @@ type Options struct {
 	Parallel  int   // default 8
 	NoDisk    bool  // no disk tier
 	NoMemory  bool  // no memory tier: every re-read the page cache misses goes to disk or the platform
+	// Direct makes the cache read straight from storage (remote.DirectSource, falling back to
+	// /contents/ per file), as the binary does by default; Env.Direct is that source.
+	Direct    bool
+	WalkAhead fs.WalkAheadOptions // read-ahead across files; zero = the mount's defaults
 
 	MountOptions []string
 	Logger       *slog.Logger // default: errors to the test log
@@ -65,7 +72,8 @@ type Env struct {
 	Mount    *fs.Mounted
 	Jobs     []emulator.Job // as AddJob returned them, in Options.Jobs order
 	Library  []emulator.FileInfo
-	Engine   *upload.Engine // with Options.Uploads.Enabled
+	Engine   *upload.Engine       // with Options.Uploads.Enabled
+	Direct   *remote.DirectSource // with Options.Direct
 
 	pubMu      sync.Mutex // guards published
 	published  []upload.Status
@@ -77,9 +85,7 @@ type Env struct {
 func Mount(t testing.TB, o Options) *Env {
 	t.Helper()
 	logger := prepare(t, &o)
-	unlimited := map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-		emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	emu, err := emulator.New(emulator.Options{Limits: unlimited, Faults: o.Faults, Lifecycle: o.Lifecycle})
+	emu, err := emulator.New(emulator.Options{NoLimits: o.NoLimits, Faults: o.Faults, Lifecycle: o.Lifecycle})
 	if err != nil {
 		t.Fatalf("emulator: %v", err)
 	}
@@ -158,7 +164,10 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		co.MaxRetryAfter = time.Second
 	}
 	if co.Limits == nil {
-		co.Limits = map[remote.Scope]float64{} // unlimited, like the emulator unless a test says otherwise
+		// The client does not pace itself in tests (a test's few hundred requests would wait on the
+		// user scope's burst); the emulator still enforces the platform's limits, so a test that made a
+		// request too many would see the 429 the platform answers.
+		co.Limits = map[remote.Scope]float64{}
 	}
 	var err error
 	if env.Client, err = remote.New(co); err != nil {
@@ -174,7 +183,13 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	if o.NoMemory {
 		memory = -1
 	}
-	env.Cache, err = cache.New(env.Client, cache.Options{
+	var src cache.Source = env.Client
+	if o.Direct {
+		env.Direct = remote.NewDirectSource(env.Client, remote.DirectSourceOptions{
+			S3: remote.S3Options{MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond}, Logger: logger})
+		src = env.Direct
+	}
+	env.Cache, err = cache.New(src, cache.Options{
 		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
 		MinRequestSize: o.BlockSize, MaxRequestSize: 4 * o.BlockSize,
 		Retry:     cache.RetryPolicy{Attempts: 8, Initial: time.Millisecond, Max: 20 * time.Millisecond},
@@ -190,7 +205,10 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	}
 	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead,
+	}
+	if env.Direct != nil {
+		fo.FileSeen = env.Direct.Register
 	}
 	if o.Uploads.Enabled {
 		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle

@@ -17,9 +17,11 @@ import (
 // PlatformOptions describe a Platform. Zero values are test-friendly defaults.
 type PlatformOptions struct {
 	DataDir string         // the emulator's data folder, kept across Restart; "" = t.TempDir()
-	Limits  map[string]int // the emulator's throttle, requests per hour per scope; nil = unlimited
-	Faults  emulator.Faults
-	Now     func() time.Time // the emulator's clock; nil = time.Now
+	Limits  map[string]int // the emulator's throttle, requests per hour per scope; nil = the platform's published limits
+	// NoLimits turns the emulator's throttle off (whatever Limits says).
+	NoLimits bool
+	Faults   emulator.Faults
+	Now      func() time.Time // the emulator's clock; nil = time.Now
 	// Lifecycle is the emulator's job life cycle (zero: its default). MountOn ignores Options.Lifecycle:
 	// the platform's emulator is made here.
 	Lifecycle emulator.Lifecycle
@@ -47,10 +49,6 @@ func NewPlatform(t testing.TB, o PlatformOptions) *Platform {
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
-	if o.Limits == nil {
-		o.Limits = map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobSubmission: 0, emulator.ScopeJobsUsage: 0,
-			emulator.ScopeFileAccess: 0, emulator.ScopeCredentialAccess: 0}
-	}
 	p := &Platform{t: t, opts: o}
 	p.Start()
 	t.Cleanup(p.Stop)
@@ -65,7 +63,7 @@ func (p *Platform) Start() {
 	if p.srv != nil {
 		return
 	}
-	emu, err := emulator.New(emulator.Options{DataDir: p.opts.DataDir, Limits: p.opts.Limits, Faults: p.opts.Faults,
+	emu, err := emulator.New(emulator.Options{DataDir: p.opts.DataDir, Limits: p.opts.Limits, NoLimits: p.opts.NoLimits, Faults: p.opts.Faults,
 		Now: p.opts.Now, Lifecycle: p.opts.Lifecycle})
 	if err != nil {
 		p.t.Fatalf("emulator: %v", err)

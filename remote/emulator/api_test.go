@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -604,5 +605,30 @@ func TestSeedTenThousandFiles(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no job with 10,000 files")
+	}
+}
+
+// TestPublishedLimitsByDefault: an emulator made with no Limits enforces the platform's published ones
+// (the user scope's 7200 an hour here: the 7201st request is throttled), and NoLimits turns them off.
+func TestPublishedLimitsByDefault(t *testing.T) {
+	for _, tc := range []struct {
+		opts      Options
+		throttled bool
+	}{{Options{}, true}, {Options{NoLimits: true}, false}, {Options{NoLimits: true, Limits: map[string]int{ScopeUser: 10}}, false}} {
+		h := newHarness(t, tc.opts)
+		status := 0
+		for range DefaultLimits[ScopeUser] + 1 {
+			req := httptest.NewRequest(http.MethodGet, "/api/v3/users/me/", nil)
+			req.Header.Set("Authorization", "Token "+h.e.APIKey())
+			rec := httptest.NewRecorder()
+			h.e.ServeHTTP(rec, req)
+			if status = rec.Code; status != http.StatusOK {
+				break
+			}
+		}
+		if got := status == http.StatusTooManyRequests; got != tc.throttled {
+			t.Errorf("NoLimits %v, Limits %v: request %d of the hour answered %d", tc.opts.NoLimits, tc.opts.Limits,
+				DefaultLimits[ScopeUser]+1, status)
+		}
 	}
 }

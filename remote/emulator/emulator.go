@@ -47,7 +47,10 @@ type Options struct {
 	Now       func() time.Time // nil = time.Now: job life cycles, throttling, credential expiry
 	Lifecycle Lifecycle        // zero = DefaultLifecycle(); for jobs submitted through the API
 	Limits    map[string]int   // requests per hour per throttle scope (Scope*); nil = DefaultLimits; a scope missing or 0 = unlimited
-	Faults    Faults           // initial fault injection (SetFaults changes it at run time)
+	// NoLimits turns the throttle off whatever Limits says. The default is the platform as it is (its
+	// published limits enforced), so tests and benchmarks opt out explicitly, and only where they must.
+	NoLimits bool
+	Faults   Faults // initial fault injection (SetFaults changes it at run time)
 }
 
 // Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
@@ -84,7 +87,11 @@ func New(opts Options) (*Emulator, error) {
 	if e.clock == nil {
 		e.clock = time.Now
 	}
-	e.throttle = newThrottler(opts.Limits)
+	limits := opts.Limits
+	if opts.NoLimits {
+		limits = map[string]int{}
+	}
+	e.throttle = newThrottler(limits)
 	e.faults.set(opts.Faults)
 	if opts.DataDir == "" {
 		e.blobs = newMemBlobs()
