@@ -366,11 +366,8 @@ func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
 	}
 }
 
-// permanentError tells the cache which fetch errors retrying cannot fix.
-func permanentError(err error) bool {
-	return errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) ||
-		errors.Is(err, remote.ErrForbidden) || errors.Is(err, remote.ErrBadRequest)
-}
+// permanentError tells the cache which fetch errors retrying cannot fix: the network policy's.
+func permanentError(err error) bool { return remote.Permanent(err) }
 
 // lockAccountDir returns the cache folder of this platform and key (blocks are addressed by file id, so
 // accounts must not share one) and holds a lock on it: two processes serving one disk cache would each
