@@ -74,9 +74,9 @@ type Faults struct {
 	StallFor time.Duration `json:"stallFor"`
 	// Frozen: the platform accepts connections and reads requests but answers nothing until unfrozen
 	// (then the requests held are served) or the client gives up.
-	Frozen bool `json:"frozen"`
-	Seed         uint64        `json:"seed"`
-	Endpoints    []string      `json:"endpoints,omitempty"`
+	Frozen    bool     `json:"frozen"`
+	Seed      uint64   `json:"seed"`
+	Endpoints []string `json:"endpoints,omitempty"`
 }
 
 // faultInjector decides, per request, which fault (if any) to inject.
