@@ -21,9 +21,10 @@ import (
 //   - An answer whose headers take longer than HeaderTimeout after the request was sent fails the same
 //     way (a frozen platform accepts connections and answers nothing).
 //   - A call (an API request with its retries, or one ranged read with its fall-backs) that makes no
-//     progress for Budget fails with ErrUnavailable. Progress is an answer from the platform (any
-//     status) or a byte of a body; waits the platform asked for (429 Retry-After, the request-rate
-//     throttle) do not count against it. So a read fails with EIO about Budget after the platform went
+//     progress for Budget fails with ErrUnavailable, and so does one that has not finished Budget
+//     after its first failed attempt (a platform that trickles half a body and stalls, again and
+//     again, makes progress forever). Progress is an answer from the platform (any status) or a byte of
+//     a body; waits the platform asked for (429 Retry-After, the request-rate throttle) do not count. So a read fails with EIO about Budget after the platform went
 //     away, and a blip shorter than Budget is retried through and never seen.
 //   - After a read failed with ErrUnavailable, reads of the same file fail at once for FailureMemory:
 //     the kernel retries a failed read itself (a read-ahead failure becomes a synchronous single-page
@@ -176,12 +177,16 @@ func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		cancel(nil)
+		pc.fail()
 		if errors.Is(context.Cause(ctx), ErrStalled) {
 			return nil, fmt.Errorf("%w: sending the request body: %w", ErrStalled, err)
 		}
 		return nil, err
 	}
 	pc.progress()
+	if resp.StatusCode >= 500 {
+		pc.fail()
+	}
 	if resp.Body == http.NoBody {
 		cancel(nil)
 		return resp, nil
@@ -248,8 +253,11 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.pc.progress()
 	}
-	if err != nil && err != io.EOF && b.t.fired.Load() {
-		err = fmt.Errorf("%w: %w", context.Cause(b.ctx), err)
+	if err != nil && err != io.EOF {
+		b.pc.fail()
+		if b.t.fired.Load() && !errors.Is(err, ErrStalled) {
+			err = fmt.Errorf("%w: %w", context.Cause(b.ctx), err)
+		}
 	}
 	return n, err
 }
@@ -268,6 +276,7 @@ type policyCall struct {
 	cancel context.CancelCauseFunc
 	health *Health
 	last   atomic.Int64 // time.Now().UnixNano() of the last progress
+	failAt atomic.Int64 // time.Now().UnixNano() of the first failed attempt; 0 = none yet
 	held   atomic.Int32 // waits in progress that the platform asked for
 	fired  atomic.Bool
 	timer  *time.Timer
@@ -297,7 +306,11 @@ func (pc *policyCall) hold() func() {
 	start := time.Now()
 	return func() {
 		// The held time is moved out of the clock: the budget resumes where it stopped.
-		pc.last.Add(int64(time.Since(start)))
+		held := int64(time.Since(start))
+		pc.last.Add(held)
+		if f := pc.failAt.Load(); f != 0 {
+			pc.failAt.CompareAndSwap(f, f+held)
+		}
 		pc.held.Add(-1)
 	}
 }
@@ -307,13 +320,26 @@ func (pc *policyCall) check() {
 		pc.timer.Reset(pc.d)
 		return
 	}
-	since := time.Since(time.Unix(0, pc.last.Load()))
-	if since < pc.d {
-		pc.timer.Reset(pc.d - since)
+	now := time.Now().UnixNano()
+	left := pc.d - time.Duration(now-pc.last.Load())
+	if f := pc.failAt.Load(); f != 0 {
+		left = min(left, pc.d-time.Duration(now-f))
+	}
+	if left > 0 {
+		pc.timer.Reset(left)
 		return
 	}
 	pc.fired.Store(true)
 	pc.cancel(ErrUnavailable)
+}
+
+// fail records a failed attempt (no answer, a 5xx, a body cut or stalled). From the first one on, the
+// call has the budget to finish, progress or not: a platform that trickles half a body and stalls,
+// again and again, makes progress forever without ever answering.
+func (pc *policyCall) fail() {
+	if pc != nil {
+		pc.failAt.CompareAndSwap(0, time.Now().UnixNano())
+	}
 }
 
 // withBudget runs fn under a budget: ctx's if it has one, else a new one of c's policy. An error of
