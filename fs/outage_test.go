@@ -115,3 +115,26 @@ func TestOutageBlipInvisible(t *testing.T) {
 		t.Fatalf("cp across a blip: %v %q (%d bytes, want %d)", r.err, r.out, len(r.b), len(want))
 	}
 }
+
+// Unmounting while a poll round is stuck on a frozen platform returns at once: the tree's context is
+// cancelled before the poller is waited for (it used to be the other way round, and the unmount
+// waited for the round's retries: up to the budget now, about 20 minutes before the policy).
+func TestUnmountWhileFrozen(t *testing.T) {
+	fusetest.CheckLeaks(t)
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
+	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: 50 * time.Millisecond},
+		fusetest.MountExtra{Permanent: remote.Permanent}) // the default policy: a 60 s budget
+	if _, err := os.ReadDir(filepath.Join(env.Dir, "jobs")); err != nil {
+		t.Fatal(err)
+	}
+	p.Emulator().SetFrozen(true)
+	defer p.Emulator().SetFrozen(false)
+	fusetest.Eventually(t, 10*time.Second, "a poll round held by the frozen platform", func() bool { return p.Emulator().Holding() > 0 })
+	start := time.Now()
+	if err := env.Mount.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("unmount took %v with a poll round stuck", el)
+	}
+}

@@ -185,11 +185,13 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err := checkKey(ctx, client, creds.URL); err != nil {
 		return err
 	}
+	life := newMountLife(logger)
+	defer life.end()
 	accountDir, unlock, err := lockAccountDir(c.cacheDir, creds)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	life.unlock = unlock
 	budget, err := splitMemory(c.memory, c.parallel)
 	if err != nil {
 		return err
@@ -211,14 +213,13 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
-	defer blocks.Close()
+	life.blocks = blocks
 	var dl *download.Downloader
 	if c.autoDownload != "" {
-		// Deferred after blocks.Close, so it runs first: the downloader reads through the cache.
-		if dl, err = startAutoDownload(ctx, c, client, blocks, logger); err != nil {
+		if dl, err = startAutoDownload(life.ctx, c, client, blocks, logger); err != nil {
 			return err
 		}
-		defer dl.Close()
+		life.dl = dl
 	}
 	// The upload engine resumes what the journal holds once started, which is after the mount: its
 	// OnDone needs the mount.
@@ -234,6 +235,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
+	life.engine = engine
 	opts := rfs.Options{
 		Client: client, Cache: blocks, Poll: c.poll, MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour,
 		Logger: logger, CacheDir: accountDir, MountOptions: c.options, Debug: c.debugFUSE, Uploads: engine,
@@ -251,11 +253,11 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}
 	m, err := rfs.Mount(mountpoint, opts)
 	if err != nil {
-		engine.Close()
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	mounted.Store(m)
-	engine.Start(context.Background())
+	life.mount = m
+	engine.Start(life.ctx)
 	if n := engine.Pending(); n > 0 {
 		logger.Info("resuming uploads", "pending", n)
 	}
@@ -276,8 +278,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		}
 	}()
 	m.Wait()
-	m.SettleUploads()
-	engine.Close()
+	life.end()
 	if n := engine.Pending(); n > 0 {
 		logger.Warn("uploads pending at unmount", "pending", n)
 		fmt.Fprintf(logw, "rescalefs: %d uploads pending; they resume on the next mount\n", n)
