@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/download"
@@ -46,22 +47,29 @@ func newMountLife(log *slog.Logger) *mountLife {
 // (a mount that failed half way).
 func (l *mountLife) end() {
 	l.once.Do(func() {
+		start := time.Now()
+		step := func(what string, f func()) {
+			t := time.Now()
+			f()
+			l.log.Debug("shutdown", "step", what, "took", time.Since(t))
+		}
 		l.cancel()
 		if l.mount != nil {
-			l.mount.Wait() // unmounted: the tree's context is cancelled and its poller has stopped
-			l.mount.SettleUploads()
+			// Unmounted: the tree's context is cancelled and its poller has stopped.
+			step("tree", func() { l.mount.Wait(); l.mount.SettleUploads() })
 		}
 		if l.engine != nil {
-			l.engine.Close()
+			step("uploads", func() { l.engine.Close() })
 		}
 		if l.dl != nil {
-			l.dl.Close()
+			step("auto-download", func() { l.dl.Close() })
 		}
 		if l.blocks != nil {
-			l.blocks.Close()
+			step("cache", func() { l.blocks.Close() })
 		}
 		if l.unlock != nil {
 			l.unlock()
 		}
+		l.log.Debug("shutdown done", "took", time.Since(start))
 	})
 }

@@ -35,9 +35,13 @@ import (
 // it; the parent waits on it so `rescalefs mount` returns only once the mount works (or says why not).
 const readyFDEnv = "RESCALEFS_READY_FD"
 
-// authCheckTimeout bounds the key check before mounting: a URL that does not answer fails the mount
-// instead of hanging it.
+// authCheckTimeout bounds the key check before mounting. A URL that refuses connections or does not
+// resolve fails the mount; a platform that accepts connections but does not answer in time is an outage,
+// and the mount goes ahead (serving what the cache holds) with a warning.
 const authCheckTimeout = 30 * time.Second
+
+// errNoAnswer: the key check got no answer in time.
+var errNoAnswer = errors.New("no answer")
 
 // mountConfig is everything `mount` and `demo` take from flags.
 type mountConfig struct {
@@ -56,6 +60,7 @@ type mountConfig struct {
 	uploadParallel          int
 	uploadSettle            time.Duration
 	directReads             bool
+	authTimeout             time.Duration // 0 = authCheckTimeout
 }
 
 // addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
@@ -92,6 +97,9 @@ func runMount(args []string, stdout, stderr io.Writer) int {
 	fl.StringVar(&c.autoDownload, "auto-download", "", "copy the outputs of jobs as they complete into DIR/<jobId>/ (and, at start, of jobs completed within --max-job-age)")
 	fl.StringVar(&c.autoQuery, "auto-query", "", "with --auto-download: only files whose name contains TEXT")
 	addServeFlags(fl, &c)
+	// Hidden: for tests that mount while the platform is frozen.
+	fl.DurationVar(&c.authTimeout, "auth-timeout", authCheckTimeout, "how long the key check waits for an answer")
+	_ = fl.MarkHidden("auth-timeout")
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: rescalefs mount [flags] MOUNTPOINT\n\nMounts the Rescale platform at MOUNTPOINT (an existing empty folder) and returns once it is ready.\n\nFlags:")
 		fmt.Fprint(w, fl.FlagUsages())
@@ -182,7 +190,9 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
-	if err := checkKey(ctx, client, creds.URL); err != nil {
+	if err := checkKey(ctx, client, creds.URL, c.authTimeout); errors.Is(err, errNoAnswer) {
+		logger.Warn("mounting without checking the key: the platform did not answer", "err", err)
+	} else if err != nil {
 		return err
 	}
 	life := newMountLife(logger)
@@ -349,8 +359,11 @@ func splitMemory(memory int64, parallel int) (memoryBudget, error) {
 }
 
 // checkKey validates the key before anything is mounted, with one clear line per failure class.
-func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
-	ctx, cancel := context.WithTimeout(ctx, authCheckTimeout)
+func checkKey(ctx context.Context, client *remote.Client, apiURL string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = authCheckTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := client.CheckAuth(ctx)
 	switch {
@@ -360,8 +373,9 @@ func checkKey(ctx context.Context, client *remote.Client, apiURL string) error {
 		return fmt.Errorf("the API key was rejected by %s: check RESCALE_API_KEY or your apiconfig profile", apiURL)
 	case errors.Is(err, remote.ErrNotAPI):
 		return fmt.Errorf("%s does not answer like a Rescale API (check the URL)", apiURL)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s did not answer within %s", apiURL, authCheckTimeout)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, remote.ErrUnavailable), errors.Is(err, remote.ErrStalled):
+		// Connected, but no answer: an outage, not a wrong URL.
+		return fmt.Errorf("%w: %s did not answer within %s", errNoAnswer, apiURL, timeout)
 	default:
 		return fmt.Errorf("cannot reach %s: %w", apiURL, err)
 	}
@@ -526,9 +540,11 @@ func runUnmount(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fl, args, 1, "unmount", usage, stdout, stderr); done {
 		return code
 	}
+	pid := mountPID(fl.Arg(0))
 	if err := unmount(fl.Arg(0)); err != nil {
 		fmt.Fprintf(stderr, "rescalefs unmount: %v\n", err)
 		return exitFailure
 	}
+	waitMountProcess(fl.Arg(0), pid, stderr)
 	return exitOK
 }

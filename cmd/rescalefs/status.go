@@ -237,6 +237,9 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 		}
 	}
 	fmt.Fprintln(w, cacheLine(st))
+	if line := platformLine(st.Platform, st.Time); line != "" {
+		fmt.Fprintln(w, line)
+	}
 }
 
 func textBar(on bool, done, size int64) string {
