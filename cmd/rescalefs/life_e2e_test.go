@@ -40,7 +40,7 @@ func TestUnmountThenMountWhileFrozen(t *testing.T) {
 	cacheDir := t.TempDir()
 	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
 	logFile := filepath.Join(t.TempDir(), "log")
-	backgroundMount(t, creds, "--poll", "100ms", "--cache-dir", cacheDir, "--auth-timeout", "2s", "--log-level", "debug", "--log-file", logFile, mnt)
+	backgroundMount(t, creds, "--poll", "1s", "--cache-dir", cacheDir, "--auth-timeout", "2s", "--log-level", "debug", "--log-file", logFile, mnt)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logFile)
@@ -60,7 +60,7 @@ func TestUnmountThenMountWhileFrozen(t *testing.T) {
 		t.Fatalf("unmount: %v: %s", err, out)
 	}
 	t.Logf("unmount with a frozen platform took %v", time.Since(start).Round(time.Millisecond))
-	backgroundMount(t, creds, "--poll", "100ms", "--cache-dir", cacheDir, "--auth-timeout", "2s", mnt)
+	backgroundMount(t, creds, "--poll", "1s", "--cache-dir", cacheDir, "--auth-timeout", "2s", mnt)
 
 	emu.SetFrozen(false)
 	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
