@@ -63,6 +63,7 @@ type fsys struct {
 
 	listMu   sync.Mutex // protects listCall
 	listCall *flight[[]string]
+	jobCalls flights[jobInfo] // a job's statuses, a job looked up by id: one call per job at a time
 
 	mounted time.Time // the mtime of the fixed folders
 

@@ -141,13 +141,19 @@ func (f *fsys) jobStatuses(ctx context.Context, id string) (jobInfo, error) {
 		return info, nil
 	}
 	listStatus := info.Status
-	st, err := f.client.JobStatuses(ctx, id)
+	got, err := f.jobCalls.do(ctx, f.ctx, "statuses\x00"+id, func(ctx context.Context) (jobInfo, error) {
+		st, err := f.client.JobStatuses(ctx, id)
+		if err != nil {
+			return jobInfo{}, err
+		}
+		f.model.setStatuses(id, st, listStatus)
+		info, _ := f.model.get(id)
+		return info, nil
+	})
 	if err != nil {
 		return info, err
 	}
-	f.model.setStatuses(id, st, listStatus)
-	info, _ = f.model.get(id)
-	return info, nil
+	return got, nil
 }
 
 // findJob returns a job for a lookup in jobs/: from the model, else (a job newer than the last poll, or
@@ -170,21 +176,23 @@ func (f *fsys) findJob(ctx context.Context, id string) (jobInfo, error) {
 			}
 		}
 	}
-	j, err := f.client.GetJob(ctx, id)
-	if err == nil && j.ID != id {
-		err = remote.ErrNotFound // a platform answering with another job: not this one
-	}
-	if err != nil {
-		if isNotFound(err) {
-			f.model.setMissing(id, f.now().Add(f.opts.Poll))
+	return f.jobCalls.do(ctx, f.ctx, "find\x00"+id, func(ctx context.Context) (jobInfo, error) {
+		j, err := f.client.GetJob(ctx, id)
+		if err == nil && j.ID != id {
+			err = remote.ErrNotFound // a platform answering with another job: not this one
 		}
-		return jobInfo{}, err
-	}
-	st, err := f.client.JobStatuses(ctx, id)
-	if err != nil {
-		return jobInfo{}, err
-	}
-	return f.model.addFound(j, st), nil
+		if err != nil {
+			if isNotFound(err) {
+				f.model.setMissing(id, f.now().Add(f.opts.Poll))
+			}
+			return jobInfo{}, err
+		}
+		st, err := f.client.JobStatuses(ctx, id)
+		if err != nil {
+			return jobInfo{}, err
+		}
+		return f.model.addFound(j, st), nil
+	})
 }
 
 // loadJobs makes sure the jobs list has been fetched once; concurrent callers share one fetch.
