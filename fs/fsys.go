@@ -25,6 +25,7 @@ type platform interface {
 	JobRuns(ctx context.Context, jobID string) ([]remote.Run, error)
 	DirectoryContents(ctx context.Context, jobID, runID string) ([]remote.LiveFile, error)
 	Tail(ctx context.Context, jobID, runID, path string) ([]byte, error)
+	TailRange(ctx context.Context, jobID, runID, path string, off, n int64) ([]byte, bool, error)
 }
 
 var _ platform = (*remote.Client)(nil)
