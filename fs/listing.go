@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"time"
@@ -23,6 +24,11 @@ type jobTree struct {
 
 	runID string               // the live run last listed ("" = ask JobRuns)
 	live  map[string]*liveFile // the live files seen, by run id and path; dropped once final
+
+	// elem and counted are guarded by jobsModel.mu: the tree's place in the LRU of final listings
+	// and the files it counts there (treelru.go).
+	elem    *list.Element
+	counted int
 }
 
 // treeFor returns the job's jobTree, creating it.
@@ -66,6 +72,9 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 	if t.root != nil && (t.final || f.now().Sub(t.fetched) < t.ttl) {
 		root, final := t.root, t.final
 		t.mu.Unlock()
+		if final {
+			f.model.touchTree(t)
+		}
 		return root, final, nil
 	}
 	c := t.call
@@ -93,15 +102,18 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 			f.logNotes(id, notes)
 			return root, nil
 		}, func(root *node, err error) {
+			var drop []*jobTree
 			t.mu.Lock()
 			if err == nil && t.gen == gen {
 				t.root, t.final, t.fetched, t.ttl = root, completed, f.now(), ttl
 				if completed {
 					t.runID, t.live = "", nil // open live files keep their own state
+					drop = f.model.keepTree(t, root.files)
 				}
 			}
 			t.call = nil
 			t.mu.Unlock()
+			dropTrees(drop)
 		})
 		t.call = c
 	}
