@@ -96,8 +96,18 @@ func (f *fsys) liveTree(ctx context.Context, t *jobTree, jobID string) (*node, e
 			}
 			return nil, err
 		}
+		sizes := make(map[string]int64, len(entries))
+		for _, e := range entries {
+			if e.Size != nil {
+				sizes[e.Path] = *e.Size
+			}
+		}
 		root, notes := buildLiveTree(entries, func(path string, comps []string) *liveFile {
-			return t.liveFileFor(f, jobID, run, path, comps)
+			lf := t.liveFileFor(f, jobID, run, path, comps)
+			if n, ok := sizes[path]; ok {
+				lf.noteListedSize(n)
+			}
+			return lf
 		})
 		f.logNotes(jobID, notes)
 		return root, nil
@@ -216,6 +226,17 @@ func (lf *liveFile) intervalLocked() time.Duration {
 		return liveInterval
 	}
 	return liveInterval * time.Duration(1+lf.size/liveWindow)
+}
+
+// noteListedSize takes the size a listing gave, so `ls -l` of a live folder shows sizes without a tail
+// of every file. An open file keeps the size of the bytes it holds: a read must find what stat said.
+func (lf *liveFile) noteListedSize(n int64) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	if lf.haveData || n < 0 || n == lf.size {
+		return
+	}
+	lf.size, lf.mtime = n, lf.f.now()
 }
 
 func (lf *liveFile) ino() uint64 { return ino("live:" + lf.jobID + "/" + lf.runID + "/" + lf.path) }

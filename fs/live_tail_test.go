@@ -44,3 +44,17 @@ func TestLiveTailFetchesOnlyNewBytes(t *testing.T) {
 	}
 	t.Logf("tail endpoint: %d bytes in %d requests for a %d-byte log", sent, env.Requests(emulator.EndpointTail)-req0, len(size))
 }
+
+// `ls -l` of a live folder shows sizes from the listing, without a tail request per file.
+func TestLiveListingSizes(t *testing.T) {
+	env := fusetest.Mount(t, fusetest.Options{Jobs: liveJobs(), Lifecycle: liveLifecycle})
+	logPath := filepath.Join(env.Dir, "jobs/Live1/process_output.log")
+	tail0 := env.Requests(emulator.EndpointTail)
+	fusetest.Eventually(t, 20*time.Second, "a size for the live log in ls -l", func() bool {
+		fi, err := os.Stat(logPath)
+		return err == nil && fi.Size() > 0
+	})
+	if n := env.Requests(emulator.EndpointTail) - tail0; n != 0 {
+		t.Errorf("stat of a live file nobody has open sent %d tail requests", n)
+	}
+}
