@@ -96,6 +96,7 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 		liveTTL:   min(opts.Poll, 10*time.Second),
 		model:     newJobsModel(),
 	}
+	f.model.lru.max = opts.MaxTreeFiles
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.mounted = f.now()
 	return f

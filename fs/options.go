@@ -44,6 +44,8 @@ type Options struct {
 	// FileSeen, if set, is told the metadata of every file listed (jobs' files, the library, new
 	// uploads): the direct storage source registers them, sparing one GetFile per file read.
 	FileSeen func(...remote.File)
+	// MaxTreeFiles bounds the files of completed jobs' listings kept (LRU); 0 = DefaultMaxTreeFiles.
+	MaxTreeFiles int
 }
 
 // DefaultPoll is the default interval between refreshes of the jobs list.

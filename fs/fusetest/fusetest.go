@@ -51,6 +51,8 @@ type Options struct {
 
 	// Uploads makes uploads/ writable through an upload engine (uploads.go in this package).
 	Uploads UploadOptions
+
+	MaxTreeFiles int // fs.Options.MaxTreeFiles
 }
 
 // Env is a mounted test platform.
@@ -184,7 +186,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	}
 	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: extra.CacheDir, MountOptions: o.MountOptions,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, MaxTreeFiles: o.MaxTreeFiles,
 	}
 	if o.Uploads.Enabled {
 		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
