@@ -63,6 +63,9 @@ type errLog struct {
 const maxLogged = 1000
 
 func (f *fsys) logErr(op string, err error) {
+	if errors.Is(err, remote.ErrUnavailable) {
+		return // an outage: the platform client logs it once when it starts and once when it ends
+	}
 	msg := op + ": " + err.Error()
 	f.errs.mu.Lock()
 	if f.errs.seen == nil || len(f.errs.seen) >= maxLogged {

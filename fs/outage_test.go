@@ -8,6 +8,7 @@ package fs_test
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,17 +28,18 @@ var outagePolicy = remote.Policy{DialTimeout: time.Second, HeaderTimeout: 500 * 
 // machine. Twice the budget (a kernel retry that waits again) is beyond it.
 const outageBound = 7 * time.Second
 
-func outageMount(t *testing.T) (*fusetest.Platform, *fusetest.Env, string) {
+func outageMount(t *testing.T) (*fusetest.Platform, *fusetest.Env, string, *fusetest.LogBuffer) {
 	t.Helper()
 	fusetest.CheckLeaks(t)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
-	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Parallel: 2, Poll: 200 * time.Millisecond},
+	logger, logs := fusetest.CaptureLog(t, slog.LevelInfo)
+	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Parallel: 2, Poll: 200 * time.Millisecond, Logger: logger},
 		fusetest.MountExtra{Client: remote.Options{Policy: outagePolicy}, Permanent: remote.Permanent})
 	dir := filepath.Join(env.Dir, "jobs/Flt01/case/VTK")
 	if _, err := os.ReadDir(dir); err != nil {
 		t.Fatal(err)
 	}
-	return p, env, filepath.Join(dir, "big.vtk")
+	return p, env, filepath.Join(dir, "big.vtk"), logs
 }
 
 func outageCopy(t *testing.T, src string) ([]byte, string, error) {
@@ -66,7 +68,7 @@ func TestOutageFailsWithinBound(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, env, src := outageMount(t)
+			p, env, src, logs := outageMount(t)
 			want := env.Plaintext(t, env.Jobs[0].Files[0].ID)
 			c.break_(p)
 			start := time.Now()
@@ -83,6 +85,13 @@ func TestOutageFailsWithinBound(t *testing.T) {
 			fusetest.Eventually(t, outageBound, "no fetch in flight", func() bool { return env.Cache.Stats().InFlight == 0 })
 			if c.wantHoldDrain {
 				fusetest.Eventually(t, outageBound, "the emulator holding no request", func() bool { return p.Emulator().Holding() == 0 })
+				// The outage is logged once, not once per block or per file.
+				if n := strings.Count(logs.String(), "the platform is not answering"); n != 1 {
+					t.Errorf("the outage was logged %d times, want once", n)
+				}
+				if n := strings.Count(logs.String(), "level=ERROR"); n != 0 {
+					t.Errorf("%d ERROR lines during the outage, want none (the outage line says it)", n)
+				}
 			}
 			c.mend(p)
 			fusetest.Eventually(t, 20*time.Second, "cp working again", func() bool {
@@ -95,7 +104,7 @@ func TestOutageFailsWithinBound(t *testing.T) {
 
 // A freeze shorter than the budget: the reads wait it out and cp never sees it.
 func TestOutageBlipInvisible(t *testing.T) {
-	p, env, src := outageMount(t)
+	p, env, src, _ := outageMount(t)
 	want := env.Plaintext(t, env.Jobs[0].Files[0].ID)
 	p.Emulator().SetFrozen(true)
 	type result struct {
