@@ -242,3 +242,42 @@ func TestPermanent(t *testing.T) {
 		}
 	}
 }
+
+// A direct storage read and its fall-back to /contents/ share one budget: with the platform (storage
+// and API) frozen the read fails once, within the budget and a header wait, not once per path.
+func TestPolicyDirectSourceOneBudget(t *testing.T) {
+	e, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		e.SetFrozen(false)
+		srv.Close()
+		e.Close()
+	})
+	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := e.AddLibraryFile("d.bin", bytes.NewReader(make([]byte, 100000)), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDirectSource(c, DirectSourceOptions{S3: S3Options{MaxBackoff: 10 * time.Millisecond}})
+	ctx := context.Background()
+	if err := d.ReadRange(ctx, fi.ID, 0, make([]byte, 1000)); err != nil { // storage client made, file known
+		t.Fatal(err)
+	}
+	e.SetFrozen(true)
+	start := time.Now()
+	err = d.ReadRange(ctx, fi.ID, 5000, make([]byte, 1000))
+	el := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("frozen platform: %v, want ErrUnavailable", err)
+	}
+	if bound := testPolicy.Budget + testPolicy.HeaderTimeout + time.Second; el > bound {
+		t.Errorf("direct read with its fall-back failed after %v, beyond %v", el, bound)
+	}
+}
