@@ -281,3 +281,31 @@ func TestPolicyDirectSourceOneBudget(t *testing.T) {
 		t.Errorf("direct read with its fall-back failed after %v, beyond %v", el, bound)
 	}
 }
+
+// TailRange asks for bytes from an offset: the emulator honours Range (206), a range at the end is
+// nothing new (416), and the bytes are the same as the whole-file tail's.
+func TestTailRange(t *testing.T) {
+	v := newEnv(t, emulator.Options{}, nil)
+	running := v.job(emulator.JobSpec{Name: "running", RunFor: time.Hour,
+		Files: []emulator.FileSpec{{RelativePath: "process_output.log", Size: 200000, Seed: 3}}})
+	ctx := context.Background()
+	v.clk.Sleep(ctx, 30*time.Minute)
+	whole, err := v.c.Tail(ctx, running.ID, "1", "process_output.log")
+	if err != nil || len(whole) < 1000 {
+		t.Fatalf("tail: %d bytes, %v", len(whole), err)
+	}
+	for _, c := range []struct {
+		off, n int64
+		want   []byte
+	}{
+		{0, -1, whole},
+		{500, -1, whole[500:]},
+		{500, 100, whole[500:600]},
+		{int64(len(whole)), -1, nil},
+	} {
+		b, ranged, err := v.c.TailRange(ctx, running.ID, "1", "process_output.log", c.off, c.n)
+		if err != nil || !ranged || !bytes.Equal(b, c.want) {
+			t.Errorf("TailRange(%d, %d): %d bytes, ranged %v, %v; want %d bytes", c.off, c.n, len(b), ranged, err, len(c.want))
+		}
+	}
+}
