@@ -84,11 +84,7 @@ func (d *Downloader) downloadFiles(ctx context.Context, j *job, rec *jobRecord, 
 	run := &jobRun{d: d, j: j, rec: rec, ctx: rctx, cancel: cancel}
 	var wg sync.WaitGroup
 	for _, it := range items {
-		select {
-		case d.fileSem <- struct{}{}:
-		case <-rctx.Done():
-		}
-		if rctx.Err() != nil {
+		if !acquire(rctx, d.fileSem) {
 			break
 		}
 		wg.Add(1)
@@ -177,4 +173,20 @@ func diskErr(err error) error {
 // notExist reports a missing file (or a path through a non-directory).
 func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// acquire takes a slot of sem unless ctx ends first; it reports whether it holds one. When both are
+// ready at once, select picks either: a slot won together with a cancelled context is given back,
+// or every such stop would keep one (and after --parallel of them nothing would download again).
+func acquire(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		if ctx.Err() != nil {
+			<-sem
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -22,6 +22,9 @@ func (f *fsys) errno(op string, err error) syscall.Errno {
 	case errors.Is(err, remote.ErrUnauthorized), errors.Is(err, remote.ErrForbidden):
 		f.logErr(op, err) // a revoked key is worth a line in the log
 		return syscall.EACCES
+	case errors.Is(err, remote.ErrUnavailable):
+		// The platform is not answering: the client's health logs that once per outage, not per read.
+		return syscall.EIO
 	case errors.Is(err, context.Canceled):
 		// The caller was interrupted (its request context is cancelled); it retries or gives up.
 		return syscall.EINTR
@@ -60,6 +63,9 @@ type errLog struct {
 const maxLogged = 1000
 
 func (f *fsys) logErr(op string, err error) {
+	if errors.Is(err, remote.ErrUnavailable) {
+		return // an outage: the platform client logs it once when it starts and once when it ends
+	}
 	msg := op + ": " + err.Error()
 	f.errs.mu.Lock()
 	if f.errs.seen == nil || len(f.errs.seen) >= maxLogged {

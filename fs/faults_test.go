@@ -66,10 +66,7 @@ func fltJobs() []emulator.JobSpec {
 }
 
 // fltPermanent is the binary's choice of errors the cache must not retry (cmd/rescalefs permanentError).
-func fltPermanent(err error) bool {
-	return errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) ||
-		errors.Is(err, remote.ErrForbidden) || errors.Is(err, remote.ErrBadRequest)
-}
+func fltPermanent(err error) bool { return remote.Permanent(err) }
 
 func fltSum(b []byte) string {
 	s := sha512.Sum512(b)

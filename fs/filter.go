@@ -49,9 +49,14 @@ func filterTree(n *node, text string) *node {
 // filterMemo keeps recent filtered trees so that every FUSE operation inside one "@text" folder does
 // not refilter a 10,000-file job. Keys hold the source tree node itself: trees are immutable, so a
 // key never goes stale, and a replaced tree (a running job's) simply stops being asked for.
+//
+// It is bounded by the files it keeps alive, source trees included (a key keeps its whole job
+// listing alive, even one the listings' LRU has dropped): a readdir of completed/@x/ filters every
+// completed job, and an entry bound alone (it was 256 entries) kept 120 jobs of 2,500 files, 676 MiB.
 type filterMemo struct {
-	mu sync.Mutex // protects m
-	m  map[filterKey]*node
+	mu    sync.Mutex // protects m, files
+	m     map[filterKey]*node
+	files int // files of the source and filtered trees in m
 }
 
 type filterKey struct {
@@ -59,8 +64,13 @@ type filterKey struct {
 	text string
 }
 
-// maxFilterMemo bounds the memo; on overflow it is emptied, which only costs refiltering.
-const maxFilterMemo = 256
+// maxFilterMemo bounds the memo's entries and maxFilterMemoFiles the files they keep alive (about
+// 1.2 KiB each: 24 MiB; one larger tree is kept alone); on overflow it is emptied, which only costs
+// refiltering.
+const (
+	maxFilterMemo      = 256
+	maxFilterMemoFiles = 20_000
+)
 
 func (fm *filterMemo) get(n *node, text string) *node {
 	k := filterKey{n, text}
@@ -71,11 +81,15 @@ func (fm *filterMemo) get(n *node, text string) *node {
 	}
 	fm.mu.Unlock()
 	t := filterTree(n, text) // outside the lock: filtering a big tree takes a while
+	cost := n.files + t.files
 	fm.mu.Lock()
-	if fm.m == nil || len(fm.m) >= maxFilterMemo {
-		fm.m = make(map[filterKey]*node)
+	if fm.m == nil || len(fm.m) >= maxFilterMemo || fm.files+cost > maxFilterMemoFiles {
+		fm.m, fm.files = make(map[filterKey]*node), 0
 	}
-	fm.m[k] = t
+	if _, dup := fm.m[k]; !dup { // one tree larger than the bound is kept alone
+		fm.m[k] = t
+		fm.files += cost
+	}
 	fm.mu.Unlock()
 	return t
 }

@@ -1,6 +1,9 @@
 package fs
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 // flight is one platform call shared by every caller that needs its answer. It runs under the mount's
 // own context, not a caller's: a request context is cancelled when its process is interrupted, and one
@@ -34,4 +37,31 @@ func (f *flight[T]) wait(ctx context.Context) (T, error) {
 		var zero T
 		return zero, ctx.Err()
 	}
+}
+
+// flights shares one call per key among concurrent callers (a job's statuses, a job looked up by
+// id): N processes that stat one job at once cost one request, not N.
+type flights[T any] struct {
+	mu sync.Mutex // guards m
+	m  map[string]*flight[T]
+}
+
+// do joins the call in flight for key or starts fn under runCtx (the mount's), and waits for it
+// under ctx (the caller's).
+func (fs *flights[T]) do(ctx, runCtx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
+	fs.mu.Lock()
+	fl := fs.m[key]
+	if fl == nil {
+		if fs.m == nil {
+			fs.m = map[string]*flight[T]{}
+		}
+		fl = startFlight(runCtx, fn, func(T, error) {
+			fs.mu.Lock()
+			delete(fs.m, key)
+			fs.mu.Unlock()
+		})
+		fs.m[key] = fl
+	}
+	fs.mu.Unlock()
+	return fl.wait(ctx)
 }

@@ -27,6 +27,7 @@ type platform interface {
 	JobRuns(ctx context.Context, jobID string) ([]remote.Run, error)
 	DirectoryContents(ctx context.Context, jobID, runID string) ([]remote.LiveFile, error)
 	Tail(ctx context.Context, jobID, runID, path string) ([]byte, error)
+	TailRange(ctx context.Context, jobID, runID, path string, off, n int64) ([]byte, bool, error)
 }
 
 var _ platform = (*remote.Client)(nil)
@@ -65,6 +66,7 @@ type fsys struct {
 
 	listMu   sync.Mutex // protects listCall
 	listCall *flight[[]string]
+	jobCalls flights[jobInfo] // a job's statuses, a job looked up by id: one call per job at a time
 
 	mounted time.Time // the mtime of the fixed folders
 
@@ -97,6 +99,7 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 		liveTTL:   min(opts.Poll, 10*time.Second),
 		model:     newJobsModel(),
 	}
+	f.model.lru.max = opts.MaxTreeFiles
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.mounted = f.now()
 	if c := opts.Cache; c != nil {

@@ -1,6 +1,11 @@
 package fs
 
-import "hash/fnv"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"strconv"
+	"sync"
+)
 
 // Inode numbers are stable for the same remote object, across lookups and across mounts, so tools that
 // remember them (rsync, tar's incremental mode, file managers) see the same file as the same file.
@@ -28,13 +33,69 @@ const (
 	inoFirstHashed = 1 << 10
 )
 
-// ino hashes key into an inode number below 2^63, where go-fuse starts its automatic numbers.
-func ino(key string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	n := h.Sum64() &^ (1 << 63)
+// ino numbers key: a SHA-256 of the key folded to 63 bits (below 2^63, where go-fuse starts its
+// automatic numbers), checked against a table of the numbers handed out. Keys hold platform-controlled
+// text (job ids, file ids, paths), and go-fuse reuses a node when two objects get one number: with
+// FNV-1a, a crafted pair of names could show one file's bytes under the other's name. SHA-256 makes a
+// clash expensive to craft, and the table makes one harmless: a key whose number is taken by another
+// key gets the next number of its own probe sequence (stable for the life of the process).
+func ino(key string) uint64 { return inos.ino(key) }
+
+// inos is the process's table: inode numbers are process state like go-fuse's node table, and a key
+// names the same object in every mount of the process.
+var inos = newInoTable(sha256Ino)
+
+// maxInoEntries bounds the table (16 bytes a number, about 40 with the map's overhead: 40 MiB at the
+// bound). Past it the table starts again: numbers of keys that never clashed do not change; clash
+// detection restarts from what is looked up next.
+const maxInoEntries = 1 << 20
+
+// inoTable hands out numbers and detects clashes.
+type inoTable struct {
+	hash func(key string, probe int) (n, check uint64)
+
+	mu      sync.Mutex        // guards byIno, clashes
+	byIno   map[uint64]uint64 // number -> check value of the key holding it
+	clashes int64             // keys moved off their first number
+}
+
+func newInoTable(hash func(string, int) (uint64, uint64)) *inoTable {
+	return &inoTable{hash: hash, byIno: map[uint64]uint64{}}
+}
+
+// sha256Ino derives probe number probe of key: 63 bits of number (kept clear of the fixed numbers)
+// and 64 independent bits that tell keys sharing a number apart.
+func sha256Ino(key string, probe int) (n, check uint64) {
+	in := key
+	if probe > 0 {
+		in = key + "\x00" + strconv.Itoa(probe)
+	}
+	sum := sha256.Sum256([]byte(in))
+	n = binary.LittleEndian.Uint64(sum[0:8]) &^ (1 << 63)
 	if n < inoFirstHashed {
 		n += inoFirstHashed
 	}
-	return n
+	return n, binary.LittleEndian.Uint64(sum[8:16])
+}
+
+func (t *inoTable) ino(key string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.byIno) >= maxInoEntries {
+		clear(t.byIno)
+	}
+	for probe := 0; ; probe++ {
+		n, check := t.hash(key, probe)
+		held, ok := t.byIno[n]
+		if !ok {
+			t.byIno[n] = check
+			if probe > 0 {
+				t.clashes++
+			}
+			return n
+		}
+		if held == check {
+			return n
+		}
+	}
 }

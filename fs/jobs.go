@@ -18,6 +18,7 @@ type jobsModel struct {
 	jobs    map[string]*jobRec
 	missing map[string]time.Time // ids the platform said do not exist, believed until the time given
 	trees   map[string]*jobTree  // file trees, per job id
+	lru     treeLRU              // final trees, most recently used first (treelru.go)
 }
 
 // jobRec is one job. statuses is nil until fetched; statusFor is the list status it was fetched for,

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"container/list"
 	"context"
 	"sync"
 	"time"
@@ -23,6 +24,11 @@ type jobTree struct {
 
 	runID string               // the live run last listed ("" = ask JobRuns)
 	live  map[string]*liveFile // the live files seen, by run id and path; dropped once final
+
+	// elem and counted are guarded by jobsModel.mu: the tree's place in the LRU of final listings
+	// and the files it counts there (treelru.go).
+	elem    *list.Element
+	counted int
 }
 
 // treeFor returns the job's jobTree, creating it.
@@ -66,6 +72,9 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 	if t.root != nil && (t.final || f.now().Sub(t.fetched) < t.ttl) {
 		root, final := t.root, t.final
 		t.mu.Unlock()
+		if final {
+			f.model.touchTree(t)
+		}
 		return root, final, nil
 	}
 	c := t.call
@@ -87,15 +96,18 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 			}
 			return f.completedTree(ctx, id)
 		}, func(root *node, err error) {
+			var drop []*jobTree
 			t.mu.Lock()
 			if err == nil && t.gen == gen {
 				t.root, t.final, t.fetched, t.ttl = root, completed, f.now(), ttl
 				if completed {
 					t.runID, t.live = "", nil // open live files keep their own state
+					drop = f.model.keepTree(t, root.files)
 				}
 			}
 			t.call = nil
 			t.mu.Unlock()
+			dropTrees(drop)
 		})
 		t.call = c
 	}
@@ -135,13 +147,19 @@ func (f *fsys) jobStatuses(ctx context.Context, id string) (jobInfo, error) {
 		return info, nil
 	}
 	listStatus := info.Status
-	st, err := f.client.JobStatuses(ctx, id)
+	got, err := f.jobCalls.do(ctx, f.ctx, "statuses\x00"+id, func(ctx context.Context) (jobInfo, error) {
+		st, err := f.client.JobStatuses(ctx, id)
+		if err != nil {
+			return jobInfo{}, err
+		}
+		f.model.setStatuses(id, st, listStatus)
+		info, _ := f.model.get(id)
+		return info, nil
+	})
 	if err != nil {
 		return info, err
 	}
-	f.model.setStatuses(id, st, listStatus)
-	info, _ = f.model.get(id)
-	return info, nil
+	return got, nil
 }
 
 // findJob returns a job for a lookup in jobs/: from the model, else (a job newer than the last poll, or
@@ -164,21 +182,23 @@ func (f *fsys) findJob(ctx context.Context, id string) (jobInfo, error) {
 			}
 		}
 	}
-	j, err := f.client.GetJob(ctx, id)
-	if err == nil && j.ID != id {
-		err = remote.ErrNotFound // a platform answering with another job: not this one
-	}
-	if err != nil {
-		if isNotFound(err) {
-			f.model.setMissing(id, f.now().Add(f.opts.Poll))
+	return f.jobCalls.do(ctx, f.ctx, "find\x00"+id, func(ctx context.Context) (jobInfo, error) {
+		j, err := f.client.GetJob(ctx, id)
+		if err == nil && j.ID != id {
+			err = remote.ErrNotFound // a platform answering with another job: not this one
 		}
-		return jobInfo{}, err
-	}
-	st, err := f.client.JobStatuses(ctx, id)
-	if err != nil {
-		return jobInfo{}, err
-	}
-	return f.model.addFound(j, st), nil
+		if err != nil {
+			if isNotFound(err) {
+				f.model.setMissing(id, f.now().Add(f.opts.Poll))
+			}
+			return jobInfo{}, err
+		}
+		st, err := f.client.JobStatuses(ctx, id)
+		if err != nil {
+			return jobInfo{}, err
+		}
+		return f.model.addFound(j, st), nil
+	})
 }
 
 // loadJobs makes sure the jobs list has been fetched once; concurrent callers share one fetch.

@@ -81,11 +81,13 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 	return m, nil
 }
 
-// stop ends the background work: the poller, then every platform call in flight.
+// stop ends the background work: first every platform call in flight (the tree's context), then the
+// poller is waited for. The other way round, a poll round stuck on a platform that does not answer
+// held the unmount for as long as the round's retries lasted.
 func (m *Mounted) stop() {
 	m.stopOnce.Do(func() {
-		m.poller.halt()
 		m.fsys.cancel()
+		m.poller.halt()
 	})
 }
 

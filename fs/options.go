@@ -46,6 +46,8 @@ type Options struct {
 	FileSeen func(...remote.File)
 	// WalkAhead bounds the read-ahead across the files of a folder walked in order (walkahead.go).
 	WalkAhead WalkAheadOptions
+	// MaxTreeFiles bounds the files of completed jobs' listings kept (LRU); 0 = DefaultMaxTreeFiles.
+	MaxTreeFiles int
 }
 
 // DefaultPoll is the default interval between refreshes of the jobs list.

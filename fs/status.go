@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"syscall"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -34,6 +36,10 @@ type Status struct {
 	Settling  []string         `json:"settling"`        // files of uploads/ being written or settling: not queued yet
 	Downloads []DownloadStatus `json:"downloads"`       // files open for reading, live files of running jobs included
 	Extra     any              `json:"extra,omitempty"` // Options.StatusExtra
+	// PID is the mount process: `rescalefs unmount` waits for it to release the cache directory.
+	PID int `json:"pid"`
+	// Platform says when the platform last answered and how many calls wait on it (and why).
+	Platform *remote.HealthSnapshot `json:"platform,omitempty"`
 }
 
 // TransferStatus counts what the mount served to programs.
@@ -71,6 +77,11 @@ func (f *fsys) status() Status {
 	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {
 		s.Extra = f.opts.StatusExtra()
+	}
+	s.PID = os.Getpid()
+	if f.opts.Client != nil {
+		h := f.opts.Client.Health()
+		s.Platform = &h
 	}
 	return s
 }

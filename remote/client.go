@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -38,7 +37,8 @@ const userAgent = "rescalefs"
 type Options struct {
 	BaseURL    string       // "" = DefaultBaseURL; a trailing slash is ignored
 	APIKey     string       // sent as "Token <key>", or "Bearer <key>" for a JWT-shaped session key
-	HTTPClient *http.Client // nil = NewHTTPClient()
+	HTTPClient *http.Client // nil = NewPolicyHTTPClient(Policy)
+	Policy     Policy       // timeouts and budgets of every request; zero fields take the defaults
 	Logger     *slog.Logger // nil = discard
 
 	MaxAttempts   int           // per request, first try included; 0 = DefaultMaxAttempts
@@ -82,6 +82,10 @@ type Client struct {
 	maxRetryAfter time.Duration
 	sleep         func(context.Context, time.Duration) error
 	now           func() time.Time
+
+	policy   Policy          // with defaults filled in
+	health   *Health         // the platform's state as seen by this client's calls
+	failures *recentFailures // files whose read just ran out of budget
 }
 
 // New checks the options and builds a Client. It sends nothing; CheckAuth does.
@@ -114,12 +118,23 @@ func New(o Options) (*Client, error) {
 	} else {
 		c.auth = "Token " + key
 	}
+	c.policy = o.Policy.withDefaults()
 	if c.hc == nil {
-		c.hc = NewHTTPClient()
+		c.hc = NewPolicyHTTPClient(c.policy)
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	c.failures = &recentFailures{}
+	log := c.log
+	c.health = &Health{onChange: func(down bool) {
+		// Once per change of state, not once per request.
+		if down {
+			log.Warn("the platform is not answering; reads fail with an I/O error until it does", "url", base.Redacted(), "budget", c.policy.Budget)
+		} else {
+			log.Info("the platform answers again", "url", base.Redacted())
+		}
+	}}
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = DefaultMaxAttempts
 	}
@@ -184,40 +199,6 @@ func isJWT(key string) bool {
 	return strings.HasPrefix(key, "ey") && strings.Count(key, ".") == 2
 }
 
-// NewHTTPClient is the default HTTP client: enough idle connections per host for 16 and more parallel
-// range reads, timeouts on connecting and on waiting for headers, but no whole-request timeout, which
-// would cut a long body; a body's life is bounded by its request's context.
-func NewHTTPClient() *http.Client {
-	t := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   30 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		// HTTP/1.1 on purpose: parallel ranges then go over parallel TCP connections, each with its own
-		// window, which is what beats one stream over a long fat pipe; HTTP/2 would multiplex them
-		// over one connection.
-		ForceAttemptHTTP2:     false,
-		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: 2 * time.Minute,
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{
-		Transport: t,
-		// A redirect to another host must not carry the key; Go drops Authorization across hosts,
-		// and more than a few hops is not the API.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("too many redirects")
-			}
-			return nil
-		},
-	}
-}
-
 // request is one API call; do sends it, as many times as the retry rules allow.
 type request struct {
 	method string
@@ -259,6 +240,12 @@ func (c *Client) apiPath(p string) string {
 // whose body can be replayed) and bodies cut while accept read them are retried with backoff.
 func (c *Client) do(ctx context.Context, r *request, accept func(*http.Response) error) error {
 	u := c.urlOf(r)
+	return c.withBudget(ctx, r.method+" "+u.Path, func(ctx context.Context) error { return c.doOnce(ctx, r, u, accept) })
+}
+
+// doOnce is do under a budget.
+func (c *Client) doOnce(ctx context.Context, r *request, u *url.URL, accept func(*http.Response) error) error {
+	pc := policyFrom(ctx)
 	path := u.Path // errors name the path, never the query
 	scope := scopeOf(r.method, c.apiPath(u.Path))
 	max := r.attempts
@@ -270,7 +257,11 @@ func (c *Client) do(ctx context.Context, r *request, accept func(*http.Response)
 		if err := ctx.Err(); err != nil {
 			return ctxError(r.method, path, err, lastErr)
 		}
-		if err := c.lim.wait(ctx, scope); err != nil {
+		// The throttle's wait is ours, not the platform failing: it does not count against the budget.
+		release := pc.hold()
+		err := c.lim.wait(ctx, scope)
+		release()
+		if err != nil {
 			return ctxError(r.method, path, err, lastErr)
 		}
 		req, err := c.newRequest(ctx, r, u)
@@ -292,7 +283,7 @@ func (c *Client) do(ctx context.Context, r *request, accept func(*http.Response)
 				err = ue.Err // url.Error would print the whole URL with its query
 			}
 			lastErr = &netError{method: r.method, path: path, err: err}
-			retry = idempotent(r.method) || notSent(err)
+			retry = (idempotent(r.method) || notSent(err)) && !errors.Is(err, ErrInsecureRedirect)
 		case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 			err := accept(resp)
 			resp.Body.Close()
@@ -337,7 +328,18 @@ func (c *Client) do(ctx context.Context, r *request, accept func(*http.Response)
 		c.log.LogAttrs(ctx, slog.LevelDebug, "rescale api retry",
 			slog.String("method", r.method), slog.String("path", path),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.String("error", lastErr.Error()))
-		if err := c.sleep(ctx, wait); err != nil {
+		// A Retry-After is the platform answering "later": it does not count against the budget. A
+		// backoff after a failure does, and shows as a call retrying.
+		var resume func()
+		if errors.Is(lastErr, ErrThrottled) {
+			resume = pc.hold()
+		} else {
+			c.health.retrying.Add(1)
+			resume = func() { c.health.retrying.Add(-1) }
+		}
+		err = c.sleep(ctx, wait)
+		resume()
+		if err != nil {
 			return ctxError(r.method, path, err, lastErr)
 		}
 	}

@@ -48,14 +48,16 @@ func (c *Client) ReadRangeVec(ctx context.Context, fileID string, off int64, buf
 			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off+int64(done), off+int64(total)-1))
 		},
 	}
-	return c.do(ctx, r, func(resp *http.Response) error {
-		start := off + int64(done)
-		end := off + int64(total) - 1
-		err := readRangeBody(resp, start, end, dst, &done)
-		if err != nil {
-			return fmt.Errorf("GET %s [%d,%d): %w", resp.Request.URL.Path, start, end+1, err)
-		}
-		return nil
+	return c.readBudget(ctx, id, func(ctx context.Context) error {
+		return c.do(ctx, r, func(resp *http.Response) error {
+			start := off + int64(done)
+			end := off + int64(total) - 1
+			err := readRangeBody(resp, start, end, dst, &done)
+			if err != nil {
+				return fmt.Errorf("GET %s [%d,%d): %w", resp.Request.URL.Path, start, end+1, err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -217,7 +219,8 @@ func (c *Client) OpenRange(ctx context.Context, fileID string, off, n int64) (io
 					// A 200 for a ranged request carries the whole file: keep only what was asked.
 					body = io.LimitReader(body, want)
 				}
-				got, err := io.Copy(pw, body)
+				// Waiting for our reader is not the platform stalling: pipe writes hold the budget.
+				got, err := io.Copy(heldWriter{pw, policyFrom(resp.Request.Context())}, body)
 				if err == nil && want >= 0 && got != want {
 					err = fmt.Errorf("read %s: %w: %d of %d bytes", id, ErrShortBody, got, want)
 				} else if err != nil {
@@ -279,4 +282,16 @@ func checkStreamStart(resp *http.Response, off, n int64) (want int64, err error)
 		return resp.ContentLength, nil
 	}
 	return 0, fmt.Errorf("%w: unexpected status %d", ErrBadRange, resp.StatusCode)
+}
+
+// heldWriter holds a call's budget while a write blocks on a slow consumer.
+type heldWriter struct {
+	w  io.Writer
+	pc *policyCall
+}
+
+func (h heldWriter) Write(p []byte) (int, error) {
+	release := h.pc.hold()
+	defer release()
+	return h.w.Write(p)
 }

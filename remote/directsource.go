@@ -103,8 +103,13 @@ func (d *DirectSource) File(ctx context.Context, id string) (File, error) {
 }
 
 // ReadRange fills p with plaintext bytes [off, off+len(p)) of file objectID: from storage, or from
-// /contents/ when the direct path fails (logged once per file).
+// /contents/ when the direct path fails (logged once per file). Both paths share one budget of the
+// network policy, so a platform that is gone fails the read once, not once per path.
 func (d *DirectSource) ReadRange(ctx context.Context, objectID string, off int64, p []byte) error {
+	return d.c.readBudget(ctx, objectID, func(ctx context.Context) error { return d.readRange(ctx, objectID, off, p) })
+}
+
+func (d *DirectSource) readRange(ctx context.Context, objectID string, off int64, p []byte) error {
 	err := d.readDirect(ctx, objectID, off, p)
 	if err == nil {
 		return nil

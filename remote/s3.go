@@ -51,7 +51,7 @@ type S3Options struct {
 	// says, else DefaultS3Region and AWS. An Endpoint (the emulator's) means path-style addressing.
 	Region   string
 	Endpoint string
-	// HTTPClient carries the S3 requests; nil = NewHTTPClient() (a pool separate from the API's).
+	// HTTPClient carries the S3 requests; nil = one under the Client's Policy (a pool separate from the API's).
 	HTTPClient *http.Client
 	// MaxAttempts per S3 request, first try included; 0 = DefaultS3MaxAttempts.
 	MaxAttempts int
@@ -92,7 +92,7 @@ func (c *Client) NewS3Client(ctx context.Context, o S3Options) (*S3Client, error
 	endpoint := firstNonEmpty(o.Endpoint, first.Endpoint)
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = NewHTTPClient()
+		hc = NewPolicyHTTPClient(c.policy)
 	}
 	log := o.Logger
 	if log == nil {

@@ -251,6 +251,9 @@ func (f File) available() bool { return f.IsUploaded && !f.IsDeleted }
 type LiveFile struct {
 	Path     string `json:"path"`
 	Resource string `json:"resource"`
+	// Size is the file's length when the listing carries one (the emulator's does; the public sources
+	// show only path and resource [I]); nil otherwise.
+	Size *int64 `json:"size,omitempty"`
 }
 
 // User is GET /api/v3/users/me/; the uploads need its default storage.

@@ -106,7 +106,7 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: emulator.IdleTimeout}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 

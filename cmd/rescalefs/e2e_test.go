@@ -308,7 +308,7 @@ func TestAutoDownload(t *testing.T) {
 	mustNotStayMounted(t, mnt)
 	var stderr bytes.Buffer
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
-		"mount", "--foreground", "--poll", "200ms", "--auto-download", dest, mnt)
+		"mount", "--foreground", "--poll", "1s", "--auto-download", dest, mnt)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

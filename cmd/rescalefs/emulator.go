@@ -48,6 +48,10 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	throttleRate := fl.Float64("throttle-rate", 0, "fraction of requests answered 429 with Retry-After")
 	cutRate := fl.Float64("cut-rate", 0, "fraction of responses whose connection is cut mid-body")
 	shortRate := fl.Float64("short-rate", 0, "fraction of responses sent shorter than their Content-Length")
+	stallRate := fl.Float64("stall-rate", 0, "fraction of responses that send half their body, then nothing (see --stall-for)")
+	stallHeadersRate := fl.Float64("stall-headers-rate", 0, "fraction of requests answered with nothing before the headers (see --stall-for)")
+	stallFor := fl.Duration("stall-for", 0, "how long a stall lasts (0: until the client gives up)")
+	frozen := fl.Bool("frozen", false, "start frozen: connections are accepted, nothing is answered (thaw with PUT /_emulator/faults)")
 	faultSeed := fl.Uint64("fault-seed", 1, "seed of the fault injection RNG (same seed, same faults)")
 	jobDuration := fl.Duration("job-duration", 0, "how long a submitted job executes (default 1m)")
 	noLimits := fl.Bool("no-limits", false, "do not enforce the platform's published request limits (429 past them)")
@@ -73,7 +77,8 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rescalefs emulator: --bandwidth: %v\n", err)
 		return exitUsage
 	}
-	for name, r := range map[string]float64{"error-rate": *errRate, "throttle-rate": *throttleRate, "cut-rate": *cutRate, "short-rate": *shortRate} {
+	for name, r := range map[string]float64{"error-rate": *errRate, "throttle-rate": *throttleRate, "cut-rate": *cutRate, "short-rate": *shortRate,
+		"stall-rate": *stallRate, "stall-headers-rate": *stallHeadersRate} {
 		if r < 0 || r > 1 {
 			fmt.Fprintf(stderr, "rescalefs emulator: --%s must be between 0 and 1\n", name)
 			return exitUsage
@@ -92,7 +97,8 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 		DataDir: *dataDir, APIKey: *apiKey, Lifecycle: lc, NoLimits: *noLimits,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Faults: emulator.Faults{Latency: *latency, Bandwidth: bw, ErrorRate: *errRate, ThrottleRate: *throttleRate,
-			CutRate: *cutRate, ShortRate: *shortRate, Seed: *faultSeed},
+			CutRate: *cutRate, ShortRate: *shortRate, StallRate: *stallRate, StallHeadersRate: *stallHeadersRate,
+			StallFor: *stallFor, Frozen: *frozen, Seed: *faultSeed},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "rescalefs emulator: %v\n", err)
@@ -116,7 +122,9 @@ func runEmulator(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 30 * time.Second}
+	// IdleTimeout: object stores drop idle keep-alive connections after about 20 s; without it, a
+	// client that opens many transports holds the emulator's descriptors forever.
+	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: emulator.IdleTimeout}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "RESCALE_API_URL=http://%s RESCALE_API_KEY=%s\n", ln.Addr(), emu.APIKey())

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEmulatorCommand(t *testing.T) {
@@ -83,6 +84,9 @@ func TestEmulatorCommandUsage(t *testing.T) {
 		{[]string{"--bogus"}, exitUsage},
 		{[]string{"--bandwidth", "fast"}, exitUsage},
 		{[]string{"--error-rate", "2"}, exitUsage},
+		{[]string{"--stall-rate", "1.5"}, exitUsage},
+		{[]string{"--stall-headers-rate", "-1"}, exitUsage},
+		{[]string{"--stall-for", "soon"}, exitUsage},
 		{[]string{"publish"}, exitUsage},
 		{[]string{"add-job", "--url", "http://127.0.0.1:1", "--api-key", "k"}, exitUsage},
 		{[]string{"publish", "--help"}, exitOK},
@@ -92,4 +96,57 @@ func TestEmulatorCommandUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d (%s)", tc.args, got, tc.code, errb.String())
 		}
 	}
+}
+
+// --frozen: connections are accepted and nothing is answered until PUT /_emulator/faults thaws it.
+func TestEmulatorFrozenFlag(t *testing.T) {
+	pr, pw := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runEmulator([]string{"--listen", "127.0.0.1:0", "--frozen"}, pw, &stderr)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("first line: %v (stderr %s)", err, stderr.String())
+	}
+	go io.Copy(io.Discard, pr)
+	var url, key string
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, "RESCALE_API_URL="); ok {
+			url = v
+		}
+		if v, ok := strings.CutPrefix(f, "RESCALE_API_KEY="); ok {
+			key = v
+		}
+	}
+	get := func(timeout time.Duration) (int, error) {
+		req, _ := http.NewRequest(http.MethodGet, url+"/api/v2/jobs/", nil)
+		req.Header.Set("Authorization", "Token "+key)
+		resp, err := (&http.Client{Timeout: timeout}).Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get(300 * time.Millisecond); err == nil {
+		t.Fatalf("a frozen emulator answered %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodPut, url+"/_emulator/faults", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Token "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, err := get(10 * time.Second); err != nil || code != http.StatusOK {
+		t.Fatalf("after the thaw: %d %v", code, err)
+	}
+	close(emulatorStopped)
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	emulatorStopped = make(chan struct{})
 }

@@ -164,7 +164,7 @@ func TestSilentPlatformGetsAStillWaitingLine(t *testing.T) {
 	var progress lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- checkKey(ctx, client, url, &progress) }()
+	go func() { done <- checkKey(ctx, client, url, 0, &progress) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(progress.String(), "still waiting for "+url) {
 		select {

@@ -35,9 +35,17 @@ import (
 // it; the parent waits on it so `rescalefs mount` returns only once the mount works (or says why not).
 const readyFDEnv = "RESCALEFS_READY_FD"
 
-// authCheckTimeout bounds the key check before mounting: a URL that does not answer fails the mount
-// instead of hanging it.
+// authCheckTimeout bounds the key check before mounting. A URL that refuses connections or does not
+// resolve fails the mount; a platform that accepts connections but does not answer in time is an outage,
+// and the mount goes ahead (serving what the cache holds) with a warning.
 const authCheckTimeout = 30 * time.Second
+
+// minPoll is the floor of --poll: a round lists every job and fetches the statuses of those that
+// changed, and --poll 1ns made 1,748 API requests in 10 s.
+const minPoll = time.Second
+
+// errNoAnswer: the key check got no answer in time.
+var errNoAnswer = errors.New("no answer")
 
 // mountConfig is everything `mount` and `demo` take from flags.
 type mountConfig struct {
@@ -57,7 +65,8 @@ type mountConfig struct {
 	uploadParallel          int
 	uploadSettle            time.Duration
 	directReads             bool
-	metricsAddr             string // --metrics: loopback address of the Prometheus endpoint; "" = off
+	metricsAddr             string        // --metrics: loopback address of the Prometheus endpoint; "" = off
+	authTimeout             time.Duration // 0 = authCheckTimeout
 }
 
 // addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
@@ -98,6 +107,9 @@ func newMountFlags(c *mountConfig) *pflag.FlagSet {
 	fl.StringVar(&c.autoDownload, "auto-download", "", "copy the outputs of jobs as they complete into DIR/<jobId>/ (and, at start, of jobs completed within --max-job-age)")
 	fl.StringVar(&c.autoQuery, "auto-query", "", "with --auto-download: only files whose name contains TEXT")
 	addServeFlags(fl, c)
+	// Hidden: for tests that mount while the platform is frozen.
+	fl.DurationVar(&c.authTimeout, "auth-timeout", authCheckTimeout, "how long the key check waits for an answer")
+	_ = fl.MarkHidden("auth-timeout")
 	return fl
 }
 
@@ -170,6 +182,9 @@ func checkServeFlags(c mountConfig) error {
 	if c.blockSize < 4<<20 || c.blockSize > 16<<20 {
 		return fmt.Errorf("--block-size %s is outside 4MiB to 16MiB", units.Exact(c.blockSize))
 	}
+	if c.poll < minPoll {
+		return fmt.Errorf("--poll %v: want at least %v (each round lists every job)", c.poll, minPoll)
+	}
 	if c.uploadParallel < 1 {
 		return fmt.Errorf("--upload-parallel %d: want at least 1", c.uploadParallel)
 	}
@@ -214,14 +229,21 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
-	if err := checkKey(ctx, client, creds.URL, logw); err != nil {
+	if err := checkKey(ctx, client, creds.URL, c.authTimeout, logw); errors.Is(err, errNoAnswer) {
+		logger.Warn("mounting without checking the key: the platform did not answer", "err", err)
+	} else if err != nil {
 		return err
 	}
+	if err := checkFallback(c.cacheDir); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	life := newMountLife(logger)
+	defer life.end()
 	accountDir, unlock, err := lockAccountDir(c.cacheDir, creds)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	life.unlock = unlock
 	budget, err := splitMemory(c.memory, c.parallel)
 	if err != nil {
 		return err
@@ -243,18 +265,17 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
-	defer blocks.Close()
+	life.blocks = blocks
 	var dl *download.Downloader
 	if c.autoDownload != "" {
-		// Deferred after blocks.Close, so it runs first: the downloader reads through the cache.
 		var seen func(...remote.File) // the listed files' metadata, sparing the direct source a GetFile each
 		if direct != nil {
 			seen = direct.Register
 		}
-		if dl, err = startAutoDownload(ctx, c, client, blocks, seen, logger); err != nil {
+		if dl, err = startAutoDownload(life.ctx, c, client, blocks, seen, logger); err != nil {
 			return err
 		}
-		defer dl.Close()
+		life.dl = dl
 	}
 	// The upload engine resumes what the journal holds once started, which is after the mount: its
 	// OnDone needs the mount.
@@ -277,6 +298,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	if err != nil {
 		return err
 	}
+	life.engine = engine
 	opts := rfs.Options{
 		Client: client, Cache: blocks, Poll: c.poll, MaxJobAge: time.Duration(c.maxJobAgeDays) * 24 * time.Hour,
 		Logger: logger, CacheDir: accountDir, MountOptions: c.options, Debug: c.debugFUSE, Uploads: engine,
@@ -288,11 +310,11 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	opts.StatusExtra = func() any { return statusExtra(obs, creds.URL, dl) }
 	m, err := rfs.Mount(mountpoint, opts)
 	if err != nil {
-		engine.Close()
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	mounted.Store(m)
-	engine.Start(context.Background())
+	life.mount = m
+	engine.Start(life.ctx)
 	if n := engine.Pending(); n > 0 {
 		logger.Info("resuming uploads", "pending", n)
 	}
@@ -313,8 +335,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		}
 	}()
 	m.Wait()
-	m.SettleUploads()
-	engine.Close()
+	life.end()
 	if n := engine.Pending(); n > 0 {
 		logger.Warn("uploads pending at unmount", "pending", n)
 		fmt.Fprintf(logw, "rescalefs: %d uploads pending; they resume on the next mount\n", n)
@@ -385,16 +406,20 @@ func splitMemory(memory int64, parallel int) (memoryBudget, error) {
 }
 
 // stillWaitingAfter is how long the key check waits in silence: a URL that accepts connections but does
-// not answer then gets a line saying what is being waited for, instead of authCheckTimeout of nothing.
+// not answer then gets a line saying what is being waited for, instead of the whole timeout of nothing.
 var stillWaitingAfter = 3 * time.Second
 
 // checkKey validates the key before anything is mounted, with one clear line per failure class. While
-// the platform keeps it waiting it says so on progress, once.
-func checkKey(ctx context.Context, client *remote.Client, apiURL string, progress io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, authCheckTimeout)
+// the platform keeps it waiting it says so on progress, once. A platform that connects but does not
+// answer within timeout (0 = authCheckTimeout) is errNoAnswer: an outage, which the caller may mount through.
+func checkKey(ctx context.Context, client *remote.Client, apiURL string, timeout time.Duration, progress io.Writer) error {
+	if timeout <= 0 {
+		timeout = authCheckTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	slow := time.AfterFunc(stillWaitingAfter, func() {
-		fmt.Fprintf(progress, "rescalefs: still waiting for %s to answer (giving up after %s)...\n", apiURL, authCheckTimeout)
+		fmt.Fprintf(progress, "rescalefs: still waiting for %s to answer (going on without the key check after %s)...\n", apiURL, timeout)
 	})
 	err := client.CheckAuth(ctx)
 	slow.Stop()
@@ -405,19 +430,17 @@ func checkKey(ctx context.Context, client *remote.Client, apiURL string, progres
 		return fmt.Errorf("the API key was rejected by %s: check RESCALE_API_KEY or your apiconfig profile", apiURL)
 	case errors.Is(err, remote.ErrNotAPI):
 		return fmt.Errorf("%s does not answer like a Rescale API (check the URL)", apiURL)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s did not answer within %s", apiURL, authCheckTimeout)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, remote.ErrUnavailable), errors.Is(err, remote.ErrStalled):
+		// Connected, but no answer: an outage, not a wrong URL.
+		return fmt.Errorf("%w: %s did not answer within %s", errNoAnswer, apiURL, timeout)
 	default:
 		// CheckAuth's errors start with the URL already; say it once.
 		return fmt.Errorf("cannot reach %s: %s", apiURL, strings.TrimPrefix(err.Error(), apiURL+": "))
 	}
 }
 
-// permanentError tells the cache which fetch errors retrying cannot fix.
-func permanentError(err error) bool {
-	return errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) ||
-		errors.Is(err, remote.ErrForbidden) || errors.Is(err, remote.ErrBadRequest)
-}
+// permanentError tells the cache which fetch errors retrying cannot fix: the network policy's.
+func permanentError(err error) bool { return remote.Permanent(err) }
 
 // lockAccountDir returns the cache folder of this platform and key (blocks are addressed by file id, so
 // accounts must not share one) and holds a lock on it: two processes serving one disk cache would each
@@ -477,7 +500,7 @@ func startBackground(fl *pflag.FlagSet, creds credentials, mountpoint, logFile s
 	pw.Close()
 	// The child's own still-waiting line goes to its log; the person at this terminal hears it here.
 	slow := time.AfterFunc(stillWaitingAfter, func() {
-		fmt.Fprintf(stderr, "rescalefs mount: still waiting for %s to answer (giving up after %s)...\n", creds.URL, authCheckTimeout)
+		fmt.Fprintf(stderr, "rescalefs mount: still waiting for %s to answer (mounting without the key check after %s)...\n", creds.URL, authCheckTimeout)
 	})
 	line, _ := bufio.NewReader(pr).ReadString('\n')
 	slow.Stop()
@@ -557,6 +580,9 @@ func parseLogLevel(level string) (slog.Level, error) {
 }
 
 func openLogFile(path string) (*os.File, error) {
+	if err := checkFallback(path); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
@@ -569,7 +595,7 @@ func xdgDir(env, fallback string) string {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return filepath.Join(os.TempDir(), "rescalefs-"+strconv.Itoa(os.Getuid()))
+		return tmpFallbackDir() // checked before use: checkFallback
 	}
 	return filepath.Join(home, fallback)
 }
@@ -588,9 +614,11 @@ func runUnmount(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fl, args, 1, "unmount", usage, stdout, stderr); done {
 		return code
 	}
+	pid := mountPID(fl.Arg(0))
 	if err := unmount(fl.Arg(0)); err != nil {
 		fmt.Fprintf(stderr, "rescalefs unmount: %v\n", err)
 		return exitFailure
 	}
+	waitMountProcess(fl.Arg(0), pid, stderr)
 	return exitOK
 }

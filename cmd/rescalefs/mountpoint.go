@@ -24,6 +24,17 @@ func checkMountpoint(dir string) (string, error) {
 		return "", err
 	}
 	fi, err := os.Stat(abs)
+	if errors.Is(err, syscall.ENOTCONN) {
+		// A mount whose process died (kill -9, a crash): the kernel keeps it until it is unmounted.
+		if fstype, ok := mountedAt(abs); ok && fstype == mountType {
+			if uerr := unmount(abs); uerr != nil {
+				return "", fmt.Errorf("mountpoint %s is a rescalefs mount whose process has ended, and unmounting it failed (%v); run: rescalefs unmount %s", abs, uerr, abs)
+			}
+			fi, err = os.Stat(abs)
+		} else {
+			return "", fmt.Errorf("mountpoint %s: %w: a mount whose process has ended; unmount it first (fusermount3 -u %s)", abs, err, abs)
+		}
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return "", fmt.Errorf("mountpoint %s does not exist (create it with mkdir -p)", abs)

@@ -91,7 +91,7 @@ func TestKeyNeverShown(t *testing.T) {
 			logFile := filepath.Join(home, "state", "rescalefs", "rescalefs.log")
 			mustNotStayMounted(t, mnt)
 			env := []string{"HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state")}
-			args := []string{"mount", "--cache-dir", cacheDir, "--poll", "500ms"}
+			args := []string{"mount", "--cache-dir", cacheDir, "--poll", "1s"}
 			switch source {
 			case "environment":
 				env = append(env, "RESCALE_API_KEY="+key, "RESCALE_API_URL="+url)

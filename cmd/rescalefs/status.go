@@ -338,6 +338,9 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 		}
 	}
 	fmt.Fprintln(w, cacheLine(st))
+	if line := healthLine(st.Status.Platform); line != "" {
+		fmt.Fprintln(w, line)
+	}
 }
 
 func textBar(on bool, done, size int64) string {
@@ -387,6 +390,9 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 		}
 		if l := platformLine(st); l != "" {
 			header += "; " + l
+		}
+		if h := st.Status.Platform; h != nil && h.Down {
+			header += "; " + healthLine(h)
 		}
 		footer = cacheLine(st)
 		mu.Unlock()

@@ -59,6 +59,8 @@ type Options struct {
 
 	// Uploads makes uploads/ writable through an upload engine (uploads.go in this package).
 	Uploads UploadOptions
+
+	MaxTreeFiles int // fs.Options.MaxTreeFiles
 }
 
 // Env is a mounted test platform.
@@ -205,7 +207,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	}
 	fo := fs.Options{
 		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
-		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead,
+		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead, MaxTreeFiles: o.MaxTreeFiles,
 	}
 	if env.Direct != nil {
 		fo.FileSeen = env.Direct.Register

@@ -87,6 +87,7 @@ func (p *Platform) Start() {
 		h = p.opts.Wrap(emu)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	srv.Config.IdleTimeout = emulator.IdleTimeout
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.Start()

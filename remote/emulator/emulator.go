@@ -54,6 +54,10 @@ type Options struct {
 }
 
 // Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
+// IdleTimeout is the keep-alive idle timeout servers of the emulator should use: object stores drop
+// idle connections after about 20 s.
+const IdleTimeout = 20 * time.Second
+
 type Emulator struct {
 	log       *slog.Logger
 	clock     func() time.Time

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,12 @@ const (
 	Fault429         // 429 with Retry-After (S3: 503 SlowDown)
 	FaultCut         // headers and part of the body sent, then the connection is closed
 	FaultShort       // Content-Length promised, half the body sent, then the connection ends
+	// FaultStall sends the headers and half the body, then nothing (the connection stays open) until
+	// Faults.StallFor has passed or the client goes away: a stalled body.
+	FaultStall
+	// FaultStallHeaders sends nothing at all until Faults.StallFor has passed (then answers normally)
+	// or the client goes away: a stall before the headers.
+	FaultStallHeaders
 )
 
 func (f Fault) String() string {
@@ -41,6 +48,10 @@ func (f Fault) String() string {
 		return "cut"
 	case FaultShort:
 		return "short"
+	case FaultStall:
+		return "stall"
+	case FaultStallHeaders:
+		return "stall-headers"
 	}
 	return "none"
 }
@@ -56,8 +67,16 @@ type Faults struct {
 	RetryAfter   time.Duration `json:"retryAfter"`   // Retry-After of injected 429s; 0 = 1s
 	CutRate      float64       `json:"cutRate"`      // bodies cut mid-way by closing the connection
 	ShortRate    float64       `json:"shortRate"`    // bodies shorter than their Content-Length
-	Seed         uint64        `json:"seed"`
-	Endpoints    []string      `json:"endpoints,omitempty"`
+	StallRate    float64       `json:"stallRate"`    // bodies that stop half way and stay silent (FaultStall)
+	// StallHeadersRate: requests answered with silence before the headers (FaultStallHeaders).
+	StallHeadersRate float64 `json:"stallHeadersRate"`
+	// StallFor is how long a stall lasts; 0 = until the client gives up.
+	StallFor time.Duration `json:"stallFor"`
+	// Frozen: the platform accepts connections and reads requests but answers nothing until unfrozen
+	// (then the requests held are served) or the client gives up.
+	Frozen    bool     `json:"frozen"`
+	Seed      uint64   `json:"seed"`
+	Endpoints []string `json:"endpoints,omitempty"`
 }
 
 // faultInjector decides, per request, which fault (if any) to inject.
@@ -66,7 +85,14 @@ type faultInjector struct {
 	f    Faults             // current knobs
 	rng  *rand.Rand         // seeded from f.Seed on every set
 	next map[string][]Fault // FailNext queues: endpoint ("" = any) -> faults still to inject
+	thaw chan struct{}      // closed when a freeze ends; nil when nobody waits
+
+	holding atomic.Int64 // requests held now by a freeze or a stall (no lock)
 }
+
+// Holding is the number of requests held now by a freeze or a stall: tests wait on it instead of
+// sleeping.
+func (e *Emulator) Holding() int64 { return e.faults.holding.Load() }
 
 func (fi *faultInjector) set(f Faults) {
 	fi.mu.Lock()
@@ -74,6 +100,7 @@ func (fi *faultInjector) set(f Faults) {
 	fi.f = f
 	fi.f.Endpoints = slices.Clone(f.Endpoints)
 	fi.rng = rand.New(rand.NewPCG(f.Seed, 0x5eed))
+	fi.thawLocked()
 }
 
 // SetFaults replaces the fault injection knobs (the FailNext queues are kept).
@@ -124,6 +151,10 @@ func (fi *faultInjector) decide(endpoint string) (Faults, Fault) {
 		return f, FaultCut
 	case x < f.ErrorRate+f.ThrottleRate+f.CutRate+f.ShortRate:
 		return f, FaultShort
+	case x < f.ErrorRate+f.ThrottleRate+f.CutRate+f.ShortRate+f.StallRate:
+		return f, FaultStall
+	case x < f.ErrorRate+f.ThrottleRate+f.CutRate+f.ShortRate+f.StallRate+f.StallHeadersRate:
+		return f, FaultStallHeaders
 	}
 	return f, FaultNone
 }
@@ -131,6 +162,9 @@ func (fi *faultInjector) decide(endpoint string) (Faults, Fault) {
 // injectFaults applies latency, bandwidth and the fault chosen for this request. It returns false when
 // the request has been answered (or the client went away) and must not reach its handler.
 func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool {
+	if !e.faults.waitThaw(r.Context()) {
+		return false
+	}
 	f, kind := e.faults.decide(rt.endpoint)
 	if f.Latency > 0 && !sleepCtx(r.Context(), f.Latency) {
 		return false
@@ -165,8 +199,71 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		return false
 	case FaultCut, FaultShort:
 		rw.arm(kind, func() { e.counters.fault(kind) })
+	case FaultStall:
+		rw.arm(kind, func() { e.counters.fault(kind) })
+		rw.stall = e.faults.stallFunc(r.Context(), f.StallFor)
+	case FaultStallHeaders:
+		e.counters.fault(kind)
+		if !e.faults.stallFunc(r.Context(), f.StallFor)() {
+			return false
+		}
 	}
 	return true
+}
+
+// stallFunc returns a wait of d (0: until ctx ends) that reports whether the stall ended by itself.
+func (fi *faultInjector) stallFunc(ctx context.Context, d time.Duration) func() bool {
+	return func() bool {
+		fi.holding.Add(1)
+		defer fi.holding.Add(-1)
+		if d <= 0 {
+			<-ctx.Done()
+			return false
+		}
+		return sleepCtx(ctx, d)
+	}
+}
+
+// SetFrozen freezes the platform (every API and S3 request waits, unanswered) or thaws it (the
+// waiting requests are served). The admin endpoints keep answering.
+func (e *Emulator) SetFrozen(frozen bool) {
+	fi := &e.faults
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	fi.f.Frozen = frozen
+	fi.thawLocked()
+}
+
+// thawLocked wakes the requests waiting on a freeze when the platform is no longer frozen.
+func (fi *faultInjector) thawLocked() {
+	if !fi.f.Frozen && fi.thaw != nil {
+		close(fi.thaw)
+		fi.thaw = nil
+	}
+}
+
+// waitThaw holds a request while the platform is frozen; false when the client went away first.
+func (fi *faultInjector) waitThaw(ctx context.Context) bool {
+	for {
+		fi.mu.Lock()
+		if !fi.f.Frozen {
+			fi.mu.Unlock()
+			return true
+		}
+		if fi.thaw == nil {
+			fi.thaw = make(chan struct{})
+		}
+		ch := fi.thaw
+		fi.mu.Unlock()
+		fi.holding.Add(1)
+		select {
+		case <-ch:
+			fi.holding.Add(-1)
+		case <-ctx.Done():
+			fi.holding.Add(-1)
+			return false
+		}
+	}
 }
 
 func writeS3Error(w http.ResponseWriter, status int, code, msg string) {
@@ -207,6 +304,7 @@ type respWriter struct {
 	onTrip  func() // counts the fault when it actually happens
 	limit   int64  // body bytes let through before the fault trips; -1 = no body to cut
 	tripped bool
+	stall   func() bool // FaultStall: the silence after the half body; true when it ended by itself
 }
 
 func (rw *respWriter) arm(f Fault, onTrip func()) { rw.fault, rw.onTrip = f, onTrip }
@@ -246,6 +344,9 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 		if rw.fault == FaultShort {
 			return len(p), nil
 		}
+		if rw.fault == FaultStall {
+			return rw.paced(p) // the stall is over: the rest of the body, late
+		}
 		return 0, errCut
 	}
 	if rw.fault != FaultNone && rw.limit >= 0 && rw.sent+int64(len(p)) > rw.limit {
@@ -257,6 +358,13 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 		if rw.fault == FaultShort {
 			return len(p), nil
 		}
+		if rw.fault == FaultStall {
+			if !rw.stall() {
+				return n, errCut // the client gave up
+			}
+			m, err := rw.paced(p[n:])
+			return n + m, err
+		}
 		return n, errCut
 	}
 	return rw.paced(p)
@@ -267,6 +375,11 @@ func (rw *respWriter) trip() {
 	rw.tripped = true
 	if rw.onTrip != nil {
 		rw.onTrip()
+	}
+	if rw.fault == FaultStall {
+		// What was written so far reaches the client; then silence.
+		_ = http.NewResponseController(rw.w).Flush()
+		return
 	}
 	if rw.fault != FaultCut {
 		return // short: the rest is dropped; net/http closes the connection as the body came up short

@@ -121,10 +121,8 @@ func paginate[T any](w http.ResponseWriter, r *http.Request, items []T, render f
 	}
 	out := page{Count: len(items), Results: res}
 	link := func(n int) *string {
-		u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
-		if r.TLS != nil {
-			u.Scheme = "https"
-		}
+		scheme, host := publicOrigin(r)
+		u := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path}
 		qq := r.URL.Query()
 		if n == 1 {
 			qq.Del("page") // DRF drops the page parameter for the first page
@@ -142,4 +140,22 @@ func paginate[T any](w http.ResponseWriter, r *http.Request, items []T, render f
 		out.Previous = link(num - 1)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// publicOrigin is the scheme and host a client used to reach us: behind a TLS-terminating proxy that is
+// what X-Forwarded-Proto and X-Forwarded-Host say (the first hop's, when a chain lists several), so
+// absolute links such as a page's `next` work for the client.
+func publicOrigin(r *http.Request) (scheme, host string) {
+	scheme, host = "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	first := func(v string) string { s, _, _ := strings.Cut(v, ","); return strings.TrimSpace(s) }
+	if p := strings.ToLower(first(r.Header.Get("X-Forwarded-Proto"))); p == "http" || p == "https" {
+		scheme = p
+	}
+	if h := first(r.Header.Get("X-Forwarded-Host")); h != "" && !strings.ContainsAny(h, "/?#@ ") {
+		host = h
+	}
+	return scheme, host
 }

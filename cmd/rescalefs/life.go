@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/download"
+	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/upload"
+)
+
+// mountLife is the one owner of a served mount's long-lived parts: the FUSE tree (with its poller),
+// the upload engine, the automatic downloader, the block cache and the lock on the cache directory.
+// Parts are handed to it as they are made; nobody else stops or closes them. end is the only way out
+// and runs the shutdown order, written here once:
+//
+//  1. cancel: the life's context, which the engine and the downloader run under, so every platform
+//     call in flight returns now (the tree's own context was cancelled when it was unmounted, before
+//     its poller is waited for: a poll round stuck on a frozen platform returns at once);
+//  2. wait: for the tree's pending closes to reach the journal, then for the engine's and the
+//     downloader's goroutines (both read through the cache, so they end before it);
+//  3. close: the cache (its fetches were cancelled by its Close and are waited for there), then the
+//     lock, last, so a new mount of the same cache directory can start the moment it is released.
+type mountLife struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	mount  *rfs.Mounted
+	engine *upload.Engine
+	dl     *download.Downloader
+	blocks *cache.Cache
+	unlock func()
+
+	once sync.Once
+}
+
+func newMountLife(log *slog.Logger) *mountLife {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &mountLife{ctx: ctx, cancel: cancel, log: log}
+}
+
+// end shuts everything down in the order above; safe to call more than once and with parts missing
+// (a mount that failed half way).
+func (l *mountLife) end() {
+	l.once.Do(func() {
+		start := time.Now()
+		step := func(what string, f func()) {
+			t := time.Now()
+			f()
+			l.log.Debug("shutdown", "step", what, "took", time.Since(t))
+		}
+		l.cancel()
+		if l.mount != nil {
+			// Unmounted: the tree's context is cancelled and its poller has stopped.
+			step("tree", func() { l.mount.Wait(); l.mount.SettleUploads() })
+		}
+		if l.engine != nil {
+			step("uploads", func() { l.engine.Close() })
+		}
+		if l.dl != nil {
+			step("auto-download", func() { l.dl.Close() })
+		}
+		if l.blocks != nil {
+			step("cache", func() { l.blocks.Close() })
+		}
+		if l.unlock != nil {
+			l.unlock()
+		}
+		l.log.Debug("shutdown done", "took", time.Since(start))
+	})
+}

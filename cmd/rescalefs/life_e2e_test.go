@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// backgroundMount runs `rescalefs mount` (background) with args and returns the child's pid.
+func backgroundMount(t *testing.T, env []string, args ...string) int {
+	t.Helper()
+	out, err := rescalefsCmd(t, env, append([]string{"mount"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mount %v: %v: %s", args, err, out)
+	}
+	m := regexp.MustCompile(`\(pid (\d+),`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("mount output %q names no pid", out)
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	t.Cleanup(func() { waitGone(t, pid) })
+	return pid
+}
+
+// `rescalefs unmount X && rescalefs mount X` with the same cache directory works while the platform is
+// frozen: unmount returns only once the mount process has let go of everything (the cache-directory
+// lock last), and that process does not wait on the frozen platform to do so.
+func TestUnmountThenMountWhileFrozen(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	defer emu.SetFrozen(false)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	cacheDir := t.TempDir()
+	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
+	logFile := filepath.Join(t.TempDir(), "log")
+	backgroundMount(t, creds, "--poll", "1s", "--cache-dir", cacheDir, "--auth-timeout", "2s", "--log-level", "debug", "--log-file", logFile, mnt)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("first mount's log:\n%s", b)
+		}
+	})
+	f := job.Files[1]
+	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
+		t.Fatal("wrong bytes")
+	}
+
+	emu.SetFrozen(true)
+	waitFor(t, func() bool { return emu.Holding() > 0 }) // a poll round is stuck on the platform
+	// (A -race binary sleeps 1 s at exit: GORACE atexit_sleep_ms.)
+	start := time.Now()
+	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("unmount: %v: %s", err, out)
+	}
+	t.Logf("unmount with a frozen platform took %v", time.Since(start).Round(time.Millisecond))
+	backgroundMount(t, creds, "--poll", "1s", "--cache-dir", cacheDir, "--auth-timeout", "2s", mnt)
+
+	emu.SetFrozen(false)
+	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
+		t.Fatal("wrong bytes after the remount")
+	}
+	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v: %s", err, out)
+	}
+}
+
+// A mount over a mount whose process was killed (kill -9 leaves it "transport endpoint is not
+// connected") clears the stale mount, since it is ours, and mounts.
+func TestRemountAfterKill(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
+	pid := backgroundMount(t, creds, "--poll", "1s", mnt)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	if _, err := os.Stat(mnt); err == nil {
+		t.Fatal("the killed mount still answers")
+	}
+	backgroundMount(t, creds, "--poll", "1s", mnt)
+	f := job.Files[0]
+	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
+		t.Fatal("wrong bytes after the remount")
+	}
+	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v: %s", err, out)
+	}
+}

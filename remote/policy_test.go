@@ -1,0 +1,311 @@
+package remote
+
+// The network policy against the emulator's silent faults (stalled bodies, stalls before the headers, a
+// frozen platform) over real HTTP, with the policy's numbers scaled down so a test takes seconds. These
+// tests use the real clock: the policy's timers are wall-clock timers by nature. Bounds are asserted
+// with a wide margin (they prove "returns", not "is fast").
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// testPolicy is the policy scaled down about 40 times.
+var testPolicy = Policy{DialTimeout: time.Second, HeaderTimeout: 500 * time.Millisecond, IdleTimeout: 300 * time.Millisecond,
+	Budget: 1500 * time.Millisecond, FailureMemory: 2 * time.Second}
+
+func newPolicyEnv(t *testing.T) (*env, File) {
+	t.Helper()
+	v := newEnv(t, emulator.Options{}, func(o *Options) {
+		o.Sleep, o.Now = nil, nil // real time: the policy's timers are real
+		o.MinBackoff, o.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+		o.Policy = testPolicy
+	})
+	j := v.job(emulator.JobSpec{Files: []emulator.FileSpec{{RelativePath: "big.bin", Size: 1 << 20}}})
+	files, err := v.c.JobFiles(context.Background(), j.ID, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, files[0]
+}
+
+// A body that stops half way and stays silent, and an answer that never starts, are each retried after
+// the idle (or header) timeout, and the read returns the right bytes.
+func TestPolicySilentFaultsRetried(t *testing.T) {
+	for _, fault := range []emulator.Fault{emulator.FaultStall, emulator.FaultStallHeaders} {
+		t.Run(fault.String(), func(t *testing.T) {
+			v, f := newPolicyEnv(t)
+			plain := v.plaintext(f.ID)
+			v.e.ResetCounters()
+			v.e.FailNext(emulator.EndpointContents, 1, fault)
+			p := make([]byte, 600000)
+			start := time.Now()
+			if err := v.c.ReadRange(context.Background(), f.ID, 1000, p); err != nil {
+				t.Fatalf("read after a %s: %v", fault, err)
+			}
+			if el := time.Since(start); el > testPolicy.Budget {
+				t.Errorf("read took %v, more than the budget %v", el, testPolicy.Budget)
+			}
+			if !bytes.Equal(p, plain[1000:601000]) {
+				t.Fatal("wrong bytes")
+			}
+			if n := v.requests(emulator.EndpointContents, 2); n != 2 {
+				t.Errorf("%d requests, want 2 (the stalled one and its retry)", n)
+			}
+			if n := v.e.Counters().Faults[fault.String()]; n != 1 {
+				t.Errorf("%d %s faults injected, want 1", n, fault)
+			}
+			if v.e.Holding() != 0 {
+				// The stalled handler must end once the client gave up on it.
+				deadline := time.Now().Add(5 * time.Second)
+				for v.e.Holding() != 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if h := v.e.Holding(); h != 0 {
+					t.Errorf("%d requests still held by the emulator after the client moved on", h)
+				}
+			}
+		})
+	}
+}
+
+// A frozen platform fails a read with ErrUnavailable (not an interrupted caller) within the budget plus
+// one header wait; the kernel's immediate retry of the same read fails at once without a request; once
+// the platform thaws and the memory of the failure has passed, the read works again.
+func TestPolicyFrozenPlatform(t *testing.T) {
+	v, f := newPolicyEnv(t)
+	ctx := context.Background()
+	p := make([]byte, 4096)
+	v.e.SetFrozen(true)
+	start := time.Now()
+	err := v.c.ReadRange(ctx, f.ID, 0, p)
+	el := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
+		t.Fatalf("frozen platform: %v, want ErrUnavailable and not context.Canceled", err)
+	}
+	if bound := testPolicy.Budget + testPolicy.HeaderTimeout; el > bound+time.Second || el < testPolicy.Budget {
+		t.Errorf("failed after %v, want between the budget %v and %v", el, testPolicy.Budget, bound)
+	}
+	if !Permanent(err) {
+		t.Errorf("ErrUnavailable is not Permanent: a cache would retry it and double the wait")
+	}
+	if h := v.c.Health(); !h.Down {
+		t.Errorf("health after the budget ran out: %+v, want Down", h)
+	}
+	// The emulator counts a request when its handler returns; let the abandoned ones land.
+	for deadline := time.Now().Add(5 * time.Second); v.e.Holding() != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := v.e.Counters().Requests[emulator.EndpointContents]
+
+	start = time.Now()
+	err2 := v.c.ReadRange(ctx, f.ID, 0, p)
+	if !errors.Is(err2, ErrUnavailable) {
+		t.Fatalf("retry of the failed read: %v, want ErrUnavailable at once", err2)
+	}
+	if el := time.Since(start); el > testPolicy.Budget/2 {
+		t.Errorf("the retry of a failed read waited %v: the kernel's retry would double the wait", el)
+	}
+	if v.e.Holding() != 0 || v.e.Counters().Requests[emulator.EndpointContents] != before {
+		t.Errorf("the retry of a failed read sent a request")
+	}
+
+	v.e.SetFrozen(false)
+	deadline := time.Now().Add(testPolicy.FailureMemory + 5*time.Second)
+	for {
+		err := v.c.ReadRange(ctx, f.ID, 0, p)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the platform is back but reads still fail: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if h := v.c.Health(); h.Down || time.Since(h.LastAnswer) > 5*time.Second {
+		t.Errorf("health after the platform came back: %+v", h)
+	}
+}
+
+// A freeze shorter than the budget is invisible: the read waits it out and succeeds.
+func TestPolicyBlipInvisible(t *testing.T) {
+	v, f := newPolicyEnv(t)
+	plain := v.plaintext(f.ID)
+	v.e.SetFrozen(true)
+	done := make(chan error, 1)
+	p := make([]byte, 300000)
+	go func() { done <- v.c.ReadRange(context.Background(), f.ID, 0, p) }()
+	for deadline := time.Now().Add(5 * time.Second); v.e.Holding() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the read never reached the frozen platform")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	v.e.SetFrozen(false)
+	if err := <-done; err != nil {
+		t.Fatalf("a blip shorter than the budget failed the read: %v", err)
+	}
+	if !bytes.Equal(p, plain[:300000]) {
+		t.Fatal("wrong bytes")
+	}
+}
+
+// A Retry-After longer than the budget is waited out: the platform answered, so it is not "gone".
+func TestPolicyRetryAfterNotCounted(t *testing.T) {
+	v, f := newPolicyEnv(t)
+	v.e.SetFaults(emulator.Faults{RetryAfter: 2 * time.Second})
+	v.e.FailNext(emulator.EndpointContents, 1, emulator.Fault429)
+	c, err := New(Options{BaseURL: v.srv.URL, APIKey: v.e.APIKey(), Policy: Policy{Budget: time.Second},
+		MaxRetryAfter: 5 * time.Second, Limits: map[Scope]float64{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadRange(context.Background(), f.ID, 0, make([]byte, 1000)); err != nil {
+		t.Fatalf("a 2 s Retry-After under a 1 s budget: %v", err)
+	}
+}
+
+// An https request redirected to plain http is refused before anything is sent there, so the key
+// never travels in clear, and it is not retried.
+func TestPolicyRedirectDowngradeRefused(t *testing.T) {
+	var plainHits, keyHits atomic.Int64
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		plainHits.Add(1)
+		if r.Header.Get("Authorization") != "" {
+			keyHits.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"abc"}`))
+	}))
+	defer plain.Close()
+	var tlsHits atomic.Int64
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tlsHits.Add(1)
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer secure.Close()
+
+	hc := NewPolicyHTTPClient(Policy{})
+	hc.Transport.(*policyTransport).base.TLSClientConfig = secure.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	c, err := New(Options{BaseURL: secure.URL, APIKey: "secret-key-123", HTTPClient: hc, Limits: map[Scope]float64{},
+		MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetJob(context.Background(), "abc")
+	if !errors.Is(err, ErrInsecureRedirect) {
+		t.Fatalf("https -> http redirect: %v, want ErrInsecureRedirect", err)
+	}
+	if plainHits.Load() != 0 || keyHits.Load() != 0 {
+		t.Errorf("the http server got %d requests, %d with the key", plainHits.Load(), keyHits.Load())
+	}
+	if n := tlsHits.Load(); n != 1 {
+		t.Errorf("%d requests to the https server, want 1 (a refused redirect is not retried)", n)
+	}
+	if !Permanent(err) {
+		t.Error("a refused redirect is not Permanent")
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&APIError{Status: 400}, true},
+		{&APIError{Status: 401}, true},
+		{&APIError{Status: 403}, true},
+		{&APIError{Status: 404}, true},
+		{&APIError{Status: 410}, true},
+		{&APIError{Status: 416}, true},
+		{&APIError{Status: 408}, false},
+		{&APIError{Status: 429}, false},
+		{&APIError{Status: 500}, false},
+		{&APIError{Status: 503}, false},
+		{&netError{method: "GET", path: "/", err: errors.New("reset")}, false},
+		{ErrShortBody, false},
+		{ErrStalled, false},
+		{ErrUnavailable, true},
+		{ErrInsecureRedirect, true},
+		{context.Canceled, false},
+	} {
+		if got := Permanent(c.err); got != c.want {
+			t.Errorf("Permanent(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// A direct storage read and its fall-back to /contents/ share one budget: with the platform (storage
+// and API) frozen the read fails once, within the budget and a header wait, not once per path.
+func TestPolicyDirectSourceOneBudget(t *testing.T) {
+	e, err := emulator.New(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		e.SetFrozen(false)
+		srv.Close()
+		e.Close()
+	})
+	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Policy: testPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := e.AddLibraryFile("d.bin", bytes.NewReader(make([]byte, 100000)), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDirectSource(c, DirectSourceOptions{S3: S3Options{MaxBackoff: 10 * time.Millisecond}})
+	ctx := context.Background()
+	if err := d.ReadRange(ctx, fi.ID, 0, make([]byte, 1000)); err != nil { // storage client made, file known
+		t.Fatal(err)
+	}
+	e.SetFrozen(true)
+	start := time.Now()
+	err = d.ReadRange(ctx, fi.ID, 5000, make([]byte, 1000))
+	el := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("frozen platform: %v, want ErrUnavailable", err)
+	}
+	if bound := testPolicy.Budget + testPolicy.HeaderTimeout + time.Second; el > bound {
+		t.Errorf("direct read with its fall-back failed after %v, beyond %v", el, bound)
+	}
+}
+
+// TailRange asks for bytes from an offset: the emulator honours Range (206), a range at the end is
+// nothing new (416), and the bytes are the same as the whole-file tail's.
+func TestTailRange(t *testing.T) {
+	v := newEnv(t, emulator.Options{}, nil)
+	running := v.job(emulator.JobSpec{Name: "running", RunFor: time.Hour,
+		Files: []emulator.FileSpec{{RelativePath: "process_output.log", Size: 200000, Seed: 3}}})
+	ctx := context.Background()
+	v.clk.Sleep(ctx, 30*time.Minute)
+	whole, err := v.c.Tail(ctx, running.ID, "1", "process_output.log")
+	if err != nil || len(whole) < 1000 {
+		t.Fatalf("tail: %d bytes, %v", len(whole), err)
+	}
+	for _, c := range []struct {
+		off, n int64
+		want   []byte
+	}{
+		{0, -1, whole},
+		{500, -1, whole[500:]},
+		{500, 100, whole[500:600]},
+		{int64(len(whole)), -1, nil},
+	} {
+		b, ranged, err := v.c.TailRange(ctx, running.ID, "1", "process_output.log", c.off, c.n)
+		if err != nil || !ranged || !bytes.Equal(b, c.want) {
+			t.Errorf("TailRange(%d, %d): %d bytes, ranged %v, %v; want %d bytes", c.off, c.n, len(b), ranged, err, len(c.want))
+		}
+	}
+}
