@@ -23,7 +23,8 @@ func TestCompletionBash(t *testing.T) {
 		want  string
 	}{
 		{[]string{"rescalefs", "mo"}, "mount"},
-		{[]string{"rescalefs", "st"}, "status"},
+		{[]string{"rescalefs", "sta"}, "status"},
+		{[]string{"rescalefs", "sub"}, "submit"},
 		{[]string{"rescalefs", "com"}, "completion"},
 		{[]string{"rescalefs", "mount", "--cache-d"}, "--cache-dir"},
 		{[]string{"rescalefs", "mount", "--dir"}, "--direct-reads"},

@@ -60,7 +60,7 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 	}{
 		{[]string{"mount", "--log-level", "loud", "x"}, `--log-level "loud": want debug, info, warn or error`},
 		{[]string{"demo", "--log-level", "loud"}, `--log-level "loud"`},
-		{[]string{"mount", "--poll", "0s", "x"}, "--poll 0s: want a positive duration"},
+		{[]string{"mount", "--poll", "0s", "x"}, "--poll 0s: want at least 1s"},
 		{[]string{"mount", "--max-job-age", "-1", "x"}, "--max-job-age -1"},
 		{[]string{"status", "--interval", "0s"}, "positive --interval"},
 		{[]string{"demo", "--latency", "-1s"}, "--latency must not be negative"},

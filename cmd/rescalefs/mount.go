@@ -168,9 +168,6 @@ func checkServeFlags(c mountConfig) error {
 	if _, err := parseLogLevel(c.logLevel); err != nil {
 		return err
 	}
-	if c.poll <= 0 {
-		return fmt.Errorf("--poll %s: want a positive duration such as 30s", c.poll)
-	}
 	if c.metricsAddr != "" {
 		if err := checkMetricsAddr(c.metricsAddr); err != nil {
 			return err
