@@ -58,7 +58,7 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 	f := newFsys(opts, client, newReader)
 	f.newReader = f.io.dl.track(f.now, f.newReader)
 	if opts.Uploads != nil {
-		f.io.up = newUploads(f, opts.Uploads, opts.UploadSettle)
+		f.io.up = newUploads(f, opts.Uploads, opts.UploadSettle, opts.UploadHold)
 	}
 	fo, err := f.opts.fuseOptions(f.log)
 	if err != nil {

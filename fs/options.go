@@ -41,6 +41,9 @@ type Options struct {
 	// UploadSettle is how long a closed file must stay unwritten before it is queued; 0 =
 	// DefaultUploadSettle.
 	UploadSettle time.Duration
+	// UploadHold is how long a file closed under a name shaped like rsync's temporaries (.name.XXXXXX,
+	// also .case.config) waits for a rename before it is published under that name; 0 = a minute.
+	UploadHold time.Duration
 	// FileSeen, if set, is told the metadata of every file listed (jobs' files, the library, new
 	// uploads): the direct storage source registers them, sparing one GetFile per file read.
 	FileSeen func(...remote.File)

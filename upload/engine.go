@@ -128,6 +128,7 @@ type Engine struct {
 	cancel   context.CancelFunc
 	closed   bool
 	wg       sync.WaitGroup // scheduler and workers
+	bg       sync.WaitGroup // cancels finishing in the background (CancelNoWait); Add under mu
 
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
@@ -251,6 +252,7 @@ func (e *Engine) Close() error {
 		cancel()
 	}
 	e.wg.Wait()
+	e.bg.Wait()
 	return nil
 }
 
@@ -258,7 +260,13 @@ func (e *Engine) Close() error {
 func (e *Engine) Pending() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.ups)
+	n := 0
+	for _, u := range e.ups {
+		if !u.cancelled {
+			n++
+		}
+	}
+	return n
 }
 
 // Enqueue hands the file at stagingPath (which must be in StagingDir or on its filesystem) to the
@@ -312,11 +320,48 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 func (e *Engine) Cancel(id string) error {
 	e.mu.Lock()
 	u, ok := e.ups[id]
-	if !ok {
+	if !ok || u.cancelled {
 		e.mu.Unlock()
 		return ErrUnknown
 	}
 	u.cancelled = true
+	e.mu.Unlock()
+	return e.withdraw(u)
+}
+
+// CancelNoWait withdraws an upload at once: it is no longer pending (Pending, Snapshot, Status, Rename
+// forget it) and no new attempt starts; stopping the running attempt, the abort of its multipart
+// upload and the removal of its data run in the background (Close waits for them). For callers that
+// must not wait on the network: an unlink in uploads/.
+func (e *Engine) CancelNoWait(id string) error {
+	e.mu.Lock()
+	u, ok := e.ups[id]
+	if !ok || u.cancelled {
+		e.mu.Unlock()
+		return ErrUnknown
+	}
+	u.cancelled = true
+	closed := e.closed
+	if !closed {
+		e.bg.Add(1)
+	}
+	e.mu.Unlock()
+	if closed { // Close may be waiting already: nothing may be added to bg
+		return e.withdraw(u)
+	}
+	go func() {
+		defer e.bg.Done()
+		if err := e.withdraw(u); err != nil {
+			e.log.Warn("upload: cancel", "upload", id, "err", err)
+		}
+	}()
+	return nil
+}
+
+// withdraw is the work of a cancel once u is marked cancelled.
+func (e *Engine) withdraw(u *upload) error {
+	id := u.id
+	e.mu.Lock()
 	stop, done := u.stop, u.done
 	e.mu.Unlock()
 	if stop != nil {
@@ -382,7 +427,9 @@ func (e *Engine) Snapshot() []Status {
 	defer e.mu.Unlock()
 	out := make([]Status, 0, len(e.ups)+len(e.broken)+len(e.finished))
 	for _, u := range e.ups {
-		out = append(out, e.statusLocked(u, now))
+		if !u.cancelled { // withdrawn: its clean-up is under way
+			out = append(out, e.statusLocked(u, now))
+		}
 	}
 	slices.SortFunc(out, func(a, b Status) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
