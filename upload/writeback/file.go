@@ -175,14 +175,7 @@ func (s *Set) NewFile(sp Spec) (*File, error) {
 			}
 		}
 	default:
-		data, err := s.o.Engine.CreateStaging()
-		if err != nil {
-			return nil, err
-		}
-		f.data, f.owned, f.state = data, true, Writing
-		if err := f.recordLocked(false); err != nil {
-			data.Close()
-			_ = s.o.Engine.DiscardStaging(data.Name())
+		if err := f.createLocked(); err != nil {
 			return nil, err
 		}
 	}
@@ -193,6 +186,27 @@ func (s *Set) NewFile(sp Spec) (*File, error) {
 		f.mu.Unlock()
 	}
 	return f, nil
+}
+
+// createLocked makes the staging file of a new file, recorded at its path.
+func (f *File) createLocked() error {
+	data, err := f.set.o.Engine.CreateStaging()
+	if err != nil {
+		return err
+	}
+	f.data, f.owned, f.state = data, true, Writing
+	if err := f.recordLocked(false); err != nil {
+		data.Close()
+		_ = f.set.o.Engine.DiscardStaging(data.Name())
+		return err
+	}
+	return nil
+}
+
+// reclaim asks the block cache for at least n bytes (reclaimAtLeast at the least) and reports
+// whether it freed any.
+func (s *Set) reclaim(n int64) bool {
+	return s.o.Reclaim != nil && s.o.Reclaim(max(n, reclaimAtLeast)) > 0
 }
 
 // File is one file of uploads/.
@@ -307,7 +321,11 @@ func (f *File) recordLocked(sealed bool) error {
 	if sealed {
 		r.Closed, r.Size = true, f.size
 	}
-	if err := f.set.o.Engine.RecordStaging(f.data.Name(), r); err != nil {
+	err := f.set.o.Engine.RecordStaging(f.data.Name(), r)
+	if errors.Is(err, syscall.ENOSPC) && f.set.reclaim(0) {
+		err = f.set.o.Engine.RecordStaging(f.data.Name(), r)
+	}
+	if err != nil {
 		return err
 	}
 	f.sealed = sealed
@@ -475,8 +493,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	k := 0
 	if err == nil {
 		k, err = f.data.WriteAt(p, off)
-		if errors.Is(err, syscall.ENOSPC) && f.set.o.Reclaim != nil &&
-			f.set.o.Reclaim(max(int64(len(p)-k), reclaimAtLeast)) > 0 {
+		if errors.Is(err, syscall.ENOSPC) && f.set.reclaim(int64(len(p)-k)) {
 			var k2 int
 			k2, err = f.data.WriteAt(p[k:], off+int64(k))
 			k += k2

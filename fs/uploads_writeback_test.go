@@ -1,0 +1,126 @@
+package fs_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rescalefs/rescalefs/fs/fusetest"
+)
+
+// tmpfs mounts a tmpfs of size bytes on a new temporary folder, unmounted in cleanup (registered
+// first, so it runs after the mount's and the engine's cleanups).
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Fatalf("tmpfs (the test needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount tmpfs: %v", err)
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	})
+	return dir
+}
+
+func freeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// TestUploadDiskFullNeverPublishesHalf (defect 1): the block cache and staging share a 20 MiB disk.
+// With the disk filled by cached blocks, a file that fits once they are evicted is written and
+// published whole (staging wins over the cache); a file too large for the disk fails with ENOSPC and
+// is never published, even once everything waiting is queued: it stays in uploads/ saying why, until
+// rewritten (then published) or removed.
+func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
+	disk := tmpfs(t, "20m")
+	for _, d := range []string{"cache", "uploads"} {
+		if err := os.Mkdir(filepath.Join(disk, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lib := randBytes(40, 24<<20)
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
+	env := fusetest.MountOn(t, p, fusetest.Options{
+		NoMemory: true, Library: []fusetest.LibraryFile{{Name: "big.lib", Content: lib}},
+		Uploads: fusetest.UploadOptions{Enabled: true, Dir: filepath.Join(disk, "uploads")},
+	}, fusetest.MountExtra{DiskDir: filepath.Join(disk, "cache"), CacheDir: disk})
+	up := filepath.Join(env.Dir, "uploads")
+
+	// Reading a library file larger than the disk fills it with cached blocks.
+	fusetest.Eventually(t, 60*time.Second, "the block cache fills the disk", func() bool {
+		got, err := os.ReadFile(filepath.Join(env.Dir, "files", "big.lib"))
+		if err != nil || !bytes.Equal(got, lib) {
+			t.Fatalf("read big.lib: %v", err)
+		}
+		return freeBytes(t, disk) < 2<<20
+	})
+
+	// 12 MiB fits once cached blocks make room.
+	fits := randBytes(41, 12<<20)
+	src := filepath.Join(t.TempDir(), "fits.bin")
+	writeFile(t, src, fits)
+	if out, err := exec.Command("cp", src, filepath.Join(up, "fits.bin")).CombinedOutput(); err != nil {
+		t.Fatalf("cp of a file that fits once the cache makes room: %v: %s", err, out)
+	}
+	checkPlatform(t, env, env.WaitPublished(t, "fits.bin", publishDue), "fits.bin", fits)
+	fusetest.Eventually(t, 10*time.Second, "fits.bin gone from uploads/", gone(filepath.Join(up, "fits.bin")))
+
+	// 40 MiB does not fit: cp fails with ENOSPC, and the part written is never published.
+	huge := randBytes(42, 40<<20)
+	src = filepath.Join(t.TempDir(), "huge.bin")
+	writeFile(t, src, huge)
+	dst := filepath.Join(up, "huge.bin")
+	out, err := exec.Command("cp", src, dst).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "No space left") {
+		t.Fatalf("cp of 40 MiB onto a 20 MiB disk: %v: %s; want ENOSPC", err, out)
+	}
+	env.Mount.SettleUploads() // what the settle time (or an unmount) would do
+	if n, p := published(env, "huge.bin"), env.Engine.Pending(); n != 0 || p != 0 {
+		t.Fatalf("a half-written file: %d published, %d pending", n, p)
+	}
+	if s := xattrOf(t, dst); !strings.HasPrefix(s, "not uploaded: a write failed") {
+		t.Errorf("xattr of the half-written file: %q", s)
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Size() >= int64(len(huge)) {
+		t.Errorf("the half-written file: %v %v", fi, err)
+	}
+	// Opened and closed again without a rewrite: still not published.
+	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	env.Mount.SettleUploads()
+	if n, p := published(env, "huge.bin"), env.Engine.Pending(); n != 0 || p != 0 {
+		t.Fatalf("after another write and close: %d published, %d pending", n, p)
+	}
+
+	// cp over it with content that fits (O_TRUNC: a rewrite): published, that content.
+	small := randBytes(43, 3<<20)
+	src = filepath.Join(t.TempDir(), "huge.bin")
+	writeFile(t, src, small)
+	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp over the failed file: %v: %s", err, out)
+	}
+	checkPlatform(t, env, env.WaitPublished(t, "huge.bin", publishDue), "huge.bin", small)
+	if n := published(env, "huge.bin"); n != 1 {
+		t.Errorf("huge.bin published %d times, want 1", n)
+	}
+}
