@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rescalefs/rescalefs/fs/fusetest"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 // tmpfs mounts a tmpfs of size bytes on a new temporary folder, unmounted in cleanup (registered
@@ -29,6 +32,18 @@ func tmpfs(t *testing.T, size string) string {
 		}
 	})
 	return dir
+}
+
+// openT opens path; the file is closed in cleanup too, before the mount is unmounted, so a failing
+// test does not leave a file open on its own mount (its exit would wait on the mount forever).
+func openT(t *testing.T, path string, flag int) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, flag, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func freeBytes(t *testing.T, dir string) int64 {
@@ -99,10 +114,7 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 		t.Errorf("the half-written file: %v %v", fi, err)
 	}
 	// Opened and closed again without a rewrite: still not published.
-	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openT(t, dst, os.O_WRONLY)
 	if _, err := f.Write([]byte("more")); err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +134,88 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 	checkPlatform(t, env, env.WaitPublished(t, "huge.bin", publishDue), "huge.bin", small)
 	if n := published(env, "huge.bin"); n != 1 {
 		t.Errorf("huge.bin published %d times, want 1", n)
+	}
+}
+
+// pendingFromJournal leaves in dir an engine journal holding one pending upload of data named name,
+// as a mount stopped before it was sent would.
+func pendingFromJournal(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	c, err := remote.New(remote.Options{BaseURL: "http://127.0.0.1:1", APIKey: "unused-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir}) // never started: no traffic
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := eng.CreateStaging()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := eng.Enqueue(f.Name(), name); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close()
+}
+
+// TestUploadResumedWritable (defect 3): an upload resumed from the journal is a file like the others:
+// append, truncate, overwrite and rename work, and the last content is published once under the last
+// name.
+func TestUploadResumedWritable(t *testing.T) {
+	dir := t.TempDir()
+	v1 := randBytes(50, 70_000)
+	pendingFromJournal(t, dir, "resumed.dat", v1)
+	block := emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointUpload, emulator.EndpointS3CreateMultipart}}
+	env := uploadEnv(t, fusetest.Options{Faults: block, Uploads: fusetest.UploadOptions{Dir: dir}})
+	path := filepath.Join(env.Dir, "uploads", "resumed.dat")
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("the resumed upload reads back: %v", err)
+	}
+	// Append.
+	f := openT(t, path, os.O_WRONLY|os.O_APPEND)
+	if _, err := f.Write([]byte("appended")); err != nil {
+		t.Fatalf("append to a resumed upload: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// Overwrite in place, then truncate.
+	f = openT(t, path, os.O_WRONLY)
+	if _, err := f.WriteAt([]byte("OVER"), 10); err != nil {
+		t.Fatalf("overwrite: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := os.Truncate(path, 60_000); err != nil {
+		t.Fatalf("truncate: %v", err)
+	}
+	want := bytes.Clone(v1[:60_000])
+	copy(want[10:], "OVER")
+	// Rename.
+	final := filepath.Join(env.Dir, "uploads", "final.dat")
+	if err := os.Rename(path, final); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+	if got, err := os.ReadFile(final); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("content after the changes: %v", err)
+	}
+	fusetest.Eventually(t, 30*time.Second, "the last version queued alone", func() bool {
+		s := env.Engine.Snapshot()
+		return len(s) == 1 && s[0].Name == "final.dat" && s[0].Size == int64(len(want))
+	})
+	env.Emulator.SetFaults(emulator.Faults{})
+	checkPlatform(t, env, env.WaitPublished(t, "final.dat", publishDue), "final.dat", want)
+	fusetest.Eventually(t, 10*time.Second, "nothing pending", func() bool { return env.Engine.Pending() == 0 })
+	if n := len(env.Published()); n != 1 {
+		t.Errorf("%d publications, want 1 (final.dat): %+v", n, env.Published())
 	}
 }

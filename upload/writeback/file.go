@@ -287,6 +287,11 @@ func (f *File) SetAttr(size *int64, mode *uint32, atime, mtime *time.Time) error
 		if err := f.truncateLocked(*size); err != nil {
 			return err
 		}
+		if f.writers == 0 { // truncate(2) with no writer: the change is complete at once
+			if err := f.closedLocked(); err != nil {
+				return err
+			}
+		}
 	}
 	if mode != nil {
 		f.mode = *mode & 0o7777
