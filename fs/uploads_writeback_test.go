@@ -2,10 +2,12 @@ package fs_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,5 +219,62 @@ func TestUploadResumedWritable(t *testing.T) {
 	fusetest.Eventually(t, 10*time.Second, "nothing pending", func() bool { return env.Engine.Pending() == 0 })
 	if n := len(env.Published()); n != 1 {
 		t.Errorf("%d publications, want 1 (final.dat): %+v", n, env.Published())
+	}
+}
+
+// TestUploadRemoveDoesNotWait (defect 4): rm of a file whose multipart upload is under way, and mv of
+// another file over one, return without waiting on the network (here the platform answers nothing for
+// an hour): the upload is withdrawn at once and its abort goes on in the background.
+func TestUploadRemoveDoesNotWait(t *testing.T) {
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
+	// Parts fail: both multipart uploads are started and stay unfinished.
+	noParts := emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointS3UploadPart}}
+	env := fusetest.MountOn(t, p, fusetest.Options{Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{})
+	env.Emulator.SetFaults(noParts)
+	up := filepath.Join(env.Dir, "uploads")
+	writeFile(t, filepath.Join(up, "gone.bin"), randBytes(60, 6*testPart))
+	writeFile(t, filepath.Join(up, "over.bin"), randBytes(61, 6*testPart))
+	fusetest.Eventually(t, 30*time.Second, "both multipart uploads started", func() bool {
+		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
+	})
+	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement")) // queued, sent once the platform answers
+	noParts.Latency = 20 * time.Second // the platform stops answering for a while
+	env.Emulator.SetFaults(noParts)
+
+	// A deadline far below the time an abort takes now (20 s): not a timing.
+	done := make(chan error, 2)
+	go func() { done <- syscall.Unlink(filepath.Join(up, "gone.bin")) }()
+	go func() { done <- os.Rename(filepath.Join(up, "new.txt"), filepath.Join(up, "over.bin")) }()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("rm or mv over a pending upload waits on the network")
+		}
+	}
+	for _, s := range env.Engine.Snapshot() {
+		if s.Name == "gone.bin" || (s.Name == "over.bin" && s.Size != int64(len("replacement"))) {
+			t.Errorf("still pending after rm/mv: %+v", s)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(up, "gone.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat after rm: %v", err)
+	}
+	// The platform answers again: nothing of the withdrawn uploads is published, the replacement is,
+	// and nothing stays pending; both multipart uploads are aborted.
+	env.Emulator.SetFaults(emulator.Faults{})
+	fusetest.Eventually(t, publishDue, "over.bin published", func() bool { return published(env, "over.bin") == 1 })
+	fusetest.Eventually(t, 30*time.Second, "nothing pending", func() bool { return env.Engine.Pending() == 0 })
+	fusetest.Eventually(t, 60*time.Second, "two aborts", func() bool { return env.Requests(emulator.EndpointS3Abort) >= 2 })
+	if n := published(env, "gone.bin"); n != 0 {
+		t.Errorf("gone.bin published %d times", n)
+	}
+	for _, s := range env.Published() {
+		if s.Name == "over.bin" && s.Size != int64(len("replacement")) {
+			t.Errorf("over.bin published with %d bytes, want the replacement", s.Size)
+		}
 	}
 }
