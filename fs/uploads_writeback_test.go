@@ -278,3 +278,33 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadDotfiles (defect 6): ordinary dotfiles shaped like rsync's temporaries (.case.config,
+// .env.backup) are published under their own names once no rename came for the hold time; rsync's
+// own temporaries are still renamed first (one publication, the final name), and an editor's swap
+// file is never published.
+func TestUploadDotfiles(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{Uploads: fusetest.UploadOptions{Hold: 500 * time.Millisecond}})
+	up := filepath.Join(env.Dir, "uploads")
+	cfg, bak := []byte("solver=implicit\n"), []byte("KEY=value\n")
+	writeFile(t, filepath.Join(up, ".case.config"), cfg)
+	writeFile(t, filepath.Join(up, ".env.backup"), bak)
+	writeFile(t, filepath.Join(up, ".notes.txt.swp"), []byte("swap"))
+	src := t.TempDir()
+	rs := randBytes(70, 100_000)
+	writeFile(t, filepath.Join(src, "synced.bin"), rs)
+	if out, err := exec.Command("rsync", filepath.Join(src, "synced.bin"), up+"/").CombinedOutput(); err != nil {
+		t.Fatalf("rsync: %v: %s", err, out)
+	}
+	checkPlatform(t, env, env.WaitPublished(t, ".case.config", publishDue), ".case.config", cfg)
+	checkPlatform(t, env, env.WaitPublished(t, ".env.backup", publishDue), ".env.backup", bak)
+	checkPlatform(t, env, env.WaitPublished(t, "synced.bin", publishDue), "synced.bin", rs)
+	env.Mount.SettleUploads()
+	fusetest.Eventually(t, 10*time.Second, "nothing pending", func() bool { return env.Engine.Pending() == 0 })
+	if n := len(env.Published()); n != 3 {
+		t.Errorf("%d publications, want 3 (.case.config, .env.backup, synced.bin): %+v", n, env.Published())
+	}
+	if s := xattrOf(t, filepath.Join(up, ".notes.txt.swp")); !strings.Contains(s, "temporary name") {
+		t.Errorf("xattr of the swap file: %q", s)
+	}
+}
