@@ -308,3 +308,27 @@ func TestUploadDotfiles(t *testing.T) {
 		t.Errorf("xattr of the swap file: %q", s)
 	}
 }
+
+// TestUploadMoveFromLibrary (defect 8): mv of a library file into uploads/ fails, and the failure has
+// no effect: nothing is created in uploads/, nothing is published. The rename is refused with EROFS,
+// not EXDEV: EXDEV would make mv copy the file into uploads/ before failing to remove it from files/.
+func TestUploadMoveFromLibrary(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{Library: []fusetest.LibraryFile{{Name: "run.sh", Content: []byte("#!/bin/sh\n")}}})
+	up := filepath.Join(env.Dir, "uploads")
+	out, err := exec.Command("mv", filepath.Join(env.Dir, "files", "run.sh"), up+"/").CombinedOutput()
+	if err == nil {
+		t.Fatalf("mv out of files/ succeeded: %s", out)
+	}
+	t.Logf("mv: %s", out)
+	env.Mount.SettleUploads()
+	ents, err := os.ReadDir(up)
+	if err != nil || len(ents) != 0 {
+		t.Errorf("uploads/ after the failed mv: %v %v", ents, err)
+	}
+	if n, p := len(env.Published()), env.Engine.Pending(); n != 0 || p != 0 {
+		t.Errorf("after the failed mv: %d published, %d pending", n, p)
+	}
+	if _, err := os.Stat(filepath.Join(env.Dir, "files", "run.sh")); err != nil {
+		t.Errorf("files/run.sh after the failed mv: %v", err)
+	}
+}
