@@ -275,6 +275,15 @@ func movedTree(dir *fusefs.Inode, rel string) {
 	}
 }
 
+// badName refuses, with EINVAL and a line in the log, a file name the platform cannot store.
+func (d *uploadDir) badName(name string) syscall.Errno {
+	if err := writeback.CheckName(name); err != nil {
+		d.f.log.Warn("file name refused in uploads/", "path", d.relPath(name), "err", err)
+		return syscall.EINVAL
+	}
+	return 0
+}
+
 func (d *uploadDir) touch() {
 	d.mu.Lock()
 	d.mtime = d.f.now()
@@ -304,6 +313,9 @@ func (d *uploadDir) Create(ctx context.Context, name string, flags, mode uint32,
 	}
 	if len(name) > names.MaxLen {
 		return nil, nil, 0, syscall.ENAMETOOLONG
+	}
+	if errno := d.badName(name); errno != 0 {
+		return nil, nil, 0, errno
 	}
 	sp := writeback.Spec{Name: name, Rel: d.relPath(name), Mode: mode}
 	n, ch, err := d.up.addFile(ctx, d.EmbeddedInode(), name, 0, sp)
@@ -368,6 +380,11 @@ func (d *uploadDir) Rename(_ context.Context, name string, newParent fusefs.Inod
 		return syscall.ENAMETOOLONG
 	}
 	src := d.GetChild(name)
+	if src != nil && !src.IsDir() {
+		if errno := d.badName(newName); errno != 0 {
+			return errno
+		}
+	}
 	if src == nil {
 		return syscall.ENOENT
 	}

@@ -332,3 +332,27 @@ func TestUploadMoveFromLibrary(t *testing.T) {
 		t.Errorf("files/run.sh after the failed mv: %v", err)
 	}
 }
+
+// TestUploadBadNames (defect 2): names the platform cannot store (a newline, a control character) are
+// refused when the file is created or renamed, with EINVAL; nothing is sent.
+func TestUploadBadNames(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{})
+	up := filepath.Join(env.Dir, "uploads")
+	for _, name := range []string{"two\nlines.txt", "bell\x07.txt", "tab\tname.txt"} {
+		if err := os.WriteFile(filepath.Join(up, name), []byte("x"), 0o644); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("create %q: %v, want EINVAL", name, err)
+		}
+	}
+	writeFile(t, filepath.Join(up, "plain.txt"), []byte("plain"))
+	if err := os.Rename(filepath.Join(up, "plain.txt"), filepath.Join(up, "new\nline.txt")); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("rename to a name with a newline: %v, want EINVAL", err)
+	}
+	checkPlatform(t, env, env.WaitPublished(t, "plain.txt", publishDue), "plain.txt", []byte("plain"))
+	env.Mount.SettleUploads()
+	if n := len(env.Published()); n != 1 {
+		t.Errorf("%d publications, want 1: %+v", n, env.Published())
+	}
+	if n := env.Requests(emulator.EndpointUpload); n != 1 {
+		t.Errorf("%d upload requests, want 1", n)
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -409,11 +410,15 @@ func (e *Engine) Rename(id, name string) error {
 	}
 	publishing := u.publishing
 	u.rec.Name = name
+	if u.rec.State == StateRejected { // another name may be accepted: tried again
+		u.rec.State, u.rec.NextTry = StateQueued, time.Time{}
+	}
 	r := u.rec
 	e.mu.Unlock()
 	if err := e.j.save(&r); err != nil {
 		return err
 	}
+	e.nudge()
 	if publishing {
 		return ErrPublishing
 	}
@@ -508,7 +513,7 @@ func (e *Engine) startDue(ctx context.Context) time.Duration {
 	next := time.Hour
 	cands := make([]*upload, 0, len(e.ups))
 	for _, u := range e.ups {
-		if !u.running && !u.cancelled {
+		if !u.running && !u.cancelled && u.rec.State != StateRejected {
 			cands = append(cands, u)
 		}
 	}
@@ -569,13 +574,39 @@ func (e *Engine) failed(u *upload, err error) {
 		r.State = StateFailed
 	}
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
+	if permanent(err) {
+		r.State, r.NextTry = StateRejected, time.Time{}
+	}
 	rc := *r
 	e.mu.Unlock()
+	if rc.State == StateRejected {
+		e.log.Error("upload rejected by the platform; not retried", "upload", u.id, "name", rc.Name, "err", err)
+		if err := e.j.save(&rc); err != nil {
+			e.log.Error("upload: journal", "upload", u.id, "err", err)
+		}
+		return
+	}
 	e.log.Warn("upload failed, will retry", "upload", u.id, "name", rc.Name, "attempt", rc.Attempts,
 		"retry_in", rc.NextTry.Sub(e.now()).Round(time.Millisecond), "err", err)
 	if err := e.j.save(&rc); err != nil {
 		e.log.Error("upload: journal", "upload", u.id, "err", err)
 	}
+}
+
+// permanent reports a refusal of the platform that a retry would not change: a 4xx other than the
+// ones that may pass (401/403 with a key fixed, 404, 408, 409, 429). [I] which 4xx the platform means
+// for good is inferred (rescale-api.md); this is the one place that decides.
+func permanent(err error) bool {
+	var ae *remote.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }
 
 // retryDelay is the backoff before attempt n+1: doubling from RetryMin, capped, with jitter.

@@ -935,6 +935,8 @@ func StatusText(st upload.Status) string {
 		return s
 	case upload.StateDamaged:
 		return "damaged: " + st.Error
+	case upload.StateRejected:
+		return "failed permanently: " + st.Error + " (not retried; rename it to try another name, or delete it)"
 	}
 	return string(st.State)
 }

@@ -1,6 +1,8 @@
 package writeback
 
 import (
+	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 )
@@ -41,4 +43,17 @@ func Temporary(name string) Kind {
 		return MaybeTemporary
 	}
 	return Plain
+}
+
+// ErrBadName: a name the platform cannot store as it is.
+var ErrBadName = errors.New("the platform cannot store a name with a control character (newline, tab, ...)")
+
+// CheckName refuses names the platform would store differently or refuse: control characters (a
+// newline comes back as %0A, other control characters get a 400). Such a file is refused when it is
+// created or renamed, rather than published under another name or retried for ever.
+func CheckName(name string) error {
+	if strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%q: %w", name, ErrBadName)
+	}
+	return nil
 }
