@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 
-	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
@@ -65,7 +64,7 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 		f.cancel()
 		return nil, err
 	}
-	server, err := fusefs.Mount(abs, &rootNode{base: base{f: f}}, fo)
+	server, err := serveFS(abs, &rootNode{base: base{f: f}}, fo) // owner.go
 	if err != nil {
 		f.cancel()
 		return nil, fmt.Errorf("mount %s: %w", abs, err)

@@ -356,3 +356,53 @@ func TestUploadBadNames(t *testing.T) {
 		t.Errorf("%d upload requests, want 1", n)
 	}
 }
+
+// asNobody runs a shell command as the user nobody and returns its combined output and error.
+func asNobody(t *testing.T, cmd string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("su", "nobody", "-s", "/bin/sh", "-c", cmd).CombinedOutput()
+	return string(out), err
+}
+
+// TestAllowOtherOwnerOnly (defect 5): with -o allow_other another local user can neither read the
+// outputs and the library nor list them, publish into uploads/, nor remove a pending upload; the
+// owner still can.
+func TestAllowOtherOwnerOnly(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{MountOptions: []string{"allow_other"},
+		Library: []fusetest.LibraryFile{{Name: "secret.txt", Content: []byte("secret\n")}},
+		Uploads: fusetest.UploadOptions{Settle: time.Hour}})
+	// The way to the mount point is open to everyone (the test's folders are 0700).
+	if err := os.Chmod(filepath.Dir(env.Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := asNobody(t, "stat "+env.Dir); err != nil {
+		t.Fatalf("nobody cannot reach the mount point, so the test proves nothing: %v: %s", err, out)
+	}
+	up := filepath.Join(env.Dir, "uploads")
+	writeFile(t, filepath.Join(up, "pending.txt"), []byte("mine"))
+	if got, err := os.ReadFile(filepath.Join(env.Dir, "files", "secret.txt")); err != nil || string(got) != "secret\n" {
+		t.Fatalf("the owner reads files/secret.txt: %q %v", got, err)
+	}
+	for _, cmd := range []string{
+		"cat " + filepath.Join(env.Dir, "files", "secret.txt"),
+		"ls " + filepath.Join(env.Dir, "files"),
+		"echo x > " + filepath.Join(up, "intruder.txt"),
+		"rm -f " + filepath.Join(up, "pending.txt"),
+		"cat " + filepath.Join(up, "pending.txt"),
+	} {
+		if out, err := asNobody(t, cmd); err == nil {
+			t.Errorf("as nobody, %q succeeded: %s", cmd, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(up, "pending.txt")); err != nil {
+		t.Errorf("pending.txt after nobody's rm: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(up, "intruder.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("intruder.txt: %v", err)
+	}
+	env.Mount.SettleUploads()
+	fusetest.Eventually(t, publishDue, "pending.txt published", func() bool { return published(env, "pending.txt") == 1 })
+	if n := len(env.Published()); n != 1 {
+		t.Errorf("%d publications, want 1: %+v", n, env.Published())
+	}
+}
