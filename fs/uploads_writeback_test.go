@@ -238,7 +238,7 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
 	})
 	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement")) // queued, sent once the platform answers
-	noParts.Latency = 20 * time.Second // the platform stops answering for a while
+	noParts.Latency = 20 * time.Second                                // the platform stops answering for a while
 	env.Emulator.SetFaults(noParts)
 
 	// A deadline far below the time an abort takes now (20 s): not a timing.
