@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -404,5 +405,50 @@ func TestAllowOtherOwnerOnly(t *testing.T) {
 	fusetest.Eventually(t, publishDue, "pending.txt published", func() bool { return published(env, "pending.txt") == 1 })
 	if n := len(env.Published()); n != 1 {
 		t.Errorf("%d publications, want 1: %+v", n, env.Published())
+	}
+}
+
+// TestUploadSameNameTwoFolders (defect 7): uploads/a/same.txt and uploads/b/same.txt are both published
+// as same.txt (the library is flat); files/ shows both: the newer as same.txt, the older beside it as
+// same~<file id>.txt, so each published file can be read back.
+func TestUploadSameNameTwoFolders(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{})
+	up := filepath.Join(env.Dir, "uploads")
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(filepath.Join(up, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := []byte("from a\n"), []byte("from b, later\n")
+	writeFile(t, filepath.Join(up, "a", "same.txt"), first)
+	idA := env.WaitPublished(t, "same.txt", publishDue)
+	writeFile(t, filepath.Join(up, "b", "same.txt"), second)
+	fusetest.Eventually(t, publishDue, "both published", func() bool { return published(env, "same.txt") == 2 })
+	var idB string
+	for _, s := range env.Published() {
+		if s.FileID != idA {
+			idB = s.FileID
+		}
+	}
+	checkPlatform(t, env, idA, "same.txt", first)
+	checkPlatform(t, env, idB, "same.txt", second)
+	files := filepath.Join(env.Dir, "files")
+	older := "same~" + idA + ".txt"
+	fusetest.Eventually(t, 10*time.Second, "files/ shows both", func() bool {
+		ents, err := os.ReadDir(files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		return slices.Equal(got, []string{"same.txt", older})
+	})
+	if got, err := os.ReadFile(filepath.Join(files, "same.txt")); err != nil || !bytes.Equal(got, second) {
+		t.Errorf("files/same.txt: %q %v, want the newer", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(files, older)); err != nil || !bytes.Equal(got, first) {
+		t.Errorf("files/%s: %q %v, want the older", older, got, err)
 	}
 }
