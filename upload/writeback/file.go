@@ -229,8 +229,7 @@ type File struct {
 	mode           uint32
 	atime, mtime   time.Time
 	ctime          time.Time
-	writers, opens int   // open handles (writers: those that may write)
-	failedAt       int64 // WriteFailed: where the first failed write began
+	writers, opens int // open handles (writers: those that may write)
 	note           string
 	timer          *time.Timer // the settle (or hold) timer, when armed
 	tgen           uint64      // bumped at every arm or stop: a stale firing does nothing
@@ -445,11 +444,9 @@ func (f *File) failedLocked(off int64, err error) {
 		return
 	}
 	if f.state != WriteFailed {
-		f.failedAt = off
 		f.set.o.Log.Warn("write to uploads/ failed: the file will not be published until rewritten or removed",
 			"path", f.rel, "offset", off, "err", err)
 	}
-	f.failedAt = min(f.failedAt, off)
 	f.note = err.Error()
 	f.toLocked(EvWriteFailed)
 	f.stopLocked()
@@ -477,10 +474,10 @@ func (f *File) truncateLocked(size int64) error {
 	return nil
 }
 
-// rewriteEventLocked is the event of a truncate to size: a rewrite when it drops every byte from the
-// first failed write on.
+// rewriteEventLocked is the event of a truncate to size: a rewrite when it empties a file whose write
+// failed (cp over it, an O_TRUNC open). Keeping any of its bytes is not: the writer never finished it.
 func (f *File) rewriteEventLocked(size int64) Event {
-	if f.state == WriteFailed && size <= f.failedAt {
+	if f.state == WriteFailed && size == 0 {
 		return EvRewrite
 	}
 	return EvWrite

@@ -26,8 +26,8 @@ const (
 	Queued
 	// Published: the platform confirmed it; it leaves uploads/ and shows in files/.
 	Published
-	// WriteFailed: a write failed (a full disk): never published as it is. Truncating it to where the
-	// first failed write began (a rewrite: cp, an O_TRUNC open) makes it Writing again.
+	// WriteFailed: a write failed (a full disk): never published as it is. Emptying it (a rewrite: cp
+	// over it, an O_TRUNC open) makes it Writing again.
 	WriteFailed
 	// CutOff: the mount stopped while it was being written. Shown back, not published until written
 	// or closed again by the user.
@@ -59,7 +59,7 @@ type Event uint8
 const (
 	EvWrite        Event = iota + 1 // a write or truncate succeeded
 	EvWriteFailed                   // a write or truncate failed: bytes are missing
-	EvRewrite                       // truncated to where the first failed write began: what is left was all written
+	EvRewrite                       // truncated to nothing: written again from the start
 	EvClose                         // the last writer closed it, under a plain name
 	EvCloseTemp                     // the last writer closed it, under a temporary name
 	EvRenamePlain                   // renamed to a plain name
