@@ -140,18 +140,26 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 	}
 }
 
-// pendingFromJournal leaves in dir an engine journal holding one pending upload of data named name,
-// as a mount stopped before it was sent would.
-func pendingFromJournal(t *testing.T, dir, name string, data []byte) {
+// idleEngine is an upload engine on dir that is never started (no traffic), to prepare what a mount
+// finds there; the caller closes it.
+func idleEngine(t *testing.T, dir string) *upload.Engine {
 	t.Helper()
 	c, err := remote.New(remote.Options{BaseURL: "http://127.0.0.1:1", APIKey: "unused-0123456789"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := upload.New(upload.Options{Client: c, Dir: dir}) // never started: no traffic
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return eng
+}
+
+// pendingFromJournal leaves in dir an engine journal holding one pending upload of data named name,
+// as a mount stopped before it was sent would.
+func pendingFromJournal(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	eng := idleEngine(t, dir)
 	f, err := eng.CreateStaging()
 	if err != nil {
 		t.Fatal(err)

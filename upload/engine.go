@@ -319,14 +319,10 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 
 // Cancel stops an upload, aborts its multipart upload and removes its data and journal.
 func (e *Engine) Cancel(id string) error {
-	e.mu.Lock()
-	u, ok := e.ups[id]
-	if !ok || u.cancelled {
-		e.mu.Unlock()
-		return ErrUnknown
+	u, _, err := e.markCancelled(id, false)
+	if err != nil {
+		return err
 	}
-	u.cancelled = true
-	e.mu.Unlock()
 	return e.withdraw(u)
 }
 
@@ -335,19 +331,11 @@ func (e *Engine) Cancel(id string) error {
 // upload and the removal of its data run in the background (Close waits for them). For callers that
 // must not wait on the network: an unlink in uploads/.
 func (e *Engine) CancelNoWait(id string) error {
-	e.mu.Lock()
-	u, ok := e.ups[id]
-	if !ok || u.cancelled {
-		e.mu.Unlock()
-		return ErrUnknown
+	u, background, err := e.markCancelled(id, true)
+	if err != nil {
+		return err
 	}
-	u.cancelled = true
-	closed := e.closed
-	if !closed {
-		e.bg.Add(1)
-	}
-	e.mu.Unlock()
-	if closed { // Close may be waiting already: nothing may be added to bg
+	if !background { // Close may be waiting already: nothing may be added to bg
 		return e.withdraw(u)
 	}
 	go func() {
@@ -357,6 +345,24 @@ func (e *Engine) CancelNoWait(id string) error {
 		}
 	}()
 	return nil
+}
+
+// markCancelled marks upload id cancelled (ErrUnknown if there is none, or it is cancelled already).
+// With background, it also books a background withdrawal in bg, unless the engine is closed
+// (background is then false).
+func (e *Engine) markCancelled(id string, background bool) (*upload, bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u, ok := e.ups[id]
+	if !ok || u.cancelled {
+		return nil, false, ErrUnknown
+	}
+	u.cancelled = true
+	if background && !e.closed {
+		e.bg.Add(1)
+		return u, true, nil
+	}
+	return u, false, nil
 }
 
 // withdraw is the work of a cancel once u is marked cancelled.
