@@ -2,6 +2,8 @@ package fs
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -10,19 +12,28 @@ import (
 )
 
 // files/ is the user's library (GET /api/v2/files/), flat, read-only here. Library names are not
-// unique: a name uploaded twice shows once, as its newest upload. The list is refetched at most once per
-// poll interval, when looked at.
+// unique (uploads/a/x and uploads/b/x are both published as x): a name uploaded more than once shows as
+// its newest upload under the name, and every older one beside it as name~<file id>, the clash rule of
+// jobs/ (names.CompareClaims, WithSuffix), so every published file can be reached. The list is
+// refetched at most once per poll interval, when looked at.
 
-// buildLibrary makes the flat tree of files/: sanitised names, newest upload wins per name (ties: the
-// larger id, so the answer does not depend on the API's order).
+// buildLibrary makes the flat tree of files/: sanitised names, the newest upload keeps a name (ties:
+// the smaller id, so the answer does not depend on the API's order), the others take their id.
 func buildLibrary(files []remote.File) (*node, []treeNote) {
 	root := newDir("")
 	var notes []treeNote
+	type item struct {
+		f    *remote.File
+		name string
+	}
+	items := make([]item, 0, len(files))
+	seen := make(map[string]bool, len(files))
 	for i := range files {
 		f := &files[i]
-		if !f.IsUploaded || f.IsDeleted {
+		if !f.IsUploaded || f.IsDeleted || seen[f.ID] {
 			continue
 		}
+		seen[f.ID] = true
 		name := names.Sanitize(f.Name)
 		if f.Name == "" {
 			name = "file-" + f.ID
@@ -30,12 +41,22 @@ func buildLibrary(files []remote.File) (*node, []treeNote) {
 		if name != f.Name {
 			notes = append(notes, treeNote{FileID: f.ID, Original: f.Name, Name: name, Reason: "unsafe name"})
 		}
-		if old := root.children[name]; old != nil {
-			if c := f.DateUploaded.Compare(old.file.DateUploaded.Time); c < 0 || c == 0 && f.ID < old.file.ID {
-				continue
+		items = append(items, item{f: f, name: name})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		return names.CompareClaims(names.Claim{Path: a.name, Uploaded: a.f.DateUploaded.Time, ID: a.f.ID},
+			names.Claim{Path: b.name, Uploaded: b.f.DateUploaded.Time, ID: b.f.ID})
+	})
+	for _, it := range items {
+		name := it.name
+		for i := 2; root.children[name] != nil; i++ {
+			if i == 2 {
+				name = names.WithSuffix(it.name, it.f.ID)
+			} else {
+				name = names.WithSuffix(it.name, it.f.ID+"-"+strconv.Itoa(i))
 			}
 		}
-		root.children[name] = &node{name: name, file: f, mtime: f.DateUploaded.Time, bytes: f.DecryptedSize}
+		root.children[name] = &node{name: name, file: it.f, mtime: it.f.DateUploaded.Time, bytes: it.f.DecryptedSize}
 	}
 	root.finish()
 	return root, notes

@@ -203,11 +203,15 @@ func TestBuildLibrary(t *testing.T) {
 		{ID: "5", Name: "deleted", IsUploaded: true, IsDeleted: true},
 	})
 	got := paths(lib, "")
-	if want := []string{"_..", "a\uFF0Fb", "mesh.msh"}; !slices.Equal(got, want) {
+	// A name uploaded twice: the newest keeps it, the older one shows beside it with its id (issue 8).
+	if want := []string{"_..", "a\uFF0Fb", "mesh.msh", "mesh~1.msh"}; !slices.Equal(got, want) {
 		t.Errorf("library %q, want %q", got, want)
 	}
 	if lib.child("mesh.msh").file.ID != "2" {
 		t.Error("newest does not win")
+	}
+	if lib.child("mesh~1.msh").file.ID != "1" {
+		t.Error("the older upload of a name is not reachable")
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 
-	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
@@ -58,14 +57,14 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 	f := newFsys(opts, client, newReader)
 	f.newReader = f.io.dl.track(f.now, f.newReader)
 	if opts.Uploads != nil {
-		f.io.up = newUploads(f, opts.Uploads, opts.UploadSettle)
+		f.io.up = newUploads(f, opts.Uploads, opts.UploadSettle, opts.UploadHold)
 	}
 	fo, err := f.opts.fuseOptions(f.log)
 	if err != nil {
 		f.cancel()
 		return nil, err
 	}
-	server, err := fusefs.Mount(abs, &rootNode{base: base{f: f}}, fo)
+	server, err := serveFS(abs, &rootNode{base: base{f: f}}, fo) // owner.go
 	if err != nil {
 		f.cancel()
 		return nil, fmt.Errorf("mount %s: %w", abs, err)

@@ -27,7 +27,8 @@ type Options struct {
 	CacheDir  string        // statfs reports this directory's disk (the staging disk); "" = os.TempDir()
 
 	// MountOptions are raw -o options ("allow_other", "ro", "allow_other,ro", ...). allow_other and
-	// debug are understood here; the rest go to the kernel (or fusermount) as they are.
+	// debug are understood here (allow_other adds default_permissions, and only the owner and root get
+	// in: owner.go); the rest go to the kernel (or fusermount) as they are.
 	MountOptions []string
 	Debug        bool // go-fuse's request log, to Logger at debug level
 
@@ -41,6 +42,9 @@ type Options struct {
 	// UploadSettle is how long a closed file must stay unwritten before it is queued; 0 =
 	// DefaultUploadSettle.
 	UploadSettle time.Duration
+	// UploadHold is how long a file closed under a name shaped like rsync's temporaries (.name.XXXXXX,
+	// also .case.config) waits for a rename before it is published under that name; 0 = a minute.
+	UploadHold time.Duration
 	// FileSeen, if set, is told the metadata of every file listed (jobs' files, the library, new
 	// uploads): the direct storage source registers them, sparing one GetFile per file read.
 	FileSeen func(...remote.File)
@@ -110,7 +114,10 @@ func (o *Options) fuseOptions(logger *slog.Logger) (*fusefs.Options, error) {
 			switch {
 			case opt == "":
 			case opt == "allow_other":
+				// Other users reach the mount: the kernel checks modes (default_permissions) and
+				// ownerOnly (owner.go) lets only the owner and root in.
 				fo.AllowOther = true
+				fo.Options = append(fo.Options, "default_permissions")
 			case opt == "debug":
 				fo.Debug = true
 			case opt == "rw":

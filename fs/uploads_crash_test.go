@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/fs/fusetest"
-	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -98,14 +97,7 @@ func TestUploadStagingSealed(t *testing.T) {
 // temporary name is shown back and published once renamed.
 func TestUploadRecoverStaging(t *testing.T) {
 	dir := t.TempDir()
-	c, err := remote.New(remote.Options{BaseURL: "http://127.0.0.1:1", APIKey: "unused-0123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := upload.New(upload.Options{Client: c, Dir: dir}) // never started: no traffic
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := idleEngine(t, dir)
 	stage := func(data []byte, r upload.StagingRecord) {
 		t.Helper()
 		f, err := eng.CreateStaging()
@@ -173,14 +165,7 @@ func TestUploadRecoverStaging(t *testing.T) {
 // beside it, and its record follows the new name.
 func TestUploadRecoverCollision(t *testing.T) {
 	dir := t.TempDir()
-	c, err := remote.New(remote.Options{BaseURL: "http://127.0.0.1:1", APIKey: "unused-0123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := idleEngine(t, dir)
 	v1 := func() string { // a staging file holding "v1"
 		t.Helper()
 		f, err := eng.CreateStaging()

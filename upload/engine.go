@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,6 +129,7 @@ type Engine struct {
 	cancel   context.CancelFunc
 	closed   bool
 	wg       sync.WaitGroup // scheduler and workers
+	bg       sync.WaitGroup // cancels finishing in the background (CancelNoWait); Add under mu
 
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
@@ -251,6 +253,7 @@ func (e *Engine) Close() error {
 		cancel()
 	}
 	e.wg.Wait()
+	e.bg.Wait()
 	return nil
 }
 
@@ -258,7 +261,13 @@ func (e *Engine) Close() error {
 func (e *Engine) Pending() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.ups)
+	n := 0
+	for _, u := range e.ups {
+		if !u.cancelled {
+			n++
+		}
+	}
+	return n
 }
 
 // Enqueue hands the file at stagingPath (which must be in StagingDir or on its filesystem) to the
@@ -310,13 +319,56 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 
 // Cancel stops an upload, aborts its multipart upload and removes its data and journal.
 func (e *Engine) Cancel(id string) error {
+	u, _, err := e.markCancelled(id, false)
+	if err != nil {
+		return err
+	}
+	return e.withdraw(u)
+}
+
+// CancelNoWait withdraws an upload at once: it is no longer pending (Pending, Snapshot, Status, Rename
+// forget it) and no new attempt starts; stopping the running attempt, the abort of its multipart
+// upload and the removal of its data run in the background (Close waits for them). For callers that
+// must not wait on the network: an unlink in uploads/.
+func (e *Engine) CancelNoWait(id string) error {
+	u, background, err := e.markCancelled(id, true)
+	if err != nil {
+		return err
+	}
+	if !background { // Close may be waiting already: nothing may be added to bg
+		return e.withdraw(u)
+	}
+	go func() {
+		defer e.bg.Done()
+		if err := e.withdraw(u); err != nil {
+			e.log.Warn("upload: cancel", "upload", id, "err", err)
+		}
+	}()
+	return nil
+}
+
+// markCancelled marks upload id cancelled (ErrUnknown if there is none, or it is cancelled already).
+// With background, it also books a background withdrawal in bg, unless the engine is closed
+// (background is then false).
+func (e *Engine) markCancelled(id string, background bool) (*upload, bool, error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	u, ok := e.ups[id]
-	if !ok {
-		e.mu.Unlock()
-		return ErrUnknown
+	if !ok || u.cancelled {
+		return nil, false, ErrUnknown
 	}
 	u.cancelled = true
+	if background && !e.closed {
+		e.bg.Add(1)
+		return u, true, nil
+	}
+	return u, false, nil
+}
+
+// withdraw is the work of a cancel once u is marked cancelled.
+func (e *Engine) withdraw(u *upload) error {
+	id := u.id
+	e.mu.Lock()
 	stop, done := u.stop, u.done
 	e.mu.Unlock()
 	if stop != nil {
@@ -364,11 +416,15 @@ func (e *Engine) Rename(id, name string) error {
 	}
 	publishing := u.publishing
 	u.rec.Name = name
+	if u.rec.State == StateRejected { // another name may be accepted: tried again
+		u.rec.State, u.rec.NextTry = StateQueued, time.Time{}
+	}
 	r := u.rec
 	e.mu.Unlock()
 	if err := e.j.save(&r); err != nil {
 		return err
 	}
+	e.nudge()
 	if publishing {
 		return ErrPublishing
 	}
@@ -382,7 +438,9 @@ func (e *Engine) Snapshot() []Status {
 	defer e.mu.Unlock()
 	out := make([]Status, 0, len(e.ups)+len(e.broken)+len(e.finished))
 	for _, u := range e.ups {
-		out = append(out, e.statusLocked(u, now))
+		if !u.cancelled { // withdrawn: its clean-up is under way
+			out = append(out, e.statusLocked(u, now))
+		}
 	}
 	slices.SortFunc(out, func(a, b Status) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
@@ -461,7 +519,7 @@ func (e *Engine) startDue(ctx context.Context) time.Duration {
 	next := time.Hour
 	cands := make([]*upload, 0, len(e.ups))
 	for _, u := range e.ups {
-		if !u.running && !u.cancelled {
+		if !u.running && !u.cancelled && u.rec.State != StateRejected {
 			cands = append(cands, u)
 		}
 	}
@@ -522,13 +580,39 @@ func (e *Engine) failed(u *upload, err error) {
 		r.State = StateFailed
 	}
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
+	if permanent(err) {
+		r.State, r.NextTry = StateRejected, time.Time{}
+	}
 	rc := *r
 	e.mu.Unlock()
+	if rc.State == StateRejected {
+		e.log.Error("upload rejected by the platform; not retried", "upload", u.id, "name", rc.Name, "err", err)
+		if err := e.j.save(&rc); err != nil {
+			e.log.Error("upload: journal", "upload", u.id, "err", err)
+		}
+		return
+	}
 	e.log.Warn("upload failed, will retry", "upload", u.id, "name", rc.Name, "attempt", rc.Attempts,
 		"retry_in", rc.NextTry.Sub(e.now()).Round(time.Millisecond), "err", err)
 	if err := e.j.save(&rc); err != nil {
 		e.log.Error("upload: journal", "upload", u.id, "err", err)
 	}
+}
+
+// permanent reports a refusal of the platform that a retry would not change: a 4xx other than the
+// ones that may pass (401/403 with a key fixed, 404, 408, 409, 429). [I] which 4xx the platform means
+// for good is inferred (rescale-api.md); this is the one place that decides.
+func permanent(err error) bool {
+	var ae *remote.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }
 
 // retryDelay is the backoff before attempt n+1: doubling from RetryMin, capped, with jitter.

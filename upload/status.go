@@ -14,11 +14,14 @@ const (
 	StateFailed    State = "failed"    // attempts keep failing (or cannot succeed as is); still retried, slowly
 	StateDone      State = "done"      // the platform confirmed the file; staging copy removed
 	StateDamaged   State = "damaged"   // journal or staging data unreadable or changed: kept in damaged/
+	// StateRejected: the platform refused the file with an answer a retry would not change (a 4xx such
+	// as 400 for a name it cannot store): kept, shown, never retried; Cancel removes it.
+	StateRejected State = "rejected"
 )
 
 func validState(s State) bool {
 	switch s {
-	case StateQueued, StateUploading, StateRetrying, StateFailed, StateDone:
+	case StateQueued, StateUploading, StateRetrying, StateFailed, StateDone, StateRejected:
 		return true
 	}
 	return false

@@ -71,7 +71,7 @@ type mountConfig struct {
 
 // addServeFlags registers the flags that shape a served mount, shared by `mount` and `demo`.
 func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
-	fl.StringSliceVarP(&c.options, "option", "o", nil, "mount options passed to FUSE, e.g. -o allow_other,ro")
+	fl.StringSliceVarP(&c.options, "option", "o", nil, "mount options passed to FUSE, e.g. -o ro (allow_other lets root in too; other users stay out)")
 	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "block cache and staging directory (kept across mounts)")
 	fl.Var(newSizeValue(10<<30, &c.cacheSize), "cache-size", "disk cache bound")
 	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory for block data, cached and in flight (the mount stays within this plus about 128MiB)")

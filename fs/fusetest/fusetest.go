@@ -213,7 +213,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		fo.FileSeen = env.Direct.Register
 	}
 	if o.Uploads.Enabled {
-		fo.Uploads, fo.UploadSettle = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle
+		fo.Uploads, fo.UploadSettle, fo.UploadHold = env.newEngine(t, o.Uploads, logger), o.Uploads.Settle, o.Uploads.Hold
 		if fo.UploadSettle == 0 {
 			fo.UploadSettle = 50 * time.Millisecond
 		}

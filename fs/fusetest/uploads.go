@@ -16,6 +16,7 @@ type UploadOptions struct {
 	Enabled        bool
 	Dir            string        // the engine's folder (staging, pending, journal); default t.TempDir()
 	Settle         time.Duration // default 50ms
+	Hold           time.Duration // how long a name like rsync's temporaries waits for a rename; default a minute
 	PartSize       int64         // default 5 MiB (S3's minimum)
 	SmallThreshold int64         // default the engine's; < 0: every file multipart
 	Parallel       int           // parts in flight; default 3

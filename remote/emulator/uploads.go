@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/rescalefs/rescalefs/remote/cbc"
 )
@@ -52,6 +53,11 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 			if name == "" || f != nil {
 				part.Close()
 				writeFieldErrors(w, "file", "The submitted data was not a file.")
+				return
+			}
+			if strings.ContainsFunc(name, unicode.IsControl) { // as the platform answers (issue 8)
+				part.Close()
+				writeFieldErrors(w, "file", "The file name is not valid.")
 				return
 			}
 			e.mu.RLock()

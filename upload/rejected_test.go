@@ -1,0 +1,36 @@
+package upload
+
+import (
+	"testing"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// TestRejectedNotRetried (issue 8, defect 2): a file the platform refuses with a 400 (a name with a
+// control character) is rejected after one attempt, shown as such, never retried; renamed, it is
+// tried again and published.
+func TestRejectedNotRetried(t *testing.T) {
+	p := newPlatform(t, false)
+	h := startEngine(t, p.engineOpts(t.TempDir()))
+	data := randomData(80, 1000)
+	id := enqueue(t, h.eng, "bad\x01name.txt", data)
+	waitFor(t, func() bool { st, ok := h.eng.Status(id); return ok && st.State == StateRejected })
+	if st, _ := h.eng.Status(id); st.Attempts != 1 || !st.NextTry.IsZero() || st.Error == "" {
+		t.Errorf("rejected upload: %+v", st)
+	}
+	if n := p.requests(emulator.EndpointUpload); n != 1 {
+		t.Errorf("%d upload requests, want 1 (a rejection is not retried)", n)
+	}
+	if h.eng.Pending() != 1 {
+		t.Errorf("pending %d, want the rejected upload kept", h.eng.Pending())
+	}
+	if err := h.eng.Rename(id, "good name.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if f := h.wait(id); f.Name != "good name.txt" {
+		t.Errorf("published as %q", f.Name)
+	}
+	if n := p.requests(emulator.EndpointUpload); n != 2 {
+		t.Errorf("%d upload requests, want 2", n)
+	}
+}
