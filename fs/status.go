@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"slices"
 	"syscall"
 	"time"
 
@@ -127,23 +126,5 @@ func (h *bytesHandle) Read(_ context.Context, dest []byte, off int64) (fuse.Read
 	return fuse.ReadResultData(h.data[off:end]), 0
 }
 
-// settling names the files of uploads/ that will be queued without anyone doing anything more: written
-// or settling, not a temporary name, not a recovered half-write (those wait for a person).
-func (u *uploads) settling() []string {
-	u.mu.Lock()
-	files := make([]*uploadFile, 0, len(u.files))
-	for n := range u.files {
-		files = append(files, n)
-	}
-	u.mu.Unlock()
-	out := []string{}
-	for _, n := range files {
-		n.mu.RLock()
-		if n.dirty && !n.gone && n.recovered == "" && n.enqErr == "" && !hiddenTemp(n.name) {
-			out = append(out, n.name)
-		}
-		n.mu.RUnlock()
-	}
-	slices.Sort(out)
-	return out
-}
+// settling names the files of uploads/ that will be queued without anyone doing anything more.
+func (u *uploads) settling() []string { return u.set.Settling() }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -940,3 +941,25 @@ func StatusText(st upload.Status) string {
 
 // StagingName is a short unique suffix for a recovered file whose name is taken.
 func StagingName(sg upload.Staged) string { return strings.TrimPrefix(filepath.Base(sg.Path), "w-") }
+
+// Settling names the files that will be queued without anyone doing anything more: being written or
+// settling. Held (temporary names), failed, cut-off and rejected files wait for a person and are not
+// named; `rescalefs status --watch` waits while this is not empty.
+func (s *Set) Settling() []string {
+	s.mu.Lock()
+	all := make([]*File, 0, len(s.files))
+	for f := range s.files {
+		all = append(all, f)
+	}
+	s.mu.Unlock()
+	out := []string{}
+	for _, f := range all { // File.mu after Set.mu is released: the lock order is File.mu -> Set.mu
+		f.mu.RLock()
+		if f.state == Writing || f.state == Settling {
+			out = append(out, f.name)
+		}
+		f.mu.RUnlock()
+	}
+	slices.Sort(out)
+	return out
+}
