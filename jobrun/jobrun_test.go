@@ -105,6 +105,10 @@ func TestClassify(t *testing.T) {
 		{"our timeout", CauseTimeout, statuses("Job stopped by user", "Completed"), nil, nil, ExitStopped},
 		{"our interrupt", CauseInterrupt, statuses("Job stopped by user", "Completed"), nil, nil, ExitStopped},
 		{"not completed", CauseNone, statuses("", "Executing"), nil, nil, ExitFailure},
+		// A progress bar redrawn with \r, or a blob dumped without a newline, makes one huge line: the
+		// exit line after it still counts.
+		{"exit after a 5 MiB line", CauseNone, ok, log(strings.Repeat("#", 5<<20), "Exited with code 1"), nil, ExitJobFailed},
+		{"FAILURE after a 5 MiB line", CauseNone, ok, log(strings.Repeat("#", 5<<20), "FAILURE test c", "Exited with code 0"), failOn, ExitJobFailed},
 	} {
 		o := Classify(tc.cause, tc.st, tc.log, tc.failOn)
 		if o.Code != tc.code {

@@ -1,7 +1,6 @@
 package jobrun
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"regexp"
@@ -122,11 +121,21 @@ func RunOutcome(job Outcome, log []byte, failOn *regexp.Regexp) Outcome {
 	return o
 }
 
+// maxTailLine bounds a line kept in Tail (JUnit, the summary); the whole line is still matched.
+const maxTailLine = 4 << 10
+
+// scanLog reads every line of the log, however long: a line-length limit (bufio.Scanner's) would end the
+// scan at the first huge line (a progress bar redrawn with \r, a dumped blob) and miss the exit lines and
+// FAILURE lines after it.
 func scanLog(o *Outcome, log []byte, failOn *regexp.Regexp) {
-	sc := bufio.NewScanner(bytes.NewReader(log))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for len(log) > 0 {
+		b := log
+		if i := bytes.IndexByte(log, '\n'); i >= 0 {
+			b, log = log[:i], log[i+1:]
+		} else {
+			log = nil
+		}
+		line := string(bytes.TrimSuffix(b, []byte("\r")))
 		if m := exitedLine.FindStringSubmatch(line); m != nil {
 			c, _ := strconv.Atoi(m[1])
 			o.ExitCodes = append(o.ExitCodes, c)
@@ -135,6 +144,9 @@ func scanLog(o *Outcome, log []byte, failOn *regexp.Regexp) {
 			}
 		} else if failOn != nil && failOn.MatchString(logPrefix.ReplaceAllString(line, "")) {
 			o.Failures = append(o.Failures, line)
+		}
+		if len(line) > maxTailLine {
+			line = line[:maxTailLine] + "..."
 		}
 		o.Tail = append(o.Tail, line)
 		if len(o.Tail) > 2*tailLines {
