@@ -129,6 +129,16 @@ type runPlan struct {
 // `slots` at a time within the walltime, and record how it ended.
 func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 	log := x.e.log.With("job", jobID)
+	// A stop that came between the submit's commit and start found nothing to stop; it is in the
+	// record. (Registered in running before this read, a later stop reaches ex.)
+	x.e.mu.RLock()
+	j, ok := x.e.st.jobs[jobID]
+	stopped := ok && !j.StopAt.IsZero()
+	x.e.mu.RUnlock()
+	if stopped {
+		x.finish(jobID, ReasonUserStopped)
+		return
+	}
 	if d := at.Sub(x.e.now()); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -140,7 +150,7 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 		}
 	}
 	x.e.mu.RLock()
-	j, ok := x.e.st.jobs[jobID]
+	j, ok = x.e.st.jobs[jobID]
 	var spec *jobSpecJSON
 	if ok {
 		spec = j.Spec

@@ -383,3 +383,35 @@ func TestExecutorRestart(t *testing.T) {
 		t.Fatalf("reason %q", reason)
 	}
 }
+
+// TestExecutorStopBeforeStart: a stop that lands between a submit's commit and its executor start (two
+// requests racing) is not lost: the job ends stopped by the user and its command never runs. The test
+// builds that interleaving by hand: the state both requests leave, then the submit's start.
+func TestExecutorStopBeforeStart(t *testing.T) {
+	h := newExecHarness(t, 0)
+	b, _ := json.Marshal(jobBody("race", "echo ran", "", nil))
+	resp, rb := h.do(http.MethodPost, "/api/v2/jobs/", bytes.NewReader(b), "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d %s", resp.StatusCode, rb)
+	}
+	var j struct{ ID string }
+	if err := json.Unmarshal(rb, &j); err != nil {
+		t.Fatal(err)
+	}
+	now := h.e.now()
+	h.e.mu.Lock()
+	nj := *h.e.st.jobs[j.ID]
+	nj.Submitted, nj.Execute, nj.StopAt = now, true, now
+	err := h.e.commitLocked(record{Job: &nj})
+	h.e.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.e.exec.start(j.ID, now)
+	if reason := h.waitCompleted(j.ID); reason != ReasonUserStopped {
+		t.Fatalf("reason %q, want %q", reason, ReasonUserStopped)
+	}
+	if _, err := os.Stat(filepath.Join(h.e.exec.dir, j.ID, "run1", processOutputLog)); !os.IsNotExist(err) {
+		t.Fatalf("the stopped job's command ran: %v", err)
+	}
+}
