@@ -231,45 +231,52 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 				lastLine = out.now()
 			}
 		}
-		if now := out.now(); now.Sub(lastLine) >= w.o.Heartbeat {
-			out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
-			lastLine = now
-		}
-		select {
-		case <-tick.C:
-		case <-timeout:
-			timeout = nil
-			if w.t.Cancel(CauseTimeout) == ActStop {
-				out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
-				if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
-					return w.fail(fmt.Errorf("stop: %w", err))
+		// Wait for the next poll; the heartbeat has its own timer, so a --poll longer than --heartbeat
+		// still leaves no silence longer than the heartbeat.
+		for waiting := true; waiting; {
+			waiting = false
+			beat := time.NewTimer(max(0, lastLine.Add(w.o.Heartbeat).Sub(out.now())))
+			select {
+			case <-beat.C:
+				now := out.now()
+				out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
+				lastLine, waiting = now, true
+			case <-tick.C:
+			case <-timeout:
+				timeout = nil
+				if w.t.Cancel(CauseTimeout) == ActStop {
+					out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
+					if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
+						return w.fail(fmt.Errorf("stop: %w", err))
+					}
+					stopDeadline = time.After(w.o.StopWait)
 				}
-				stopDeadline = time.After(w.o.StopWait)
-			}
-		case <-interrupt:
-			interrupt = nil
-			if w.o.Detach {
-				out.Linef("%s: interrupted; left running (--detach)", w.label())
+			case <-interrupt:
+				interrupt = nil
+				if w.o.Detach {
+					out.Linef("%s: interrupted; left running (--detach)", w.label())
+					return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
+						Why: "not waited for: interrupted (--detach: still running)", Status: w.t.Status()}}
+				}
+				if w.t.Cancel(CauseInterrupt) == ActStop {
+					out.Linef("%s: interrupted: stopping it", w.label())
+					// The caller's context may be the one being cancelled: the stop must still go out.
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+					err := w.c.StopJob(sctx, w.t.JobID)
+					cancel()
+					if err != nil {
+						return w.fail(fmt.Errorf("stop: %w", err))
+					}
+					stopDeadline = time.After(w.o.StopWait)
+				}
+			case <-stopDeadline:
+				out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
 				return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
-					Why: "not waited for: interrupted (--detach: still running)", Status: w.t.Status()}}
+					Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
+			case <-ctx.Done():
+				return w.fail(ctx.Err())
 			}
-			if w.t.Cancel(CauseInterrupt) == ActStop {
-				out.Linef("%s: interrupted: stopping it", w.label())
-				// The caller's context may be the one being cancelled: the stop must still go out.
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				err := w.c.StopJob(sctx, w.t.JobID)
-				cancel()
-				if err != nil {
-					return w.fail(fmt.Errorf("stop: %w", err))
-				}
-				stopDeadline = time.After(w.o.StopWait)
-			}
-		case <-stopDeadline:
-			out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
-			return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
-				Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
-		case <-ctx.Done():
-			return w.fail(ctx.Err())
+			beat.Stop()
 		}
 	}
 }

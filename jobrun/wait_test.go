@@ -133,3 +133,26 @@ func TestWaitTimeoutAndInterrupt(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitHeartbeatBetweenPolls: the heartbeat does not wait for the next poll: with polls an hour apart
+// a CI log still gets a line every Heartbeat.
+func TestWaitHeartbeatBetweenPolls(t *testing.T) {
+	c, _ := newRunJobsClient(t)
+	id := startJob(t, c, "sleep 60", "")
+	var out syncBuffer
+	intr := make(chan struct{})
+	done := make(chan Result, 1)
+	go func() {
+		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: time.Hour,
+			Heartbeat: 50 * time.Millisecond, StopWait: 50 * time.Millisecond, Out: NewPrinter(&out, nil)}, intr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(out.String(), "still ") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling the output for a condition, not timing anything
+	}
+	close(intr)
+	<-done
+	if n := strings.Count(out.String(), "still "); n < 2 {
+		t.Fatalf("%d heartbeat lines while the next poll was an hour away:\n%s", n, out.String())
+	}
+}
