@@ -523,8 +523,15 @@ func (x *executor) command(ctx context.Context, dir string, env []string, comman
 	// What the command left running in the background dies with it, as on a cluster; that also closes
 	// the last writers of the pipe.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-read
+	select {
+	case <-read:
+	case <-time.After(stopGrace):
+		// A process that left the group (setsid, a daemon) still holds the pipe: the run does not wait
+		// for it. Closing our end ends the reader.
+		lw.line("A process started by the command left its process group and still runs; its output is not recorded")
+	}
 	pr.Close()
+	<-read
 	code := cmd.ProcessState.ExitCode()
 	if code < 0 {
 		code = 128 + int(syscall.SIGKILL)

@@ -415,3 +415,26 @@ func TestExecutorStopBeforeStart(t *testing.T) {
 		t.Fatalf("the stopped job's command ran: %v", err)
 	}
 }
+
+// TestExecutorEscapedChild: a command that starts a process outside its process group (setsid, a
+// daemon) still ends: the run does not wait for that process to close the output it inherited. (The
+// daemon writes its pid once it has its own session: the command ends only after that.)
+func TestExecutorEscapedChild(t *testing.T) {
+	h := newExecHarness(t, 0)
+	id := h.submit(jobBody("daemon", "setsid bash -c 'echo $$ > daemon.pid; exec sleep 300' & until [ -s daemon.pid ]; do :; done; echo started", "", nil))
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(h.e.exec.dir, id, "run1", "daemon.pid")); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL) // the sleep this test started
+			}
+		}
+	})
+	if reason := h.waitCompleted(id); reason != ReasonSucceeded {
+		t.Fatalf("reason %q", reason)
+	}
+	log := h.outputs("/api/v2/jobs/" + id + "/files/")[processOutputLog]
+	if !strings.Contains(log, "]: started\n") || !strings.Contains(log, "left its process group") ||
+		!strings.Contains(log, "]: Exited with code 0\n") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
