@@ -117,6 +117,42 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestRunOutcome: a DOE run passes or fails on its own log, but a run of a job that was stopped is
+// stopped, whatever its killed command's exit code says.
+func TestRunOutcome(t *testing.T) {
+	log := func(lines ...string) []byte {
+		var b bytes.Buffer
+		for _, l := range lines {
+			b.WriteString("[2026-01-01T00:00:00Z]: " + l + "\n")
+		}
+		return b.Bytes()
+	}
+	ok := Outcome{Code: ExitOK, Why: "completed successfully"}
+	failed := Outcome{Code: ExitJobFailed, Why: "failed: A run failed"}
+	stopped := Outcome{Code: ExitStopped, Why: "stopped: --timeout reached"}
+	notDone := Outcome{Code: ExitFailure, Why: "not completed"}
+	failOn := regexp.MustCompile(`^FAILURE`)
+	for _, tc := range []struct {
+		name string
+		job  Outcome
+		log  []byte
+		code int
+	}{
+		{"passed", ok, log("Exited with code 0"), ExitOK},
+		{"its own non-zero exit", failed, log("Exited with code 2"), ExitJobFailed},
+		{"a passing run of a failed job", failed, log("Exited with code 0"), ExitOK},
+		{"a run that never ran, of a failed job", failed, nil, ExitJobFailed},
+		{"its own FAILURE line", ok, log("FAILURE case 3", "Exited with code 0"), ExitJobFailed},
+		{"killed by the stop", stopped, log("Exited with code 143"), ExitStopped},
+		{"killed by the stop after a FAILURE line", stopped, log("FAILURE case 1", "Exited with code 143"), ExitStopped},
+		{"the platform failed", notDone, log("Exited with code 1"), ExitFailure},
+	} {
+		if o := RunOutcome(tc.job, tc.log, failOn); o.Code != tc.code {
+			t.Errorf("%s: code %d (%s), want %d", tc.name, o.Code, o.Why, tc.code)
+		}
+	}
+}
+
 func TestWorst(t *testing.T) {
 	for _, tc := range []struct {
 		codes []int

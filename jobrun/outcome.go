@@ -84,18 +84,25 @@ func Classify(cause Cause, statuses remote.Statuses, log []byte, failOn *regexp.
 	default:
 		o.Code, o.Why = ExitOK, "completed successfully"
 	}
-	if o.Code == ExitOK || o.Code == ExitJobFailed {
-		for _, c := range o.ExitCodes {
-			if c != 0 {
-				o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
-				break
-			}
+	o.judgeLog()
+	return o
+}
+
+// judgeLog lets the log fail a job that completed: a non-zero exit, else a --fail-on line. A job that
+// was stopped or whose end is unknown keeps that verdict: its killed command's exit code says nothing.
+func (o *Outcome) judgeLog() {
+	if o.Code != ExitOK && o.Code != ExitJobFailed {
+		return
+	}
+	for _, c := range o.ExitCodes {
+		if c != 0 {
+			o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
+			return
 		}
 	}
 	if o.Code == ExitOK && len(o.Failures) > 0 {
 		o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: %d line(s) match --fail-on", len(o.Failures))
 	}
-	return o
 }
 
 // RunOutcome is the outcome of one run of a job from its own log: a DOE's runs pass or fail alone.
@@ -106,15 +113,7 @@ func RunOutcome(job Outcome, log []byte, failOn *regexp.Regexp) Outcome {
 	if job.Code == ExitStopped || job.Code == ExitFailure {
 		o.Code, o.Why = job.Code, job.Why
 	}
-	for _, c := range o.ExitCodes {
-		if c != 0 {
-			o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
-			break
-		}
-	}
-	if o.Code == ExitOK && len(o.Failures) > 0 {
-		o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: %d line(s) match --fail-on", len(o.Failures))
-	}
+	o.judgeLog()
 	if o.Code == ExitOK && len(o.ExitCodes) == 0 && job.Code == ExitJobFailed {
 		o.Code, o.Why = ExitJobFailed, job.Why // a run that never ran its command
 	}
