@@ -167,15 +167,36 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 		defer tm.Stop()
 		timeout = tm.C
 	}
-	var stopDeadline <-chan time.Time
+	// pollCtx bounds the wait's platform calls: an interrupt cancels it, so the stop goes out at once
+	// even while a poll is being retried for minutes (a CI runner kills us seconds after its SIGTERM);
+	// once a stop is sent it ends with StopWait, and so does the wait.
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	defer func() { cancelPoll() }()
+	if interrupt != nil {
+		go func(intr <-chan struct{}, pc context.Context, cancel context.CancelFunc) {
+			select {
+			case <-intr:
+				cancel()
+			case <-pc.Done():
+			}
+		}(interrupt, pollCtx, cancelPoll)
+	}
+	var stopDeadline <-chan struct{}
+	stopSent := func() {
+		cancelPoll()
+		pollCtx, cancelPoll = context.WithTimeout(ctx, w.o.StopWait)
+		stopDeadline = pollCtx.Done()
+	}
 	tick := time.NewTicker(w.o.Poll)
 	defer tick.Stop()
 	pollErrors := 0
 	for {
-		st, err := w.c.JobStatuses(ctx, w.t.JobID)
+		st, err := w.c.JobStatuses(pollCtx, w.t.JobID)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return w.fail(ctx.Err())
+		case err != nil && pollCtx.Err() != nil:
+			// Cut by an interrupt or by the stop's deadline: the select below acts on it.
 		case err != nil:
 			pollErrors++
 			if pollErrors >= maxPollErrors || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) {
@@ -227,7 +248,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 			w.o.Row(fmt.Sprintf("%-40s %-12s %s", w.label(), orUnknown(w.t.Status()), out.now().Sub(start).Round(time.Second)))
 		}
 		if w.o.Follow && w.t.Phase() == PhaseRunning {
-			if w.follow(ctx) {
+			if w.follow(pollCtx) {
 				lastLine = out.now()
 			}
 		}
@@ -249,7 +270,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 					if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
 						return w.fail(fmt.Errorf("stop: %w", err))
 					}
-					stopDeadline = time.After(w.o.StopWait)
+					stopSent()
 				}
 			case <-interrupt:
 				interrupt = nil
@@ -267,7 +288,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 					if err != nil {
 						return w.fail(fmt.Errorf("stop: %w", err))
 					}
-					stopDeadline = time.After(w.o.StopWait)
+					stopSent()
 				}
 			case <-stopDeadline:
 				out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
