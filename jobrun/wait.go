@@ -161,25 +161,27 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	out := w.o.Out
 	start := out.now()
 	lastLine := start
-	var timeout <-chan time.Time
+	var timeout <-chan struct{}
 	if w.o.Timeout > 0 {
-		tm := time.NewTimer(w.o.Timeout)
-		defer tm.Stop()
-		timeout = tm.C
+		tctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
+		defer cancel()
+		timeout = tctx.Done()
 	}
-	// pollCtx bounds the wait's platform calls: an interrupt cancels it, so the stop goes out at once
-	// even while a poll is being retried for minutes (a CI runner kills us seconds after its SIGTERM);
-	// once a stop is sent it ends with StopWait, and so does the wait.
+	// pollCtx bounds the wait's platform calls: an interrupt or --timeout cancels it, so the stop goes
+	// out at once even while a poll is being retried for minutes (a CI runner kills us seconds after its
+	// SIGTERM); once a stop is sent it ends with StopWait, and so does the wait.
 	pollCtx, cancelPoll := context.WithCancel(ctx)
 	defer func() { cancelPoll() }()
-	if interrupt != nil {
-		go func(intr <-chan struct{}, pc context.Context, cancel context.CancelFunc) {
+	if interrupt != nil || timeout != nil {
+		go func(intr, tout <-chan struct{}, pc context.Context, cancel context.CancelFunc) {
 			select {
 			case <-intr:
 				cancel()
+			case <-tout:
+				cancel()
 			case <-pc.Done():
 			}
-		}(interrupt, pollCtx, cancelPoll)
+		}(interrupt, timeout, pollCtx, cancelPoll)
 	}
 	var stopDeadline <-chan struct{}
 	stopSent := func() {
@@ -196,7 +198,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 		case err != nil && ctx.Err() != nil:
 			return w.fail(ctx.Err())
 		case err != nil && pollCtx.Err() != nil:
-			// Cut by an interrupt or by the stop's deadline: the select below acts on it.
+			// Cut by an interrupt, --timeout or the stop's deadline: the select below acts on it.
 		case err != nil:
 			pollErrors++
 			if pollErrors >= maxPollErrors || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) {

@@ -157,36 +157,49 @@ func TestWaitHeartbeatBetweenPolls(t *testing.T) {
 	}
 }
 
-// TestWaitInterruptDuringRetriedPoll: a SIGINT/SIGTERM while a status poll is being retried (statuses
-// answering 504, the client backing off for minutes) still sends the stop at once (a CI runner kills
-// the process seconds after its SIGTERM), and the polls after the stop end with StopWait.
-func TestWaitInterruptDuringRetriedPoll(t *testing.T) {
-	c, emu := newRunJobsClient(t)
-	id := startJob(t, c, "sleep 60", "")
-	emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointStatuses}})
-	var out syncBuffer
-	intr := make(chan struct{})
-	done := make(chan Result, 1)
-	go func() {
-		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
-			StopWait: 300 * time.Millisecond, Out: NewPrinter(&out, nil)}, intr)
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for emu.Counters().Requests[emulator.EndpointStatuses] == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // waiting for the first (throttled) poll, not timing it
+// TestWaitStopDuringRetriedPoll: a SIGINT/SIGTERM, or --timeout, while a status poll is being retried
+// (statuses answering 504, the client backing off for minutes) still sends the stop at once (a CI
+// runner kills the process seconds after its SIGTERM), and the polls after the stop end with StopWait.
+func TestWaitStopDuringRetriedPoll(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		interrupt bool
+		timeout   time.Duration
+	}{
+		{"interrupt", true, 0},
+		{"timeout", false, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, emu := newRunJobsClient(t)
+			id := startJob(t, c, "sleep 60", "")
+			emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointStatuses}})
+			var out syncBuffer
+			intr := make(chan struct{})
+			done := make(chan Result, 1)
+			go func() {
+				done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+					Timeout: tc.timeout, StopWait: 300 * time.Millisecond, Out: NewPrinter(&out, nil)}, intr)
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			for emu.Counters().Requests[emulator.EndpointStatuses] == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond) // waiting for the first (failing) poll, not timing it
+			}
+			if tc.interrupt {
+				close(intr)
+			}
+			var res Result
+			select {
+			case res = <-done:
+			case <-time.After(30 * time.Second): // below the 75 s at least that the client's 10 attempts take
+				t.Fatalf("no result after 30s: the poll was not cut\n%s", out.String())
+			}
+			if res.Outcome.Code != ExitStopped {
+				t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+			}
+			if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != 1 {
+				t.Fatalf("%d stops, want 1\n%s", n, out.String())
+			}
+			emu.SetFaults(emulator.Faults{})
+		})
 	}
-	close(intr)
-	var res Result
-	select {
-	case res = <-done:
-	case <-time.After(30 * time.Second): // below the 75 s at least that the client's 10 attempts take
-		t.Fatalf("no result 30s after the interrupt: the poll was not interrupted\n%s", out.String())
-	}
-	if res.Outcome.Code != ExitStopped {
-		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
-	}
-	if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != 1 {
-		t.Fatalf("%d stops, want 1\n%s", n, out.String())
-	}
-	emu.SetFaults(emulator.Faults{})
 }
