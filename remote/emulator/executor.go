@@ -332,6 +332,11 @@ func (x *executor) runIn(ctx context.Context, jobID string, ja jobAnalysisSpec, 
 	if err := snapshotInto(p.dir, x.snapshotPath(p)); err != nil {
 		lw.line("Could not record the inputs: " + err.Error())
 	}
+	if ctx.Err() != nil {
+		// Stopped (or out of walltime) while staging: the command is not launched at all.
+		lw.line("Stopped before the command was launched")
+		return 1, nil
+	}
 	env := runEnv(jobID, ja, p)
 	code := x.command(ctx, p.dir, env, ja.Command, lw, nil)
 	if ctx.Err() != nil || strings.TrimSpace(ja.PostProcessScriptCommand) == "" {

@@ -3,6 +3,7 @@ package emulator
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -436,5 +437,28 @@ func TestExecutorEscapedChild(t *testing.T) {
 	if !strings.Contains(log, "]: started\n") || !strings.Contains(log, "left its process group") ||
 		!strings.Contains(log, "]: Exited with code 0\n") {
 		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestExecutorStoppedWhileStaging: a run whose job was stopped (or ran out of walltime) while its inputs
+// were being staged does not launch its command at all.
+func TestExecutorStoppedWhileStaging(t *testing.T) {
+	h := newExecHarness(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := filepath.Join(t.TempDir(), "run1")
+	ja := jobAnalysisSpec{Command: "touch launched", PostProcessScriptCommand: "touch post"}
+	code, _ := h.e.exec.runIn(ctx, "job1", ja, runPlan{id: "1", dir: dir})
+	if code == 0 {
+		t.Errorf("exit code 0 for a run that never ran")
+	}
+	for _, f := range []string{"launched", "post"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s: the stopped run's command ran (%v)", f, err)
+		}
+	}
+	log, err := os.ReadFile(filepath.Join(dir, processOutputLog))
+	if err != nil || strings.Contains(string(log), "Launching") {
+		t.Fatalf("log (%v):\n%s", err, log)
 	}
 }
