@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +202,50 @@ func TestWaitStopDuringRetriedPoll(t *testing.T) {
 			}
 			emu.SetFaults(emulator.Faults{})
 		})
+	}
+}
+
+// TestWaitLogOverLimit: a log longer than what the waiter reads still yields its end, where the
+// post-processing step's FAILURE lines and the exit lines are; only its middle is left out.
+func TestWaitLogOverLimit(t *testing.T) {
+	defer func(n int64) { maxLogBytes = n }(maxLogBytes)
+	maxLogBytes = 64 << 10
+	c, _ := newRunJobsClient(t)
+	// ~200 KB of test output, then a compare step that prints FAILURE and exits 0.
+	id := startJob(t, c, `for i in $(seq 4000); do echo "test output line $i ......................"; done`,
+		"echo 'FAILURE case 7: differs'")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+		Follow: true, FailOn: regexp.MustCompile(`^FAILURE`), Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitJobFailed || len(res.Outcome.ExitCodes) != 2 {
+		t.Fatalf("code %d (%s), exit codes %v\n%s", res.Outcome.Code, res.Outcome.Why, res.Outcome.ExitCodes, out.String())
+	}
+	if !strings.Contains(out.String(), "FAILURE case 7: differs") {
+		t.Fatalf("the FAILURE line is not shown:\n%s", out.String())
+	}
+}
+
+// TestRunLogAfter: what --follow prints at the end of a log that was read with a gap in its middle.
+func TestRunLogAfter(t *testing.T) {
+	whole := runLog{text: []byte("a\nb\nc\n"), size: 6}
+	// The log "0123\n5678\nABCD\n" (15 bytes) read as its first line, a gap line, and its last line.
+	gapped := runLog{text: []byte("0123\n(5 bytes not read)\nABCD\n"), size: 15, tailOff: 10}
+	for _, tc := range []struct {
+		name string
+		l    runLog
+		off  int64
+		want string
+	}{
+		{"whole, from the start", whole, 0, "a\nb\nc\n"},
+		{"whole, the rest", whole, 2, "b\nc\n"},
+		{"whole, all printed", whole, 6, ""},
+		{"gapped, inside the tail", gapped, 12, "CD\n"},
+		{"gapped, at the tail", gapped, 10, "ABCD\n"},
+		{"gapped, before the gap", gapped, 5, "(5 bytes of process_output.log not shown)\nABCD\n"},
+		{"gapped, all printed", gapped, 15, ""},
+	} {
+		if got := string(tc.l.after(tc.off)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
