@@ -105,9 +105,49 @@ func TestClassify(t *testing.T) {
 		{"our timeout", CauseTimeout, statuses("Job stopped by user", "Completed"), nil, nil, ExitStopped},
 		{"our interrupt", CauseInterrupt, statuses("Job stopped by user", "Completed"), nil, nil, ExitStopped},
 		{"not completed", CauseNone, statuses("", "Executing"), nil, nil, ExitFailure},
+		// A progress bar redrawn with \r, or a blob dumped without a newline, makes one huge line: the
+		// exit line after it still counts.
+		{"exit after a 5 MiB line", CauseNone, ok, log(strings.Repeat("#", 5<<20), "Exited with code 1"), nil, ExitJobFailed},
+		{"FAILURE after a 5 MiB line", CauseNone, ok, log(strings.Repeat("#", 5<<20), "FAILURE test c", "Exited with code 0"), failOn, ExitJobFailed},
 	} {
 		o := Classify(tc.cause, tc.st, tc.log, tc.failOn)
 		if o.Code != tc.code {
+			t.Errorf("%s: code %d (%s), want %d", tc.name, o.Code, o.Why, tc.code)
+		}
+	}
+}
+
+// TestRunOutcome: a DOE run passes or fails on its own log, but a run of a job that was stopped is
+// stopped, whatever its killed command's exit code says.
+func TestRunOutcome(t *testing.T) {
+	log := func(lines ...string) []byte {
+		var b bytes.Buffer
+		for _, l := range lines {
+			b.WriteString("[2026-01-01T00:00:00Z]: " + l + "\n")
+		}
+		return b.Bytes()
+	}
+	ok := Outcome{Code: ExitOK, Why: "completed successfully"}
+	failed := Outcome{Code: ExitJobFailed, Why: "failed: A run failed"}
+	stopped := Outcome{Code: ExitStopped, Why: "stopped: --timeout reached"}
+	notDone := Outcome{Code: ExitFailure, Why: "not completed"}
+	failOn := regexp.MustCompile(`^FAILURE`)
+	for _, tc := range []struct {
+		name string
+		job  Outcome
+		log  []byte
+		code int
+	}{
+		{"passed", ok, log("Exited with code 0"), ExitOK},
+		{"its own non-zero exit", failed, log("Exited with code 2"), ExitJobFailed},
+		{"a passing run of a failed job", failed, log("Exited with code 0"), ExitOK},
+		{"a run that never ran, of a failed job", failed, nil, ExitJobFailed},
+		{"its own FAILURE line", ok, log("FAILURE case 3", "Exited with code 0"), ExitJobFailed},
+		{"killed by the stop", stopped, log("Exited with code 143"), ExitStopped},
+		{"killed by the stop after a FAILURE line", stopped, log("FAILURE case 1", "Exited with code 143"), ExitStopped},
+		{"the platform failed", notDone, log("Exited with code 1"), ExitFailure},
+	} {
+		if o := RunOutcome(tc.job, tc.log, failOn); o.Code != tc.code {
 			t.Errorf("%s: code %d (%s), want %d", tc.name, o.Code, o.Why, tc.code)
 		}
 	}

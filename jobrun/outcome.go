@@ -1,7 +1,6 @@
 package jobrun
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"regexp"
@@ -85,18 +84,25 @@ func Classify(cause Cause, statuses remote.Statuses, log []byte, failOn *regexp.
 	default:
 		o.Code, o.Why = ExitOK, "completed successfully"
 	}
-	if o.Code == ExitOK || o.Code == ExitJobFailed {
-		for _, c := range o.ExitCodes {
-			if c != 0 {
-				o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
-				break
-			}
+	o.judgeLog()
+	return o
+}
+
+// judgeLog lets the log fail a job that completed: a non-zero exit, else a --fail-on line. A job that
+// was stopped or whose end is unknown keeps that verdict: its killed command's exit code says nothing.
+func (o *Outcome) judgeLog() {
+	if o.Code != ExitOK && o.Code != ExitJobFailed {
+		return
+	}
+	for _, c := range o.ExitCodes {
+		if c != 0 {
+			o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
+			return
 		}
 	}
 	if o.Code == ExitOK && len(o.Failures) > 0 {
 		o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: %d line(s) match --fail-on", len(o.Failures))
 	}
-	return o
 }
 
 // RunOutcome is the outcome of one run of a job from its own log: a DOE's runs pass or fail alone.
@@ -107,26 +113,28 @@ func RunOutcome(job Outcome, log []byte, failOn *regexp.Regexp) Outcome {
 	if job.Code == ExitStopped || job.Code == ExitFailure {
 		o.Code, o.Why = job.Code, job.Why
 	}
-	for _, c := range o.ExitCodes {
-		if c != 0 {
-			o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: exited with code %d", c)
-			break
-		}
-	}
-	if o.Code == ExitOK && len(o.Failures) > 0 {
-		o.Code, o.Why = ExitJobFailed, fmt.Sprintf("failed: %d line(s) match --fail-on", len(o.Failures))
-	}
+	o.judgeLog()
 	if o.Code == ExitOK && len(o.ExitCodes) == 0 && job.Code == ExitJobFailed {
 		o.Code, o.Why = ExitJobFailed, job.Why // a run that never ran its command
 	}
 	return o
 }
 
+// maxTailLine bounds a line kept in Tail (JUnit, the summary); the whole line is still matched.
+const maxTailLine = 4 << 10
+
+// scanLog reads every line of the log, however long: a line-length limit (bufio.Scanner's) would end the
+// scan at the first huge line (a progress bar redrawn with \r, a dumped blob) and miss the exit lines and
+// FAILURE lines after it.
 func scanLog(o *Outcome, log []byte, failOn *regexp.Regexp) {
-	sc := bufio.NewScanner(bytes.NewReader(log))
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for len(log) > 0 {
+		b := log
+		if i := bytes.IndexByte(log, '\n'); i >= 0 {
+			b, log = log[:i], log[i+1:]
+		} else {
+			log = nil
+		}
+		line := string(bytes.TrimSuffix(b, []byte("\r")))
 		if m := exitedLine.FindStringSubmatch(line); m != nil {
 			c, _ := strconv.Atoi(m[1])
 			o.ExitCodes = append(o.ExitCodes, c)
@@ -135,6 +143,9 @@ func scanLog(o *Outcome, log []byte, failOn *regexp.Regexp) {
 			}
 		} else if failOn != nil && failOn.MatchString(logPrefix.ReplaceAllString(line, "")) {
 			o.Failures = append(o.Failures, line)
+		}
+		if len(line) > maxTailLine {
+			line = line[:maxTailLine] + "..."
 		}
 		o.Tail = append(o.Tail, line)
 		if len(o.Tail) > 2*tailLines {

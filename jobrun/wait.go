@@ -23,11 +23,12 @@ const (
 	// maxPollErrors consecutive failed polls (each already retried by the client) end the wait with
 	// ExitFailure: the platform is not answering.
 	maxPollErrors = 5
-	// maxLogBytes bounds a log read for the outcome.
-	maxLogBytes = 256 << 20
 	// logName is the log every run has [C].
 	logName = "process_output.log"
 )
+
+// maxLogBytes bounds a log read for the outcome (a variable for tests).
+var maxLogBytes int64 = 256 << 20
 
 // Printer writes whole lines for several goroutines; each line is prefixed with the time.
 type Printer struct {
@@ -161,21 +162,44 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	out := w.o.Out
 	start := out.now()
 	lastLine := start
-	var timeout <-chan time.Time
+	var timeout <-chan struct{}
 	if w.o.Timeout > 0 {
-		tm := time.NewTimer(w.o.Timeout)
-		defer tm.Stop()
-		timeout = tm.C
+		tctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
+		defer cancel()
+		timeout = tctx.Done()
 	}
-	var stopDeadline <-chan time.Time
+	// pollCtx bounds the wait's platform calls: an interrupt or --timeout cancels it, so the stop goes
+	// out at once even while a poll is being retried for minutes (a CI runner kills us seconds after its
+	// SIGTERM); once a stop is sent it ends with StopWait, and so does the wait.
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	defer func() { cancelPoll() }()
+	if interrupt != nil || timeout != nil {
+		go func(intr, tout <-chan struct{}, pc context.Context, cancel context.CancelFunc) {
+			select {
+			case <-intr:
+				cancel()
+			case <-tout:
+				cancel()
+			case <-pc.Done():
+			}
+		}(interrupt, timeout, pollCtx, cancelPoll)
+	}
+	var stopDeadline <-chan struct{}
+	stopSent := func() {
+		cancelPoll()
+		pollCtx, cancelPoll = context.WithTimeout(ctx, w.o.StopWait)
+		stopDeadline = pollCtx.Done()
+	}
 	tick := time.NewTicker(w.o.Poll)
 	defer tick.Stop()
 	pollErrors := 0
 	for {
-		st, err := w.c.JobStatuses(ctx, w.t.JobID)
+		st, err := w.c.JobStatuses(pollCtx, w.t.JobID)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return w.fail(ctx.Err())
+		case err != nil && pollCtx.Err() != nil:
+			// Cut by an interrupt, --timeout or the stop's deadline: the select below acts on it.
 		case err != nil:
 			pollErrors++
 			if pollErrors >= maxPollErrors || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) {
@@ -227,49 +251,56 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 			w.o.Row(fmt.Sprintf("%-40s %-12s %s", w.label(), orUnknown(w.t.Status()), out.now().Sub(start).Round(time.Second)))
 		}
 		if w.o.Follow && w.t.Phase() == PhaseRunning {
-			if w.follow(ctx) {
+			if w.follow(pollCtx) {
 				lastLine = out.now()
 			}
 		}
-		if now := out.now(); now.Sub(lastLine) >= w.o.Heartbeat {
-			out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
-			lastLine = now
-		}
-		select {
-		case <-tick.C:
-		case <-timeout:
-			timeout = nil
-			if w.t.Cancel(CauseTimeout) == ActStop {
-				out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
-				if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
-					return w.fail(fmt.Errorf("stop: %w", err))
+		// Wait for the next poll; the heartbeat has its own timer, so a --poll longer than --heartbeat
+		// still leaves no silence longer than the heartbeat.
+		for waiting := true; waiting; {
+			waiting = false
+			beat := time.NewTimer(max(0, lastLine.Add(w.o.Heartbeat).Sub(out.now())))
+			select {
+			case <-beat.C:
+				now := out.now()
+				out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
+				lastLine, waiting = now, true
+			case <-tick.C:
+			case <-timeout:
+				timeout = nil
+				if w.t.Cancel(CauseTimeout) == ActStop {
+					out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
+					if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
+						return w.fail(fmt.Errorf("stop: %w", err))
+					}
+					stopSent()
 				}
-				stopDeadline = time.After(w.o.StopWait)
-			}
-		case <-interrupt:
-			interrupt = nil
-			if w.o.Detach {
-				out.Linef("%s: interrupted; left running (--detach)", w.label())
+			case <-interrupt:
+				interrupt = nil
+				if w.o.Detach {
+					out.Linef("%s: interrupted; left running (--detach)", w.label())
+					return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
+						Why: "not waited for: interrupted (--detach: still running)", Status: w.t.Status()}}
+				}
+				if w.t.Cancel(CauseInterrupt) == ActStop {
+					out.Linef("%s: interrupted: stopping it", w.label())
+					// The caller's context may be the one being cancelled: the stop must still go out.
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+					err := w.c.StopJob(sctx, w.t.JobID)
+					cancel()
+					if err != nil {
+						return w.fail(fmt.Errorf("stop: %w", err))
+					}
+					stopSent()
+				}
+			case <-stopDeadline:
+				out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
 				return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
-					Why: "not waited for: interrupted (--detach: still running)", Status: w.t.Status()}}
+					Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
+			case <-ctx.Done():
+				return w.fail(ctx.Err())
 			}
-			if w.t.Cancel(CauseInterrupt) == ActStop {
-				out.Linef("%s: interrupted: stopping it", w.label())
-				// The caller's context may be the one being cancelled: the stop must still go out.
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				err := w.c.StopJob(sctx, w.t.JobID)
-				cancel()
-				if err != nil {
-					return w.fail(fmt.Errorf("stop: %w", err))
-				}
-				stopDeadline = time.After(w.o.StopWait)
-			}
-		case <-stopDeadline:
-			out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
-			return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
-				Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
-		case <-ctx.Done():
-			return w.fail(ctx.Err())
+			beat.Stop()
 		}
 	}
 }
@@ -309,6 +340,7 @@ func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
 	var all []byte
 	logs := make([][]byte, len(runs))
 	for i, r := range runs {
+		var lg runLog
 		files, err := w.c.RunFiles(ctx, w.t.JobID, r.ID, logName)
 		if err != nil {
 			return w.fail(fmt.Errorf("run %s files: %w", r.ID, err))
@@ -317,17 +349,16 @@ func (w *waiter) finish(ctx context.Context, statusLines []string) Result {
 			if f.RelativePath != logName {
 				continue
 			}
-			b, err := readAll(ctx, w.c, f)
-			if err != nil {
+			if lg, err = readLog(ctx, w.c, f); err != nil {
 				return w.fail(fmt.Errorf("run %s log: %w", r.ID, err))
 			}
-			logs[i] = b
+			logs[i] = lg.text
 		}
 		all = append(all, logs[i]...)
-		if w.o.Follow && (r.ID == w.runID || w.runID == "" && i == 0) && int64(len(logs[i])) > w.followed {
+		if w.o.Follow && (r.ID == w.runID || w.runID == "" && i == 0) && lg.size > w.followed {
 			// What came after the last look: the end of the command and the post-processing step.
-			w.o.Out.Raw(w.o.Prefix, logs[i][w.followed:])
-			w.followed = int64(len(logs[i]))
+			w.o.Out.Raw(w.o.Prefix, lg.after(w.followed))
+			w.followed = lg.size
 		}
 	}
 	w.o.Out.Lines(statusLines)
@@ -391,14 +422,70 @@ func executionTime(s remote.Statuses) time.Duration {
 	return done.Sub(exec)
 }
 
-func readAll(ctx context.Context, c *remote.Client, f remote.File) ([]byte, error) {
-	if f.DecryptedSize == 0 {
-		return nil, nil
+// runLog is a run's log as read for the outcome: all of it, or (longer than maxLogBytes) its beginning,
+// a line saying what was left out, and its end, where the exit lines and the post-processing step's
+// FAILURE lines are.
+type runLog struct {
+	text    []byte
+	size    int64 // of the whole log
+	tailOff int64 // > 0: text ends with the log's bytes from tailOff on
+}
+
+// after is the log from offset off on, as far as it was read.
+func (l runLog) after(off int64) []byte {
+	switch {
+	case off >= l.size:
+		return nil
+	case l.tailOff == 0:
+		return l.text[off:]
 	}
-	rc, err := c.OpenRange(ctx, f.ID, 0, -1)
+	tail := l.text[int64(len(l.text))-(l.size-l.tailOff):]
+	if off >= l.tailOff {
+		return tail[off-l.tailOff:]
+	}
+	return append([]byte(fmt.Sprintf("(%d bytes of process_output.log not shown)\n", l.tailOff-off)), tail...)
+}
+
+func readLog(ctx context.Context, c *remote.Client, f remote.File) (runLog, error) {
+	l := runLog{size: f.DecryptedSize}
+	if f.DecryptedSize <= 0 {
+		return l, nil
+	}
+	if f.DecryptedSize <= maxLogBytes {
+		b, err := readRange(ctx, c, f.ID, 0, -1)
+		l.text, l.size = b, int64(len(b))
+		return l, err
+	}
+	half := maxLogBytes / 2
+	head, err := readRange(ctx, c, f.ID, 0, half)
+	if err != nil {
+		return l, err
+	}
+	l.tailOff = f.DecryptedSize - half
+	tail, err := readRange(ctx, c, f.ID, l.tailOff, half)
+	if err != nil {
+		return l, err
+	}
+	// Whole lines on both sides of the gap.
+	if i := bytes.LastIndexByte(head, '\n'); i >= 0 {
+		head = head[:i+1]
+	}
+	if i := bytes.IndexByte(tail, '\n'); i >= 0 {
+		tail, l.tailOff = tail[i+1:], l.tailOff+int64(i+1)
+	}
+	gap := fmt.Sprintf("(%d bytes of process_output.log not read)\n", l.tailOff-int64(len(head)))
+	l.text = append(append(head, gap...), tail...)
+	return l, nil
+}
+
+func readRange(ctx context.Context, c *remote.Client, id string, off, n int64) ([]byte, error) {
+	rc, err := c.OpenRange(ctx, id, off, n)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, maxLogBytes))
+	if n < 0 {
+		n = maxLogBytes
+	}
+	return io.ReadAll(io.LimitReader(rc, n))
 }

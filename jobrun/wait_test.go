@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +132,120 @@ func TestWaitTimeoutAndInterrupt(t *testing.T) {
 				_ = c.StopJob(context.Background(), id) // let the emulator's Close end it quickly
 			}
 		})
+	}
+}
+
+// TestWaitHeartbeatBetweenPolls: the heartbeat does not wait for the next poll: with polls an hour apart
+// a CI log still gets a line every Heartbeat.
+func TestWaitHeartbeatBetweenPolls(t *testing.T) {
+	c, _ := newRunJobsClient(t)
+	id := startJob(t, c, "sleep 60", "")
+	var out syncBuffer
+	intr := make(chan struct{})
+	done := make(chan Result, 1)
+	go func() {
+		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: time.Hour,
+			Heartbeat: 50 * time.Millisecond, StopWait: 50 * time.Millisecond, Out: NewPrinter(&out, nil)}, intr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(out.String(), "still ") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling the output for a condition, not timing anything
+	}
+	close(intr)
+	<-done
+	if n := strings.Count(out.String(), "still "); n < 2 {
+		t.Fatalf("%d heartbeat lines while the next poll was an hour away:\n%s", n, out.String())
+	}
+}
+
+// TestWaitStopDuringRetriedPoll: a SIGINT/SIGTERM, or --timeout, while a status poll is being retried
+// (statuses answering 504, the client backing off for minutes) still sends the stop at once (a CI
+// runner kills the process seconds after its SIGTERM), and the polls after the stop end with StopWait.
+func TestWaitStopDuringRetriedPoll(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		interrupt bool
+		timeout   time.Duration
+	}{
+		{"interrupt", true, 0},
+		{"timeout", false, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, emu := newRunJobsClient(t)
+			id := startJob(t, c, "sleep 60", "")
+			emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointStatuses}})
+			var out syncBuffer
+			intr := make(chan struct{})
+			done := make(chan Result, 1)
+			go func() {
+				done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+					Timeout: tc.timeout, StopWait: 300 * time.Millisecond, Out: NewPrinter(&out, nil)}, intr)
+			}()
+			deadline := time.Now().Add(20 * time.Second)
+			for emu.Counters().Requests[emulator.EndpointStatuses] == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond) // waiting for the first (failing) poll, not timing it
+			}
+			if tc.interrupt {
+				close(intr)
+			}
+			var res Result
+			select {
+			case res = <-done:
+			case <-time.After(30 * time.Second): // below the 75 s at least that the client's 10 attempts take
+				t.Fatalf("no result after 30s: the poll was not cut\n%s", out.String())
+			}
+			if res.Outcome.Code != ExitStopped {
+				t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+			}
+			if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != 1 {
+				t.Fatalf("%d stops, want 1\n%s", n, out.String())
+			}
+			emu.SetFaults(emulator.Faults{})
+		})
+	}
+}
+
+// TestWaitLogOverLimit: a log longer than what the waiter reads still yields its end, where the
+// post-processing step's FAILURE lines and the exit lines are; only its middle is left out.
+func TestWaitLogOverLimit(t *testing.T) {
+	defer func(n int64) { maxLogBytes = n }(maxLogBytes)
+	maxLogBytes = 64 << 10
+	c, _ := newRunJobsClient(t)
+	// ~200 KB of test output, then a compare step that prints FAILURE and exits 0.
+	id := startJob(t, c, `for i in $(seq 4000); do echo "test output line $i ......................"; done`,
+		"echo 'FAILURE case 7: differs'")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+		Follow: true, FailOn: regexp.MustCompile(`^FAILURE`), Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitJobFailed || len(res.Outcome.ExitCodes) != 2 {
+		t.Fatalf("code %d (%s), exit codes %v\n%s", res.Outcome.Code, res.Outcome.Why, res.Outcome.ExitCodes, out.String())
+	}
+	if !strings.Contains(out.String(), "FAILURE case 7: differs") {
+		t.Fatalf("the FAILURE line is not shown:\n%s", out.String())
+	}
+}
+
+// TestRunLogAfter: what --follow prints at the end of a log that was read with a gap in its middle.
+func TestRunLogAfter(t *testing.T) {
+	whole := runLog{text: []byte("a\nb\nc\n"), size: 6}
+	// The log "0123\n5678\nABCD\n" (15 bytes) read as its first line, a gap line, and its last line.
+	gapped := runLog{text: []byte("0123\n(5 bytes not read)\nABCD\n"), size: 15, tailOff: 10}
+	for _, tc := range []struct {
+		name string
+		l    runLog
+		off  int64
+		want string
+	}{
+		{"whole, from the start", whole, 0, "a\nb\nc\n"},
+		{"whole, the rest", whole, 2, "b\nc\n"},
+		{"whole, all printed", whole, 6, ""},
+		{"gapped, inside the tail", gapped, 12, "CD\n"},
+		{"gapped, at the tail", gapped, 10, "ABCD\n"},
+		{"gapped, before the gap", gapped, 5, "(5 bytes of process_output.log not shown)\nABCD\n"},
+		{"gapped, all printed", gapped, 15, ""},
+	} {
+		if got := string(tc.l.after(tc.off)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

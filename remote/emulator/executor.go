@@ -129,6 +129,16 @@ type runPlan struct {
 // `slots` at a time within the walltime, and record how it ended.
 func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 	log := x.e.log.With("job", jobID)
+	// A stop that came between the submit's commit and start found nothing to stop; it is in the
+	// record. (Registered in running before this read, a later stop reaches ex.)
+	x.e.mu.RLock()
+	j, ok := x.e.st.jobs[jobID]
+	stopped := ok && !j.StopAt.IsZero()
+	x.e.mu.RUnlock()
+	if stopped {
+		x.finish(jobID, ReasonUserStopped)
+		return
+	}
 	if d := at.Sub(x.e.now()); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -140,7 +150,7 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 		}
 	}
 	x.e.mu.RLock()
-	j, ok := x.e.st.jobs[jobID]
+	j, ok = x.e.st.jobs[jobID]
 	var spec *jobSpecJSON
 	if ok {
 		spec = j.Spec
@@ -321,6 +331,11 @@ func (x *executor) runIn(ctx context.Context, jobID string, ja jobAnalysisSpec, 
 	}
 	if err := snapshotInto(p.dir, x.snapshotPath(p)); err != nil {
 		lw.line("Could not record the inputs: " + err.Error())
+	}
+	if ctx.Err() != nil {
+		// Stopped (or out of walltime) while staging: the command is not launched at all.
+		lw.line("Stopped before the command was launched")
+		return 1, nil
 	}
 	env := runEnv(jobID, ja, p)
 	code := x.command(ctx, p.dir, env, ja.Command, lw, nil)
@@ -513,8 +528,15 @@ func (x *executor) command(ctx context.Context, dir string, env []string, comman
 	// What the command left running in the background dies with it, as on a cluster; that also closes
 	// the last writers of the pipe.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-read
+	select {
+	case <-read:
+	case <-time.After(stopGrace):
+		// A process that left the group (setsid, a daemon) still holds the pipe: the run does not wait
+		// for it. Closing our end ends the reader.
+		lw.line("A process started by the command left its process group and still runs; its output is not recorded")
+	}
 	pr.Close()
+	<-read
 	code := cmd.ProcessState.ExitCode()
 	if code < 0 {
 		code = 128 + int(syscall.SIGKILL)

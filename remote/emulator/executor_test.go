@@ -3,6 +3,7 @@ package emulator
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -381,5 +382,83 @@ func TestExecutorRestart(t *testing.T) {
 	h2 := newHarness(t, Options{DataDir: data, RunJobs: true, Lifecycle: quickLifecycle, Now: time.Now})
 	if reason := h2.waitCompleted(id); reason != ReasonEmulatorClosed {
 		t.Fatalf("reason %q", reason)
+	}
+}
+
+// TestExecutorStopBeforeStart: a stop that lands between a submit's commit and its executor start (two
+// requests racing) is not lost: the job ends stopped by the user and its command never runs. The test
+// builds that interleaving by hand: the state both requests leave, then the submit's start.
+func TestExecutorStopBeforeStart(t *testing.T) {
+	h := newExecHarness(t, 0)
+	b, _ := json.Marshal(jobBody("race", "echo ran", "", nil))
+	resp, rb := h.do(http.MethodPost, "/api/v2/jobs/", bytes.NewReader(b), "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %d %s", resp.StatusCode, rb)
+	}
+	var j struct{ ID string }
+	if err := json.Unmarshal(rb, &j); err != nil {
+		t.Fatal(err)
+	}
+	now := h.e.now()
+	h.e.mu.Lock()
+	nj := *h.e.st.jobs[j.ID]
+	nj.Submitted, nj.Execute, nj.StopAt = now, true, now
+	err := h.e.commitLocked(record{Job: &nj})
+	h.e.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.e.exec.start(j.ID, now)
+	if reason := h.waitCompleted(j.ID); reason != ReasonUserStopped {
+		t.Fatalf("reason %q, want %q", reason, ReasonUserStopped)
+	}
+	if _, err := os.Stat(filepath.Join(h.e.exec.dir, j.ID, "run1", processOutputLog)); !os.IsNotExist(err) {
+		t.Fatalf("the stopped job's command ran: %v", err)
+	}
+}
+
+// TestExecutorEscapedChild: a command that starts a process outside its process group (setsid, a
+// daemon) still ends: the run does not wait for that process to close the output it inherited. (The
+// daemon writes its pid once it has its own session: the command ends only after that.)
+func TestExecutorEscapedChild(t *testing.T) {
+	h := newExecHarness(t, 0)
+	id := h.submit(jobBody("daemon", "setsid bash -c 'echo $$ > daemon.pid; exec sleep 300' & until [ -s daemon.pid ]; do :; done; echo started", "", nil))
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(h.e.exec.dir, id, "run1", "daemon.pid")); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL) // the sleep this test started
+			}
+		}
+	})
+	if reason := h.waitCompleted(id); reason != ReasonSucceeded {
+		t.Fatalf("reason %q", reason)
+	}
+	log := h.outputs("/api/v2/jobs/" + id + "/files/")[processOutputLog]
+	if !strings.Contains(log, "]: started\n") || !strings.Contains(log, "left its process group") ||
+		!strings.Contains(log, "]: Exited with code 0\n") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestExecutorStoppedWhileStaging: a run whose job was stopped (or ran out of walltime) while its inputs
+// were being staged does not launch its command at all.
+func TestExecutorStoppedWhileStaging(t *testing.T) {
+	h := newExecHarness(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := filepath.Join(t.TempDir(), "run1")
+	ja := jobAnalysisSpec{Command: "touch launched", PostProcessScriptCommand: "touch post"}
+	code, _ := h.e.exec.runIn(ctx, "job1", ja, runPlan{id: "1", dir: dir})
+	if code == 0 {
+		t.Errorf("exit code 0 for a run that never ran")
+	}
+	for _, f := range []string{"launched", "post"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s: the stopped run's command ran (%v)", f, err)
+		}
+	}
+	log, err := os.ReadFile(filepath.Join(dir, processOutputLog))
+	if err != nil || strings.Contains(string(log), "Launching") {
+		t.Fatalf("log (%v):\n%s", err, log)
 	}
 }
