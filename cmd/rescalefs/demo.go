@@ -119,6 +119,10 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	if err != nil {
 		return err
 	}
+	if facts.Profile, err = writeDemoProfile(creds); err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(facts.Profile))
 	c.poll = min(c.poll, 5*time.Second) // jobs complete while you watch: notice quickly
 	ready := func(err error) {
 		if err != nil {
@@ -134,3 +138,20 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 
 // demoRunning is how long the demo's running jobs take, so a few finish while the user explores.
 var demoRunning = []time.Duration{2 * time.Minute, 5 * time.Minute}
+
+// writeDemoProfile writes an apiconfig file whose [demo] profile reaches the demo platform, in a private
+// folder (0700, the file 0600), so the tour's `rescalefs submit` works from another terminal without the
+// key on its command line or in the tour's text.
+func writeDemoProfile(creds credentials) (string, error) {
+	dir, err := os.MkdirTemp("", "rescalefs-demo-")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "apiconfig")
+	body := "[demo]\napikey = " + creds.Key + "\napibaseurl = " + creds.URL + "\n"
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return p, nil
+}

@@ -211,6 +211,7 @@ func TestDemo(t *testing.T) {
 	ready := make(chan struct{})
 	scanned := make(chan struct{})
 	var tour []string // the tour's commands, as printed
+	var submit string // the tour's `rescalefs submit` line, printed on its own
 	go func() {
 		defer close(scanned)
 		sc := bufio.NewScanner(stdout)
@@ -218,6 +219,9 @@ func TestDemo(t *testing.T) {
 			if strings.Contains(sc.Text(), "Press Ctrl-C") {
 				close(ready)
 				break
+			}
+			if strings.HasPrefix(sc.Text(), "  rescalefs submit ") {
+				submit = strings.TrimSpace(sc.Text())
 			}
 			if cmd, _, ok := strings.Cut(sc.Text(), " # "); ok && strings.HasPrefix(cmd, "  ") {
 				tour = append(tour, strings.TrimSpace(cmd))
@@ -232,6 +236,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo not ready in 60s: %s", stderr.String())
 	}
 	checkTour(t, dir, tour)
+	profile := checkTourSubmit(t, submit)
 	completed, err := os.ReadDir(filepath.Join(dir, "completed"))
 	if err != nil || len(completed) == 0 {
 		t.Fatalf("completed/: %v, %d entries", err, len(completed))
@@ -257,6 +262,9 @@ func TestDemo(t *testing.T) {
 	}
 	if _, ok := mountedAt(dir); ok {
 		t.Fatal("demo left its mount behind")
+	}
+	if _, err := os.Stat(filepath.Dir(profile)); !os.IsNotExist(err) {
+		t.Errorf("demo left its profile folder: %v", err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo left its mountpoint folder: %v", err)
@@ -417,4 +425,32 @@ func checkTour(t *testing.T, mnt string, tour []string) {
 			t.Errorf("the tour never mentions %q", section)
 		}
 	}
+}
+
+// checkTourSubmit runs the tour's `rescalefs submit` line as printed (rescalefs being this binary): the
+// demo's regression suite runs as a job and passes. Its apiconfig is private to the user; its path is
+// returned, so the caller can see the demo remove it.
+func checkTourSubmit(t *testing.T, line string) string {
+	t.Helper()
+	m := regexp.MustCompile(`--config (\S+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no submit line with --config in the tour: %q", line)
+	}
+	profile := m[1]
+	for p, want := range map[string]os.FileMode{profile: 0o600, filepath.Dir(profile): 0o700} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("%s: %v, mode %v; want %v", p, err, fi.Mode().Perm(), want)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-c", `rescalefs() { "$REXE" "$@"; }; `+line)
+	cmd.Env = append(os.Environ(), beAsRescalefs+"=1", "REXE="+self, "RESCALE_API_KEY=", "RESCALE_API_URL=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "passed 2 of 2") {
+		t.Fatalf("the tour's submit line: %v\n%s", err, out)
+	}
+	return profile
 }

@@ -42,17 +42,18 @@ const exitCodesHelp = `Exit codes (with several jobs, the worst: 1, then 4, then
   2  usage: bad flags or directives, unknown core type or analysis, missing walltime, --max-cost`
 
 // connFlags are the credential flags every platform command takes.
-type connFlags struct{ key, url, profile string }
+type connFlags struct{ key, url, profile, config string }
 
 func addConnFlags(fl *pflag.FlagSet, c *connFlags) {
 	fl.StringVar(&c.key, "api-key", "", "Rescale API key (prefer RESCALE_API_KEY or ~/.config/rescale/apiconfig: flags show in ps)")
 	fl.StringVar(&c.url, "api-url", "", "platform URL, e.g. https://eu.rescale.com (default "+defaultAPIURL+")")
 	fl.StringVar(&c.profile, "profile", "", "profile section of ~/.config/rescale/apiconfig")
+	fl.StringVar(&c.config, "config", defaultConfigPath(), "the apiconfig file of profiles")
 }
 
 func (c connFlags) client(logger *slog.Logger) (*remote.Client, error) {
 	creds, err := resolveCredentials(credentialInputs{FlagKey: c.key, FlagURL: c.url, Profile: c.profile,
-		Getenv: os.Getenv, ConfigPath: defaultConfigPath()})
+		Getenv: os.Getenv, ConfigPath: c.config})
 	if err != nil {
 		return nil, err
 	}

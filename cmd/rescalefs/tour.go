@@ -18,7 +18,10 @@ import (
 
 // tourStep is one line of the demo's guided tour: a command to paste into another terminal, and what
 // it shows.
-type tourStep struct{ Cmd, Why string }
+type tourStep struct {
+	Cmd, Why string
+	Long     bool // printed after the table, its comment above it: too wide for the table's column
+}
 
 // demoFacts are real ids and names of the demo platform, found through its own API before mounting, so
 // that every line of the tour works as printed.
@@ -28,6 +31,9 @@ type demoFacts struct {
 	Failed      string // a job that completed and failed
 	Running     string // a running job: its process_output.log grows live
 	LibraryFile string // a file of the library (files/)
+	// Profile is an apiconfig file (0600, in the demo's private folder) whose [demo] profile reaches the
+	// demo platform, for the tour's `rescalefs submit`; "" = no submit line.
+	Profile string
 }
 
 // liveLog is the file every running job writes, which the tour follows with tail -f.
@@ -107,20 +113,26 @@ func shellSafe(s string) bool { return shellWord.MatchString(s) }
 func demoTour(m string, f demoFacts) []tourStep {
 	job := func(id string) string { return m + "/jobs/" + id }
 	steps := []tourStep{
-		{"ls -l " + m + "/jobs", "every job, as a folder (mtime: its latest status)"},
-		{"ls " + m + "/by-name", "the same jobs by name"},
-		{"cp -r " + job(f.Completed) + " /tmp/", "copy a completed job's outputs (parallel ranged reads)"},
-		{"find " + job(f.Completed) + "/@" + f.Filter + " -type f", "lookup-only filter: its files whose name contains \"" + f.Filter + "\""},
-		{"ls -lt " + m + "/completed", "jobs that completed, newest first; running ones join as they finish"},
-		{"tail -3 " + m + "/failed/" + f.Failed + "/" + liveLog, "failed/ holds the completed jobs that did not succeed"},
-		{"tail -F " + job(f.Running) + "/" + liveLog, "a running job's live log, once its run starts (Ctrl-C to stop)"},
-		{"getfattr -d " + job(f.Running), "status, name and owner as extended attributes"},
-		{"ls -l " + m + "/files", "your library, e.g. " + f.LibraryFile},
-		{"cp /etc/os-release " + m + "/uploads/", "publish a file: it moves to files/ once the platform has it"},
-		{"rescalefs status --watch " + m, "follow uploads and open files until nothing is left to send"},
+		{"ls -l " + m + "/jobs", "every job, as a folder (mtime: its latest status)", false},
+		{"ls " + m + "/by-name", "the same jobs by name", false},
+		{"cp -r " + job(f.Completed) + " /tmp/", "copy a completed job's outputs (parallel ranged reads)", false},
+		{"find " + job(f.Completed) + "/@" + f.Filter + " -type f", "lookup-only filter: its files whose name contains \"" + f.Filter + "\"", false},
+		{"ls -lt " + m + "/completed", "jobs that completed, newest first; running ones join as they finish", false},
+		{"tail -3 " + m + "/failed/" + f.Failed + "/" + liveLog, "failed/ holds the completed jobs that did not succeed", false},
+		{"tail -F " + job(f.Running) + "/" + liveLog, "a running job's live log, once its run starts (Ctrl-C to stop)", false},
+		{"getfattr -d " + job(f.Running), "status, name and owner as extended attributes", false},
+		{"ls -l " + m + "/files", "your library, e.g. " + f.LibraryFile, false},
+		{"cp /etc/os-release " + m + "/uploads/", "publish a file: it moves to files/ once the platform has it", false},
+		{"rescalefs status --watch " + m, "follow uploads and open files until nothing is left to send", false},
 	}
-	// Jobs: the `rescalefs submit` line of the demo's regression suite belongs here, before the status line.
-	steps = append(steps, tourStep{"cat " + m + "/.rescalefs/status", "the mount's live state as JSON"})
+	if f.Profile != "" {
+		// The regression suite is in the demo's library (demo_suite.go); the emulator runs the job here.
+		steps = append(steps, tourStep{"rescalefs submit --config " + f.Profile + " --profile demo --name nightly" +
+			" --core-type Marble --input files/build.tar.gz --input files/tests.tar.gz --input files/compare.sh" +
+			" --command 'bash run_tests.sh' --post-command ./compare.sh --fail-on '^FAILURE' --wait --follow",
+			"run the demo's regression suite as a job; the exit code is the outcome (see README, Jobs)", true})
+	}
+	steps = append(steps, tourStep{"cat " + m + "/.rescalefs/status", "the mount's live state as JSON", false})
 	return steps
 }
 
@@ -163,9 +175,17 @@ func printDemoTour(w io.Writer, mountpoint, url string, f demoFacts) {
 	}
 	fmt.Fprintf(w, "\nThe emulated Rescale platform (%s) is mounted at %s. Try, in another terminal:\n\n", url, m)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	var long []tourStep // commands too long for the table's column: after it, the comment above each
 	for _, s := range demoTour(m, f) {
+		if s.Long {
+			long = append(long, s)
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t# %s\n", s.Cmd, s.Why)
 	}
 	tw.Flush()
+	for _, s := range long {
+		fmt.Fprintf(w, "\n  # %s\n  %s\n", s.Why, s.Cmd)
+	}
 	fmt.Fprintln(w, "\nPress Ctrl-C to unmount and stop.")
 }
