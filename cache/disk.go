@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,23 +25,41 @@ import (
 // Disk tier layout: DIR/<h[:2]>/<h>-<blockSize>-<index>, h = hex of the first
 // 16 bytes of sha256(objectID) (object ids may hold any byte). Each file is
 //
-//	header (fixed 40 bytes + id)  magic "RFSB", version, flags, id length,
+//	header page (diskPage bytes)  magic "RFSB", version, flags, id length,
 //	                              object size, block size, index, plaintext
-//	                              length, xxhash64 of the plaintext
-//	payload                       the block, zstd-compressed if flagged
+//	                              length, xxhash64 of the plaintext, payload
+//	                              length, the id; zero padded
+//	payload                       the block, zstd-compressed if flagged, zero
+//	                              padded to a whole page
+//
+// Page-aligned so that files are written and read with O_DIRECT: a buffered
+// write costs a copy into the page cache and page-cache bookkeeping (about 2.5
+// CPU s per GiB on the 2-core CI machine, more than the rest of a cold read
+// together), and a buffered read after the page cache was dropped ran at a
+// quarter of the disk's speed. Blocks are read straight into their buffers.
+// Filesystems without O_DIRECT (tmpfs) get buffered I/O of the same layout.
 //
 // The header repeats the whole key, so a hash collision or a renamed file is
 // caught like corruption: the file is deleted and the block refetched, never
 // returned. Files are written to a temp file and renamed, so a reader never
 // sees a partial file; a crash may leave a truncated one, which the checksum
-// catches.
+// catches. Files of version 1 (header and payload unaligned) are still read.
 const (
 	diskMagic    = "RFSB"
-	diskVersion  = 1
+	diskVersion  = 2
 	diskFlagZstd = 1
-	diskHdrLen   = 4 + 1 + 1 + 2 + 8 + 8 + 8 + 4 + 8
-	tmpPrefix    = ".tmp-"
+	diskHdrLen   = 4 + 1 + 1 + 2 + 8 + 8 + 8 + 4 + 8 + 4
+	diskHdrLenV1 = diskHdrLen - 4
+	// diskPage is the alignment of O_DIRECT offsets, lengths and buffers: 4 KiB covers every
+	// logical block size in use.
+	diskPage  = 4096
+	tmpPrefix = ".tmp-"
 )
+
+// diskFileSize is the size of a cache file holding payloadLen bytes of payload.
+func diskFileSize(payloadLen int) int64 { return diskPage + roundPage(int64(payloadLen)) }
+
+func roundPage(n int64) int64 { return (n + diskPage - 1) &^ (diskPage - 1) }
 
 type diskKey struct {
 	h   string // hex object hash
@@ -205,13 +224,12 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 		return nil
 	}
 	p := d.path(k)
-	raw, err := os.ReadFile(p)
-	if err != nil {
+	data, err := d.read(p, obj, bs, idx, want)
+	if errors.Is(err, fs.ErrNotExist) {
 		// Gone (evicted meanwhile, or removed by hand): just a miss.
 		d.forget(k, e)
 		return nil
 	}
-	data, err := d.decode(raw, obj, bs, idx, want)
 	if err != nil {
 		d.mu.Lock()
 		d.corrupt++
@@ -226,6 +244,33 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 	return data
 }
 
+// read reads and checks one cache file: header and payload in one read, straight into the block's
+// buffer when the payload is stored raw.
+func (d *diskTier) read(p string, obj Object, bs, idx, want int64) ([]byte, error) {
+	f, _, err := openDirect(p, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	hdr := alignedBuf(diskPage)
+	body := alignedBuf(int(roundPage(want)))
+	n, err := readPages(f, hdr, body)
+	if err != nil {
+		return nil, err
+	}
+	if n >= 5 && string(hdr[:4]) == diskMagic && hdr[4] == 1 {
+		raw, err := os.ReadFile(p) // a file of version 1, before the layout was aligned
+		if err != nil {
+			return nil, err
+		}
+		return d.decodeV1(raw, obj, bs, idx, want)
+	}
+	if n < diskPage {
+		return nil, fmt.Errorf("%w: %d bytes", errCorrupt, n)
+	}
+	return d.decode(hdr, body[:n-diskPage], obj, bs, idx, want)
+}
+
 // forget drops entry e of k from the index if it is still the indexed one.
 func (d *diskTier) forget(k diskKey, e *list.Element) {
 	d.mu.Lock()
@@ -237,9 +282,13 @@ func (d *diskTier) forget(k diskKey, e *list.Element) {
 	}
 }
 
-// encode returns the file's header and payload separately, so an incompressible block (the common case)
-// is written straight from the block buffer instead of being copied into a new one first.
-func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload []byte) {
+// encode returns the file's header page and payload separately, so an incompressible block (the
+// common case) is written straight from the block buffer instead of being copied into a new one first.
+// ok is false when the id does not fit in the header page.
+func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload []byte, ok bool) {
+	if diskHdrLen+len(obj.ID) > diskPage {
+		return nil, nil, false
+	}
 	var flags byte
 	payload = data
 	// Only compress what compresses: probe a sample first so incompressible
@@ -252,38 +301,50 @@ func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload 
 			}
 		}
 	}
-	out := make([]byte, diskHdrLen, diskHdrLen+len(obj.ID))
-	copy(out, diskMagic)
-	out[4] = diskVersion
-	out[5] = flags
-	binary.LittleEndian.PutUint16(out[6:], uint16(len(obj.ID)))
-	binary.LittleEndian.PutUint64(out[8:], uint64(obj.Size))
-	binary.LittleEndian.PutUint64(out[16:], uint64(bs))
-	binary.LittleEndian.PutUint64(out[24:], uint64(idx))
-	binary.LittleEndian.PutUint32(out[32:], uint32(len(data)))
-	binary.LittleEndian.PutUint64(out[36:], xxhash.Sum64(data))
-	return append(out, obj.ID...), payload
+	hdr = alignedBuf(diskPage)
+	copy(hdr, diskMagic)
+	hdr[4] = diskVersion
+	hdr[5] = flags
+	binary.LittleEndian.PutUint16(hdr[6:], uint16(len(obj.ID)))
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(obj.Size))
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(bs))
+	binary.LittleEndian.PutUint64(hdr[24:], uint64(idx))
+	binary.LittleEndian.PutUint32(hdr[32:], uint32(len(data)))
+	binary.LittleEndian.PutUint64(hdr[36:], xxhash.Sum64(data))
+	binary.LittleEndian.PutUint32(hdr[44:], uint32(len(payload)))
+	copy(hdr[diskHdrLen:], obj.ID)
+	return hdr, payload, true
 }
 
 var errCorrupt = errors.New("corrupt cache block")
 
-func (d *diskTier) decode(raw []byte, obj Object, bs, idx, want int64) ([]byte, error) {
-	if len(raw) < diskHdrLen || string(raw[:4]) != diskMagic || raw[4] != diskVersion {
+// decode checks a version 2 file's header page and returns the block from body (the bytes after the
+// header page, as read).
+func (d *diskTier) decode(hdr, body []byte, obj Object, bs, idx, want int64) ([]byte, error) {
+	if string(hdr[:4]) != diskMagic || hdr[4] != diskVersion {
 		return nil, fmt.Errorf("%w: bad header", errCorrupt)
 	}
-	idLen := int(binary.LittleEndian.Uint16(raw[6:]))
-	if len(raw) < diskHdrLen+idLen ||
-		string(raw[diskHdrLen:diskHdrLen+idLen]) != obj.ID ||
-		int64(binary.LittleEndian.Uint64(raw[8:])) != obj.Size ||
-		int64(binary.LittleEndian.Uint64(raw[16:])) != bs ||
-		int64(binary.LittleEndian.Uint64(raw[24:])) != idx ||
-		int64(binary.LittleEndian.Uint32(raw[32:])) != want {
+	idLen := int(binary.LittleEndian.Uint16(hdr[6:]))
+	if diskHdrLen+idLen > diskPage ||
+		string(hdr[diskHdrLen:diskHdrLen+idLen]) != obj.ID ||
+		int64(binary.LittleEndian.Uint64(hdr[8:])) != obj.Size ||
+		int64(binary.LittleEndian.Uint64(hdr[16:])) != bs ||
+		int64(binary.LittleEndian.Uint64(hdr[24:])) != idx ||
+		int64(binary.LittleEndian.Uint32(hdr[32:])) != want {
 		return nil, fmt.Errorf("%w: key mismatch", errCorrupt)
 	}
-	sum := binary.LittleEndian.Uint64(raw[36:])
-	payload := raw[diskHdrLen+idLen:]
+	sum := binary.LittleEndian.Uint64(hdr[36:])
+	plen := int(binary.LittleEndian.Uint32(hdr[44:]))
+	if plen > len(body) {
+		return nil, fmt.Errorf("%w: payload of %d bytes, file has %d", errCorrupt, plen, len(body))
+	}
+	return d.payload(hdr[5], body[:plen], want, sum)
+}
+
+// payload decompresses (flags) and checks one block's payload.
+func (d *diskTier) payload(flags byte, payload []byte, want int64, sum uint64) ([]byte, error) {
 	var data []byte
-	switch raw[5] {
+	switch flags {
 	case 0:
 		data = payload
 	case diskFlagZstd:
@@ -293,7 +354,7 @@ func (d *diskTier) decode(raw []byte, obj Object, bs, idx, want int64) ([]byte, 
 			return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown flags %#x", errCorrupt, raw[5])
+		return nil, fmt.Errorf("%w: unknown flags %#x", errCorrupt, flags)
 	}
 	if int64(len(data)) != want {
 		return nil, fmt.Errorf("%w: length %d, want %d", errCorrupt, len(data), want)
@@ -301,9 +362,25 @@ func (d *diskTier) decode(raw []byte, obj Object, bs, idx, want int64) ([]byte, 
 	if xxhash.Sum64(data) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", errCorrupt)
 	}
-	// A raw block is a sub-slice of the file bytes: it pins only the small
-	// header besides the block, and nobody appends to it (capacity capped).
+	// A raw block is a sub-slice of the buffer read: nobody appends to it (capacity capped).
 	return data[:len(data):len(data)], nil
+}
+
+// decodeV1 reads a file of version 1: the header (without a payload length) then the payload, unaligned.
+func (d *diskTier) decodeV1(raw []byte, obj Object, bs, idx, want int64) ([]byte, error) {
+	if len(raw) < diskHdrLenV1 || string(raw[:4]) != diskMagic || raw[4] != 1 {
+		return nil, fmt.Errorf("%w: bad header", errCorrupt)
+	}
+	idLen := int(binary.LittleEndian.Uint16(raw[6:]))
+	if len(raw) < diskHdrLenV1+idLen ||
+		string(raw[diskHdrLenV1:diskHdrLenV1+idLen]) != obj.ID ||
+		int64(binary.LittleEndian.Uint64(raw[8:])) != obj.Size ||
+		int64(binary.LittleEndian.Uint64(raw[16:])) != bs ||
+		int64(binary.LittleEndian.Uint64(raw[24:])) != idx ||
+		int64(binary.LittleEndian.Uint32(raw[32:])) != want {
+		return nil, fmt.Errorf("%w: key mismatch", errCorrupt)
+	}
+	return d.payload(raw[5], raw[diskHdrLenV1+idLen:], want, binary.LittleEndian.Uint64(raw[36:]))
 }
 
 // put stores a block. Failures (disk full, directory gone or unwritable) are
@@ -324,8 +401,11 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 		return
 	}
 	k := diskKey{objHash(obj.ID), bs, idx}
-	hdr, payload := d.encode(obj, bs, idx, data)
-	size := int64(len(hdr) + len(payload))
+	hdr, payload, ok := d.encode(obj, bs, idx, data)
+	if !ok {
+		return
+	}
+	size := diskFileSize(len(payload))
 	d.mu.Lock()
 	if size > d.max {
 		d.mu.Unlock()
@@ -370,22 +450,20 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(sub, tmpPrefix) // 0600
+	tmp := filepath.Join(sub, tmpPrefix+strconv.FormatUint(rand.Uint64(), 36))
+	f, _, err := openDirect(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(hdr)
-	if err == nil {
-		_, err = f.Write(payload)
-	}
+	err = writePages(f, hdr, payload)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), d.path(k))
+		err = os.Rename(tmp, d.path(k))
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		os.Remove(tmp)
 	}
 	return err
 }
