@@ -51,15 +51,28 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 // are not the file's. A new Reader (a new open) fetches afresh and is
 // verified again.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	b, err := r.read(ctx, p, off, false)
+	return len(b), err
+}
+
+// ReadRef is ReadAt returning the bytes read: p[:n], or a sub-slice of a
+// cached block when one block holds the whole range. The caller must not
+// write to it; it spares a copy when the bytes are only handed on (as the
+// FUSE reply is).
+func (r *Reader) ReadRef(ctx context.Context, p []byte, off int64) ([]byte, error) {
+	return r.read(ctx, p, off, true)
+}
+
+func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byte, error) {
 	c, size := r.c, r.obj.Size
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
 	if r.failed != nil {
 		r.mu.Unlock()
-		return 0, r.failed
+		return nil, r.failed
 	}
 	cur := r.cur
 	var raFrom, raTo, reqBlk int64
@@ -79,9 +92,9 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if raTo > raFrom {
 		hook = func() { c.readahead(r.obj, raFrom, raTo, reqBlk) }
 	}
-	n, held, err := c.readAt(ctx, r.obj, p, off, cur, hook)
+	b, held, err := c.readAt(ctx, r.obj, p, off, cur, hook, ref)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return n, err
+		return b, err
 	}
 	if len(held) > 0 {
 		last := held[len(held)-1] // a copy: &held[i] would pin every block of this read
@@ -93,10 +106,10 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// (an empty object has none: its first read completes it).
 	if r.v != nil && (len(held) > 0 || size == 0) {
 		if verr := r.verify(held); verr != nil {
-			return n, verr
+			return b, verr
 		}
 	}
-	return n, err
+	return b, err
 }
 
 // planLocked grows the window for a sequential read ending at end and returns
