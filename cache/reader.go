@@ -18,6 +18,9 @@ type Reader struct {
 	c   *Cache
 	obj Object
 	v   *verifier // nil: no whole-file check
+	// preverified: the object was verified earlier and every block is in the disk tier (each with
+	// its own checksum), so it is not hashed again.
+	preverified bool
 
 	// mu protects next, window, raNext, cur, closed and failed.
 	mu     sync.Mutex
@@ -31,10 +34,15 @@ type Reader struct {
 
 // NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
 // is not empty, the reader checks it once every block of the object has been
-// read in order from the start (see ReadAt for how a mismatch is reported).
+// read in order from the start (see ReadAt for how a mismatch is reported),
+// unless the object matched it before and all its blocks are in the disk tier.
 func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	r := &Reader{c: c, obj: obj}
-	if expectedSHA512 != "" {
+	switch {
+	case expectedSHA512 == "":
+	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
+		r.preverified = true
+	default:
 		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size))
 	}
 	return r
@@ -169,7 +177,7 @@ func (r *Reader) Window() int64 {
 // Verified reports whether the whole-file sha512 has been checked and matched.
 func (r *Reader) Verified() bool {
 	if r.v == nil {
-		return false
+		return r.preverified
 	}
 	return r.v.matched()
 }
