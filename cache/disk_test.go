@@ -383,3 +383,29 @@ func TestDiskFilesPageAligned(t *testing.T) {
 		}
 	})
 }
+
+// TestSequentialReadAheadFromDisk: a sequential re-read of blocks held only by the disk tier reads
+// them ahead of the reader (they arrive as read-ahead, not as a wait on the disk per block), and
+// nothing is fetched.
+func TestSequentialReadAheadFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	obj := src.add("obj", 12*testBS)
+	c1 := newTestCache(t, src, diskOptions(t, dir))
+	if _, err := readAll(t, c1.NewReader(obj, ""), obj.Size, 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	settle(c1)
+	c1.Close()
+	src.reset()
+	c2 := newTestCache(t, src, diskOptions(t, dir))
+	got, err := readAll(t, c2.NewReader(obj, ""), obj.Size, 16<<10)
+	if err != nil || !bytes.Equal(got, src.objects["obj"]) {
+		t.Fatalf("err=%v equal=%v", err, bytes.Equal(got, src.objects["obj"]))
+	}
+	settle(c2)
+	s := c2.Stats()
+	if s.ReadaheadHits == 0 || src.numCalls() != 0 || s.DiskHits != 12 {
+		t.Fatalf("read-ahead hits %d, disk hits %d, Source calls %d", s.ReadaheadHits, s.DiskHits, src.numCalls())
+	}
+}

@@ -415,11 +415,8 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 				continue
 			}
 		}
-		if c.disk != nil && c.disk.has(obj, c.bs, i) {
-			missing[i-from] = false
-		}
 	}
-	var created []*call
+	var created, onDisk []*call
 	var idx []int64
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
@@ -436,9 +433,57 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 		}
 		cl := &call{key: k, gen: gen, done: make(chan struct{})}
 		c.calls[k] = cl
+		if c.disk != nil && c.disk.has(obj, c.bs, i) {
+			onDisk = append(onDisk, cl)
+			continue
+		}
 		created = append(created, cl)
 		idx = append(idx, i)
 	}
 	c.mu.Unlock()
+	c.startDiskLoads(obj, onDisk)
 	c.startSpansN(obj, created, idx, true, reqBlk)
+}
+
+// startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
+// streams (the disk is read while the reader consumes earlier blocks) instead of waiting for each block
+// in turn. A block the disk no longer has (evicted, corrupt) is fetched instead.
+func (c *Cache) startDiskLoads(obj Object, calls []*call) {
+	if len(calls) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		for _, cl := range calls {
+			c.loadFromDisk(obj, cl)
+		}
+	}()
+}
+
+func (c *Cache) loadFromDisk(obj Object, cl *call) {
+	n := c.blockLen(obj, cl.key.idx)
+	c.mu.Lock()
+	// Read-ahead from disk counts against the same budget as fetched read-ahead.
+	for c.readyBytes+c.inflightBytes+n > c.fetchBudget && c.readyList.Len() > 0 {
+		c.removeReadyLocked(c.readyList.Front())
+	}
+	c.mu.Unlock()
+	if c.closed.Load() {
+		c.complete(&span{obj: obj, calls: []*call{cl}}, nil, ErrClosed)
+		return
+	}
+	if d := c.disk.get(obj, c.bs, cl.key.idx, n); d != nil {
+		c.st.diskHits.Add(1)
+		c.complete(&span{obj: obj, calls: []*call{cl}, readahead: true, fromDisk: true}, [][]byte{d}, nil)
+		return
+	}
+	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1)
 }
