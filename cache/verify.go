@@ -19,8 +19,9 @@ var ErrChecksumMismatch = errors.New("cache: whole-file sha512 mismatch")
 // means the file is not being read in order and verification is given up.
 const maxPending = 8
 
-// maxQueued bounds the in-order blocks waiting for the hashing goroutine: a
-// reader faster than sha512 waits for it here rather than queue the file.
+// maxQueued is how many in-order blocks may wait for the hashing goroutine
+// before a read waits for it: a reader faster than sha512 must not queue the
+// whole file in memory.
 const maxQueued = 4
 
 // verifier hashes an object's blocks in index order as reads return them.
@@ -97,11 +98,21 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 			}
 		}
 	}
-	switch {
-	case v.nblocks == 0 && before == 0:
+	// Decided before any wait (which lets other reads in): only the call
+	// that queued the last block waits for the verdict.
+	completing := before < v.nblocks && v.next >= v.nblocks
+	if v.nblocks == 0 && before == 0 {
 		v.enqueueLocked(nil) // an empty object: its first read completes it
-	case before >= v.nblocks || v.next < v.nblocks:
-		return "", false // only the call that queued the last block waits for the verdict
+		completing = true
+	}
+	if !completing {
+		// Backpressure: a reader faster than the hashing waits here, after
+		// its blocks are queued, so the queue never sees a block twice or
+		// out of order.
+		for len(v.queue) > maxQueued {
+			v.cond.Wait()
+		}
+		return "", false
 	}
 	for v.sum == "" {
 		v.cond.Wait()
@@ -118,12 +129,10 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 	return sum, true
 }
 
-// enqueueLocked queues block v.next for hashing (waiting for room) and
-// starts the hashing goroutine if none runs.
+// enqueueLocked queues block v.next for hashing and starts the hashing
+// goroutine if none runs. It never waits: the blocks of one read are queued
+// together, under one hold of mu.
 func (v *verifier) enqueueLocked(b []byte) {
-	for len(v.queue) >= maxQueued {
-		v.cond.Wait()
-	}
 	v.queue = append(v.queue, b)
 	v.next++
 	if !v.hashing {

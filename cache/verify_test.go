@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"hash"
+	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -112,5 +116,47 @@ func TestVerifiedFileNotHashedAgain(t *testing.T) {
 	c2.Drop(obj.ID)
 	if _, err := os.Stat(c2.disk.verifiedPath(objHash(obj.ID))); !os.IsNotExist(err) {
 		t.Fatalf("marker after Drop: %v", err)
+	}
+}
+
+// TestConcurrentReadsOfOneHandleVerify: the kernel sends a handle's reads concurrently (its read-ahead),
+// so several reads may bring the same new block at once; each block must still be hashed exactly once,
+// in order, and a good file verified.
+func TestConcurrentReadsOfOneHandleVerify(t *testing.T) {
+	src := newFake()
+	obj := src.add("obj", 40*testBS+123)
+	sum := sha512.Sum512(src.objects["obj"])
+	good := hex.EncodeToString(sum[:])
+	for round := range 20 {
+		c := newTestCache(t, src, testOptions(t))
+		r := c.NewReader(obj, good)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Go(func() {
+				p := make([]byte, 16<<10)
+				for {
+					off := next.Add(int64(len(p))) - int64(len(p))
+					if off >= obj.Size {
+						return
+					}
+					if _, err := r.ReadAt(context.Background(), p, off); err != nil && !errors.Is(err, io.EOF) {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if r.v.matched() != true && r.v.state != verifyAbandoned {
+			t.Fatalf("round %d: neither verified nor abandoned", round)
+		}
+		settle(c)
+		c.Close()
 	}
 }
