@@ -431,12 +431,22 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 		if _, ok := c.ready[k]; ok {
 			continue
 		}
-		cl := &call{key: k, gen: gen, done: make(chan struct{})}
-		c.calls[k] = cl
 		if c.disk != nil && c.disk.has(obj, c.bs, i) {
+			// Loaded ahead only within the budget (and counted in it while
+			// loading): a block evicted from read-ahead is not worth
+			// evicting another for. Otherwise the reader reads it itself.
+			n := c.blockLen(obj, i)
+			if c.readyBytes+c.inflightBytes+n > c.fetchBudget {
+				continue
+			}
+			c.inflightBytes += n
+			cl := &call{key: k, gen: gen, done: make(chan struct{})}
+			c.calls[k] = cl
 			onDisk = append(onDisk, cl)
 			continue
 		}
+		cl := &call{key: k, gen: gen, done: make(chan struct{})}
+		c.calls[k] = cl
 		created = append(created, cl)
 		idx = append(idx, i)
 	}
@@ -454,6 +464,9 @@ func (c *Cache) startDiskLoads(obj Object, calls []*call) {
 	}
 	c.mu.Lock()
 	if c.shut {
+		for _, cl := range calls {
+			c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+		}
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
 		return
@@ -468,14 +481,14 @@ func (c *Cache) startDiskLoads(obj Object, calls []*call) {
 	}()
 }
 
+// loadFromDisk completes cl, whose block length readahead added to inflightBytes, from the disk tier.
 func (c *Cache) loadFromDisk(obj Object, cl *call) {
 	n := c.blockLen(obj, cl.key.idx)
-	c.mu.Lock()
-	// Read-ahead from disk counts against the same budget as fetched read-ahead.
-	for c.readyBytes+c.inflightBytes+n > c.fetchBudget && c.readyList.Len() > 0 {
-		c.removeReadyLocked(c.readyList.Front())
-	}
-	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.inflightBytes -= n
+		c.mu.Unlock()
+	}()
 	if c.closed.Load() {
 		c.complete(&span{obj: obj, calls: []*call{cl}}, nil, ErrClosed)
 		return

@@ -67,7 +67,7 @@ func run(args []string) int {
 	fl.IntVar(&c.randomReads, "random-reads", 200, "4 KiB random reads")
 	fl.IntVar(&c.parallel, "parallel", 16, "ranged requests of the parallel download row")
 	fl.BoolVar(&c.skipSingle, "skip-single", false, "skip the (slow) one-stream row; ratios use the 16-way row only")
-	skip := fl.StringSlice("skip", nil, "rows to skip: single, random, ls, concurrent, uploads, direct")
+	skip := fl.StringSlice("skip", nil, "rows to skip: single, aria2c, seq (cold, warm, disk tier), random, ls, concurrent, uploads, direct")
 	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
 	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
 	if err := fl.Parse(args); err != nil {
@@ -187,12 +187,14 @@ func bench(c config) error {
 	if err := os.Mkdir(outDir, 0o700); err != nil {
 		return err
 	}
-	if r, ok, err := aria2c(ctx, url, emu.APIKey(), first, outDir); err != nil {
-		return err
-	} else if ok {
-		rows = append(rows, r)
-	} else {
-		rows = append(rows, row{name: "aria2c -x16 -s16 -k4M", note: "skipped: aria2c not installed"})
+	if !c.skip["aria2c"] {
+		if r, ok, err := aria2c(ctx, url, emu.APIKey(), first, outDir); err != nil {
+			return err
+		} else if ok {
+			rows = append(rows, r)
+		} else {
+			rows = append(rows, row{name: "aria2c -x16 -s16 -k4M", note: "skipped: aria2c not installed"})
+		}
 	}
 
 	mnt := filepath.Join(work, "mnt")
@@ -206,48 +208,50 @@ func bench(c config) error {
 	// fuseReads counts the read requests that reached the mount (the page cache answers the others).
 	fuseReads := func() int64 { return mountStatus(mnt).Transfers.Reads }
 
-	emu.ResetCounters()
-	before := fuseReads()
-	// On a small machine the emulator, the mount and the reader share the CPUs: the CPU time each used
-	// says whether the read was bound by the network model or by processing.
-	cpu = startCPU(pid)
-	r, err = timedCopy(filepath.Join(bigDir, "big0.bin"), filepath.Join(outDir, "big0.bin"))
-	if err != nil {
-		return err
-	}
-	r.name = "mount: cold sequential cp"
-	r.note = fmt.Sprintf("%d range requests, %d FUSE reads, %s",
-		emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
-	rows = append(rows, r)
-	before = fuseReads()
-	cpu = startCPU(pid)
-	r, err = timedCat(filepath.Join(bigDir, "big0.bin"))
-	if err != nil {
-		return err
-	}
-	r.name, r.note = "mount: warm re-read (cat)", fmt.Sprintf("%d FUSE reads, %s", fuseReads()-before, cpu.perGiB(r.bytes))
-	rows = append(rows, r)
-
-	// The disk tier alone: a fresh mount on the same cache folder (an empty memory tier), with the
-	// kernel's page cache dropped (the mount's pages and the cache files' both).
-	stop()
-	if stop, pid, err = startMount(c, work, mnt, url, emu.APIKey()); err != nil {
-		return err
-	}
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
-		rows = append(rows, row{name: "mount: disk-tier re-read (cat)", note: "skipped: cannot drop the page cache (not root?)"})
-	} else {
+	if !c.skip["seq"] {
 		emu.ResetCounters()
+		before := fuseReads()
+		// On a small machine the emulator, the mount and the reader share the CPUs: the CPU time each used
+		// says whether the read was bound by the network model or by processing.
+		cpu = startCPU(pid)
+		r, err = timedCopy(filepath.Join(bigDir, "big0.bin"), filepath.Join(outDir, "big0.bin"))
+		if err != nil {
+			return err
+		}
+		r.name = "mount: cold sequential cp"
+		r.note = fmt.Sprintf("%d range requests, %d FUSE reads, %s",
+			emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
+		rows = append(rows, r)
 		before = fuseReads()
 		cpu = startCPU(pid)
 		r, err = timedCat(filepath.Join(bigDir, "big0.bin"))
 		if err != nil {
 			return err
 		}
-		r.name = "mount: disk-tier re-read (cat)"
-		r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, %s",
-			emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
+		r.name, r.note = "mount: warm re-read (cat)", fmt.Sprintf("%d FUSE reads, %s", fuseReads()-before, cpu.perGiB(r.bytes))
 		rows = append(rows, r)
+
+		// The disk tier alone: a fresh mount on the same cache folder (an empty memory tier), with the
+		// kernel's page cache dropped (the mount's pages and the cache files' both).
+		stop()
+		if stop, pid, err = startMount(c, work, mnt, url, emu.APIKey()); err != nil {
+			return err
+		}
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+			rows = append(rows, row{name: "mount: disk-tier re-read (cat)", note: "skipped: cannot drop the page cache (not root?)"})
+		} else {
+			emu.ResetCounters()
+			before = fuseReads()
+			cpu = startCPU(pid)
+			r, err = timedCat(filepath.Join(bigDir, "big0.bin"))
+			if err != nil {
+				return err
+			}
+			r.name = "mount: disk-tier re-read (cat)"
+			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, %s",
+				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
+			rows = append(rows, r)
+		}
 	}
 
 	if !c.skip["random"] {
