@@ -230,6 +230,22 @@ func bench(c config) error {
 		}
 		r.name, r.note = "mount: warm re-read (cat)", fmt.Sprintf("%d FUSE reads, %s", fuseReads()-before, cpu.perGiB(r.bytes))
 		rows = append(rows, r)
+		// The reference for the warm row: the page cache of a local file of the same size, read the
+		// same way in the same minute (on a loaded machine both move together).
+		local := filepath.Join(outDir, "local.bin")
+		if err := writeRandomFile(local, c.size); err != nil {
+			return err
+		}
+		if _, err := timedCat(local); err != nil { // into the page cache
+			return err
+		}
+		r, err = timedCat(local)
+		os.Remove(local)
+		if err != nil {
+			return err
+		}
+		r.name, r.note = "local file: warm re-read (cat)", "the page cache of a local file, for the row above"
+		rows = append(rows, r)
 
 		// The disk tier alone: a fresh mount on the same cache folder (an empty memory tier), with the
 		// kernel's page cache dropped (the mount's pages and the cache files' both).
