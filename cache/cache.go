@@ -26,7 +26,7 @@
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
 //	                                          VectorSource fills them)
-//	+ maxDiskWriters requests' blocks         on their way to the disk tier
+//	+ maxDiskWriters blocks                   on their way to the disk tier
 //	+ one block per open Reader               its current block (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
