@@ -393,7 +393,7 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 	if from >= to || c.closed.Load() {
 		return
 	}
-	missing := make([]bool, to-from)
+	missing, inDisk := make([]bool, to-from), make([]bool, to-from)
 	c.mu.Lock()
 	gen := c.gens[obj.ID]
 	for i := from; i < to; i++ {
@@ -415,6 +415,8 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 				continue
 			}
 		}
+		// Looked up here, not under Cache.mu (the disk tier's lock is not nested in it).
+		inDisk[i-from] = c.disk != nil && c.disk.has(obj, c.bs, i)
 	}
 	var created, onDisk []*call
 	var idx []int64
@@ -431,7 +433,7 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 		if _, ok := c.ready[k]; ok {
 			continue
 		}
-		if c.disk != nil && c.disk.has(obj, c.bs, i) {
+		if inDisk[i-from] {
 			// Loaded ahead only within the budget (and counted in it while
 			// loading): a block evicted from read-ahead is not worth
 			// evicting another for. Otherwise the reader reads it itself.
