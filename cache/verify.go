@@ -19,10 +19,11 @@ var ErrChecksumMismatch = errors.New("cache: whole-file sha512 mismatch")
 // means the file is not being read in order and verification is given up.
 const maxPending = 8
 
-// maxQueued is how many in-order blocks may wait for the hashing goroutine
-// before a read waits for it: a reader faster than sha512 must not queue the
-// whole file in memory.
-const maxQueued = 4
+// maxQueued is how many in-order blocks (the one being hashed included) may
+// wait for the hashing goroutine before a read waits for it. One block of
+// overlap is what pipelining needs; more only holds memory (four readers each
+// queueing four 8 MiB blocks came to 128 MiB outside every budget).
+const maxQueued = 1
 
 // verifier hashes an object's blocks in index order as reads return them.
 // It hashes the immutable cached blocks, whole, so the check covers exactly

@@ -219,8 +219,9 @@ func bench(c config) error {
 			return err
 		}
 		r.name = "mount: cold sequential cp"
-		r.note = fmt.Sprintf("%d range requests, %d FUSE reads, %s",
-			emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
+		hwm, _ := peakRSS(pid)
+		r.note = fmt.Sprintf("%d range requests, %d FUSE reads, peak RSS %d MiB, %s",
+			emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes))
 		rows = append(rows, r)
 		before = fuseReads()
 		cpu = startCPU(pid)
@@ -264,8 +265,9 @@ func bench(c config) error {
 				return err
 			}
 			r.name = "mount: disk-tier re-read (cat)"
-			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, %s",
-				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, cpu.perGiB(r.bytes))
+			hwm, _ := peakRSS(pid)
+			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, peak RSS %d MiB, %s",
+				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes))
 			rows = append(rows, r)
 		}
 	}
