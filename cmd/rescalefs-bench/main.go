@@ -280,8 +280,9 @@ func bench(c config) error {
 		}
 		reqs := emu.Counters().Requests[emulator.EndpointContents]
 		r.name = "mount: 4 KiB random reads"
-		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests: %.2f per read", c.randomReads,
-			1000*r.seconds/float64(c.randomReads), reqs, float64(reqs)/float64(c.randomReads))
+		hwm, _ := peakRSS(pid)
+		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests: %.2f per read, peak RSS %d MiB", c.randomReads,
+			1000*r.seconds/float64(c.randomReads), reqs, float64(reqs)/float64(c.randomReads), hwm>>20)
 		rows = append(rows, r)
 	}
 
@@ -294,7 +295,7 @@ func bench(c config) error {
 		}
 		cnt := emu.Counters()
 		rows = append(rows, row{name: fmt.Sprintf("mount: ls -R of a %d-file job, cold", c.files), seconds: time.Since(start).Seconds(),
-			note: fmt.Sprintf("%d lines, %d API requests", strings.Count(string(out), "\n"), cnt.Total())})
+			note: fmt.Sprintf("%d lines, %d API requests, peak RSS %d MiB", strings.Count(string(out), "\n"), cnt.Total(), must(peakRSS(pid))>>20)})
 	}
 
 	if !c.skip["concurrent"] {
@@ -673,6 +674,8 @@ func cpuSeconds(pid int) float64 {
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ is 100 on Linux
 }
+
+func must(v int64, _ error) int64 { return v }
 
 // peakRSS reads VmHWM (the high-water mark of resident memory) of a process.
 func peakRSS(pid int) (int64, error) {
