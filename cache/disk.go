@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -250,14 +251,23 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 // read reads and checks one cache file: header and payload in one read, straight into the block's
 // buffer when the payload is stored raw.
 func (d *diskTier) read(p string, obj Object, bs, idx, want int64) ([]byte, error) {
-	f, _, err := openDirect(p, os.O_RDONLY, 0)
+	f, direct, err := openDirect(p, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 	hdr := alignedBuf(diskPage)
 	body := alignedBuf(int(roundPage(want)))
 	n, err := readPages(f, hdr, body)
+	if direct && errors.Is(err, syscall.EINVAL) {
+		// A filesystem that takes O_DIRECT at open but not for this read: read it buffered rather
+		// than call a good file corrupt.
+		f.Close()
+		if f, err = os.Open(p); err != nil {
+			return nil, err
+		}
+		n, err = readPages(f, hdr, body)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -465,11 +475,20 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 		return err
 	}
 	tmp := filepath.Join(sub, tmpPrefix+strconv.FormatUint(rand.Uint64(), 36))
-	f, _, err := openDirect(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, direct, err := openDirect(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	err = writePages(f, hdr, payload)
+	if direct && errors.Is(err, syscall.EINVAL) {
+		// O_DIRECT taken at open but not for this write: write the same file buffered.
+		f.Close()
+		if f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0o600); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		err = writePages(f, hdr, payload)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
