@@ -26,7 +26,7 @@
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
 //	                                          VectorSource fills them)
-//	+ maxDiskWriters requests' blocks         on their way to the disk tier
+//	+ maxDiskWriters blocks                   on their way to the disk tier
 //	+ one block per open Reader               its current block (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
@@ -277,8 +277,8 @@ func (c *Cache) BlockSize() int64 { return c.bs }
 // read-ahead. ctx bounds only this caller's wait: a fetch it started goes on
 // for other waiters. On a fetch error no bytes are returned.
 func (c *Cache) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
-	n, _, err := c.readAt(ctx, obj, p, off, nil, nil)
-	return n, err
+	b, _, err := c.readAt(ctx, obj, p, off, nil, nil, false)
+	return len(b), err
 }
 
 // readAt is ReadAt with a reader's current block (cur, may be nil) and an
@@ -286,21 +286,25 @@ func (c *Cache) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (in
 // waiting for them (read-ahead is issued there, so it queues behind them). It
 // returns the blocks read, for the reader's bookkeeping: none when cur alone
 // served the read (the reader has seen that block already).
-func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur *heldBlock, hook func()) (int, []heldBlock, error) {
+//
+// It returns the bytes read: p[:n], or with ref a sub-slice of the one cached
+// block holding the whole range (never to be written to), which spares a copy
+// when the caller only hands the bytes on (a FUSE reply).
+func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur *heldBlock, hook func(), ref bool) ([]byte, []heldBlock, error) {
 	if c.closed.Load() {
-		return 0, nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if off < 0 {
-		return 0, nil, fmt.Errorf("cache: read %s at negative offset %d", obj.ID, off)
+		return nil, nil, fmt.Errorf("cache: read %s at negative offset %d", obj.ID, off)
 	}
 	if off >= obj.Size || len(p) == 0 {
 		if hook != nil {
 			hook()
 		}
 		if off >= obj.Size {
-			return 0, nil, io.EOF
+			return nil, nil, io.EOF
 		}
-		return 0, nil, nil
+		return nil, nil, nil
 	}
 	end := min(off+int64(len(p)), obj.Size)
 	first, last := off/c.bs, (end-1)/c.bs
@@ -310,12 +314,7 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 		if hook != nil {
 			hook()
 		}
-		bstart := first * c.bs
-		n := copy(p, cur.data[off-bstart:end-bstart])
-		if n < len(p) {
-			return n, nil, io.EOF
-		}
-		return n, nil, nil
+		return c.out(p, off, end, first, [][]byte{cur.data}, ref), nil, eofIf(end-off < int64(len(p)))
 	}
 	req := c.claim(obj, first, last, cur)
 	if hook != nil {
@@ -323,7 +322,21 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 	}
 	blocks, err := req.wait(ctx)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
+	}
+	held := make([]heldBlock, len(blocks))
+	for i, b := range blocks {
+		held[i] = heldBlock{idx: first + int64(i), data: b}
+	}
+	return c.out(p, off, end, first, blocks, ref), held, eofIf(end-off < int64(len(p)))
+}
+
+// out returns bytes [off, end) from blocks (first is the index of blocks[0]):
+// with ref and a single block, a sub-slice of it; else copied into p.
+func (c *Cache) out(p []byte, off, end, first int64, blocks [][]byte, ref bool) []byte {
+	if ref && len(blocks) == 1 {
+		bstart := first * c.bs
+		return blocks[0][off-bstart : end-bstart : end-bstart]
 	}
 	n := 0
 	for i, b := range blocks {
@@ -332,14 +345,14 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 		hi := min(end, bstart+int64(len(b))) - bstart
 		n += copy(p[n:], b[lo:hi])
 	}
-	held := make([]heldBlock, len(blocks))
-	for i, b := range blocks {
-		held[i] = heldBlock{idx: first + int64(i), data: b}
+	return p[:n]
+}
+
+func eofIf(short bool) error {
+	if short {
+		return io.EOF
 	}
-	if n < len(p) {
-		return n, held, io.EOF
-	}
-	return n, held, nil
+	return nil
 }
 
 // Drop forgets every cached block of objectID in every tier (and any

@@ -393,7 +393,7 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 	if from >= to || c.closed.Load() {
 		return
 	}
-	missing := make([]bool, to-from)
+	missing, inDisk := make([]bool, to-from), make([]bool, to-from)
 	c.mu.Lock()
 	gen := c.gens[obj.ID]
 	for i := from; i < to; i++ {
@@ -415,11 +415,10 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 				continue
 			}
 		}
-		if c.disk != nil && c.disk.has(obj, c.bs, i) {
-			missing[i-from] = false
-		}
+		// Looked up here, not under Cache.mu (the disk tier's lock is not nested in it).
+		inDisk[i-from] = c.disk != nil && c.disk.has(obj, c.bs, i)
 	}
-	var created []*call
+	var created, onDisk []*call
 	var idx []int64
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
@@ -434,11 +433,72 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 		if _, ok := c.ready[k]; ok {
 			continue
 		}
+		if inDisk[i-from] {
+			// Loaded ahead only within the budget (and counted in it while
+			// loading): a block evicted from read-ahead is not worth
+			// evicting another for. Otherwise the reader reads it itself.
+			n := c.blockLen(obj, i)
+			if c.readyBytes+c.inflightBytes+n > c.fetchBudget {
+				continue
+			}
+			c.inflightBytes += n
+			cl := &call{key: k, gen: gen, done: make(chan struct{})}
+			c.calls[k] = cl
+			onDisk = append(onDisk, cl)
+			continue
+		}
 		cl := &call{key: k, gen: gen, done: make(chan struct{})}
 		c.calls[k] = cl
 		created = append(created, cl)
 		idx = append(idx, i)
 	}
 	c.mu.Unlock()
+	c.startDiskLoads(obj, onDisk)
 	c.startSpansN(obj, created, idx, true, reqBlk)
+}
+
+// startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
+// streams (the disk is read while the reader consumes earlier blocks) instead of waiting for each block
+// in turn. A block the disk no longer has (evicted, corrupt) is fetched instead.
+func (c *Cache) startDiskLoads(obj Object, calls []*call) {
+	if len(calls) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.shut {
+		for _, cl := range calls {
+			c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+		}
+		c.mu.Unlock()
+		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		for _, cl := range calls {
+			c.loadFromDisk(obj, cl)
+		}
+	}()
+}
+
+// loadFromDisk completes cl, whose block length readahead added to inflightBytes, from the disk tier.
+func (c *Cache) loadFromDisk(obj Object, cl *call) {
+	n := c.blockLen(obj, cl.key.idx)
+	defer func() {
+		c.mu.Lock()
+		c.inflightBytes -= n
+		c.mu.Unlock()
+	}()
+	if c.closed.Load() {
+		c.complete(&span{obj: obj, calls: []*call{cl}}, nil, ErrClosed)
+		return
+	}
+	if d := c.disk.get(obj, c.bs, cl.key.idx, n); d != nil {
+		c.st.diskHits.Add(1)
+		c.complete(&span{obj: obj, calls: []*call{cl}, readahead: true, fromDisk: true}, [][]byte{d}, nil)
+		return
+	}
+	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1)
 }

@@ -18,6 +18,9 @@ type Reader struct {
 	c   *Cache
 	obj Object
 	v   *verifier // nil: no whole-file check
+	// preverified: the object was verified earlier and every block is in the disk tier (each with
+	// its own checksum), so it is not hashed again.
+	preverified bool
 
 	// mu protects next, window, raNext, cur, closed and failed.
 	mu     sync.Mutex
@@ -31,10 +34,15 @@ type Reader struct {
 
 // NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
 // is not empty, the reader checks it once every block of the object has been
-// read in order from the start (see ReadAt for how a mismatch is reported).
+// read in order from the start (see ReadAt for how a mismatch is reported),
+// unless the object matched it before and all its blocks are in the disk tier.
 func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	r := &Reader{c: c, obj: obj}
-	if expectedSHA512 != "" {
+	switch {
+	case expectedSHA512 == "":
+	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
+		r.preverified = true
+	default:
 		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size))
 	}
 	return r
@@ -51,15 +59,28 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 // are not the file's. A new Reader (a new open) fetches afresh and is
 // verified again.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	b, err := r.read(ctx, p, off, false)
+	return len(b), err
+}
+
+// ReadRef is ReadAt returning the bytes read: p[:n], or a sub-slice of a
+// cached block when one block holds the whole range. The caller must not
+// write to it; it spares a copy when the bytes are only handed on (as the
+// FUSE reply is).
+func (r *Reader) ReadRef(ctx context.Context, p []byte, off int64) ([]byte, error) {
+	return r.read(ctx, p, off, true)
+}
+
+func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byte, error) {
 	c, size := r.c, r.obj.Size
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return 0, ErrClosed
+		return nil, ErrClosed
 	}
 	if r.failed != nil {
 		r.mu.Unlock()
-		return 0, r.failed
+		return nil, r.failed
 	}
 	cur := r.cur
 	var raFrom, raTo, reqBlk int64
@@ -79,9 +100,9 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if raTo > raFrom {
 		hook = func() { c.readahead(r.obj, raFrom, raTo, reqBlk) }
 	}
-	n, held, err := c.readAt(ctx, r.obj, p, off, cur, hook)
+	b, held, err := c.readAt(ctx, r.obj, p, off, cur, hook, ref)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return n, err
+		return b, err
 	}
 	if len(held) > 0 {
 		last := held[len(held)-1] // a copy: &held[i] would pin every block of this read
@@ -93,10 +114,10 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// (an empty object has none: its first read completes it).
 	if r.v != nil && (len(held) > 0 || size == 0) {
 		if verr := r.verify(held); verr != nil {
-			return n, verr
+			return b, verr
 		}
 	}
-	return n, err
+	return b, err
 }
 
 // planLocked grows the window for a sequential read ending at end and returns
@@ -156,7 +177,7 @@ func (r *Reader) Window() int64 {
 // Verified reports whether the whole-file sha512 has been checked and matched.
 func (r *Reader) Verified() bool {
 	if r.v == nil {
-		return false
+		return r.preverified
 	}
 	return r.v.matched()
 }

@@ -19,19 +19,32 @@ var ErrChecksumMismatch = errors.New("cache: whole-file sha512 mismatch")
 // means the file is not being read in order and verification is given up.
 const maxPending = 8
 
+// maxQueued is how many in-order blocks (the one being hashed included) may
+// wait for the hashing goroutine before a read waits for it. One block of
+// overlap is what pipelining needs; more only holds memory (four readers each
+// queueing four 8 MiB blocks came to 128 MiB outside every budget).
+const maxQueued = 1
+
 // verifier hashes an object's blocks in index order as reads return them.
 // It hashes the immutable cached blocks, whole, so the check covers exactly
-// the data the cache serves.
+// the data the cache serves. Hashing runs beside the reads, on a goroutine
+// that lives while there are queued blocks: a read hands its blocks over and
+// answers at once, and only the read completing the file waits for the sum.
 type verifier struct {
 	obj     Object
 	want    string
 	nblocks int64
 
-	// mu protects h, next, pending, state.
+	// mu protects everything below; cond (on mu) signals progress of the
+	// hashing goroutine (a queue slot freed, the sum done).
 	mu      sync.Mutex
-	h       hash.Hash
-	next    int64            // next block index to hash
+	cond    *sync.Cond
+	h       hash.Hash        // owned by the hashing goroutine while hashing is set
+	next    int64            // next block index to queue for hashing
 	pending map[int64][]byte // blocks read ahead of next
+	queue   [][]byte         // in-order blocks not yet hashed
+	hashing bool             // a goroutine is draining queue
+	sum     string           // set when every block is hashed, until the verdict is taken
 	state   verifyState
 }
 
@@ -44,8 +57,10 @@ const (
 )
 
 func newVerifier(obj Object, want string, nblocks int64) *verifier {
-	return &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks,
+	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks,
 		h: sha512.New(), pending: make(map[int64][]byte)}
+	v.cond = sync.NewCond(&v.mu)
+	return v
 }
 
 func (v *verifier) matched() bool {
@@ -55,26 +70,25 @@ func (v *verifier) matched() bool {
 }
 
 // observe feeds blocks a read returned. It returns the computed sum and true
-// when this call completed the file.
+// when this call completed the file (then it waited for the hashing).
 func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.state != verifying {
 		return "", false
 	}
+	before := v.next
 	for _, b := range held {
 		switch {
 		case b.idx == v.next:
-			v.h.Write(b.data)
-			v.next++
+			v.enqueueLocked(b.data)
 			for {
 				d, ok := v.pending[v.next]
 				if !ok {
 					break
 				}
 				delete(v.pending, v.next)
-				v.h.Write(d)
-				v.next++
+				v.enqueueLocked(d)
 			}
 		case b.idx > v.next:
 			v.pending[b.idx] = b.data
@@ -85,10 +99,26 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 			}
 		}
 	}
-	if v.next < v.nblocks {
+	// Decided before any wait (which lets other reads in): only the call
+	// that queued the last block waits for the verdict.
+	completing := before < v.nblocks && v.next >= v.nblocks
+	if v.nblocks == 0 && before == 0 {
+		v.enqueueLocked(nil) // an empty object: its first read completes it
+		completing = true
+	}
+	if !completing {
+		// Backpressure: a reader faster than the hashing waits here, after
+		// its blocks are queued, so the queue never sees a block twice or
+		// out of order.
+		for len(v.queue) > maxQueued {
+			v.cond.Wait()
+		}
 		return "", false
 	}
-	sum = hex.EncodeToString(v.h.Sum(nil))
+	for v.sum == "" {
+		v.cond.Wait()
+	}
+	sum, v.sum = v.sum, ""
 	if sum == v.want {
 		v.state = verifyMatched
 	} else {
@@ -100,14 +130,49 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 	return sum, true
 }
 
+// enqueueLocked queues block v.next for hashing and starts the hashing
+// goroutine if none runs. It never waits: the blocks of one read are queued
+// together, under one hold of mu.
+func (v *verifier) enqueueLocked(b []byte) {
+	v.queue = append(v.queue, b)
+	v.next++
+	if !v.hashing {
+		v.hashing = true
+		go v.drain()
+	}
+}
+
+// drain hashes queued blocks in order until the queue is empty, then exits.
+// The block completing the object also computes the sum.
+func (v *verifier) drain() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for len(v.queue) > 0 {
+		b := v.queue[0]
+		v.mu.Unlock()
+		v.h.Write(b) // v.h is ours while hashing is set
+		v.mu.Lock()
+		v.queue[0] = nil
+		v.queue = v.queue[1:]
+		if len(v.queue) == 0 && v.next >= v.nblocks {
+			v.sum = hex.EncodeToString(v.h.Sum(nil))
+		}
+		v.cond.Broadcast()
+	}
+	v.hashing = false
+}
+
 // verify feeds a read's blocks to the verifier; on a mismatch it drops the
 // object's cached blocks, logs, and returns the error for the read.
 func (r *Reader) verify(held []heldBlock) error {
 	sum, complete := r.v.observe(held)
+	c := r.c
+	if complete && sum == r.v.want && c.disk != nil {
+		c.disk.markVerified(r.obj, r.v.want)
+	}
 	if !complete || sum == r.v.want {
 		return nil
 	}
-	c := r.c
 	c.st.mismatches.Add(1)
 	c.log.Warn("whole-file sha512 mismatch; dropped cached blocks",
 		"object", r.obj.ID, "size", r.obj.Size, "want", r.v.want, "got", sum)

@@ -68,6 +68,17 @@ func (d *downloads) track(now func() time.Time, newReader func(*remote.File) fil
 
 func (r *trackedReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n, err := r.fileReader.ReadAt(ctx, p, off)
+	r.count(off, n)
+	return n, err
+}
+
+func (r *trackedReader) ReadRef(ctx context.Context, p []byte, off int64) ([]byte, error) {
+	b, err := r.fileReader.ReadRef(ctx, p, off)
+	r.count(off, len(b))
+	return b, err
+}
+
+func (r *trackedReader) count(off int64, n int) {
 	if n > 0 {
 		r.read.Add(int64(n))
 		r.last.Store(r.now().UnixNano())
@@ -79,7 +90,6 @@ func (r *trackedReader) ReadAt(ctx context.Context, p []byte, off int64) (int, e
 			}
 		}
 	}
-	return n, err
 }
 
 func (r *trackedReader) Close() error {

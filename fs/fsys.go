@@ -35,6 +35,9 @@ var _ platform = (*remote.Client)(nil)
 // fileReader reads one open file: a cache.Reader, which detects sequential access per handle.
 type fileReader interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	// ReadRef is ReadAt returning the bytes read, which may be the cache's own (read-only) block
+	// rather than p: the FUSE reply is written from them without a copy into p first.
+	ReadRef(ctx context.Context, p []byte, off int64) ([]byte, error)
 	Close() error
 }
 

@@ -28,7 +28,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		return fuse.ReadResultData(nil), 0
 	}
 	h.f.stats.reads.Add(1)
-	n, err := h.r.ReadAt(ctx, dest, off)
+	b, err := h.r.ReadRef(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		h.f.stats.readErrors.Add(1)
 		if errors.Is(err, cache.ErrChecksumMismatch) {
@@ -39,8 +39,8 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		}
 		return nil, h.f.errno("read "+h.node.file.ID, err)
 	}
-	h.f.stats.bytesRead.Add(int64(n))
-	return fuse.ReadResultData(dest[:n]), 0
+	h.f.stats.bytesRead.Add(int64(len(b)))
+	return fuse.ReadResultData(b), 0
 }
 
 // Flush may come several times (dup'ed descriptors); nothing to do for a read-only file.

@@ -28,7 +28,21 @@ const directBodyAttempts = 4
 // with f's key. It returns nil only when all len(p) bytes are in p. Like Client.ReadRange, a range past
 // the end of the file fails with ErrRange (off at or past the end) or ErrShortBody.
 func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []byte) error {
-	if len(p) == 0 {
+	return s.ReadRangeDirectVec(ctx, f, off, [][]byte{p})
+}
+
+// directChunk is how much ciphertext a direct read takes from the body at a time: it is decrypted in
+// place and copied into the destination while the next piece arrives, so a request needs this much
+// memory beyond its destination, whatever its length.
+const directChunk = 256 << 10
+
+// ReadRangeDirectVec is ReadRangeDirect for a destination spread over several buffers, filled in order
+// from one ranged GET: the block cache passes one buffer per block. The body is decrypted as it arrives,
+// a chunk at a time, straight into the buffers.
+func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bufs [][]byte) error {
+	dst := scatter(bufs)
+	n := int64(dst.size())
+	if n == 0 {
 		return nil
 	}
 	if off < 0 {
@@ -37,8 +51,8 @@ func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []b
 	if off >= f.DecryptedSize {
 		return fmt.Errorf("direct read %s at %d: %w: the file has %d bytes", f.ID, off, ErrRange, f.DecryptedSize)
 	}
-	if off+int64(len(p)) > f.DecryptedSize {
-		return fmt.Errorf("direct read %s [%d,%d): %w: the file has %d bytes", f.ID, off, off+int64(len(p)), ErrShortBody, f.DecryptedSize)
+	if off+n > f.DecryptedSize {
+		return fmt.Errorf("direct read %s [%d,%d): %w: the file has %d bytes", f.ID, off, off+n, ErrShortBody, f.DecryptedSize)
 	}
 	if f.PathParts.Container == "" || f.PathParts.Path == "" {
 		return fmt.Errorf("direct read %s: %w: no storage path", f.ID, ErrBadRequest)
@@ -47,81 +61,114 @@ func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []b
 	if err != nil {
 		return err
 	}
-	n := int64(len(p))
-	cs, ce := cbc.CipherRange(off, n, f.DecryptedSize)
-	ct := make([]byte, ce-cs)
-	meta, err := s.getRange(ctx, f, cs, ct)
-	if err != nil {
-		return err
-	}
-	var iv []byte
-	if off < cbc.BlockSize {
-		// Only a range in block 0 needs the file IV; later ranges carry their own in the block before.
-		if iv, err = s.fileIV(ctx, f, meta); err != nil {
-			return err
-		}
-	}
-	plain, err := cbc.DecryptRange(key, iv, f.DecryptedSize, off, n, ct)
+	dec, err := cbc.NewRangeDecrypter(key, f.DecryptedSize, off, n)
 	if err != nil {
 		return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
 	}
-	if int64(len(plain)) != n {
-		return fmt.Errorf("direct read %s [%d,%d): %w: decrypted %d bytes", f.ID, off, off+n, ErrShortBody, len(plain))
+	filled := 0
+	emit := func(plain []byte) {
+		for len(plain) > 0 {
+			k := copy(dst.from(filled), plain)
+			filled += k
+			plain = plain[k:]
+		}
 	}
-	copy(p, plain)
+	cs, ce := cbc.CipherRange(off, n, f.DecryptedSize)
+	err = s.getRange(ctx, f, cs, ce-cs, func(meta map[string]string) error {
+		if !dec.NeedsIV() {
+			return nil
+		}
+		// Only a range in block 0 needs the file IV; later ranges carry their own in the block before.
+		iv, err := s.fileIV(ctx, f, meta)
+		if err != nil {
+			return err
+		}
+		return dec.SetIV(iv)
+	}, func(ct []byte) error {
+		if err := dec.Write(ct, emit); err != nil {
+			return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if int64(filled) != n || !dec.Done() {
+		return fmt.Errorf("direct read %s [%d,%d): %w: decrypted %d bytes", f.ID, off, off+n, ErrShortBody, filled)
+	}
 	return nil
 }
 
-// getRange fills ct with the object's bytes from cstart, resuming a body that breaks. It returns the
-// object's metadata, which every GET answer carries (so the file IV usually costs no extra request).
-func (s *S3Client) getRange(ctx context.Context, f File, cstart int64, ct []byte) (map[string]string, error) {
+// getRange streams the object's bytes [cstart, cstart+length) into consume, a chunk at a time,
+// resuming a body that breaks where it stopped. start is called once, with the object's metadata from
+// the first answer (which every GET carries, so the file IV usually costs no extra request), before
+// any byte is consumed.
+func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, start func(map[string]string) error, consume func([]byte) error) error {
 	want := cbc.CiphertextSize(f.DecryptedSize)
-	done := 0
-	var meta map[string]string
+	var done int64
+	started := false
 	var lastErr error
-	for attempt := 1; done < len(ct); attempt++ {
+	var buf []byte
+	for attempt := 1; done < length; attempt++ {
 		if attempt > directBodyAttempts {
-			return nil, lastErr
+			return lastErr
 		}
 		if attempt > 1 {
 			if err := sleepCtx(ctx, backoff(attempt-1, 50*time.Millisecond, time.Second)); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		start := cstart + int64(done)
-		end := cstart + int64(len(ct)) - 1
+		from := cstart + done
+		end := cstart + length - 1
 		out, err := s.sdk.GetObject(ctx, &s3.GetObjectInput{
 			Bucket: aws.String(f.PathParts.Container),
 			Key:    aws.String(f.PathParts.Path),
-			Range:  aws.String(fmt.Sprintf("bytes=%d-%d", start, end)),
+			Range:  aws.String(fmt.Sprintf("bytes=%d-%d", from, end)),
 		})
 		if err != nil {
 			// The SDK has already retried what is worth retrying.
-			return nil, fmt.Errorf("direct read %s: GetObject [%d,%d]: %w", f.ID, start, end, err)
+			return fmt.Errorf("direct read %s: GetObject [%d,%d]: %w", f.ID, from, end, err)
 		}
 		if total, ok := contentRangeTotal(aws.ToString(out.ContentRange)); ok && total != want {
 			out.Body.Close()
-			return nil, fmt.Errorf("direct read %s: %w: object is %d bytes, want %d for %d plaintext bytes",
+			return fmt.Errorf("direct read %s: %w: object is %d bytes, want %d for %d plaintext bytes",
 				f.ID, ErrBadRange, total, want, f.DecryptedSize)
 		}
-		if l := aws.ToInt64(out.ContentLength); out.ContentLength != nil && l != end-start+1 {
+		if l := aws.ToInt64(out.ContentLength); out.ContentLength != nil && l != end-from+1 {
 			out.Body.Close()
-			return nil, fmt.Errorf("direct read %s: %w", f.ID, lengthError(l, end-start+1))
+			return fmt.Errorf("direct read %s: %w", f.ID, lengthError(l, end-from+1))
 		}
-		if meta == nil {
-			meta = out.Metadata
-		}
-		n, err := io.ReadFull(out.Body, ct[done:])
-		out.Body.Close()
-		done += n
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		if !started {
+			if err := start(out.Metadata); err != nil {
+				out.Body.Close()
+				return err
 			}
-			lastErr = fmt.Errorf("direct read %s: %w: %v", f.ID, ErrShortBody, err)
+			started = true
 		}
+		if buf == nil {
+			buf = make([]byte, min(length, directChunk))
+		}
+		for done < length {
+			k, rerr := io.ReadFull(out.Body, buf[:min(int64(len(buf)), length-done)])
+			if k > 0 {
+				done += int64(k)
+				if err := consume(buf[:k]); err != nil {
+					out.Body.Close()
+					return err
+				}
+			}
+			if rerr != nil {
+				if ctx.Err() != nil {
+					out.Body.Close()
+					return ctx.Err()
+				}
+				lastErr = fmt.Errorf("direct read %s: %w: %v", f.ID, ErrShortBody, rerr)
+				break
+			}
+		}
+		out.Body.Close()
 	}
-	return meta, nil
+	return nil
 }
 
 // contentRangeTotal reads the total of "bytes a-b/total".

@@ -106,11 +106,17 @@ func (d *DirectSource) File(ctx context.Context, id string) (File, error) {
 // /contents/ when the direct path fails (logged once per file). Both paths share one budget of the
 // network policy, so a platform that is gone fails the read once, not once per path.
 func (d *DirectSource) ReadRange(ctx context.Context, objectID string, off int64, p []byte) error {
-	return d.c.readBudget(ctx, objectID, func(ctx context.Context) error { return d.readRange(ctx, objectID, off, p) })
+	return d.ReadRangeVec(ctx, objectID, off, [][]byte{p})
 }
 
-func (d *DirectSource) readRange(ctx context.Context, objectID string, off int64, p []byte) error {
-	err := d.readDirect(ctx, objectID, off, p)
+// ReadRangeVec is ReadRange for a destination spread over several buffers (one per cache block),
+// filled in order from one ranged request, direct or through /contents/, under one budget.
+func (d *DirectSource) ReadRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error {
+	return d.c.readBudget(ctx, objectID, func(ctx context.Context) error { return d.readRangeVec(ctx, objectID, off, bufs) })
+}
+
+func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error {
+	err := d.readDirect(ctx, objectID, off, bufs)
 	if err == nil {
 		return nil
 	}
@@ -124,13 +130,14 @@ func (d *DirectSource) readRange(ctx context.Context, objectID string, off int64
 	if !errors.Is(err, errDirectUnavailable) {
 		d.noteFailure(objectID, err)
 	}
-	return d.c.ReadRange(ctx, objectID, off, p)
+	return d.c.ReadRangeVec(ctx, objectID, off, bufs)
 }
 
 // errOutOfFile marks a range that reaches past the file's end, as the metadata says.
 var errOutOfFile = errors.New("range past the end of the file")
 
-func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, p []byte) error {
+func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, bufs [][]byte) error {
+	n := int64(scatter(bufs).size())
 	d.mu.Lock()
 	until, off2api := d.apiUntil[id]
 	d.mu.Unlock()
@@ -142,8 +149,8 @@ func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, p [
 		// Without metadata there is no key; the API may still serve the bytes.
 		return fmt.Errorf("%w: %w", errDirectUnavailable, err)
 	}
-	if off+int64(len(p)) > f.DecryptedSize && off < f.DecryptedSize {
-		return fmt.Errorf("read %s [%d,%d): %w: %w: the file has %d bytes", id, off, off+int64(len(p)), ErrShortBody, errOutOfFile, f.DecryptedSize)
+	if off+n > f.DecryptedSize && off < f.DecryptedSize {
+		return fmt.Errorf("read %s [%d,%d): %w: %w: the file has %d bytes", id, off, off+n, ErrShortBody, errOutOfFile, f.DecryptedSize)
 	}
 	if f.Storage.StorageType != StorageTypeS3 || f.PathParts.Path == "" || f.EncodedEncryptionKey == "" {
 		return errDirectUnavailable
@@ -152,7 +159,7 @@ func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, p [
 	if err != nil {
 		return err
 	}
-	return s.ReadRangeDirect(ctx, f, off, p)
+	return s.ReadRangeDirectVec(ctx, f, off, bufs)
 }
 
 // store returns the S3 client of a storage, creating it (one credentials request, shared by concurrent

@@ -271,3 +271,53 @@ func TestDirectSourceConcurrentFirstReads(t *testing.T) {
 		t.Fatalf("%d credentials requests for one storage, want 1", n)
 	}
 }
+
+// TestDirectSourceVectoredRead: a range spread over several buffers (the cache's blocks) is one GET,
+// decrypted as it streams in straight into the buffers, through body cuts, whatever the alignment of
+// the range and of the buffers; from block 0 (the file IV) and from the middle (the block before).
+func TestDirectSourceVectoredRead(t *testing.T) {
+	v := newS3Env(t)
+	ctx := context.Background()
+	d := NewDirectSource(v.c, DirectSourceOptions{})
+	plain := randomBytes(13, 3*directChunk+1000)
+	f := v.libraryFile("vec.bin", plain)
+	d.Register(f)
+	for _, tc := range []struct {
+		name  string
+		off   int64
+		sizes []int
+		cut   bool
+	}{
+		{"from 0, blocks", 0, []int{directChunk, directChunk, directChunk, 1000}, false},
+		{"middle, ragged buffers", 100, []int{1, 17, directChunk + 5, 3, 40_000}, false},
+		{"cut twice mid-body", 16, []int{directChunk, 2 * directChunk}, true},
+		{"last byte", int64(len(plain)) - 1, []int{1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cut {
+				v.e.FailNext(emulator.EndpointS3Get, 2, emulator.FaultCut)
+			}
+			v.e.ResetCounters()
+			var bufs [][]byte
+			total := 0
+			for _, n := range tc.sizes {
+				bufs = append(bufs, make([]byte, n))
+				total += n
+			}
+			if err := d.ReadRangeVec(ctx, f.ID, tc.off, bufs); err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Join(bufs, nil); !bytes.Equal(got, plain[tc.off:tc.off+int64(total)]) {
+				t.Fatal("bytes differ")
+			}
+			c := v.e.Counters()
+			want := int64(1)
+			if tc.cut {
+				want = 3
+			}
+			if c.Requests[emulator.EndpointS3Get] != want || c.Requests[emulator.EndpointContents] != 0 {
+				t.Fatalf("requests %v, want %d S3 GETs", c.Requests, want)
+			}
+		})
+	}
+}

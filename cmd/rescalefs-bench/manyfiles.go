@@ -128,7 +128,7 @@ func manyFilesBench(c config) error {
 	ariaDest := filepath.Join(work, "aria2c")
 	if err := measure("aria2c -j16 of the downloadUrls", ariaDest, func() error {
 		var err error
-		clientCPU, err = aria2c(work, ariaDest, emu.APIKey(), files)
+		clientCPU, err = aria2cFiles(work, ariaDest, emu.APIKey(), files)
 		return err
 	}); err != nil {
 		return err
@@ -247,7 +247,7 @@ func manyFilesBench(c config) error {
 	// of the two aria2c runs.
 	if err := measure("aria2c -j16 again (load check)", ariaDest, func() error {
 		var err error
-		clientCPU, err = aria2c(work, ariaDest, emu.APIKey(), files)
+		clientCPU, err = aria2cFiles(work, ariaDest, emu.APIKey(), files)
 		return err
 	}); err != nil {
 		return err
@@ -267,9 +267,9 @@ func manyFilesBench(c config) error {
 	return nil
 }
 
-// aria2c downloads every file's downloadUrl into dest/<relativePath>, 16 at a time. The key goes in
+// aria2cFiles downloads every file's downloadUrl into dest/<relativePath>, 16 at a time. The key goes in
 // the input file (0600 in a 0700 folder), never on the command line.
-func aria2c(work, dest, key string, files []remote.File) (float64, error) {
+func aria2cFiles(work, dest, key string, files []remote.File) (float64, error) {
 	var b strings.Builder
 	for _, f := range files {
 		fmt.Fprintf(&b, "%s\n  out=%s\n  header=Authorization: Token %s\n", f.DownloadURL, f.RelativePath, key)

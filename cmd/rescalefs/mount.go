@@ -74,7 +74,7 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	fl.StringSliceVarP(&c.options, "option", "o", nil, "mount options passed to FUSE, e.g. -o ro (allow_other lets root in too; other users stay out)")
 	fl.StringVar(&c.cacheDir, "cache-dir", defaultCacheDir(), "block cache and staging directory (kept across mounts)")
 	fl.Var(newSizeValue(10<<30, &c.cacheSize), "cache-size", "disk cache bound")
-	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory for block data, cached and in flight (the mount stays within this plus about 128MiB)")
+	fl.Var(newSizeValue(512<<20, &c.memory), "memory", "memory for block data, cached and in flight (the mount stays within this plus about 64MiB)")
 	fl.Var(newSizeValue(8<<20, &c.blockSize), "block-size", "cache block size (4MiB to 16MiB)")
 	fl.Var(newSizeValue(256<<20, &c.readahead), "readahead", "largest sequential read-ahead window per open file")
 	fl.IntVar(&c.parallel, "parallel", 16, "most ranged requests in flight across the mount")
@@ -379,8 +379,15 @@ func checkAutoDownload(c mountConfig, mountpoint string) error {
 const requestSize = 16 << 20
 
 // runtimeOverhead is what the process needs beyond block buffers: the Go runtime, FUSE request buffers,
-// listings and metadata. It is the "small constant" of the memory target.
-const runtimeOverhead = 128 << 20
+// listings and metadata. It is the "small constant" of the memory target (--memory + 64 MiB of peak RSS
+// with four 1 GiB readers): the Go memory limit is --memory plus this, and block buffers are noscan, so
+// the garbage collector running often near the limit costs little.
+const runtimeOverhead = 48 << 20
+
+// pinnedReserve is the block data outside both the memory tier and the fetch budget: each open reader's
+// current block, blocks queued for the whole-file hash, blocks on their way to the disk tier. Most are
+// also in a tier, so this is a bound, not a typical use.
+const pinnedReserve = 64 << 20
 
 // minMemoryTier is the smallest useful memory tier: a few blocks for readers that re-read.
 const minMemoryTier = 32 << 20
@@ -395,11 +402,11 @@ func splitMemory(memory int64, parallel int) (memoryBudget, error) {
 		return memoryBudget{}, fmt.Errorf("--parallel %d: want at least 1", parallel)
 	}
 	inflight := int64(parallel) * requestSize
-	if memory < inflight+minMemoryTier {
+	if memory < inflight+pinnedReserve+minMemoryTier {
 		return memoryBudget{}, fmt.Errorf("--memory %s is too small for --parallel %d: want at least %s",
-			units.Exact(memory), parallel, units.Human(inflight+minMemoryTier))
+			units.Exact(memory), parallel, units.Human(inflight+pinnedReserve+minMemoryTier))
 	}
-	return memoryBudget{tier: memory - inflight, request: requestSize}, nil
+	return memoryBudget{tier: memory - inflight - pinnedReserve, request: requestSize}, nil
 }
 
 // stillWaitingAfter is how long the key check waits in silence: a URL that accepts connections but does

@@ -1,0 +1,164 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gatedHash is sha512 whose Write waits until gate is closed: the hashing is held up on purpose.
+type gatedHash struct {
+	hash.Hash
+	gate chan struct{}
+}
+
+func (g gatedHash) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.Hash.Write(p)
+}
+
+// TestHashingBesideTheReads: a read returns while the whole-file hash of its block has not caught up
+// (sha512 runs beside the reads, not on them); the read completing the file waits for the verdict and
+// gets it.
+func TestHashingBesideTheReads(t *testing.T) {
+	src := newFake()
+	obj := src.add("obj", 3*testBS)
+	sum := sha512.Sum512(src.objects["obj"])
+	c := newTestCache(t, src, testOptions(t))
+	r := c.NewReader(obj, hex.EncodeToString(sum[:]))
+	gate := make(chan struct{})
+	r.v.h = gatedHash{r.v.h, gate}
+
+	done := make(chan error, 1)
+	go func() {
+		// Block 0 is answered while its hashing is held up (maxQueued blocks may lag).
+		_, err := r.ReadAt(context.Background(), make([]byte, testBS), 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // a hang guard, not a timing
+		close(gate)
+		t.Fatal("reads waited for the hashing")
+	}
+	if r.Verified() {
+		t.Fatal("verified before the last block")
+	}
+	last := make(chan error, 1)
+	go func() {
+		p := make([]byte, testBS)
+		for off := int64(testBS); off < 3*testBS; off += testBS {
+			if _, err := r.ReadAt(context.Background(), p, off); err != nil {
+				last <- err
+				return
+			}
+		}
+		last <- nil
+	}()
+	close(gate)
+	if err := <-last; err != nil {
+		t.Fatal(err)
+	}
+	if !r.Verified() {
+		t.Fatal("not verified after the last read")
+	}
+	settle(c)
+}
+
+// TestVerifiedFileNotHashedAgain: a file verified once, with every block in the disk tier, is not
+// hashed again by a later reader (even after a restart); a missing block or another expected sum
+// means hashing again, and a mismatch forgets the verdict.
+func TestVerifiedFileNotHashedAgain(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	obj := src.add("obj", 3*testBS+5)
+	sum := sha512.Sum512(src.objects["obj"])
+	good := hex.EncodeToString(sum[:])
+
+	c1 := newTestCache(t, src, diskOptions(t, dir))
+	r1 := c1.NewReader(obj, good)
+	if _, err := readAll(t, r1, obj.Size, 64<<10); err != nil {
+		t.Fatal(err)
+	}
+	if r1.v == nil || !r1.Verified() {
+		t.Fatal("first reader: not hashed and verified")
+	}
+	settle(c1)
+	if r := c1.NewReader(obj, good); r.v != nil || !r.Verified() {
+		t.Fatal("second reader hashes again")
+	}
+	if r := c1.NewReader(obj, "00"+good[2:]); r.v == nil {
+		t.Fatal("another expected sum: not hashed")
+	}
+	c1.Close()
+
+	c2 := newTestCache(t, src, diskOptions(t, dir))
+	r2 := c2.NewReader(obj, good)
+	if r2.v != nil || !r2.Verified() {
+		t.Fatal("after a restart: hashed again")
+	}
+	if got, err := readAll(t, r2, obj.Size, 64<<10); err != nil || string(got) != string(src.objects["obj"]) {
+		t.Fatalf("err=%v, bytes equal %v", err, string(got) == string(src.objects["obj"]))
+	}
+	c2.disk.remove(obj, testBS, 1)
+	if r := c2.NewReader(obj, good); r.v == nil {
+		t.Fatal("a block missing from disk: not hashed")
+	}
+	c2.Drop(obj.ID)
+	if _, err := os.Stat(c2.disk.verifiedPath(objHash(obj.ID))); !os.IsNotExist(err) {
+		t.Fatalf("marker after Drop: %v", err)
+	}
+}
+
+// TestConcurrentReadsOfOneHandleVerify: the kernel sends a handle's reads concurrently (its read-ahead),
+// so several reads may bring the same new block at once; each block must still be hashed exactly once,
+// in order, and a good file verified.
+func TestConcurrentReadsOfOneHandleVerify(t *testing.T) {
+	src := newFake()
+	obj := src.add("obj", 40*testBS+123)
+	sum := sha512.Sum512(src.objects["obj"])
+	good := hex.EncodeToString(sum[:])
+	for round := range 20 {
+		c := newTestCache(t, src, testOptions(t))
+		r := c.NewReader(obj, good)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Go(func() {
+				p := make([]byte, 16<<10)
+				for {
+					off := next.Add(int64(len(p))) - int64(len(p))
+					if off >= obj.Size {
+						return
+					}
+					if _, err := r.ReadAt(context.Background(), p, off); err != nil && !errors.Is(err, io.EOF) {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if r.v.matched() != true && r.v.state != verifyAbandoned {
+			t.Fatalf("round %d: neither verified nor abandoned", round)
+		}
+		settle(c)
+		c.Close()
+	}
+}
