@@ -25,16 +25,19 @@ type statusFile struct {
 
 // Status is the JSON of .rescalefs/status.
 type Status struct {
-	Time      time.Time        `json:"time"`
-	Mounted   time.Time        `json:"mounted"`
-	Jobs      int              `json:"jobs"`
-	Completed int              `json:"completed"`
-	Transfers TransferStatus   `json:"transfers"`
-	Cache     *cache.Stats     `json:"cache,omitempty"`
-	Uploads   []upload.Status  `json:"uploads"`         // pending, damaged and recently published uploads
-	Settling  []string         `json:"settling"`        // files of uploads/ being written or settling: not queued yet
-	Downloads []DownloadStatus `json:"downloads"`       // files open for reading, live files of running jobs included
-	Extra     any              `json:"extra,omitempty"` // Options.StatusExtra
+	Time      time.Time       `json:"time"`
+	Mounted   time.Time       `json:"mounted"`
+	Jobs      int             `json:"jobs"`
+	Completed int             `json:"completed"`
+	Transfers TransferStatus  `json:"transfers"`
+	Cache     *cache.Stats    `json:"cache,omitempty"`
+	Uploads   []upload.Status `json:"uploads"`  // pending, damaged and recently published uploads
+	Settling  []string        `json:"settling"` // files of uploads/ being written or settling: not queued yet
+	// Publishing counts the files of uploads/ handed to the engine and not yet moved to files/ (an
+	// upload the engine has finished stays counted until the mount has shown it in files/).
+	Publishing int              `json:"publishing"`
+	Downloads  []DownloadStatus `json:"downloads"`       // files open for reading, live files of running jobs included
+	Extra      any              `json:"extra,omitempty"` // Options.StatusExtra
 	// PID is the mount process: `rescalefs unmount` waits for it to release the cache directory.
 	PID int `json:"pid"`
 	// Platform says when the platform last answered and how many calls wait on it (and why).
@@ -71,7 +74,7 @@ func (f *fsys) status() Status {
 	s.Settling = []string{}
 	if f.io.up != nil {
 		s.Uploads = f.io.up.eng.Snapshot()
-		s.Settling = f.io.up.settling()
+		s.Settling, s.Publishing = f.io.up.set.Pending()
 	}
 	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {
@@ -125,6 +128,3 @@ func (h *bytesHandle) Read(_ context.Context, dest []byte, off int64) (fuse.Read
 	end := min(off+int64(len(dest)), int64(len(h.data)))
 	return fuse.ReadResultData(h.data[off:end]), 0
 }
-
-// settling names the files of uploads/ that will be queued without anyone doing anything more.
-func (u *uploads) settling() []string { return u.set.Settling() }

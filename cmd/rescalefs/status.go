@@ -224,6 +224,8 @@ func busy(st mountState) []string {
 			sending++
 		}
 	}
+	// An upload the engine has finished is still on its way until the mount shows it in files/.
+	sending = max(sending, st.Publishing)
 	if sending > 0 {
 		out = append(out, fmt.Sprintf("%d uploading", sending))
 	}

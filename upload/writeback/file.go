@@ -942,24 +942,29 @@ func StatusText(st upload.Status) string {
 // StagingName is a short unique suffix for a recovered file whose name is taken.
 func StagingName(sg upload.Staged) string { return strings.TrimPrefix(filepath.Base(sg.Path), "w-") }
 
-// Settling names the files that will be queued without anyone doing anything more: being written or
-// settling. Held (temporary names), failed, cut-off and rejected files wait for a person and are not
-// named; `rescalefs status --watch` waits while this is not empty.
-func (s *Set) Settling() []string {
+// Pending says what of uploads/ will be published without anyone doing anything more: the names of the
+// files being written or settling, and how many are queued (handed to the engine and not yet confirmed
+// through Done). A queued file counts until Done, which comes after the engine has finished it, so a
+// watcher that waits while either is non-zero sees the file in the library when it stops waiting. Held
+// (temporary names), failed, cut-off and rejected files wait for a person and are not counted.
+func (s *Set) Pending() (settling []string, queued int) {
 	s.mu.Lock()
 	all := make([]*File, 0, len(s.files))
 	for f := range s.files {
 		all = append(all, f)
 	}
 	s.mu.Unlock()
-	out := []string{}
+	settling = []string{}
 	for _, f := range all { // File.mu after Set.mu is released: the lock order is File.mu -> Set.mu
 		f.mu.RLock()
-		if f.state == Writing || f.state == Settling {
-			out = append(out, f.name)
+		switch f.state {
+		case Writing, Settling:
+			settling = append(settling, f.name)
+		case Queued:
+			queued++
 		}
 		f.mu.RUnlock()
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(settling)
+	return settling, queued
 }

@@ -3,6 +3,7 @@ package writeback
 import (
 	"errors"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -174,4 +175,48 @@ func TestFileWriteFailed(t *testing.T) {
 	mustState(t, f, Settling) // truncate(2) with no writer: complete at once
 	s.SettleAll(false)
 	mustState(t, f, Queued)
+}
+
+// TestPendingUntilDone: what `status --watch` waits on. A written file is settling, a queued one counts
+// until Done (which the mount calls after the engine has finished and the library was told), and then
+// nothing is pending: a watcher that stops when Pending is empty finds the file published.
+func TestPendingUntilDone(t *testing.T) {
+	s, eng := newTestSet(t, t.TempDir())
+	pending := func(wantSettling []string, wantQueued int) {
+		t.Helper()
+		settling, queued := s.Pending()
+		if !slices.Equal(settling, wantSettling) || queued != wantQueued {
+			t.Fatalf("pending %q and %d queued, want %q and %d", settling, queued, wantSettling, wantQueued)
+		}
+	}
+	pending([]string{}, 0)
+	f, err := s.NewFile(Spec{Name: "a.txt", Rel: "a.txt", Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("hello"), 0); err != nil {
+		t.Fatal(err)
+	}
+	pending([]string{"a.txt"}, 0)
+	if err := f.Closed(); err != nil {
+		t.Fatal(err)
+	}
+	f.Release(true)
+	pending([]string{"a.txt"}, 0)
+	s.SettleAll(false)
+	pending([]string{}, 1)
+	st := eng.Snapshot()
+	if len(st) != 1 {
+		t.Fatalf("engine: %+v", st)
+	}
+	st[0].State = upload.StateDone // as the engine reports it before the mount's Done runs
+	pending([]string{}, 1)
+	if s.Done(st[0], "a.txt") != f {
+		t.Fatal("Done did not publish the file")
+	}
+	mustState(t, f, Published)
+	pending([]string{}, 0)
 }
