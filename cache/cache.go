@@ -132,6 +132,14 @@ type Stats struct {
 	DiskErrors         int64 // failed disk writes (the block was served uncached)
 	DiskSkipped        int64 // blocks not written to disk because the disk was busy with others
 	ChecksumMismatches int64 // whole-file sha512 mismatches
+
+	// What reads wait on now (waits.go): readers blocked on a fetch; of the fetches, those waiting
+	// for a Parallel slot (the others in flight are InFlight) and those backing off after a failed
+	// Source call, with what the latest one failed with.
+	ReadsWaiting int64
+	SlotWaits    int64
+	RetryWaits   int64
+	RetryError   string
 }
 
 // ErrClosed is returned by reads after Close.
@@ -172,7 +180,8 @@ type Cache struct {
 	// dropped object (ristretto cannot enumerate keys) become unreachable.
 	gens map[string]uint64
 
-	st counters
+	st    counters
+	waits waits // what reads wait on now, for status (waits.go)
 }
 
 type counters struct {
@@ -380,6 +389,7 @@ func (c *Cache) Stats() Stats {
 		MaxInFlight:        c.st.maxInFlight.Load(),
 		ChecksumMismatches: c.st.mismatches.Load(),
 	}
+	c.waits.fill(&s)
 	c.mu.Lock()
 	s.ReadaheadBytes = c.readyBytes
 	c.mu.Unlock()
