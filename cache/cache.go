@@ -402,17 +402,28 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
+// Cancel is the first step of the owner's shutdown order (cancel, wait, close): fetches in flight
+// or waiting for a slot are cancelled and no new one starts, so every read waiting on the platform
+// returns ErrClosed now; blocks already held are still served. It does not wait (Wait does) and is
+// safe to call more than once and before Close.
+func (c *Cache) Cancel() {
+	c.mu.Lock()
+	c.shut = true
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// Wait waits for the fetch goroutines to end; without Cancel first it waits for the platform.
+func (c *Cache) Wait() { c.wg.Wait() }
+
 // Close cancels fetches in flight, waits for them, and releases the tiers.
 // Cached disk blocks stay for the next New with the same DiskDir.
 func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.mu.Lock()
-	c.shut = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
+	c.Cancel()
+	c.Wait()
 	if c.mem != nil {
 		c.mem.close()
 	}
