@@ -132,6 +132,14 @@ type Stats struct {
 	DiskErrors         int64 // failed disk writes (the block was served uncached)
 	DiskSkipped        int64 // blocks not written to disk because the disk was busy with others
 	ChecksumMismatches int64 // whole-file sha512 mismatches
+
+	// What reads wait on now (waits.go): readers blocked on a fetch; of the fetches, those waiting
+	// for a Parallel slot (the others in flight are InFlight) and those backing off after a failed
+	// Source call, with what the latest one failed with.
+	ReadsWaiting int64
+	SlotWaits    int64
+	RetryWaits   int64
+	RetryError   string
 }
 
 // ErrClosed is returned by reads after Close.
@@ -172,7 +180,8 @@ type Cache struct {
 	// dropped object (ristretto cannot enumerate keys) become unreachable.
 	gens map[string]uint64
 
-	st counters
+	st    counters
+	waits waits // what reads wait on now, for status (waits.go)
 }
 
 type counters struct {
@@ -393,6 +402,7 @@ func (c *Cache) Stats() Stats {
 		MaxInFlight:        c.st.maxInFlight.Load(),
 		ChecksumMismatches: c.st.mismatches.Load(),
 	}
+	c.waits.fill(&s)
 	c.mu.Lock()
 	s.ReadaheadBytes = c.readyBytes
 	c.mu.Unlock()
@@ -405,17 +415,28 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
+// Cancel is the first step of the owner's shutdown order (cancel, wait, close): fetches in flight
+// or waiting for a slot are cancelled and no new one starts, so every read waiting on the platform
+// returns ErrClosed now; blocks already held are still served. It does not wait (Wait does) and is
+// safe to call more than once and before Close.
+func (c *Cache) Cancel() {
+	c.mu.Lock()
+	c.shut = true
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// Wait waits for the fetch goroutines to end; without Cancel first it waits for the platform.
+func (c *Cache) Wait() { c.wg.Wait() }
+
 // Close cancels fetches in flight, waits for them, and releases the tiers.
 // Cached disk blocks stay for the next New with the same DiskDir.
 func (c *Cache) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.mu.Lock()
-	c.shut = true
-	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
+	c.Cancel()
+	c.Wait()
 	if c.mem != nil {
 		c.mem.close()
 	}

@@ -141,9 +141,7 @@ func (r *request) wait(ctx context.Context) ([][]byte, error) {
 		if cl == nil {
 			continue
 		}
-		select {
-		case <-cl.done:
-		case <-ctx.Done():
+		if !r.c.waits.block(ctx, cl.done) {
 			r.abandon(i)
 			return nil, ctx.Err()
 		}
@@ -217,9 +215,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 // up does not cancel a fetch others wait on.
 func (c *Cache) fetch(sp *span) {
 	defer c.wg.Done()
-	select {
-	case c.sem <- struct{}{}:
-	case <-c.ctx.Done():
+	if !c.acquire() {
 		c.complete(sp, nil, ErrClosed)
 		return
 	}
@@ -282,9 +278,12 @@ func (c *Cache) readRange(sp *span, blocks [][]byte) error {
 		// Full jitter in [delay/2, delay): retries of many spans spread out.
 		d := delay/2 + rand.N(delay/2+1)
 		t := time.NewTimer(d)
+		resume := c.waits.backoff(err)
 		select {
 		case <-t.C:
+			resume()
 		case <-c.ctx.Done():
+			resume()
 			t.Stop()
 			return errors.Join(ErrClosed, err)
 		}

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ import (
 
 // Options configure a Downloader. Client, Cache and Dir are required.
 type Options struct {
-	Client *remote.Client
+	Client Platform
 	Cache  *cache.Cache // the mount's cache: reads share its blocks, fetcher and limits
 	Dir    string       // created when missing
 	// Query, when not empty, keeps only files whose name contains it: a plain, case-sensitive
@@ -79,8 +80,18 @@ type platform interface {
 	JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error)
 }
 
-// clientPlatform adapts *remote.Client (ListJobs takes url.Values, a named map type).
-type clientPlatform struct{ c *remote.Client }
+// Platform is what Options.Client must offer: *remote.Client satisfies it, and tests wrap it
+// (remotetest.Faulty) to make any call fail, stall or be slow.
+type Platform interface {
+	ListJobs(ctx context.Context, filter url.Values) ([]remote.Job, error)
+	JobStatuses(ctx context.Context, jobID string) (remote.Statuses, error)
+	JobFiles(ctx context.Context, jobID, search string) ([]remote.File, error)
+}
+
+var _ Platform = (*remote.Client)(nil)
+
+// clientPlatform adapts a Platform (ListJobs takes url.Values, a named map type) to platform.
+type clientPlatform struct{ c Platform }
 
 func (p clientPlatform) ListJobs(ctx context.Context, filter map[string][]string) ([]remote.Job, error) {
 	return p.c.ListJobs(ctx, filter)

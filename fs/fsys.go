@@ -30,7 +30,15 @@ type platform interface {
 	TailRange(ctx context.Context, jobID, runID, path string, off, n int64) ([]byte, bool, error)
 }
 
-var _ platform = (*remote.Client)(nil)
+// Platform is what Options.Client must offer: the calls the tree makes and the client's health for
+// .rescalefs/status. *remote.Client satisfies it; tests wrap it (remotetest.Faulty) to make any call
+// fail, stall or be slow.
+type Platform interface {
+	platform
+	Health() remote.HealthSnapshot
+}
+
+var _ Platform = (*remote.Client)(nil)
 
 // fileReader reads one open file: a cache.Reader, which detects sequential access per handle.
 type fileReader interface {

@@ -18,8 +18,8 @@ import (
 
 // Options configure a mount.
 type Options struct {
-	Client *remote.Client // the platform; required
-	Cache  *cache.Cache   // the block cache every file read goes through; required
+	Client Platform     // the platform (a *remote.Client); required
+	Cache  *cache.Cache // the block cache every file read goes through; required
 
 	Poll      time.Duration // how often the jobs list and states are refreshed; 0 = DefaultPoll
 	MaxJobAge time.Duration // completed/ shows jobs completed within this age; 0 = all

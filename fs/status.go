@@ -42,6 +42,8 @@ type Status struct {
 	PID int `json:"pid"`
 	// Platform says when the platform last answered and how many calls wait on it (and why).
 	Platform *remote.HealthSnapshot `json:"platform,omitempty"`
+	// Waiting says how many reads wait on the platform and why (waiting.go).
+	Waiting Waiting `json:"waiting"`
 }
 
 // TransferStatus counts what the mount served to programs.
@@ -85,6 +87,7 @@ func (f *fsys) status() Status {
 		h := f.opts.Client.Health()
 		s.Platform = &h
 	}
+	s.Waiting = waitingOf(s.Cache, s.Platform, f.now())
 	return s
 }
 

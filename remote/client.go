@@ -332,10 +332,10 @@ func (c *Client) doOnce(ctx context.Context, r *request, u *url.URL, accept func
 		// backoff after a failure does, and shows as a call retrying.
 		var resume func()
 		if errors.Is(lastErr, ErrThrottled) {
-			resume = pc.hold()
+			release, unthrottle := pc.hold(), c.health.throttle(c.now().Add(wait))
+			resume = func() { unthrottle(); release() }
 		} else {
-			c.health.retrying.Add(1)
-			resume = func() { c.health.retrying.Add(-1) }
+			resume = c.health.retry(lastErr)
 		}
 		err = c.sleep(ctx, wait)
 		resume()

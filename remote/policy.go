@@ -370,9 +370,13 @@ type Health struct {
 	lastAnswer atomic.Int64 // UnixNano of the last answer (any status) or body byte
 	calls      atomic.Int64 // calls in progress
 	retrying   atomic.Int64 // calls in progress that are retrying after a failure
+	throttled  atomic.Int64 // calls in progress waiting out a 429 (its Retry-After, else a backoff)
+	// throttledUntil is when the latest of those waits ends (UnixNano).
+	throttledUntil atomic.Int64
 
-	mu       sync.Mutex // guards down, downLog
+	mu       sync.Mutex // guards down, downLog, retryErr
 	down     bool       // a call ran out of budget and nothing has answered since
+	retryErr string     // what the latest call to start retrying failed with
 	onChange func(down bool)
 }
 
@@ -382,6 +386,11 @@ type HealthSnapshot struct {
 	Calls      int64     `json:"calls"`      // platform calls in progress
 	Retrying   int64     `json:"retrying"`   // of those, waiting to retry after a failure
 	Down       bool      `json:"down"`       // a call gave up (no answer within the budget) and nothing answered since
+	// RetryError is what the latest call to start retrying failed with; "" when none is retrying.
+	RetryError string `json:"retryError,omitempty"`
+	// Throttled calls wait out a 429 (the platform's Retry-After) until ThrottledUntil, the latest end.
+	Throttled      int64     `json:"throttled"`
+	ThrottledUntil time.Time `json:"throttledUntil,omitzero"`
 }
 
 func (h *Health) begin() {
@@ -422,15 +431,42 @@ func (h *Health) setDown(down bool) {
 	}
 }
 
+// retry counts a call waiting to retry after err until the returned func is called.
+func (h *Health) retry(err error) (resume func()) {
+	h.mu.Lock()
+	h.retryErr = err.Error()
+	h.mu.Unlock()
+	h.retrying.Add(1)
+	return func() { h.retrying.Add(-1) }
+}
+
+// throttle counts a call waiting out a 429 until the returned func is called.
+func (h *Health) throttle(until time.Time) (resume func()) {
+	for {
+		old := h.throttledUntil.Load()
+		if h.throttled.Load() > 0 && old >= until.UnixNano() || h.throttledUntil.CompareAndSwap(old, until.UnixNano()) {
+			break
+		}
+	}
+	h.throttled.Add(1)
+	return func() { h.throttled.Add(-1) }
+}
+
 // Snapshot returns the current state.
 func (h *Health) Snapshot() HealthSnapshot {
 	var s HealthSnapshot
 	if n := h.lastAnswer.Load(); n != 0 {
 		s.LastAnswer = time.Unix(0, n)
 	}
-	s.Calls, s.Retrying = h.calls.Load(), h.retrying.Load()
+	s.Calls, s.Retrying, s.Throttled = h.calls.Load(), h.retrying.Load(), h.throttled.Load()
+	if s.Throttled > 0 {
+		s.ThrottledUntil = time.Unix(0, h.throttledUntil.Load())
+	}
 	h.mu.Lock()
 	s.Down = h.down
+	if s.Retrying > 0 {
+		s.RetryError = h.retryErr
+	}
 	h.mu.Unlock()
 	return s
 }

@@ -31,6 +31,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -79,9 +80,21 @@ var (
 	ErrDamaged    = errors.New("upload: data or journal damaged")
 )
 
+// Platform is what the Engine asks of the platform; *remote.Client satisfies it, and tests wrap it
+// (remotetest.Faulty) to make any call fail, stall or be slow.
+type Platform interface {
+	Me(ctx context.Context) (remote.User, error)
+	NewS3Client(ctx context.Context, o remote.S3Options) (*remote.S3Client, error)
+	RegisterFile(ctx context.Context, reg remote.FileRegistration) (remote.File, error)
+	UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error)
+	LibraryFiles(ctx context.Context, search string) ([]remote.File, error)
+}
+
+var _ Platform = (*remote.Client)(nil)
+
 // Options configure an Engine.
 type Options struct {
-	Client *remote.Client
+	Client Platform
 	Dir    string // journal, pending data, staging and damaged folders are made under it (0700)
 
 	PartSize       int64 // 0 = DefaultPartSize; at least MinPartSize, rounded up to 16 bytes
@@ -109,7 +122,7 @@ type Options struct {
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
 type Engine struct {
 	o       Options
-	c       *remote.Client
+	c       Platform
 	log     *slog.Logger
 	now     func() time.Time
 	j       journal

@@ -17,13 +17,14 @@ import (
 // Parts are handed to it as they are made; nobody else stops or closes them. end is the only way out
 // and runs the shutdown order, written here once:
 //
-//  1. cancel: the life's context, which the engine and the downloader run under, so every platform
-//     call in flight returns now (the tree's own context was cancelled when it was unmounted, before
-//     its poller is waited for: a poll round stuck on a frozen platform returns at once);
-//  2. wait: for the tree's pending closes to reach the journal, then for the engine's and the
-//     downloader's goroutines (both read through the cache, so they end before it);
-//  3. close: the cache (its fetches were cancelled by its Close and are waited for there), then the
-//     lock, last, so a new mount of the same cache directory can start the moment it is released.
+//  1. cancel (stop): the life's context, which the engine and the downloader run under, the tree's
+//     context and the cache's fetcher, so every platform call in flight returns now, and a read stuck
+//     on a frozen platform fails at once instead of holding the mount (and the unmount) for the
+//     network policy's budget. A signal runs this step as soon as it asked the kernel to unmount;
+//  2. wait: for the kernel to let the mount go and the tree's pending closes to reach the journal,
+//     then for the engine's and the downloader's goroutines, then for the cache's fetches;
+//  3. close: the cache's tiers, then the lock, last, so a new mount of the same cache directory can
+//     start the moment it is released.
 type mountLife struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -43,6 +44,18 @@ func newMountLife(log *slog.Logger) *mountLife {
 	return &mountLife{ctx: ctx, cancel: cancel, log: log}
 }
 
+// stop is step 1 of the order above; safe to call more than once, from any goroutine, with parts
+// missing.
+func (l *mountLife) stop() {
+	l.cancel()
+	if l.mount != nil {
+		l.mount.Cancel()
+	}
+	if l.blocks != nil {
+		l.blocks.Cancel()
+	}
+}
+
 // end shuts everything down in the order above; safe to call more than once and with parts missing
 // (a mount that failed half way).
 func (l *mountLife) end() {
@@ -53,7 +66,7 @@ func (l *mountLife) end() {
 			f()
 			l.log.Debug("shutdown", "step", what, "took", time.Since(t))
 		}
-		l.cancel()
+		l.stop()
 		if l.mount != nil {
 			// Unmounted: the tree's context is cancelled and its poller has stopped.
 			step("tree", func() { l.mount.Wait(); l.mount.SettleUploads() })
@@ -65,7 +78,7 @@ func (l *mountLife) end() {
 			step("auto-download", func() { l.dl.Close() })
 		}
 		if l.blocks != nil {
-			step("cache", func() { l.blocks.Close() })
+			step("cache", func() { l.blocks.Wait(); l.blocks.Close() })
 		}
 		if l.unlock != nil {
 			l.unlock()

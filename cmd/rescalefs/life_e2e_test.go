@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -96,5 +98,57 @@ func TestRemountAfterKill(t *testing.T) {
 	}
 	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("unmount: %v: %s", err, out)
+	}
+}
+
+// A signal to a mount whose platform froze while a program reads a file: the read fails at once and
+// the process lets everything go, instead of holding the mount (and the cache directory) for the
+// network policy's budget (60 s by default) while the read waits. The shutdown order cancels the
+// cache's fetches first (mountLife.stop), then waits.
+func TestSignalWithReadStuckOnFrozenPlatform(t *testing.T) {
+	emu, url, job := newEmulatorWithJob(t)
+	defer emu.SetFrozen(false)
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustNotStayMounted(t, mnt)
+	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
+	pid := backgroundMount(t, creds, "--poll", "1s", "--cache-dir", t.TempDir(), "--auth-timeout", "2s", mnt)
+	f := job.Files[1]
+	path := filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))
+	if _, err := os.Stat(path); err != nil { // listed before the freeze: only the read waits on it
+		t.Fatal(err)
+	}
+	emu.SetFrozen(true)
+	before := emu.Holding()
+	cat := exec.Command("cat", path)
+	cat.Stdout = io.Discard
+	if err := cat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	catDone := make(chan error, 1)
+	go func() { catDone <- cat.Wait() }()
+	t.Cleanup(func() { cat.Process.Kill(); <-catDone })
+	waitFor(t, func() bool { return emu.Holding() > before }) // the read is stuck on the platform
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Well under the 60 s budget the read would otherwise wait (a -race binary sleeps 1 s at exit).
+	const bound = 15 * time.Second
+	select {
+	case err := <-catDone:
+		catDone <- err
+		if err == nil {
+			t.Error("cat of a file the frozen platform never sent succeeded")
+		}
+	case <-time.After(bound):
+		t.Fatalf("the read stuck on the frozen platform still waits %v after the signal", bound)
+	}
+	if !processGone(pid, bound) {
+		t.Fatalf("the mount process still runs %v after the signal", bound)
+	}
+	if _, ok := mountedAt(mnt); ok {
+		t.Error("still mounted after the process exited")
 	}
 }

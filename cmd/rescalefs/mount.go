@@ -329,6 +329,9 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 				logger.Warn("unmount failed; detaching lazily", "err", err)
 				_ = syscall.Unmount(mountpoint, syscall.MNT_DETACH)
 			}
+			// Reads still in flight (a program held a file open) fail now instead of waiting out
+			// the network policy's budget on a platform that does not answer.
+			life.stop()
 		}
 	}()
 	m.Wait()

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
+	rfs "github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -19,4 +21,16 @@ func healthLine(h *remote.HealthSnapshot) string {
 	}
 	return fmt.Sprintf("platform calls: %s; %d in progress, %d waiting to retry after a failure",
 		state, h.Calls, h.Retrying)
+}
+
+// waitingLine says how many reads wait on the platform and why; "" when none waits.
+func waitingLine(w rfs.Waiting) string {
+	if w.Reads == 0 && len(w.Why) == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("reads waiting: %d", w.Reads)
+	if len(w.Why) > 0 {
+		s += " (" + strings.Join(w.Why, "; ") + ")"
+	}
+	return s
 }

@@ -343,6 +343,9 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 	if line := healthLine(st.Status.Platform); line != "" {
 		fmt.Fprintln(w, line)
 	}
+	if line := waitingLine(st.Waiting); line != "" {
+		fmt.Fprintln(w, line)
+	}
 }
 
 func textBar(on bool, done, size int64) string {
@@ -395,6 +398,9 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 		}
 		if h := st.Status.Platform; h != nil && h.Down {
 			header += "; " + healthLine(h)
+		}
+		if l := waitingLine(st.Waiting); l != "" {
+			header += "; " + l
 		}
 		footer = cacheLine(st)
 		mu.Unlock()

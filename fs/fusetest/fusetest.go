@@ -20,6 +20,7 @@ import (
 	"github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/remote/remotetest"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -61,6 +62,10 @@ type Options struct {
 	Uploads UploadOptions
 
 	MaxTreeFiles int // fs.Options.MaxTreeFiles
+
+	// Faulty puts a remotetest.Faulty (Env.Faulty) between the client and the mount and cache, so the
+	// test can make any platform call fail, stall or be slow.
+	Faulty bool
 }
 
 // Env is a mounted test platform.
@@ -76,6 +81,7 @@ type Env struct {
 	Library  []emulator.FileInfo
 	Engine   *upload.Engine       // with Options.Uploads.Enabled
 	Direct   *remote.DirectSource // with Options.Direct
+	Faulty   *remotetest.Faulty   // with Options.Faulty
 
 	pubMu      sync.Mutex // guards published
 	published  []upload.Status
@@ -186,6 +192,11 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		memory = -1
 	}
 	var src cache.Source = env.Client
+	var platform fs.Platform = env.Client
+	if o.Faulty {
+		env.Faulty = remotetest.NewFaulty(env.Client)
+		src, platform = env.Faulty, env.Faulty
+	}
 	if o.Direct {
 		env.Direct = remote.NewDirectSource(env.Client, remote.DirectSourceOptions{
 			S3: remote.S3Options{MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond}, Logger: logger})
@@ -206,7 +217,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		extra.CacheDir = t.TempDir()
 	}
 	fo := fs.Options{
-		Client: env.Client, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
+		Client: platform, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
 		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead, MaxTreeFiles: o.MaxTreeFiles,
 	}
 	if env.Direct != nil {
