@@ -53,7 +53,9 @@ func newUploads(f *fsys, eng *upload.Engine, settle, hold time.Duration) *upload
 	if c := f.opts.Cache; c != nil {
 		o.Reclaim = c.Reclaim // staging wins over cached blocks on a shared disk
 	}
-	return &uploads{f: f, eng: eng, set: writeback.NewSet(o), nodes: map[*writeback.File]*uploadFile{}}
+	u := &uploads{f: f, eng: eng, set: writeback.NewSet(o), nodes: map[*writeback.File]*uploadFile{}}
+	eng.SetOnRejected(u.set.Rejected) // before the engine starts (after the mount)
+	return u
 }
 
 // nextIno is a fresh inode number for a node made in uploads/ (they have no remote id yet).

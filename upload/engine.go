@@ -125,6 +125,8 @@ type Engine struct {
 	staged   []Staged // staging files found by New, until TakeStaged
 	finished []Status // recently done
 	running  int
+	// rejected is told of each upload the platform refused for good (SetOnRejected); nil = nobody.
+	rejected func(Status)
 	ctx      context.Context // set by Start
 	cancel   context.CancelFunc
 	closed   bool
@@ -228,6 +230,16 @@ func (e *Engine) StagingDir() string { return e.staging }
 // CreateStaging creates a new empty staging file (0600) for the fs layer to write.
 func (e *Engine) CreateStaging() (*os.File, error) {
 	return os.CreateTemp(e.staging, "w-*")
+}
+
+// SetOnRejected sets the function told (outside the engine's locks, from its goroutine) of each upload
+// the platform refused for good (StateRejected): the fs layer marks the file failed-permanently. It is
+// a method rather than an Option because the fs layer that listens is made after the engine; set it
+// before Start (rejections found in the journal by New are in Snapshot, not told).
+func (e *Engine) SetOnRejected(fn func(Status)) {
+	e.mu.Lock()
+	e.rejected = fn
+	e.mu.Unlock()
 }
 
 // Start runs the scheduler until ctx ends or Close.
@@ -563,8 +575,16 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	u.stop()
 	close(u.done)
 	e.running--
+	var tell func(Status)
+	var st Status
+	if u.rec.State == StateRejected && !u.cancelled && e.rejected != nil {
+		tell, st = e.rejected, e.statusLocked(u, e.now())
+	}
 	e.mu.Unlock()
 	e.nudge()
+	if tell != nil {
+		tell(st)
+	}
 }
 
 // failed books a failed attempt: retried after a backoff, shown as failed after FailAfter attempts.

@@ -151,6 +151,9 @@ func (s *Set) NewFile(sp Spec) (*File, error) {
 			return nil, err
 		}
 		f.data, f.size, f.id, f.state = data, st.Size, st.ID, Queued
+		if st.State == upload.StateRejected { // refused before the mount stopped: still refused
+			f.state, f.note = Rejected, st.Error
+		}
 		f.atime, f.mtime, f.ctime = st.Created, st.Created, st.Created
 		s.track(f, f.id)
 		return f, nil
@@ -846,6 +849,29 @@ func (s *Set) Done(st upload.Status, published string) *File {
 	return f
 }
 
+// Rejected books the engine's word that the platform refused upload st for good (a 4xx a retry would
+// not change): the file is Rejected (failed-permanently), never sent again as it is; written again or
+// renamed, it is a new version. A refusal of a name the file has left since is stale: the engine
+// already sends the new name (Engine.Rename takes a rejected upload back).
+func (s *Set) Rejected(st upload.Status) {
+	s.mu.Lock()
+	f := s.byID[st.ID]
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.id != st.ID || f.state != Queued || st.Name != f.name {
+		return
+	}
+	if f.toLocked(EvReject) {
+		f.note = st.Error
+		s.o.Log.Warn("upload refused by the platform for good: not retried; rename or rewrite it to try again",
+			"path", f.rel, "upload", st.ID, "err", st.Error)
+	}
+}
+
 // SettleAll queues now every closed file waiting for its settle time (and, when final, closes the
 // data files: no handler comes any more). Called at unmount, before the engine closes, so nothing
 // closed is left behind in staging.
@@ -887,7 +913,7 @@ func (f *File) Describe() string {
 	case WriteFailed:
 		return "not uploaded: a write failed (" + note + "); rewrite it (cp over it) or delete it"
 	case Rejected:
-		return "failed permanently: " + note + " (not retried; rename or rewrite it to try again)"
+		return "failed permanently: " + note + RejectedHint
 	case Held:
 		if Temporary(name) == MaybeTemporary && timer {
 			return "not uploaded yet: temporary name (uploaded under this name unless renamed within " +
@@ -911,6 +937,9 @@ func (f *File) Describe() string {
 	}
 	return StatusText(st)
 }
+
+// RejectedHint ends the description of a Rejected file: what the user can do.
+const RejectedHint = " (not retried; rename it or write it again to send a new version, or delete it)"
 
 // CutOffText is the state of a file a crash of the mount cut off while it was being written.
 const CutOffText = "cut off while being written when the mount stopped; rewrite it, or open and close it " +
