@@ -99,7 +99,7 @@ func (u *uploads) done(st upload.Status, file remote.File) {
 	f.lib.fetched = time.Time{} // the next look at files/ refetches
 	f.lib.mu.Unlock()
 
-	if w := u.set.Done(st, file.Name); w != nil {
+	if w := u.set.Done(st); w != nil {
 		u.mu.Lock()
 		n := u.nodes[w]
 		delete(u.nodes, w)

@@ -67,3 +67,30 @@ func TestUploadRejectedFailsPermanently(t *testing.T) {
 		t.Errorf("refused.txt published %d times", n)
 	}
 }
+
+// TestUploadStoredNameNoLoop (issue 8, defect 2, the follow-up): a platform that stores a name
+// differently from the name sent (here a knob of the emulator; the real one encodes a newline in a
+// multipart form) does not make the file look renamed: it is published exactly once, and leaves
+// uploads/. Only a user's rename sends a file again. Three later files, each published in turn, are
+// three settle periods and more in which a second publication would have shown.
+func TestUploadStoredNameNoLoop(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{})
+	env.Emulator.StoreUploadNameAs("norm name.txt", "norm_name.txt")
+	up := filepath.Join(env.Dir, "uploads")
+	writeFile(t, filepath.Join(up, "norm name.txt"), []byte("normalised"))
+	id := env.WaitPublished(t, "norm name.txt", publishDue)
+	if f := checkPlatform(t, env, id, "norm_name.txt", []byte("normalised")); f.ID != id {
+		t.Fatalf("file %s, want %s", f.ID, id)
+	}
+	fusetest.Eventually(t, 10*time.Second, "norm name.txt gone from uploads/", gone(filepath.Join(up, "norm name.txt")))
+	for i, name := range []string{"later1.txt", "later2.txt", "later3.txt"} {
+		writeFile(t, filepath.Join(up, name), []byte(name))
+		env.WaitPublished(t, name, publishDue)
+		if n := env.Requests(emulator.EndpointUpload); n != int64(i+2) {
+			t.Fatalf("after %s: %d upload requests, want %d (norm name.txt once)", name, n, i+2)
+		}
+	}
+	if n := len(env.Published()); n != 4 {
+		t.Errorf("%d publications, want 4: %+v", n, env.Published())
+	}
+}

@@ -99,7 +99,8 @@ type Options struct {
 	Now    func() time.Time // nil = time.Now
 
 	// OnDone is called (outside the engine's locks, from its goroutine) when the platform confirmed an
-	// upload: the fs layer refreshes files/ and drops the name from uploads/.
+	// upload: the fs layer refreshes files/ and drops the name from uploads/. The Status's Name is the
+	// name the publishing request carried; the remote.File's is the one the platform stored.
 	OnDone func(Status, remote.File)
 
 	// beforePart, when set (tests), runs before each part is sent; an error fails the part.
@@ -146,7 +147,8 @@ type upload struct {
 	// e.mu
 	rec        record
 	running    bool
-	publishing bool // the name is on its way to the platform
+	publishing bool   // the name is on its way to the platform
+	sent       string // the name the last publishing request carried (or an earlier one was found under)
 	cancelled  bool
 	stop       context.CancelFunc // cancels the running attempt
 	done       chan struct{}      // closed when the running attempt returns
@@ -664,6 +666,11 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	}
 	st.State, st.Done, st.Error, st.Path, st.FileID, st.Finished = StateDone, r.Size, "", "", f.ID, e.now()
 	e.mu.Lock()
+	if u.sent != "" {
+		// The name sent, not the record's (a Rename during the publishing request changed that) nor
+		// the one the platform stored (it may store a name differently): only a rename is a rename.
+		st.Name = u.sent
+	}
 	delete(e.ups, u.id)
 	e.finished = append(e.finished, st)
 	e.mu.Unlock()

@@ -29,6 +29,9 @@ func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 		if f, ok, err := e.findPublished(ctx, &r); err != nil {
 			return remote.File{}, err
 		} else if ok {
+			e.mu.Lock()
+			u.sent = r.Name
+			e.mu.Unlock()
 			return f, nil
 		}
 	}
@@ -129,7 +132,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 // publishing request may reach the platform, with the name it carries.
 func (e *Engine) beginPublish(u *upload) (record, error) {
 	return e.update(u, func(r *record) {
-		u.publishing = true
+		u.publishing, u.sent = true, r.Name
 		r.PublishedSent = true
 	})
 }

@@ -814,19 +814,18 @@ func (f *File) Moved(rel string) {
 	}
 }
 
-// Done books the engine's confirmation of upload st (published as file name published). It returns
-// the file that leaves uploads/ (Published), or nil: none of ours, or one written or renamed since
-// (a renamed one is sent again under its new name).
-func (s *Set) Done(st upload.Status, published string) *File {
+// Done books the engine's confirmation of upload st, published under st.Name: the name the engine
+// sent, never the one the platform stored (which may differ: a name the platform stores differently
+// must not look renamed, or it would be sent again and again). It returns the file that leaves
+// uploads/ (Published), or nil: none of ours, or one written or renamed since (a renamed one is sent
+// again under its new name).
+func (s *Set) Done(st upload.Status) *File {
 	s.mu.Lock()
 	f := s.byID[st.ID]
 	delete(s.byID, st.ID)
 	s.mu.Unlock()
 	if f == nil {
 		return nil
-	}
-	if published == "" {
-		published = st.Name
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -837,7 +836,7 @@ func (s *Set) Done(st upload.Status, published string) *File {
 	if f.state != Queued {
 		return nil // a newer version is on its way
 	}
-	if published != f.name {
+	if st.Name != f.name {
 		// Renamed while the old name was on its way: published again under the new one.
 		f.toLocked(EvPublishStale)
 		f.armLocked()
