@@ -581,6 +581,11 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	var st Status
 	if u.rec.State == StateRejected && !u.cancelled && e.rejected != nil {
 		tell, st = e.rejected, e.statusLocked(u, e.now())
+		if u.sent != "" {
+			// The name refused, not the record's: a Rename during the request took the upload back
+			// (the listener sees the names differ and leaves the file to the new attempt).
+			st.Name = u.sent
+		}
 	}
 	e.mu.Unlock()
 	e.nudge()
@@ -602,7 +607,9 @@ func (e *Engine) failed(u *upload, err error) {
 		r.State = StateFailed
 	}
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
-	if permanent(err) {
+	// A refusal is for good only for the name it refused: one renamed while the request was on its
+	// way is tried again under its new name.
+	if permanent(err) && (u.sent == "" || u.sent == r.Name) {
 		r.State, r.NextTry = StateRejected, time.Time{}
 	}
 	rc := *r

@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
@@ -32,5 +33,27 @@ func TestRejectedNotRetried(t *testing.T) {
 	}
 	if n := p.requests(emulator.EndpointUpload); n != 2 {
 		t.Errorf("%d upload requests, want 2", n)
+	}
+}
+
+// TestRejectedRenamedInFlight: a refusal is for good only for the name it refused. A file renamed
+// while its publishing request (under the old, refused name) is on its way is tried again under the
+// new name and published; without that it stayed rejected under a name never sent.
+func TestRejectedRenamedInFlight(t *testing.T) {
+	p := newPlatform(t, false)
+	p.e.RejectUploadName("old.txt")
+	p.e.SetFrozen(true) // the publishing request is held until the rename is recorded
+	h := startEngine(t, p.engineOpts(t.TempDir()))
+	id := enqueue(t, h.eng, "old.txt", randomData(81, 1000))
+	waitFor(t, func() bool { return p.e.Holding() >= 1 })
+	if err := h.eng.Rename(id, "new.txt"); !errors.Is(err, ErrPublishing) {
+		t.Fatalf("rename during the request: %v, want ErrPublishing", err)
+	}
+	p.e.SetFrozen(false)
+	if f := h.wait(id); f.Name != "new.txt" {
+		t.Errorf("published as %q", f.Name)
+	}
+	if n := p.requests(emulator.EndpointUpload); n != 2 {
+		t.Errorf("%d upload requests, want 2 (old.txt refused, new.txt published)", n)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // transfer runs one attempt of u: check the data, then publish it in one POST or as a multipart upload.
 func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 	e.mu.Lock()
-	u.rec.State = StateUploading
+	u.rec.State, u.sent = StateUploading, ""
 	e.mu.Unlock()
 	if err := e.verify(ctx, u); err != nil {
 		return remote.File{}, err
