@@ -889,6 +889,8 @@ func (s *Set) SettleAll(final bool) {
 			old = f.enqueueLocked()
 		}
 		if final { // no handler comes any more: the next mount takes over what is left
+			// Nor a retry of a failed Enqueue: its timer would outlive the mount, on closed data.
+			f.stopLocked()
 			f.data.Close()
 		}
 		f.mu.Unlock()

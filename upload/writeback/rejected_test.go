@@ -1,7 +1,9 @@
 package writeback
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/rescalefs/rescalefs/upload"
 )
@@ -80,4 +82,43 @@ func TestFileRejectedResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustState(t, f, Rejected)
+}
+
+// failingEnqueue is the real engine with Enqueue failing, as a full journal disk makes it fail.
+type failingEnqueue struct{ *upload.Engine }
+
+func (failingEnqueue) Enqueue(string, string) (string, error) {
+	return "", errors.New("journal: no space left on device")
+}
+
+// TestSettleAllFinalLeavesNoTimer: a file whose Enqueue fails gets a retry timer; at the final
+// SettleAll (the mount is gone) no timer may outlive it, firing on closed data every few seconds.
+func TestSettleAllFinalLeavesNoTimer(t *testing.T) {
+	_, eng := newTestSet(t, t.TempDir())
+	s := NewSet(Options{Engine: failingEnqueue{eng}, Settle: time.Hour})
+	f, err := s.NewFile(Spec{Name: "a.txt", Rel: "a.txt", Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Release(true)
+	s.SettleAll(false)
+	mustState(t, f, Settling)
+	f.mu.RLock()
+	armed := f.timer != nil
+	f.mu.RUnlock()
+	if !armed {
+		t.Fatal("no retry timer after a failed Enqueue")
+	}
+	s.SettleAll(true)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.timer != nil {
+		t.Error("a retry timer outlives the final SettleAll")
+	}
 }
