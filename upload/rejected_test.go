@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -55,5 +56,47 @@ func TestRejectedRenamedInFlight(t *testing.T) {
 	}
 	if n := p.requests(emulator.EndpointUpload); n != 2 {
 		t.Errorf("%d upload requests, want 2 (old.txt refused, new.txt published)", n)
+	}
+}
+
+// TestLostAnswerStoredNameOnce: the platform stores a name differently and the answer to the
+// publishing request is lost (the connection cut mid-body, the file stored): the retry finds the
+// file under the name it was stored as, and the library holds it once, not twice.
+func TestLostAnswerStoredNameOnce(t *testing.T) {
+	p := newPlatform(t, false)
+	p.e.StoreUploadNameAs("norm name.txt", "norm_name.txt")
+	p.e.FailNext(emulator.EndpointUpload, 1, emulator.FaultCut)
+	h := startEngine(t, p.engineOpts(t.TempDir()))
+	data := randomData(82, 5000)
+	id := enqueue(t, h.eng, "norm name.txt", data)
+	f := h.wait(id)
+	p.checkPublished(f, "norm_name.txt", data)
+	files, err := p.c.LibraryFiles(context.Background(), "norm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 {
+		t.Errorf("%d library files, want 1: %+v", len(files), files)
+	}
+	if n := p.requests(emulator.EndpointUpload); n != 1 {
+		t.Errorf("%d upload requests, want 1 (the retry finds the stored file)", n)
+	}
+}
+
+// TestStoredAs: the names the platform may store a name as, and names it may not.
+func TestStoredAs(t *testing.T) {
+	for _, c := range []struct {
+		sent, stored string
+		want         bool
+	}{
+		{"norm name.txt", "norm_name.txt", true},
+		{"two\nlines.txt", "two%0Alines.txt", true},
+		{"a.txt", "a.txt", true},
+		{"a.txt", "a-copy.txt", false},
+		{"a1.txt", "a2.txt", false},
+	} {
+		if got := storedAs(c.sent, c.stored); got != c.want {
+			t.Errorf("storedAs(%q, %q) = %v", c.sent, c.stored, got)
+		}
 	}
 }
