@@ -157,8 +157,8 @@ func (d *uploadDir) OnAdd(ctx context.Context) {
 			continue
 		}
 		// Closed before the mount stopped, not queued yet: queue it now, as its settle time would have.
-		if r := s.Record.Replaces; r != "" {
-			if err := d.up.eng.Cancel(r); err != nil && !errors.Is(err, upload.ErrUnknown) {
+		if r := s.Record.Replaces; r != "" { // withdrawn at once; its abort must not hold up the mount
+			if err := d.up.eng.CancelNoWait(r); err != nil && !errors.Is(err, upload.ErrUnknown) {
 				d.f.log.Warn("cancel the version a recovered file replaces", "upload", r, "err", err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/fs/fusetest"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
 	"github.com/rescalefs/rescalefs/upload/writeback"
@@ -93,4 +94,72 @@ func TestUploadStoredNameNoLoop(t *testing.T) {
 	if n := len(env.Published()); n != 4 {
 		t.Errorf("%d publications, want 4: %+v", n, env.Published())
 	}
+}
+
+// TestUploadRecoverReplacesDoesNotWait (issue 8, defect 4, at start): a file closed before a crash
+// as a new version of a pending multipart upload replaces it when the next mount starts; the old
+// upload's abort runs in the background, so the mount serves while the platform holds the abort.
+func TestUploadRecoverReplacesDoesNotWait(t *testing.T) {
+	dir := t.TempDir()
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
+	emu := p.Emulator()
+	// A multipart upload started by an earlier mount, its parts refused: it stays unfinished.
+	emu.SetFaults(emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointS3UploadPart}})
+	c, err := remote.New(remote.Options{BaseURL: p.URL(), APIKey: emu.APIKey(), MaxBackoff: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir, PartSize: upload.MinPartSize, SmallThreshold: -1,
+		RetryMin: time.Hour, S3: remote.S3Options{MaxBackoff: 10 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(data []byte) *os.File {
+		t.Helper()
+		f, err := eng.CreateStaging()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		return f
+	}
+	old := stage(randBytes(70, 2*testPart))
+	id, err := eng.Enqueue(old.Name(), "doc.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Start(fusetest.Context(t))
+	fusetest.Eventually(t, 60*time.Second, "the first attempt failed", func() bool {
+		st, ok := eng.Status(id)
+		return ok && st.Attempts >= 1
+	})
+	eng.Close()
+	// The new version, closed (sealed) before the crash, not queued yet.
+	v2 := randBytes(71, 1000)
+	eng = idleEngine(t, dir)
+	nf, err := eng.CreateStaging()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nf.Write(v2); err != nil {
+		t.Fatal(err)
+	}
+	nf.Close()
+	if err := eng.RecordStaging(nf.Name(), upload.StagingRecord{Path: "doc.bin", Closed: true, Size: int64(len(v2)), Replaces: id}); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close()
+
+	emu.SetFaults(emulator.Faults{StallHeadersRate: 1, StallFor: 20 * time.Second, Endpoints: []string{emulator.EndpointS3Abort}})
+	env := fusetest.MountOn(t, p, fusetest.Options{Uploads: fusetest.UploadOptions{Enabled: true, Dir: dir}}, fusetest.MountExtra{})
+	fusetest.Eventually(t, 15*time.Second, "the mount serves while the abort is held", func() bool {
+		return emu.Holding() >= 1
+	})
+	if _, err := os.Stat(filepath.Join(env.Dir, "uploads", "doc.bin")); err != nil {
+		t.Fatalf("uploads/doc.bin while the abort is held: %v", err)
+	}
+	checkPlatform(t, env, env.WaitPublished(t, "doc.bin", publishDue), "doc.bin", v2)
 }
