@@ -53,7 +53,9 @@ func newUploads(f *fsys, eng *upload.Engine, settle, hold time.Duration) *upload
 	if c := f.opts.Cache; c != nil {
 		o.Reclaim = c.Reclaim // staging wins over cached blocks on a shared disk
 	}
-	return &uploads{f: f, eng: eng, set: writeback.NewSet(o), nodes: map[*writeback.File]*uploadFile{}}
+	u := &uploads{f: f, eng: eng, set: writeback.NewSet(o), nodes: map[*writeback.File]*uploadFile{}}
+	eng.SetOnRejected(u.set.Rejected) // before the engine starts (after the mount)
+	return u
 }
 
 // nextIno is a fresh inode number for a node made in uploads/ (they have no remote id yet).
@@ -97,7 +99,7 @@ func (u *uploads) done(st upload.Status, file remote.File) {
 	f.lib.fetched = time.Time{} // the next look at files/ refetches
 	f.lib.mu.Unlock()
 
-	if w := u.set.Done(st, file.Name); w != nil {
+	if w := u.set.Done(st); w != nil {
 		u.mu.Lock()
 		n := u.nodes[w]
 		delete(u.nodes, w)
@@ -155,8 +157,8 @@ func (d *uploadDir) OnAdd(ctx context.Context) {
 			continue
 		}
 		// Closed before the mount stopped, not queued yet: queue it now, as its settle time would have.
-		if r := s.Record.Replaces; r != "" {
-			if err := d.up.eng.Cancel(r); err != nil && !errors.Is(err, upload.ErrUnknown) {
+		if r := s.Record.Replaces; r != "" { // withdrawn at once; its abort must not hold up the mount
+			if err := d.up.eng.CancelNoWait(r); err != nil && !errors.Is(err, upload.ErrUnknown) {
 				d.f.log.Warn("cancel the version a recovered file replaces", "upload", r, "err", err)
 			}
 		}

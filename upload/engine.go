@@ -112,7 +112,8 @@ type Options struct {
 	Now    func() time.Time // nil = time.Now
 
 	// OnDone is called (outside the engine's locks, from its goroutine) when the platform confirmed an
-	// upload: the fs layer refreshes files/ and drops the name from uploads/.
+	// upload: the fs layer refreshes files/ and drops the name from uploads/. The Status's Name is the
+	// name the publishing request carried; the remote.File's is the one the platform stored.
 	OnDone func(Status, remote.File)
 
 	// beforePart, when set (tests), runs before each part is sent; an error fails the part.
@@ -138,6 +139,8 @@ type Engine struct {
 	staged   []Staged // staging files found by New, until TakeStaged
 	finished []Status // recently done
 	running  int
+	// rejected is told of each upload the platform refused for good (SetOnRejected); nil = nobody.
+	rejected func(Status)
 	ctx      context.Context // set by Start
 	cancel   context.CancelFunc
 	closed   bool
@@ -157,7 +160,8 @@ type upload struct {
 	// e.mu
 	rec        record
 	running    bool
-	publishing bool // the name is on its way to the platform
+	publishing bool   // the name is on its way to the platform
+	sent       string // the name the last publishing request carried (or an earlier one was found under)
 	cancelled  bool
 	stop       context.CancelFunc // cancels the running attempt
 	done       chan struct{}      // closed when the running attempt returns
@@ -241,6 +245,16 @@ func (e *Engine) StagingDir() string { return e.staging }
 // CreateStaging creates a new empty staging file (0600) for the fs layer to write.
 func (e *Engine) CreateStaging() (*os.File, error) {
 	return os.CreateTemp(e.staging, "w-*")
+}
+
+// SetOnRejected sets the function told (outside the engine's locks, from its goroutine) of each upload
+// the platform refused for good (StateRejected): the fs layer marks the file failed-permanently. It is
+// a method rather than an Option because the fs layer that listens is made after the engine; set it
+// before Start (rejections found in the journal by New are in Snapshot, not told).
+func (e *Engine) SetOnRejected(fn func(Status)) {
+	e.mu.Lock()
+	e.rejected = fn
+	e.mu.Unlock()
 }
 
 // Start runs the scheduler until ctx ends or Close.
@@ -576,8 +590,21 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	u.stop()
 	close(u.done)
 	e.running--
+	var tell func(Status)
+	var st Status
+	if u.rec.State == StateRejected && !u.cancelled && e.rejected != nil {
+		tell, st = e.rejected, e.statusLocked(u, e.now())
+		if u.sent != "" {
+			// The name refused, not the record's: a Rename during the request took the upload back
+			// (the listener sees the names differ and leaves the file to the new attempt).
+			st.Name = u.sent
+		}
+	}
 	e.mu.Unlock()
 	e.nudge()
+	if tell != nil {
+		tell(st)
+	}
 }
 
 // failed books a failed attempt: retried after a backoff, shown as failed after FailAfter attempts.
@@ -593,7 +620,9 @@ func (e *Engine) failed(u *upload, err error) {
 		r.State = StateFailed
 	}
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
-	if permanent(err) {
+	// A refusal is for good only for the name it refused: one renamed while the request was on its
+	// way is tried again under its new name.
+	if permanent(err) && (u.sent == "" || u.sent == r.Name) {
 		r.State, r.NextTry = StateRejected, time.Time{}
 	}
 	rc := *r
@@ -657,6 +686,11 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	}
 	st.State, st.Done, st.Error, st.Path, st.FileID, st.Finished = StateDone, r.Size, "", "", f.ID, e.now()
 	e.mu.Lock()
+	if u.sent != "" {
+		// The name sent, not the record's (a Rename during the publishing request changed that) nor
+		// the one the platform stored (it may store a name differently): only a rename is a rename.
+		st.Name = u.sent
+	}
 	delete(e.ups, u.id)
 	e.finished = append(e.finished, st)
 	e.mu.Unlock()

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
@@ -17,7 +20,7 @@ import (
 // transfer runs one attempt of u: check the data, then publish it in one POST or as a multipart upload.
 func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 	e.mu.Lock()
-	u.rec.State = StateUploading
+	u.rec.State, u.sent = StateUploading, ""
 	e.mu.Unlock()
 	if err := e.verify(ctx, u); err != nil {
 		return remote.File{}, err
@@ -29,6 +32,9 @@ func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 		if f, ok, err := e.findPublished(ctx, &r); err != nil {
 			return remote.File{}, err
 		} else if ok {
+			e.mu.Lock()
+			u.sent = r.Name
+			e.mu.Unlock()
 			return f, nil
 		}
 	}
@@ -129,7 +135,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 // publishing request may reach the platform, with the name it carries.
 func (e *Engine) beginPublish(u *upload) (record, error) {
 	return e.update(u, func(r *record) {
-		u.publishing = true
+		u.publishing, u.sent = true, r.Name
 		r.PublishedSent = true
 	})
 }
@@ -163,26 +169,74 @@ func (e *Engine) sendSmall(ctx context.Context, u *upload) (remote.File, error) 
 	return file, nil
 }
 
-// findPublished looks in the library for the file an interrupted attempt may have published: same name,
-// size and sha512 (and object, for a direct upload), uploaded after the upload was queued.
+// findPublished looks in the library for the file an interrupted attempt may have published: same
+// size and sha512 (and object, for a direct upload), uploaded after the upload was queued. It looks
+// under the name sent, then, since the platform may store a name differently (and answered nothing
+// this time), under the name's longest run of letters and digits (storedNameStem), for a name it
+// may have stored ours as (storedAs): else a lost answer would publish the file twice.
 func (e *Engine) findPublished(ctx context.Context, r *record) (remote.File, bool, error) {
-	files, err := e.c.LibraryFiles(ctx, r.Name)
-	if err != nil {
-		return remote.File{}, false, fmt.Errorf("look for an earlier publication of %s: %w", r.Name, err)
+	searches := []string{r.Name}
+	if stem := storedNameStem(r.Name); stem != r.Name {
+		searches = append(searches, stem)
 	}
-	for _, f := range files {
-		if f.Name != r.Name || f.DecryptedSize != r.Size || f.SHA512() != r.SHA512 {
-			continue
+	for i, search := range searches {
+		files, err := e.c.LibraryFiles(ctx, search)
+		if err != nil {
+			return remote.File{}, false, fmt.Errorf("look for an earlier publication of %s: %w", r.Name, err)
 		}
-		if r.ObjectKey != "" && r.ObjectDone && f.PathParts.Path != r.ObjectKey {
-			continue
+		for _, f := range files {
+			if i == 0 && f.Name != r.Name || !storedAs(r.Name, f.Name) || f.DecryptedSize != r.Size || f.SHA512() != r.SHA512 {
+				continue
+			}
+			if r.ObjectKey != "" && r.ObjectDone && f.PathParts.Path != r.ObjectKey {
+				continue
+			}
+			if !f.DateUploaded.IsZero() && f.DateUploaded.Before(r.Created.Add(-time.Minute)) {
+				continue // an older upload of the same content, not ours
+			}
+			return f, true, nil
 		}
-		if !f.DateUploaded.IsZero() && f.DateUploaded.Before(r.Created.Add(-time.Minute)) {
-			continue // an older upload of the same content, not ours
-		}
-		return f, true, nil
 	}
 	return remote.File{}, false, nil
+}
+
+// storedAs reports whether the platform may have stored a file sent as sent under the name stored
+// [I]: the same letters and digits, in order, once percent-escapes (%0A) are taken out of stored.
+func storedAs(sent, stored string) bool {
+	return alnum(sent) == alnum(percentEscape.ReplaceAllString(stored, ""))
+}
+
+var percentEscape = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+
+func alnum(s string) string {
+	return strings.Map(func(c rune) rune {
+		if unicode.IsLetter(c) || unicode.IsDigit(c) {
+			return c
+		}
+		return -1
+	}, s)
+}
+
+// storedNameStem is what a name the platform stores differently surely still contains: its longest
+// run of letters and digits [I] (how the platform changes a name it cannot keep is not documented;
+// the multipart form encodes a newline as %0A). "" (search everything) when the name has none.
+func storedNameStem(name string) string {
+	best, run := "", []rune{}
+	flush := func() {
+		if len(string(run)) > len(best) {
+			best = string(run)
+		}
+		run = run[:0]
+	}
+	for _, c := range name {
+		if unicode.IsLetter(c) || unicode.IsDigit(c) {
+			run = append(run, c)
+			continue
+		}
+		flush()
+	}
+	flush()
+	return best
 }
 
 // partBody is a part (or a small file) being sent: it counts the bytes the transport has read, for

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -24,6 +25,59 @@ const credentialLifetime = 15 * time.Minute
 // chunkedUploadStatus is the answer to a small upload without Content-Length [I]: chunked bodies are
 // refused [C], with which status is not documented.
 const chunkedUploadStatus = http.StatusLengthRequired
+
+// badFileName is the field error of a file name the platform refuses (400) [I]: a control character
+// gets it (issue 8), and so does a name given to RejectUploadName.
+const badFileName = "The file name is not valid."
+
+// uploadNames are the test knobs on the names of uploaded files (small POST and register alike).
+type uploadNames struct {
+	mu     sync.Mutex        // guards the maps
+	reject map[string]bool   // names answered 400 badFileName (RejectUploadName)
+	stored map[string]string // name sent -> name stored (StoreUploadNameAs)
+}
+
+// refused reports a name the platform refuses: one with a control character [I], or a knob's.
+func (n *uploadNames) refused(name string) bool {
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reject[name]
+}
+
+// storedAs is the name a file sent as name is stored (and answered) under.
+func (n *uploadNames) storedAs(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.stored[name]; ok {
+		return s
+	}
+	return name
+}
+
+// RejectUploadName makes every upload of a file named name answered as the platform answers a name
+// it cannot store: 400 with a field error, the same at every try.
+func (e *Emulator) RejectUploadName(name string) {
+	e.uploadNames.mu.Lock()
+	defer e.uploadNames.mu.Unlock()
+	if e.uploadNames.reject == nil {
+		e.uploadNames.reject = map[string]bool{}
+	}
+	e.uploadNames.reject[name] = true
+}
+
+// StoreUploadNameAs makes an upload of a file named sent stored, and answered, under the name stored:
+// a platform that normalises names (as it encodes a newline in a multipart form).
+func (e *Emulator) StoreUploadNameAs(sent, stored string) {
+	e.uploadNames.mu.Lock()
+	defer e.uploadNames.mu.Unlock()
+	if e.uploadNames.stored == nil {
+		e.uploadNames.stored = map[string]string{}
+	}
+	e.uploadNames.stored[sent] = stored
+}
 
 func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength < 0 || slices.Contains(r.TransferEncoding, "chunked") {
@@ -55,9 +109,9 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 				writeFieldErrors(w, "file", "The submitted data was not a file.")
 				return
 			}
-			if strings.ContainsFunc(name, unicode.IsControl) { // as the platform answers (issue 8)
+			if e.uploadNames.refused(name) {
 				part.Close()
-				writeFieldErrors(w, "file", "The file name is not valid.")
+				writeFieldErrors(w, "file", badFileName)
 				return
 			}
 			e.mu.RLock()
@@ -68,7 +122,7 @@ func (e *Emulator) serveUpload(w http.ResponseWriter, r *http.Request) {
 				writeDetail(w, http.StatusBadRequest, "Upload failed: "+err.Error())
 				return
 			}
-			f.Name = name
+			f.Name = e.uploadNames.storedAs(name)
 		case "typeId":
 			b, _ := io.ReadAll(io.LimitReader(part, 64))
 			if typeID, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
@@ -159,6 +213,9 @@ func (e *Emulator) serveRegister(w http.ResponseWriter, r *http.Request) {
 	case strings.TrimSpace(in.Name) == "":
 		writeFieldErrors(w, "name", "This field is required.")
 		return
+	case e.uploadNames.refused(in.Name):
+		writeFieldErrors(w, "name", badFileName)
+		return
 	case err != nil || len(key) != cbc.KeySize:
 		writeFieldErrors(w, "encodedEncryptionKey", "Must be the base64 of a 32-byte key.")
 		return
@@ -220,7 +277,7 @@ func (e *Emulator) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if typeID == 0 {
 		typeID = TypeInput
 	}
-	f := &fileRecord{Name: in.Name, TypeID: typeID, Size: *in.DecryptedSize, Key: key, SHA512: got,
+	f := &fileRecord{Name: e.uploadNames.storedAs(in.Name), TypeID: typeID, Size: *in.DecryptedSize, Key: key, SHA512: got,
 		ObjectKey: in.PathParts.Path, Uploaded: e.now(), Owner: userEmail}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -151,6 +151,9 @@ func (s *Set) NewFile(sp Spec) (*File, error) {
 			return nil, err
 		}
 		f.data, f.size, f.id, f.state = data, st.Size, st.ID, Queued
+		if st.State == upload.StateRejected { // refused before the mount stopped: still refused
+			f.state, f.note = Rejected, st.Error
+		}
 		f.atime, f.mtime, f.ctime = st.Created, st.Created, st.Created
 		s.track(f, f.id)
 		return f, nil
@@ -811,19 +814,18 @@ func (f *File) Moved(rel string) {
 	}
 }
 
-// Done books the engine's confirmation of upload st (published as file name published). It returns
-// the file that leaves uploads/ (Published), or nil: none of ours, or one written or renamed since
-// (a renamed one is sent again under its new name).
-func (s *Set) Done(st upload.Status, published string) *File {
+// Done books the engine's confirmation of upload st, published under st.Name: the name the engine
+// sent, never the one the platform stored (which may differ: a name the platform stores differently
+// must not look renamed, or it would be sent again and again). It returns the file that leaves
+// uploads/ (Published), or nil: none of ours, or one written or renamed since (a renamed one is sent
+// again under its new name).
+func (s *Set) Done(st upload.Status) *File {
 	s.mu.Lock()
 	f := s.byID[st.ID]
 	delete(s.byID, st.ID)
 	s.mu.Unlock()
 	if f == nil {
 		return nil
-	}
-	if published == "" {
-		published = st.Name
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -834,7 +836,7 @@ func (s *Set) Done(st upload.Status, published string) *File {
 	if f.state != Queued {
 		return nil // a newer version is on its way
 	}
-	if published != f.name {
+	if st.Name != f.name {
 		// Renamed while the old name was on its way: published again under the new one.
 		f.toLocked(EvPublishStale)
 		f.armLocked()
@@ -844,6 +846,29 @@ func (s *Set) Done(st upload.Status, published string) *File {
 	f.goneLocked()
 	s.untrack(f)
 	return f
+}
+
+// Rejected books the engine's word that the platform refused upload st for good (a 4xx a retry would
+// not change): the file is Rejected (failed-permanently), never sent again as it is; written again or
+// renamed, it is a new version. A refusal of a name the file has left since is stale: the engine
+// already sends the new name (Engine.Rename takes a rejected upload back).
+func (s *Set) Rejected(st upload.Status) {
+	s.mu.Lock()
+	f := s.byID[st.ID]
+	s.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.id != st.ID || f.state != Queued || st.Name != f.name {
+		return
+	}
+	if f.toLocked(EvReject) {
+		f.note = st.Error
+		s.o.Log.Warn("upload refused by the platform for good: not retried; rename or rewrite it to try again",
+			"path", f.rel, "upload", st.ID, "err", st.Error)
+	}
 }
 
 // SettleAll queues now every closed file waiting for its settle time (and, when final, closes the
@@ -864,6 +889,8 @@ func (s *Set) SettleAll(final bool) {
 			old = f.enqueueLocked()
 		}
 		if final { // no handler comes any more: the next mount takes over what is left
+			// Nor a retry of a failed Enqueue: its timer would outlive the mount, on closed data.
+			f.stopLocked()
 			f.data.Close()
 		}
 		f.mu.Unlock()
@@ -887,7 +914,7 @@ func (f *File) Describe() string {
 	case WriteFailed:
 		return "not uploaded: a write failed (" + note + "); rewrite it (cp over it) or delete it"
 	case Rejected:
-		return "failed permanently: " + note + " (not retried; rename or rewrite it to try again)"
+		return "failed permanently: " + note + RejectedHint
 	case Held:
 		if Temporary(name) == MaybeTemporary && timer {
 			return "not uploaded yet: temporary name (uploaded under this name unless renamed within " +
@@ -911,6 +938,9 @@ func (f *File) Describe() string {
 	}
 	return StatusText(st)
 }
+
+// RejectedHint ends the description of a Rejected file: what the user can do.
+const RejectedHint = " (not retried; rename it or write it again to send a new version, or delete it)"
 
 // CutOffText is the state of a file a crash of the mount cut off while it was being written.
 const CutOffText = "cut off while being written when the mount stopped; rewrite it, or open and close it " +
