@@ -214,7 +214,7 @@ func TestPendingUntilDone(t *testing.T) {
 	}
 	st[0].State = upload.StateDone // as the engine reports it before the mount's Done runs
 	pending([]string{}, 1)
-	if s.Done(st[0], "a.txt") != f {
+	if s.Done(st[0]) != f {
 		t.Fatal("Done did not publish the file")
 	}
 	mustState(t, f, Published)
