@@ -25,8 +25,10 @@
 //	                                          consumed (x2: a multi-block
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
-//	                                          VectorSource fills them)
-//	+ maxDiskWriters blocks                   on their way to the disk tier
+//	                                          VectorSource fills them). A fetch
+//	                                          keeps its Parallel slot until its
+//	                                          blocks are on disk, so blocks
+//	                                          waiting for the disk count here.
 //	+ one block per open Reader               its current block (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
@@ -130,8 +132,8 @@ type Stats struct {
 	DiskBlocks         int64 // cache files in the disk tier
 	DiskCorrupt        int64 // cache files found corrupt (deleted and refetched)
 	DiskErrors         int64 // failed disk writes (the block was served uncached)
-	DiskSkipped        int64 // blocks not written to disk because the disk was busy with others
 	ChecksumMismatches int64 // whole-file sha512 mismatches
+	HashedBytes        int64 // bytes fed to whole-file sha512s
 }
 
 // ErrClosed is returned by reads after Close.
@@ -179,7 +181,7 @@ type counters struct {
 	memHits, raHits, diskHits, waitHits, misses  atomic.Int64
 	requests, retries, fetchErrors, bytesFetched atomic.Int64
 	inFlight, maxInFlight                        atomic.Int64
-	mismatches                                   atomic.Int64
+	mismatches, hashed                           atomic.Int64
 }
 
 const (
@@ -392,6 +394,7 @@ func (c *Cache) Stats() Stats {
 		InFlight:           c.st.inFlight.Load(),
 		MaxInFlight:        c.st.maxInFlight.Load(),
 		ChecksumMismatches: c.st.mismatches.Load(),
+		HashedBytes:        c.st.hashed.Load(),
 	}
 	c.mu.Lock()
 	s.ReadaheadBytes = c.readyBytes
@@ -400,7 +403,7 @@ func (c *Cache) Stats() Stats {
 		s.MemoryBytes = c.mem.used()
 	}
 	if c.disk != nil {
-		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors, s.DiskSkipped = c.disk.stats()
+		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors = c.disk.stats()
 	}
 	return s
 }

@@ -246,7 +246,6 @@ func (c *Cache) fetch(sp *span) {
 	}
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
-	<-c.sem
 	c.mu.Lock()
 	c.inflightBytes -= sp.length
 	c.mu.Unlock()
@@ -254,7 +253,11 @@ func (c *Cache) fetch(sp *span) {
 		c.st.fetchErrors.Add(1)
 		blocks = nil
 	}
+	// The slot is kept while complete stores the blocks: a disk write waits for a writer rather
+	// than being skipped, and meanwhile the blocks it pins count against Parallel like a request in
+	// flight, so a disk slower than the network slows the fetches instead of growing memory.
 	c.complete(sp, blocks, err)
+	<-c.sem
 }
 
 // readRange calls the Source with bounded retries and backoff.
@@ -350,7 +353,9 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 		if c.mem != nil {
 			c.mem.set(c.memKey(sp.obj, cl.gen, cl.key.idx), blocks[i])
 		}
-		if c.disk != nil && !sp.fromDisk && !c.closed.Load() && !c.stale(cl) {
+		// Written even while Close runs (it waits for this): a block fetched is not thrown away, and
+		// a read that returned just before an unmount leaves its file whole on disk.
+		if c.disk != nil && !sp.fromDisk && !c.stale(cl) {
 			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i])
 			// Drop bumps the generation before it clears the disk, so
 			// either it saw our file or we see its generation now.

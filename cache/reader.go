@@ -43,7 +43,7 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
 		r.preverified = true
 	default:
-		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size))
+		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed)
 	}
 	return r
 }
