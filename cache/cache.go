@@ -127,6 +127,7 @@ type Stats struct {
 	InFlight           int64 // Source calls in flight now
 	MaxInFlight        int64 // most Source calls ever in flight at once
 	ReadaheadBytes     int64 // read-ahead bytes held in memory, not yet consumed
+	ReadaheadDropped   int64 // read-ahead blocks dropped from memory before anyone read them
 	MemoryBytes        int64 // bytes in the memory tier
 	DiskBytes          int64 // bytes of cache files in the disk tier
 	DiskBlocks         int64 // cache files in the disk tier
@@ -151,6 +152,7 @@ type Cache struct {
 	maxReqBlk   int64           // MaxRequestSize in blocks
 	minReqBlk   int64           // MinRequestSize in blocks
 	fetchBudget int64           // bytes: request buffers in flight + unconsumed read-ahead blocks
+	raHeadroom  int64           // part of fetchBudget that Readers' read-ahead leaves to their misses
 	ctx         context.Context // the fetcher's own context: fetches outlive readers
 	cancel      context.CancelFunc
 	sem         chan struct{} // Parallel slots for Source calls
@@ -181,7 +183,7 @@ type counters struct {
 	memHits, raHits, diskHits, waitHits, misses  atomic.Int64
 	requests, retries, fetchErrors, bytesFetched atomic.Int64
 	inFlight, maxInFlight                        atomic.Int64
-	mismatches, hashed                           atomic.Int64
+	mismatches, hashed, raDropped                atomic.Int64
 }
 
 const (
@@ -252,6 +254,7 @@ func New(src Source, opts Options) (*Cache, error) {
 	}
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
 	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
+	c.raHeadroom = max(c.bs, c.fetchBudget/8)
 	if opts.MemoryBytes > 0 {
 		m, err := newMemTier(opts.MemoryBytes, c.bs)
 		if err != nil {
@@ -395,6 +398,7 @@ func (c *Cache) Stats() Stats {
 		MaxInFlight:        c.st.maxInFlight.Load(),
 		ChecksumMismatches: c.st.mismatches.Load(),
 		HashedBytes:        c.st.hashed.Load(),
+		ReadaheadDropped:   c.st.raDropped.Load(),
 	}
 	c.mu.Lock()
 	s.ReadaheadBytes = c.readyBytes
