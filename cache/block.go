@@ -19,8 +19,9 @@ type heldBlock struct {
 
 // readyBlock is an unconsumed read-ahead block (see Cache.ready).
 type readyBlock struct {
-	key  blockKey
-	data []byte
+	key   blockKey
+	data  []byte
+	owner *Reader // whose read-ahead it is (nil: Prefetch's)
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

@@ -25,8 +25,10 @@
 //	                                          consumed (x2: a multi-block
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
-//	                                          VectorSource fills them)
-//	+ maxDiskWriters blocks                   on their way to the disk tier
+//	                                          VectorSource fills them). A fetch
+//	                                          keeps its Parallel slot until its
+//	                                          blocks are on disk, so blocks
+//	                                          waiting for the disk count here.
 //	+ one block per open Reader               its current block (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
@@ -125,13 +127,14 @@ type Stats struct {
 	InFlight           int64 // Source calls in flight now
 	MaxInFlight        int64 // most Source calls ever in flight at once
 	ReadaheadBytes     int64 // read-ahead bytes held in memory, not yet consumed
+	ReadaheadDropped   int64 // read-ahead blocks dropped from memory before anyone read them
 	MemoryBytes        int64 // bytes in the memory tier
 	DiskBytes          int64 // bytes of cache files in the disk tier
 	DiskBlocks         int64 // cache files in the disk tier
 	DiskCorrupt        int64 // cache files found corrupt (deleted and refetched)
 	DiskErrors         int64 // failed disk writes (the block was served uncached)
-	DiskSkipped        int64 // blocks not written to disk because the disk was busy with others
 	ChecksumMismatches int64 // whole-file sha512 mismatches
+	HashedBytes        int64 // bytes fed to whole-file sha512s
 
 	// What reads wait on now (waits.go): readers blocked on a fetch; of the fetches, those waiting
 	// for a Parallel slot (the others in flight are InFlight) and those backing off after a failed
@@ -157,6 +160,7 @@ type Cache struct {
 	maxReqBlk   int64           // MaxRequestSize in blocks
 	minReqBlk   int64           // MinRequestSize in blocks
 	fetchBudget int64           // bytes: request buffers in flight + unconsumed read-ahead blocks
+	raHeadroom  int64           // part of fetchBudget that Readers' read-ahead leaves to their misses
 	ctx         context.Context // the fetcher's own context: fetches outlive readers
 	cancel      context.CancelFunc
 	sem         chan struct{} // Parallel slots for Source calls
@@ -188,7 +192,7 @@ type counters struct {
 	memHits, raHits, diskHits, waitHits, misses  atomic.Int64
 	requests, retries, fetchErrors, bytesFetched atomic.Int64
 	inFlight, maxInFlight                        atomic.Int64
-	mismatches                                   atomic.Int64
+	mismatches, hashed, raDropped                atomic.Int64
 }
 
 const (
@@ -259,6 +263,7 @@ func New(src Source, opts Options) (*Cache, error) {
 	}
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
 	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
+	c.raHeadroom = max(c.bs, c.fetchBudget/8)
 	if opts.MemoryBytes > 0 {
 		m, err := newMemTier(opts.MemoryBytes, c.bs)
 		if err != nil {
@@ -401,6 +406,8 @@ func (c *Cache) Stats() Stats {
 		InFlight:           c.st.inFlight.Load(),
 		MaxInFlight:        c.st.maxInFlight.Load(),
 		ChecksumMismatches: c.st.mismatches.Load(),
+		HashedBytes:        c.st.hashed.Load(),
+		ReadaheadDropped:   c.st.raDropped.Load(),
 	}
 	c.waits.fill(&s)
 	c.mu.Lock()
@@ -410,7 +417,7 @@ func (c *Cache) Stats() Stats {
 		s.MemoryBytes = c.mem.used()
 	}
 	if c.disk != nil {
-		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors, s.DiskSkipped = c.disk.stats()
+		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors = c.disk.stats()
 	}
 	return s
 }

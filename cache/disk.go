@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,10 +91,14 @@ type diskTier struct {
 	life   sync.RWMutex
 	closed bool
 
-	// writers bounds the puts writing at once. A put finding it full skips the disk: a fetch must not
-	// hold its blocks (memory no budget counts) while waiting for a slow disk, and the disk tier is a
-	// cache, so a block not written is only fetched again if it is read again after leaving memory.
+	// writers bounds the puts writing at once. A put finding it full waits for a slot: a block
+	// skipped here would leave a hole in the disk tier, so a re-read would fetch it again and hash the
+	// whole file again (a cold 1 GiB read used to skip 0 to 8 of its 128 blocks). The waiting put's
+	// fetch keeps its Parallel slot and its bytes in the fetch budget meanwhile (Cache.fetch), so a
+	// slow disk slows the fetches instead of pinning memory no budget counts.
 	writers chan struct{}
+	// waiting counts puts waiting for a writer slot (for tests: the disk is the bottleneck).
+	waiting atomic.Int64
 
 	// mu protects index, lru, used, failing and the counters below.
 	mu      sync.Mutex
@@ -103,13 +108,10 @@ type diskTier struct {
 	failing bool                      // the last write failed (log once per failing streak)
 	corrupt int64
 	errs    int64
-	skipped int64 // puts skipped because maxDiskWriters were busy
 }
 
-// maxDiskWriters is how many blocks may be on their way to disk at once: enough to keep a disk busy
-// and to take the bursts of a cold read's completing requests (O_DIRECT writes wait for the device: with
-// 4, a cold 1 GiB read skipped about 20 of its 128 blocks, leaving the disk tier with holes; with 8,
-// 0 to 8), few enough that the memory they pin stays small (cmd/rescalefs reserves it in --memory).
+// maxDiskWriters is how many blocks may be written to disk at once: enough to keep a disk busy (O_DIRECT
+// writes wait for the device), few enough that encoding buffers stay small. Puts beyond it wait.
 const maxDiskWriters = 8
 
 func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
@@ -417,13 +419,12 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 	}
 	select {
 	case d.writers <- struct{}{}:
-		defer func() { <-d.writers }()
 	default:
-		d.mu.Lock()
-		d.skipped++
-		d.mu.Unlock()
-		return
+		d.waiting.Add(1)
+		d.writers <- struct{}{}
+		d.waiting.Add(-1)
 	}
+	defer func() { <-d.writers }()
 	k := diskKey{objHash(obj.ID), bs, idx}
 	hdr, payload, ok := d.encode(obj, bs, idx, data)
 	if !ok {
@@ -602,10 +603,10 @@ func (d *diskTier) dropObject(objectID string) {
 	}
 }
 
-func (d *diskTier) stats() (used, blocks, corrupt, errs, skipped int64) {
+func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.used, int64(d.lru.Len()), d.corrupt, d.errs, d.skipped
+	return d.used, int64(d.lru.Len()), d.corrupt, d.errs
 }
 
 func (d *diskTier) close() {

@@ -393,7 +393,7 @@ func TestSequentialReadAheadFromDisk(t *testing.T) {
 	obj := src.add("obj", 12*testBS)
 	c1 := newTestCache(t, src, diskOptions(t, dir))
 	p := make([]byte, 1)
-	for i := range int64(12) { // one block at a time, so no disk write is skipped for a busy disk
+	for i := range int64(12) {
 		if _, err := c1.ReadAt(context.Background(), obj, p, i*testBS); err != nil {
 			t.Fatal(err)
 		}
@@ -411,5 +411,55 @@ func TestSequentialReadAheadFromDisk(t *testing.T) {
 	s := c2.Stats()
 	if s.ReadaheadHits+s.WaitHits == 0 || src.numCalls() != 0 || s.DiskHits != 12 {
 		t.Fatalf("read-ahead hits %d, wait hits %d, disk hits %d, Source calls %d", s.ReadaheadHits, s.WaitHits, s.DiskHits, src.numCalls())
+	}
+}
+
+// TestColdReadLeavesEveryBlockOnDisk: a cold sequential read while the disk is busy (every writer slot
+// taken) still leaves every block on disk: the disk writes wait for a writer instead of being skipped.
+// A re-read from a fresh cache over the same folder then fetches nothing and hashes nothing (the
+// object was verified and every block is on disk).
+func TestColdReadLeavesEveryBlockOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	const nblocks = 24
+	obj := src.add("obj", nblocks*testBS+100)
+	sum := sha512.Sum512(src.objects["obj"])
+	want := hex.EncodeToString(sum[:])
+
+	c1 := newTestCache(t, src, diskOptions(t, dir))
+	for range maxDiskWriters { // the disk is busy with other files' blocks
+		c1.disk.writers <- struct{}{}
+	}
+	r1 := c1.NewReader(obj, want)
+	done := make(chan error, 1)
+	go func() {
+		_, err := readAll(t, r1, obj.Size, 128<<10)
+		done <- err
+	}()
+	eventually(t, "a disk write waiting for a writer", func() bool { return c1.disk.waiting.Load() > 0 })
+	for range maxDiskWriters {
+		<-c1.disk.writers
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !r1.Verified() {
+		t.Fatal("cold read: not verified")
+	}
+	c1.Close() // waits for the disk writes
+	if s := c1.Stats(); s.DiskBlocks != nblocks+1 || s.HashedBytes != obj.Size {
+		t.Fatalf("after the cold read: %d of %d blocks on disk, %d of %d bytes hashed", s.DiskBlocks, nblocks+1, s.HashedBytes, obj.Size)
+	}
+
+	src.reset()
+	c2 := newTestCache(t, src, diskOptions(t, dir))
+	r2 := c2.NewReader(obj, want)
+	got, err := readAll(t, r2, obj.Size, 128<<10)
+	if err != nil || !bytes.Equal(got, src.objects["obj"]) {
+		t.Fatalf("re-read: err=%v equal=%v", err, bytes.Equal(got, src.objects["obj"]))
+	}
+	settle(c2)
+	if s := c2.Stats(); src.numCalls() != 0 || s.HashedBytes != 0 || s.DiskHits != nblocks+1 || !r2.Verified() {
+		t.Fatalf("re-read: %d Source calls, %d bytes hashed, %d disk hits, verified %v", src.numCalls(), s.HashedBytes, s.DiskHits, r2.Verified())
 	}
 }

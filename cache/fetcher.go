@@ -35,6 +35,10 @@ type span struct {
 	calls     []*call
 	readahead bool
 	fromDisk  bool // the blocks were read from the disk tier: not written back
+	// owner is the Reader whose sequential read-ahead this is (nil: a reader's own blocks,
+	// Prefetch). Its bytes were admitted into the fetch budget when it was planned (reserved in
+	// inflightBytes), and its blocks, unconsumed, are not evicted for another reader's read-ahead.
+	owner *Reader
 }
 
 // request is what a read waits for: blocks already at hand plus calls.
@@ -176,16 +180,23 @@ func (r *request) abandon(from int) {
 // contiguous blocks of at most MaxRequestSize (readahead: at most reqBlk
 // blocks) and starts one fetch per run.
 func (c *Cache) startSpans(obj Object, calls []*call, idx []int64, readahead bool) {
-	c.startSpansN(obj, calls, idx, readahead, c.maxReqBlk)
+	c.startSpansN(obj, calls, idx, readahead, c.maxReqBlk, nil)
 }
 
-func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bool, reqBlk int64) {
+// startSpansN is startSpans with requests of reqBlk blocks; with an owner, the calls' bytes are
+// already reserved in inflightBytes (see span.owner).
+func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bool, reqBlk int64, owner *Reader) {
 	if len(calls) == 0 {
 		return
 	}
 	// wg.Add must not race with Close's wg.Wait: both sides hold c.mu.
 	c.mu.Lock()
 	if c.shut {
+		if owner != nil {
+			for _, cl := range calls {
+				c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+			}
+		}
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
 		return
@@ -203,6 +214,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			off:       idx[i] * c.bs,
 			calls:     calls[i:j:j],
 			readahead: readahead,
+			owner:     owner,
 		}
 		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
 		c.wg.Add(1)
@@ -216,19 +228,26 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 func (c *Cache) fetch(sp *span) {
 	defer c.wg.Done()
 	if !c.acquire() {
+		if sp.owner != nil { // a Reader's read-ahead was admitted (counted) when it was planned
+			c.mu.Lock()
+			c.inflightBytes -= sp.length
+			c.mu.Unlock()
+		}
 		c.complete(sp, nil, ErrClosed)
 		return
 	}
-	c.mu.Lock()
-	// Keep unconsumed read-ahead plus every request buffer in flight (a
-	// reader's misses too, not only read-ahead) within one budget: the
-	// oldest unconsumed blocks go first (they are usually in a tier anyway,
-	// or their reader moved on).
-	for c.readyBytes+c.inflightBytes+sp.length > c.fetchBudget && c.readyList.Len() > 0 {
-		c.removeReadyLocked(c.readyList.Front())
+	if sp.owner == nil {
+		c.mu.Lock()
+		// Keep unconsumed read-ahead plus every request buffer in flight (a
+		// reader's misses too, not only read-ahead) within one budget:
+		// abandoned read-ahead goes first, then the oldest (usually in a
+		// tier anyway, or its reader moved on). A Reader's read-ahead was
+		// admitted when planned and is counted already.
+		c.evictReadyLocked(sp.length, c.fetchBudget, false)
+		c.evictReadyLocked(sp.length, c.fetchBudget, true)
+		c.inflightBytes += sp.length
+		c.mu.Unlock()
 	}
-	c.inflightBytes += sp.length
-	c.mu.Unlock()
 	n := c.st.inFlight.Add(1)
 	for {
 		m := c.st.maxInFlight.Load()
@@ -242,7 +261,6 @@ func (c *Cache) fetch(sp *span) {
 	}
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
-	<-c.sem
 	c.mu.Lock()
 	c.inflightBytes -= sp.length
 	c.mu.Unlock()
@@ -250,7 +268,11 @@ func (c *Cache) fetch(sp *span) {
 		c.st.fetchErrors.Add(1)
 		blocks = nil
 	}
+	// The slot is kept while complete stores the blocks: a disk write waits for a writer rather
+	// than being skipped, and meanwhile the blocks it pins count against Parallel like a request in
+	// flight, so a disk slower than the network slows the fetches instead of growing memory.
 	c.complete(sp, blocks, err)
+	<-c.sem
 }
 
 // readRange calls the Source with bounded retries and backoff.
@@ -333,7 +355,7 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 		}
 		store[i] = !cl.dropped
 		if !cl.dropped && cl.waiters == 0 && sp.readahead {
-			e := c.readyList.PushBack(&readyBlock{key: cl.key, data: blocks[i]})
+			e := c.readyList.PushBack(&readyBlock{key: cl.key, data: blocks[i], owner: sp.owner})
 			c.ready[cl.key] = e
 			c.readyBytes += int64(len(blocks[i]))
 		}
@@ -349,7 +371,9 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 		if c.mem != nil {
 			c.mem.set(c.memKey(sp.obj, cl.gen, cl.key.idx), blocks[i])
 		}
-		if c.disk != nil && !sp.fromDisk && !c.closed.Load() && !c.stale(cl) {
+		// Written even while Close runs (it waits for this): a block fetched is not thrown away, and
+		// a read that returned just before an unmount leaves its file whole on disk.
+		if c.disk != nil && !sp.fromDisk && !c.stale(cl) {
 			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i])
 			// Drop bumps the generation before it clears the disk, so
 			// either it saw our file or we see its generation now.
@@ -379,6 +403,34 @@ func (c *Cache) stale(cl *call) bool {
 	return c.gens[cl.key.id] != cl.gen
 }
 
+// evictReadyLocked drops unconsumed read-ahead, oldest first, until need more bytes fit within limit
+// alongside the ready and in-flight bytes: with all, any block; else only abandoned ones (no live
+// Reader waits for them: their Reader closed, or Prefetch's). It reports whether they fit.
+func (c *Cache) evictReadyLocked(need, limit int64, all bool) bool {
+	for e := c.readyList.Front(); e != nil && c.readyBytes+c.inflightBytes+need > limit; {
+		next := e.Next()
+		if rb := e.Value.(*readyBlock); all || rb.owner == nil || rb.owner.gone.Load() {
+			c.removeReadyLocked(e)
+			c.st.raDropped.Add(1)
+		}
+		e = next
+	}
+	return c.readyBytes+c.inflightBytes+need <= limit
+}
+
+// admitReadaheadLocked reserves n bytes of a Reader's read-ahead in the fetch budget if they fit
+// without evicting other live Readers' unconsumed read-ahead: with several sequential readers, the
+// newest read-ahead used to evict the oldest, which its reader then fetched or read from disk again
+// (and held twice meanwhile). It leaves raHeadroom for readers' own misses, and always admits when
+// nothing else is held (progress).
+func (c *Cache) admitReadaheadLocked(n int64) bool {
+	if c.readyBytes+c.inflightBytes > 0 && !c.evictReadyLocked(n, c.fetchBudget-c.raHeadroom, false) {
+		return false
+	}
+	c.inflightBytes += n
+	return true
+}
+
 func (c *Cache) removeReadyLocked(e *list.Element) {
 	rb := e.Value.(*readyBlock)
 	c.readyList.Remove(e)
@@ -387,10 +439,13 @@ func (c *Cache) removeReadyLocked(e *list.Element) {
 }
 
 // readahead starts background fetches of blocks [from, to) of obj that no
-// tier holds and no fetch covers, as spans of about reqBlk blocks.
-func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
+// tier holds and no fetch covers, as spans of about reqBlk blocks. For a
+// Reader (owner not nil) it stops at the first block the fetch budget has no
+// room for and returns its index (to when all went), for the Reader to plan
+// again from there on its next read.
+func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader) int64 {
 	if from >= to || c.closed.Load() {
-		return
+		return to
 	}
 	missing, inDisk := make([]bool, to-from), make([]bool, to-from)
 	c.mu.Lock()
@@ -419,6 +474,7 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 	}
 	var created, onDisk []*call
 	var idx []int64
+	stop := to
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
 	for i := from; i < to; i++ {
@@ -446,6 +502,10 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 			onDisk = append(onDisk, cl)
 			continue
 		}
+		if owner != nil && !c.admitReadaheadLocked(c.blockLen(obj, i)) {
+			stop = i
+			break
+		}
 		cl := &call{key: k, gen: gen, done: make(chan struct{})}
 		c.calls[k] = cl
 		created = append(created, cl)
@@ -453,7 +513,8 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64) {
 	}
 	c.mu.Unlock()
 	c.startDiskLoads(obj, onDisk)
-	c.startSpansN(obj, created, idx, true, reqBlk)
+	c.startSpansN(obj, created, idx, true, reqBlk, owner)
+	return stop
 }
 
 // startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
@@ -499,5 +560,5 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 		c.complete(&span{obj: obj, calls: []*call{cl}, readahead: true, fromDisk: true}, [][]byte{d}, nil)
 		return
 	}
-	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1)
+	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Reader reads one object for one open file handle. It detects sequential
@@ -30,6 +31,9 @@ type Reader struct {
 	cur    *heldBlock // the last block read, so reads within it skip the tiers
 	closed bool
 	failed error // a whole-file mismatch this Reader saw: every later read fails with it
+
+	// gone is set by Close: read-ahead left unconsumed may then be evicted for other readers'.
+	gone atomic.Bool
 }
 
 // NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
@@ -43,7 +47,7 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
 		r.preverified = true
 	default:
-		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size))
+		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed)
 	}
 	return r
 }
@@ -98,7 +102,14 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 
 	var hook func()
 	if raTo > raFrom {
-		hook = func() { c.readahead(r.obj, raFrom, raTo, reqBlk) }
+		hook = func() {
+			if stop := c.readahead(r.obj, raFrom, raTo, reqBlk, r); stop < raTo {
+				// The budget is full: plan the rest again on a later read.
+				r.mu.Lock()
+				r.raNext = min(r.raNext, stop)
+				r.mu.Unlock()
+			}
+		}
 	}
 	b, held, err := c.readAt(ctx, r.obj, p, off, cur, hook, ref)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -188,6 +199,7 @@ func (r *Reader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
+	r.gone.Store(true)
 	r.cur = nil
 	return nil
 }

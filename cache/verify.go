@@ -8,6 +8,7 @@ import (
 	"hash"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrChecksumMismatch is wrapped by the error of the read that completed a
@@ -34,6 +35,7 @@ type verifier struct {
 	obj     Object
 	want    string
 	nblocks int64
+	hashed  *atomic.Int64 // the Cache's counter of bytes hashed
 
 	// mu protects everything below; cond (on mu) signals progress of the
 	// hashing goroutine (a queue slot freed, the sum done).
@@ -56,8 +58,8 @@ const (
 	verifyAbandoned // not read in order: no verdict
 )
 
-func newVerifier(obj Object, want string, nblocks int64) *verifier {
-	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks,
+func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64) *verifier {
+	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks, hashed: hashed,
 		h: sha512.New(), pending: make(map[int64][]byte)}
 	v.cond = sync.NewCond(&v.mu)
 	return v
@@ -151,6 +153,7 @@ func (v *verifier) drain() {
 		b := v.queue[0]
 		v.mu.Unlock()
 		v.h.Write(b) // v.h is ours while hashing is set
+		v.hashed.Add(int64(len(b)))
 		v.mu.Lock()
 		v.queue[0] = nil
 		v.queue = v.queue[1:]

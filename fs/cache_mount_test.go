@@ -48,8 +48,8 @@ func TestCorruptDiskBlockIsRefetched(t *testing.T) {
 	if got := readThroughMount(t, path); got != f.SHA512 {
 		t.Fatal("first read differs from the stored plaintext")
 	}
-	// Re-read until the disk tier serves the whole file (no new requests): a block whose disk write
-	// was skipped because the disk was busy (maxDiskWriters) is written on a later read.
+	// Re-read until the disk tier serves the whole file (no new requests): disk writes finish after
+	// the read that fetched their blocks has returned.
 	fetched := env.Requests(emulator.EndpointContents)
 	fusetest.Eventually(t, 10*time.Second, "the file served from the disk tier", func() bool {
 		if got := readThroughMount(t, path); got != f.SHA512 {

@@ -38,6 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/pflag"
 
+	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/internal/units"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
@@ -274,8 +275,8 @@ func bench(c config) error {
 			}
 			r.name = "mount: disk-tier re-read (cat)"
 			hwm, _ := peakRSS(pid)
-			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, peak RSS %d MiB, %s",
-				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes))
+			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, peak RSS %d MiB, %s, %s",
+				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes), cacheCounters(mnt))
 			rows = append(rows, r)
 		}
 	}
@@ -325,7 +326,7 @@ func bench(c config) error {
 		}
 		hwm, _ := peakRSS(pid)
 		rows = append(rows, row{name: "mount: four concurrent cold readers", seconds: time.Since(start).Seconds(), bytes: 4 * c.size,
-			note: fmt.Sprintf("peak RSS of the mount %d MiB, %s", hwm>>20, cpu.perGiB(4*c.size))})
+			note: fmt.Sprintf("peak RSS of the mount %d MiB, %s, %s", hwm>>20, cpu.perGiB(4*c.size), cacheCounters(mnt))})
 	}
 
 	if !c.skip["uploads"] {
@@ -571,6 +572,24 @@ func timedCopy(src, dst string) (row, error) {
 		return row{}, fmt.Errorf("cp %s: %v: %s", src, err, b)
 	}
 	return row{seconds: time.Since(start).Seconds(), bytes: fi.Size()}, nil
+}
+
+// cacheCounters is the mount's block-cache counters since it started, from its .rescalefs/status: what
+// was fetched, read from the disk tier, hashed, and read ahead only to be dropped unread.
+func cacheCounters(mnt string) string {
+	b, err := os.ReadFile(filepath.Join(mnt, ".rescalefs", "status"))
+	if err != nil {
+		return "cache counters: " + err.Error()
+	}
+	var st struct {
+		Cache *cache.Stats `json:"cache"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Cache == nil {
+		return "cache counters: none"
+	}
+	s := st.Cache
+	return fmt.Sprintf("cache: %d MiB fetched, %d disk hits, %d MiB hashed, %d read-ahead blocks dropped unread",
+		s.BytesFetched>>20, s.DiskHits, s.HashedBytes>>20, s.ReadaheadDropped)
 }
 
 func timedCat(path string) (row, error) {

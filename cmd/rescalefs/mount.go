@@ -388,8 +388,9 @@ const requestSize = 16 << 20
 const runtimeOverhead = 48 << 20
 
 // pinnedReserve is the block data outside both the memory tier and the fetch budget: each open reader's
-// current block, blocks queued for the whole-file hash, blocks on their way to the disk tier. Most are
-// also in a tier, so this is a bound, not a typical use.
+// current block, blocks queued for the whole-file hash (blocks on their way to the disk tier keep their
+// fetch's slot, so the fetch budget counts them). Most are also in a tier, so this is a bound, not a
+// typical use.
 const pinnedReserve = 64 << 20
 
 // minMemoryTier is the smallest useful memory tier: a few blocks for readers that re-read.
