@@ -312,7 +312,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	mounted.Store(m)
 	life.mount = m
 	engine.Start(life.ctx)
-	if n := engine.Pending(); n > 0 {
+	if n := toResume(engine); n > 0 {
 		logger.Info("resuming uploads", "pending", n)
 	}
 	if addr := os.Getenv(pprofEnv); addr != "" {
@@ -336,7 +336,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}()
 	m.Wait()
 	life.end()
-	if n := engine.Pending(); n > 0 {
+	if n := toResume(engine); n > 0 {
 		logger.Warn("uploads pending at unmount", "pending", n)
 		fmt.Fprintf(logw, "rescalefs: %d uploads pending; they resume on the next mount\n", n)
 	}
