@@ -54,9 +54,10 @@ func TestDirectSourceStalledStorageFallsBack(t *testing.T) {
 	if err := d.ReadRange(ctx, f.ID, 2000, got); err != nil || !bytes.Equal(got, plain[2000:2000+len(got)]) {
 		t.Fatalf("second read: %v, want the bytes through /contents/", err)
 	}
-	cn := e.Counters()
-	if cn.Requests[emulator.EndpointS3Get] != 0 || cn.Requests[emulator.EndpointContents] != 1 {
-		t.Fatalf("second read went %v, want /contents/ only", cn.Requests)
+	// (Storage GETs are not counted here: one of the first read's attempts may reach the emulator
+	// only after the reset.)
+	if cn := e.Counters(); cn.Requests[emulator.EndpointContents] != 1 {
+		t.Fatalf("second read went %v, want one /contents/ request", cn.Requests)
 	}
 	if n := logs.count("direct storage read failed"); n != 1 {
 		t.Fatalf("%d log lines, want 1", n)
