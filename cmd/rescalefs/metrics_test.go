@@ -179,6 +179,17 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, tier := range []string{"memory", "disk", "readahead", "inflight"} {
 		metricValue(t, fams, "rescalefs_cache_hits_total", map[string]string{"tier": tier})
 	}
+	// Storage exchanges (the read of x.dat goes straight to storage) count too, although the storage
+	// clients have a connection pool of their own.
+	var emuStorage float64
+	for ep, n := range emu.Counters().Requests {
+		if strings.HasPrefix(ep, "s3.") {
+			emuStorage += float64(n)
+		}
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{"endpoint": "storage"}); v < 1 || v > emuStorage {
+		t.Errorf("storage exchanges %v, want at least 1 and at most the emulator's %v", v, emuStorage)
+	}
 	// What the mount counted is what the emulator served: every exchange, and no other client.
 	ours := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{})
 	if ours > after || ours < before-16 {

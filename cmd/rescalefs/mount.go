@@ -251,7 +251,8 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	var src cache.Source = client
 	var direct *remote.DirectSource
 	if c.directReads {
-		direct = remote.NewDirectSource(client, remote.DirectSourceOptions{Logger: logger})
+		direct = remote.NewDirectSource(client, remote.DirectSourceOptions{Logger: logger,
+			S3: remote.S3Options{HTTPClient: obs.storageClient(remote.Policy{})}})
 		src = direct
 	}
 	blocks, err := cache.New(src, cache.Options{
@@ -286,6 +287,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,
+		S3: remote.S3Options{HTTPClient: obs.storageClient(remote.Policy{})},
 		OnDone: func(st upload.Status, f remote.File) {
 			if m := mounted.Load(); m != nil {
 				m.UploadDone(st, f)
