@@ -112,15 +112,26 @@ func (d *DirectSource) ReadRange(ctx context.Context, objectID string, off int64
 // ReadRangeVec is ReadRange for a destination spread over several buffers (one per cache block),
 // filled in order from one ranged request, direct or through /contents/, under one budget.
 func (d *DirectSource) ReadRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error {
-	return d.c.readBudget(ctx, objectID, func(ctx context.Context) error { return d.readRangeVec(ctx, objectID, off, bufs) })
+	var directOut bool // the budget ran out on the direct path, before the fallback could start
+	err := d.c.readBudget(ctx, objectID, func(ctx context.Context) error {
+		return d.readRangeVec(ctx, objectID, off, bufs, &directOut)
+	})
+	if directOut && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		// Storage silent for the whole budget is a failing direct path like any other: the file's
+		// next reads go through /contents/ (a platform gone altogether fails those as it would have).
+		// Without this, every read of the file spent its budget on the same silent storage.
+		d.noteFailure(objectID, err)
+	}
+	return err
 }
 
-func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error {
+func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte, directOut *bool) error {
 	err := d.readDirect(ctx, objectID, off, bufs)
 	if err == nil {
 		return nil
 	}
 	if ctx.Err() != nil {
+		*directOut = true
 		return err
 	}
 	// A range outside the file is the caller's mistake: the API would say the same.

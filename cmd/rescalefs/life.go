@@ -86,3 +86,16 @@ func (l *mountLife) end() {
 		l.log.Debug("shutdown done", "took", time.Since(start))
 	})
 }
+
+// toResume counts the uploads the next mount resumes: not those the platform refused for good
+// (rejected: kept for a person, never sent again as they are), which Engine.Pending counts too.
+func toResume(e *upload.Engine) int {
+	n := 0
+	for _, u := range e.Snapshot() {
+		switch u.State {
+		case upload.StateQueued, upload.StateUploading, upload.StateRetrying, upload.StateFailed:
+			n++
+		}
+	}
+	return n
+}

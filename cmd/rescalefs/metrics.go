@@ -91,7 +91,19 @@ var (
 
 // uploadStates are always reported, at 0 when empty, so a dashboard's series do not come and go.
 var uploadStates = []upload.State{upload.StateQueued, upload.StateUploading, upload.StateRetrying, upload.StateFailed,
-	upload.StateDone, upload.StateDamaged}
+	upload.StateDone, upload.StateDamaged, upload.StateRejected}
+
+// uploadGauges counts st's uploads by state, every state of uploadStates present, plus "settling".
+func uploadGauges(st rfs.Status) map[string]int {
+	out := map[string]int{"settling": len(st.Settling)}
+	for _, s := range uploadStates {
+		out[string(s)] = 0
+	}
+	for _, u := range st.Uploads {
+		out[string(u.State)]++
+	}
+	return out
+}
 
 // mountCollector turns the mount's counters into metrics at scrape time.
 type mountCollector struct{ src metricsSource }
@@ -135,14 +147,9 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descReadErrors, st.Transfers.ReadErrors)
 		gauge(descOpenFiles, float64(len(st.Downloads)))
 		gauge(descJobs, float64(st.Jobs))
-		byState := map[upload.State]int{}
-		for _, u := range st.Uploads {
-			byState[u.State]++
+		for state, n := range uploadGauges(st) {
+			gauge(descUploads, float64(n), state)
 		}
-		for _, s := range uploadStates {
-			gauge(descUploads, float64(byState[s]), string(s))
-		}
-		gauge(descUploads, float64(len(st.Settling)), "settling")
 	}
 	var throttled int64
 	for k, n := range c.src.obs.requestCounts() {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +18,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	rfs "github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/upload"
 )
 
 // syncBuffer is a mount process's stderr, read by the test while the process writes it.
@@ -175,6 +179,17 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, tier := range []string{"memory", "disk", "readahead", "inflight"} {
 		metricValue(t, fams, "rescalefs_cache_hits_total", map[string]string{"tier": tier})
 	}
+	// Storage exchanges (the read of x.dat goes straight to storage) count too, although the storage
+	// clients have a connection pool of their own.
+	var emuStorage float64
+	for ep, n := range emu.Counters().Requests {
+		if strings.HasPrefix(ep, "s3.") {
+			emuStorage += float64(n)
+		}
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{"endpoint": "storage"}); v < 1 || v > emuStorage {
+		t.Errorf("storage exchanges %v, want at least 1 and at most the emulator's %v", v, emuStorage)
+	}
 	// What the mount counted is what the emulator served: every exchange, and no other client.
 	ours := metricValue(t, fams, "rescalefs_platform_requests_total", map[string]string{})
 	if ours > after || ours < before-16 {
@@ -199,5 +214,35 @@ func TestMetricsAddressIsLoopbackOnly(t *testing.T) {
 		if err := checkMetricsAddr(addr); err != nil {
 			t.Errorf("%s: %v", addr, err)
 		}
+	}
+}
+
+// TestMetricsUploadStates: every upload of the status is counted under its own state, the rejected
+// ones (issue 8's refusals for good) included, so rescalefs_uploads summed over its states is what
+// `rescalefs status` lists; and every state's series is there even at 0, rejected too, so a
+// dashboard's alert on it has a series to watch before the first refusal.
+func TestMetricsUploadStates(t *testing.T) {
+	zero := map[string]int{"queued": 0, "uploading": 0, "retrying": 0, "failed": 0, "done": 0, "damaged": 0,
+		"rejected": 0, "settling": 0}
+	for _, tc := range []struct {
+		name   string
+		states []upload.State
+		want   map[string]int
+	}{
+		{"none", nil, map[string]int{}},
+		{"rejected among others", []upload.State{upload.StateQueued, upload.StateRejected, upload.StateRejected, upload.StateDone},
+			map[string]int{"queued": 1, "done": 1, "rejected": 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := rfs.Status{}
+			for i, s := range tc.states {
+				st.Uploads = append(st.Uploads, upload.Status{ID: strconv.Itoa(i), State: s})
+			}
+			want := maps.Clone(zero)
+			maps.Copy(want, tc.want)
+			if got := uploadGauges(st); !maps.Equal(got, want) {
+				t.Fatalf("upload gauges %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -251,7 +251,8 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	var src cache.Source = client
 	var direct *remote.DirectSource
 	if c.directReads {
-		direct = remote.NewDirectSource(client, remote.DirectSourceOptions{Logger: logger})
+		direct = remote.NewDirectSource(client, remote.DirectSourceOptions{Logger: logger,
+			S3: remote.S3Options{HTTPClient: obs.storageClient(remote.Policy{})}})
 		src = direct
 	}
 	blocks, err := cache.New(src, cache.Options{
@@ -286,6 +287,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,
+		S3: remote.S3Options{HTTPClient: obs.storageClient(remote.Policy{})},
 		OnDone: func(st upload.Status, f remote.File) {
 			if m := mounted.Load(); m != nil {
 				m.UploadDone(st, f)
@@ -312,7 +314,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	mounted.Store(m)
 	life.mount = m
 	engine.Start(life.ctx)
-	if n := engine.Pending(); n > 0 {
+	if n := toResume(engine); n > 0 {
 		logger.Info("resuming uploads", "pending", n)
 	}
 	if addr := os.Getenv(pprofEnv); addr != "" {
@@ -336,7 +338,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	}()
 	m.Wait()
 	life.end()
-	if n := engine.Pending(); n > 0 {
+	if n := toResume(engine); n > 0 {
 		logger.Warn("uploads pending at unmount", "pending", n)
 		fmt.Fprintf(logw, "rescalefs: %d uploads pending; they resume on the next mount\n", n)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
 )
 
 // platformObserver wraps the HTTP transport of the API client and books every exchange: when the
@@ -43,7 +45,35 @@ func newPlatformObserver(next http.RoundTripper, apiURL string) *platformObserve
 
 func (o *platformObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := o.next.RoundTrip(req)
-	api := req.URL.Host == o.apiHost
+	o.book(req, resp, err, req.URL.Host != o.apiHost)
+	return resp, err
+}
+
+// observedTransport books the exchanges of another transport in o: the storage clients (direct reads,
+// upload parts) have a connection pool of their own, so that their parallel ranges do not hold the
+// API's connections, and their exchanges count all the same.
+type observedTransport struct {
+	o    *platformObserver
+	next http.RoundTripper
+}
+
+func (t observedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	t.o.book(req, resp, err, true)
+	return resp, err
+}
+
+// storageClient is an HTTP client under the API client's network policy with its own pool, observed
+// by o.
+func (o *platformObserver) storageClient(p remote.Policy) *http.Client {
+	hc := remote.NewPolicyHTTPClient(p)
+	hc.Transport = observedTransport{o: o, next: hc.Transport}
+	return hc
+}
+
+// book counts one exchange, with storage's (which may share the API's host: the emulator's) apart.
+func (o *platformObserver) book(req *http.Request, resp *http.Response, err error, storage bool) {
+	api := !storage
 	endpoint := "storage"
 	if api {
 		endpoint = endpointOf(req.URL.Path)
@@ -68,7 +98,6 @@ func (o *platformObserver) RoundTrip(req *http.Request) (*http.Response, error) 
 			o.lastAnswered.Store(o.now().UnixNano())
 		}
 	}
-	return resp, err
 }
 
 // endpointOf turns a request path into a template with bounded variety: ids and file paths become

@@ -217,15 +217,20 @@ func busy(st mountState) []string {
 	if n := len(st.Settling); n > 0 {
 		out = append(out, fmt.Sprintf("%d settling", n))
 	}
-	var sending int
+	var sending, failed int
 	for _, u := range st.Uploads {
 		switch u.State {
 		case upload.StateQueued, upload.StateUploading, upload.StateRetrying:
 			sending++
+		case upload.StateFailed:
+			failed++
 		}
 	}
-	// An upload the engine has finished is still on its way until the mount shows it in files/.
-	sending = max(sending, st.Publishing)
+	// An upload the engine has finished is still on its way until the mount shows it in files/. The
+	// mount's count of those (Publishing) is of every file handed to the engine and not yet shown,
+	// so it also holds the failed ones, which wait for a person, not for time: --watch must not wait
+	// on them.
+	sending = max(sending, st.Publishing-failed)
 	if sending > 0 {
 		out = append(out, fmt.Sprintf("%d uploading", sending))
 	}

@@ -61,6 +61,20 @@ func TestBusy(t *testing.T) {
 		{"done, failed and damaged wait for no one", st(func(s *mountState) {
 			s.Uploads = []upload.Status{{State: upload.StateDone}, {State: upload.StateFailed}, {State: upload.StateDamaged}}
 		}), ""},
+		{"published, not yet shown in files/", st(func(s *mountState) {
+			s.Uploads = []upload.Status{{State: upload.StateDone}}
+			s.Publishing = 1
+		}), "1 uploading"},
+		// A failed upload's file stays handed to the engine in the mount's table (publishing) until
+		// it goes through: --watch waited on it forever.
+		{"failed, still publishing in the mount's table", st(func(s *mountState) {
+			s.Uploads = []upload.Status{{State: upload.StateFailed}}
+			s.Publishing = 1
+		}), ""},
+		{"one sending beside one failed", st(func(s *mountState) {
+			s.Uploads = []upload.Status{{State: upload.StateUploading}, {State: upload.StateFailed}}
+			s.Publishing = 2
+		}), "1 uploading"},
 		{"a copy in progress", st(func(s *mountState) {
 			s.Downloads = []rfs.DownloadStatus{{Size: 100, Offset: 50, LastRead: now.Add(-time.Second)}}
 		}), "1 reading"},
