@@ -188,8 +188,15 @@ func TestUploadRecoverCollision(t *testing.T) {
 	eng.Close()
 	env := uploadEnv(t, fusetest.Options{Uploads: fusetest.UploadOptions{Dir: dir}})
 	env.WaitPublished(t, "same.txt", publishDue)
-	ents, err := os.ReadDir(filepath.Join(env.Dir, "uploads"))
-	if err != nil || len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "same~") {
+	// The published one leaves uploads/ once the mount has been told (on its own goroutine, after the
+	// platform confirmed it); the cut-off one stays, under its new name.
+	var ents []os.DirEntry
+	var err error
+	fusetest.Eventually(t, publishDue, "uploads/ holds only the renamed cut-off file", func() bool {
+		ents, err = os.ReadDir(filepath.Join(env.Dir, "uploads"))
+		return err == nil && len(ents) == 1
+	})
+	if !strings.HasPrefix(ents[0].Name(), "same~") {
 		t.Fatalf("uploads/: %v %v", ents, err)
 	}
 	if _, ok := stagingRecords(t, dir)[ents[0].Name()]; !ok {
