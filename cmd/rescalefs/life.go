@@ -22,7 +22,8 @@ import (
 //     on a frozen platform fails at once instead of holding the mount (and the unmount) for the
 //     network policy's budget. A signal runs this step as soon as it asked the kernel to unmount;
 //  2. wait: for the kernel to let the mount go and the tree's pending closes to reach the journal,
-//     then for the engine's and the downloader's goroutines, then for the cache's fetches;
+//     then for the engine's goroutines and the confirmations it gave the tree (Mounted.WaitUploads),
+//     the downloader's, then for the cache's fetches;
 //  3. close: the cache's tiers, then the lock, last, so a new mount of the same cache directory can
 //     start the moment it is released.
 type mountLife struct {
@@ -72,7 +73,12 @@ func (l *mountLife) end() {
 			step("tree", func() { l.mount.Wait(); l.mount.SettleUploads() })
 		}
 		if l.engine != nil {
-			step("uploads", func() { l.engine.Close() })
+			step("uploads", func() {
+				l.engine.Close()
+				if l.mount != nil {
+					l.mount.WaitUploads() // the confirmations the engine gave until it closed
+				}
+			})
 		}
 		if l.dl != nil {
 			step("auto-download", func() { l.dl.Close() })
