@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,9 @@ type metricsSource struct {
 	mounted *atomic.Pointer[rfs.Mounted] // nil until mounted
 }
 
+// metricsStopWait bounds how long the shutdown waits for scrapes in progress.
+const metricsStopWait = 5 * time.Second
+
 // serveMetrics listens on addr now (so a taken port fails the mount before anything is mounted) and
 // serves until the returned stop is called.
 func serveMetrics(addr string, src metricsSource, logger *slog.Logger) (stop func(), err error) {
@@ -67,7 +71,15 @@ func serveMetrics(addr string, src metricsSource, logger *slog.Logger) (stop fun
 		}
 	}()
 	logger.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
-	return func() { _ = srv.Close() }, nil
+	return func() {
+		// Shutdown lets a scrape in progress finish (it reads parts the owner closes next); a scraper
+		// that hangs on is cut off.
+		ctx, cancel := context.WithTimeout(context.Background(), metricsStopWait)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+	}, nil
 }
 
 var (

@@ -283,7 +283,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		if err != nil {
 			return err
 		}
-		defer stop()
+		life.metrics = stop
 	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,
