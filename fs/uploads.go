@@ -42,6 +42,9 @@ type uploads struct {
 	eng *upload.Engine
 	set *writeback.Set
 	ino atomic.Uint64 // the last inode counter handed out
+	// dones are the engine's confirmations in progress (UploadDone's goroutines), waited for by
+	// WaitUploads once the engine is closed, so none outlives the mount.
+	dones sync.WaitGroup
 
 	mu    sync.Mutex // guards the fields below
 	nodes map[*writeback.File]*uploadFile
@@ -518,9 +521,24 @@ func (n *uploadFile) Removexattr(context.Context, string) syscall.Errno { return
 // UploadDone is the upload engine's OnDone for this mount (give it to upload.Options.OnDone through a
 // closure set before the engine starts): the file leaves uploads/ and shows in files/. It returns at
 // once; the work runs on its own goroutine, so no lock of the engine is held while the kernel is told.
+// WaitUploads waits for those goroutines.
 func (m *Mounted) UploadDone(st upload.Status, f remote.File) {
 	if up := m.fsys.io.up; up != nil {
-		go up.done(st, f)
+		up.dones.Add(1)
+		go func() {
+			defer up.dones.Done()
+			up.done(st, f)
+		}()
+	}
+}
+
+// WaitUploads waits for the engine's confirmations still being booked (UploadDone's work). Call it
+// after the engine is closed (so no confirmation comes any more), in the shutdown's wait step: none
+// then touches the mount's files after it is gone, and SettleUploads after the unmount made sure none
+// arms a timer.
+func (m *Mounted) WaitUploads() {
+	if up := m.fsys.io.up; up != nil {
+		up.dones.Wait()
 	}
 }
 

@@ -22,19 +22,22 @@ import (
 //     on a frozen platform fails at once instead of holding the mount (and the unmount) for the
 //     network policy's budget. A signal runs this step as soon as it asked the kernel to unmount;
 //  2. wait: for the kernel to let the mount go and the tree's pending closes to reach the journal,
-//     then for the engine's and the downloader's goroutines, then for the cache's fetches;
-//  3. close: the cache's tiers, then the lock, last, so a new mount of the same cache directory can
-//     start the moment it is released.
+//     then for the engine's goroutines and the confirmations it gave the tree (Mounted.WaitUploads),
+//     the downloader's, then for the cache's fetches;
+//  3. close: the metrics server (--metrics; its scrapes read the cache and the tree, so it stops first,
+//     its scrapes in progress finished), the cache's tiers, then the lock, last, so a new mount of the
+//     same cache directory can start the moment it is released.
 type mountLife struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	log    *slog.Logger
 
-	mount  *rfs.Mounted
-	engine *upload.Engine
-	dl     *download.Downloader
-	blocks *cache.Cache
-	unlock func()
+	mount   *rfs.Mounted
+	engine  *upload.Engine
+	dl      *download.Downloader
+	blocks  *cache.Cache
+	metrics func() // stops the --metrics server once its scrapes in progress are done
+	unlock  func()
 
 	once sync.Once
 }
@@ -72,13 +75,24 @@ func (l *mountLife) end() {
 			step("tree", func() { l.mount.Wait(); l.mount.SettleUploads() })
 		}
 		if l.engine != nil {
-			step("uploads", func() { l.engine.Close() })
+			step("uploads", func() {
+				l.engine.Close()
+				if l.mount != nil {
+					l.mount.WaitUploads() // the confirmations the engine gave until it closed
+				}
+			})
 		}
 		if l.dl != nil {
 			step("auto-download", func() { l.dl.Close() })
 		}
 		if l.blocks != nil {
-			step("cache", func() { l.blocks.Wait(); l.blocks.Close() })
+			step("fetches", l.blocks.Wait)
+		}
+		if l.metrics != nil {
+			step("metrics", l.metrics)
+		}
+		if l.blocks != nil {
+			step("cache", func() { l.blocks.Close() })
 		}
 		if l.unlock != nil {
 			l.unlock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rescalefs/rescalefs/cache"
 	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -23,7 +25,8 @@ import (
 // network service; a Prometheus on another machine scrapes through its own exporter or an ssh tunnel.
 //
 // The values are read at scrape time from the counters the mount keeps anyway (cache.Stats, the status
-// snapshot, the transport observer), so serving metrics costs nothing between scrapes.
+// snapshot, the API client's health, the transport observer), so serving metrics costs nothing between
+// scrapes. Up/down and the last answer come from the API client's health, as in `rescalefs status`.
 
 // checkMetricsAddr refuses anything but a loopback address with a port.
 func checkMetricsAddr(addr string) error {
@@ -39,10 +42,14 @@ func checkMetricsAddr(addr string) error {
 
 // metricsSource is what the collector reads at each scrape.
 type metricsSource struct {
-	obs     *platformObserver
+	obs     *platformObserver            // requests by endpoint and status
+	health  func() remote.HealthSnapshot // the API client's view: up/down, last answer
 	cache   *cache.Cache
 	mounted *atomic.Pointer[rfs.Mounted] // nil until mounted
 }
+
+// metricsStopWait bounds how long the shutdown waits for scrapes in progress.
+const metricsStopWait = 5 * time.Second
 
 // serveMetrics listens on addr now (so a taken port fails the mount before anything is mounted) and
 // serves until the returned stop is called.
@@ -64,7 +71,15 @@ func serveMetrics(addr string, src metricsSource, logger *slog.Logger) (stop fun
 		}
 	}()
 	logger.Info("serving metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
-	return func() { _ = srv.Close() }, nil
+	return func() {
+		// Shutdown lets a scrape in progress finish (it reads parts the owner closes next); a scraper
+		// that hangs on is cut off.
+		ctx, cancel := context.WithTimeout(context.Background(), metricsStopWait)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+	}, nil
 }
 
 var (
@@ -85,8 +100,8 @@ var (
 	descUploads        = prometheus.NewDesc("rescalefs_uploads", "Uploads by state; settling: closed in uploads/ but not queued yet.", []string{"state"}, nil)
 	descRequests       = prometheus.NewDesc("rescalefs_platform_requests_total", "HTTP exchanges with the platform by endpoint and status code (\"error\": no answer).", []string{"endpoint", "code"}, nil)
 	descThrottled      = prometheus.NewDesc("rescalefs_platform_throttled_total", "Answers 429 Too Many Requests from the platform.", nil, nil)
-	descPlatformUp     = prometheus.NewDesc("rescalefs_platform_up", "1 when the platform's last answer was below 500, else 0.", nil, nil)
-	descLastAnswerTime = prometheus.NewDesc("rescalefs_platform_last_answer_timestamp_seconds", "When the platform last answered (unix time; 0: never).", nil, nil)
+	descPlatformUp     = prometheus.NewDesc("rescalefs_platform_up", "0 when a platform call ran out of its budget with no answer since, else 1 (any answer, even a 5xx, counts), as rescalefs status says.", nil, nil)
+	descLastAnswerTime = prometheus.NewDesc("rescalefs_platform_last_answer_timestamp_seconds", "When the platform last answered, with any status (unix time; 0: never).", nil, nil)
 )
 
 // uploadStates are always reported, at 0 when empty, so a dashboard's series do not come and go.
@@ -159,14 +174,15 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descThrottled, throttled)
-	up := 0.0
-	if c.src.obs.up.Load() {
-		up = 1
+	h := c.src.health()
+	up := 1.0
+	if h.Down {
+		up = 0
 	}
 	gauge(descPlatformUp, up)
 	last := 0.0
-	if n := c.src.obs.lastAnswered.Load(); n != 0 {
-		last = float64(n) / 1e9
+	if !h.LastAnswer.IsZero() {
+		last = float64(h.LastAnswer.UnixNano()) / 1e9
 	}
 	gauge(descLastAnswerTime, last)
 }

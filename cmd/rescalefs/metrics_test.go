@@ -246,3 +246,115 @@ func TestMetricsUploadStates(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsAgreeWithStatusWhilePlatformAnswers503: with the platform answering 503 to everything for
+// a while, `rescalefs status` (the API client's health: any answer is an answer) and --metrics say the
+// same thing about whether it is up and when it last answered. Metrics used to take "up" from the last
+// status code (0 on a 503) while status said "answering", and the status file carried two "last
+// answered" fields.
+func TestMetricsAgreeWithStatusWhilePlatformAnswers503(t *testing.T) {
+	emu, url := watchPlatform(t)
+	mnt := t.TempDir()
+	mustNotStayMounted(t, mnt)
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
+		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := waitInBackground(t, cmd)
+	t.Cleanup(func() {
+		emu.SetFaults(emulator.Faults{}) // nothing to clear the FailNext queue: the unmount needs no platform
+		if _, ok := mountedAt(mnt); ok {
+			_ = exec.Command("fusermount3", "-u", mnt).Run()
+		}
+		<-done
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
+	})
+	addrRE := regexp.MustCompile(`msg="serving metrics" addr=(http://127\.0\.0\.1:\d+/metrics)`)
+	var metricsURL string
+	waitFor(t, func() bool {
+		m := addrRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			metricsURL = m[1]
+		}
+		fstype, ok := mountedAt(mnt)
+		return m != nil && ok && fstype == "fuse.rescalefs"
+	})
+	scrape := func() map[string]*dto.MetricFamily {
+		t.Helper()
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+	statusPath := filepath.Join(mnt, ".rescalefs", "status")
+	readStatus := func() (mountState, []byte) {
+		t.Helper()
+		b, err := os.ReadFile(statusPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := readMountStatus(statusPath)
+		if err != nil || st.Status.Platform == nil || st.Platform == nil {
+			t.Fatalf("status: %v, %+v", err, st)
+		}
+		return st, b
+	}
+
+	emu.FailNext("", 1<<20, emulator.Fault503)
+	var fams map[string]*dto.MetricFamily
+	waitFor(t, func() bool {
+		fams = scrape()
+		var n float64
+		for _, m := range fams["rescalefs_platform_requests_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == "503" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return n >= 5
+	})
+	// The scrape between two reads of the status file: its values lie between theirs (the client's
+	// health may only change in between if a call runs out of its budget just then: read again).
+	var before, after mountState
+	var raw []byte
+	waitFor(t, func() bool {
+		before, raw = readStatus()
+		fams = scrape()
+		after, _ = readStatus()
+		return before.Status.Platform.Down == after.Status.Platform.Down
+	})
+	wantUp := 1.0
+	if after.Status.Platform.Down {
+		wantUp = 0
+	}
+	if v := metricValue(t, fams, "rescalefs_platform_up", nil); v != wantUp {
+		t.Errorf("platform_up %v; status says down=%v", v, after.Status.Platform.Down)
+	}
+	last := metricValue(t, fams, "rescalefs_platform_last_answer_timestamp_seconds", nil)
+	lo, hi := float64(before.Status.Platform.LastAnswer.UnixNano())/1e9, float64(after.Status.Platform.LastAnswer.UnixNano())/1e9
+	if before.Status.Platform.LastAnswer.IsZero() || last < lo || last > hi {
+		t.Errorf("metrics' last answer %v; status's %v then %v", last, lo, hi)
+	}
+	var printed bytes.Buffer
+	printStatus(&printed, mnt, after, false)
+	if !strings.Contains(printed.String(), "platform calls: answering") && wantUp == 1 {
+		t.Errorf("status does not say answering while metrics say up:\n%s", printed.String())
+	}
+	// One "last answer" in the status file: the client's, not a second one from the transport.
+	if n := strings.Count(string(raw), `"lastAnswer`); n != 1 {
+		t.Errorf("the status file has %d last-answer fields, want 1:\n%s", n, raw)
+	}
+}

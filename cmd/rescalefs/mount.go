@@ -279,11 +279,11 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	// OnDone needs the mount.
 	var mounted atomic.Pointer[rfs.Mounted]
 	if c.metricsAddr != "" {
-		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, cache: blocks, mounted: &mounted}, logger)
+		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, health: client.Health, cache: blocks, mounted: &mounted}, logger)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		life.metrics = stop
 	}
 	engine, err := upload.New(upload.Options{
 		Client: client, Dir: filepath.Join(accountDir, "uploads"), UploadParallel: c.uploadParallel, Logger: logger,

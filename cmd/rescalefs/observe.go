@@ -7,23 +7,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
 
-// platformObserver wraps the HTTP transport of the API client and books every exchange: when the
-// platform last answered (for `rescalefs status`), and requests by endpoint and status (for
-// --metrics). It sits below the client's retries, so every attempt counts, and it never looks at
-// headers: the key stays where it is.
+// platformObserver wraps the HTTP transport of the API client and books every exchange: requests by
+// endpoint and status (for --metrics) and the last error (for `rescalefs status`). Whether the platform
+// is up and when it last answered are the API client's own judgement (remote.Health), not the
+// observer's: one source, so status and metrics cannot disagree. It sits below the client's retries, so
+// every attempt counts, and it never looks at headers: the key stays where it is.
 type platformObserver struct {
 	next    http.RoundTripper
 	apiHost string // host[:port] of the API; other hosts are storage (direct S3 transfers)
-	now     func() time.Time
-
-	lastAnswered atomic.Int64 // unix nanoseconds of the last answer below 500 from the API host
-	up           atomic.Bool  // the last API exchange got an answer below 500
 
 	mu       sync.Mutex // guards requests and lastErr
 	requests map[requestKey]int64
@@ -40,7 +35,7 @@ func newPlatformObserver(next http.RoundTripper, apiURL string) *platformObserve
 	if u, err := url.Parse(apiURL); err == nil {
 		host = u.Host
 	}
-	return &platformObserver{next: next, apiHost: host, now: time.Now, requests: map[requestKey]int64{}}
+	return &platformObserver{next: next, apiHost: host, requests: map[requestKey]int64{}}
 }
 
 func (o *platformObserver) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -91,13 +86,6 @@ func (o *platformObserver) book(req *http.Request, resp *http.Response, err erro
 		o.lastErr = req.Method + " " + endpoint + ": " + resp.Status
 	}
 	o.mu.Unlock()
-	if api {
-		answered := err == nil && resp.StatusCode < 500
-		o.up.Store(answered)
-		if answered {
-			o.lastAnswered.Store(o.now().UnixNano())
-		}
-	}
 }
 
 // endpointOf turns a request path into a template with bounded variety: ids and file paths become
@@ -132,19 +120,16 @@ func isPathWord(s string) bool {
 	return len(s) > 1
 }
 
-// platformStatus is what `rescalefs status` shows of the platform (under "extra" in the status file).
+// platformStatus is what the mount adds about the platform under "extra" in the status file: where it
+// is and what went wrong last. Whether it answers and when it last did are in the status's own
+// "platform" (remote.HealthSnapshot), the one source for status, --watch and --metrics.
 type platformStatus struct {
-	URL          string    `json:"url"`
-	LastAnswered time.Time `json:"lastAnswered,omitzero"`
-	Up           bool      `json:"up"`
-	LastError    string    `json:"lastError,omitempty"`
+	URL       string `json:"url"`
+	LastError string `json:"lastError,omitempty"`
 }
 
 func (o *platformObserver) status(apiURL string) platformStatus {
-	st := platformStatus{URL: apiURL, Up: o.up.Load()}
-	if n := o.lastAnswered.Load(); n != 0 {
-		st.LastAnswered = time.Unix(0, n).UTC()
-	}
+	st := platformStatus{URL: apiURL}
 	o.mu.Lock()
 	st.LastError = o.lastErr
 	o.mu.Unlock()

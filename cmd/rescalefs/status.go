@@ -93,7 +93,7 @@ type mountState struct {
 }
 
 // statusExtra is what the mount adds to its status file under "extra": the automatic downloads, when
-// on, and the platform's reachability as the API client's transport saw it.
+// on, and the platform's address and last error (its health is in the status's own "platform").
 func statusExtra(obs *platformObserver, apiURL string, dl *download.Downloader) any {
 	var x struct {
 		AutoDownload *download.Status `json:"autoDownload,omitempty"`
@@ -259,20 +259,22 @@ func activeReads(st mountState) []rfs.DownloadStatus {
 	return out
 }
 
-// platformLine says when the platform last answered, as of the status's time.
+// platformLine says when the platform last answered, as of the status's time, as the API client judges
+// it (the status's own "platform", which --metrics reports too); the last error, from the transport,
+// only while calls are failing (down, or retrying).
 func platformLine(st mountState) string {
-	p := st.Platform
+	p, h := st.Platform, st.Status.Platform
 	if p == nil {
 		return ""
 	}
 	s := "platform " + p.URL + ": "
 	switch {
-	case p.LastAnswered.IsZero():
+	case h == nil || h.LastAnswer.IsZero():
 		s += "no answer yet"
 	default:
-		s += "last answered " + ago(st.Time.Sub(p.LastAnswered))
+		s += "last answered " + ago(st.Time.Sub(h.LastAnswer))
 	}
-	if !p.Up && p.LastError != "" {
+	if h != nil && (h.Down || h.Retrying > 0) && p.LastError != "" {
 		s += "; last error: " + p.LastError
 	}
 	return s

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rescalefs/rescalefs/download"
 	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -103,20 +104,30 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// TestPlatformLine: when the platform last answered comes from the API client's health (the status's
+// own "platform"), the one source --metrics reads too; the transport's last error shows only while
+// calls fail.
 func TestPlatformLine(t *testing.T) {
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	errText := "GET /api/v2/jobs/: 503 Service Unavailable"
 	for _, tc := range []struct {
 		p    *platformStatus
+		h    *remote.HealthSnapshot
 		want string
 	}{
-		{nil, ""},
-		{&platformStatus{URL: "https://eu.rescale.com"}, "platform https://eu.rescale.com: no answer yet"},
-		{&platformStatus{URL: "u", Up: true, LastAnswered: now.Add(-3 * time.Second)}, "platform u: last answered 3s ago"},
-		{&platformStatus{URL: "u", LastAnswered: now.Add(-95 * time.Second), LastError: "GET /api/v2/jobs/: 503 Service Unavailable"},
-			"platform u: last answered 1m35s ago; last error: GET /api/v2/jobs/: 503 Service Unavailable"},
+		{nil, &remote.HealthSnapshot{LastAnswer: now}, ""},
+		{&platformStatus{URL: "https://eu.rescale.com"}, nil, "platform https://eu.rescale.com: no answer yet"},
+		{&platformStatus{URL: "u"}, &remote.HealthSnapshot{}, "platform u: no answer yet"},
+		{&platformStatus{URL: "u", LastError: errText}, &remote.HealthSnapshot{LastAnswer: now.Add(-3 * time.Second)},
+			"platform u: last answered 3s ago"},
+		{&platformStatus{URL: "u", LastError: errText}, &remote.HealthSnapshot{LastAnswer: now.Add(-3 * time.Second), Retrying: 1},
+			"platform u: last answered 3s ago; last error: " + errText},
+		{&platformStatus{URL: "u", LastError: errText}, &remote.HealthSnapshot{LastAnswer: now.Add(-95 * time.Second), Down: true},
+			"platform u: last answered 1m35s ago; last error: " + errText},
 	} {
 		st := mountState{Platform: tc.p}
 		st.Time = now
+		st.Status.Platform = tc.h
 		if got := platformLine(st); got != tc.want {
 			t.Errorf("got %q, want %q", got, tc.want)
 		}

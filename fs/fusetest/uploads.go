@@ -57,6 +57,9 @@ func (e *Env) newEngine(t testing.TB, o UploadOptions, logger *slog.Logger) *upl
 			mm.SettleUploads()
 		}
 		eng.Close()
+		if mm := m.Load(); mm != nil {
+			mm.WaitUploads()
+		}
 	})
 	e.setMounted = func(mm *fs.Mounted) { m.Store(mm) }
 	return eng

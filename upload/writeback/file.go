@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,10 @@ type Set struct {
 	mu    sync.Mutex // guards the fields below
 	byID  map[string]*File
 	files map[*File]struct{} // every live file, for SettleAll
+
+	// final: SettleAll(true) ran, the data files are closed and no handler comes any more, so no timer
+	// may be armed (a late Done of a renamed file would queue closed data after the mount is gone).
+	final atomic.Bool
 }
 
 // NewSet makes the set of one mount.
@@ -621,6 +626,9 @@ func (f *File) stopLocked() {
 // be temporary. A name that certainly is temporary waits for its rename with no timer.
 func (f *File) armLocked() {
 	f.stopLocked()
+	if f.set.final.Load() {
+		return // the mount is gone: the next one takes over what is left
+	}
 	var d time.Duration
 	switch {
 	case f.state == Settling:
@@ -875,6 +883,9 @@ func (s *Set) Rejected(st upload.Status) {
 // data files: no handler comes any more). Called at unmount, before the engine closes, so nothing
 // closed is left behind in staging.
 func (s *Set) SettleAll(final bool) {
+	if final {
+		s.final.Store(true) // before any file is looked at: a Done racing with this arms nothing
+	}
 	s.mu.Lock()
 	all := make([]*File, 0, len(s.files))
 	for f := range s.files {
@@ -896,6 +907,33 @@ func (s *Set) SettleAll(final bool) {
 		f.mu.Unlock()
 		s.cancel(old)
 	}
+}
+
+// Armed counts the files with a timer running (settle, hold or a retry of a failed Enqueue): none once
+// SettleAll(true) returned, whatever the engine confirms later.
+func (s *Set) Armed() int {
+	s.mu.Lock()
+	all := make([]*File, 0, len(s.files))
+	for f := range s.files {
+		all = append(all, f)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, f := range all {
+		f.mu.RLock()
+		if f.timer != nil {
+			n++
+		}
+		f.mu.RUnlock()
+	}
+	return n
+}
+
+// Tracks says whether upload id is still waited for (its Done not booked yet).
+func (s *Set) Tracks(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id] != nil
 }
 
 // Describe is the user.rescale.upload attribute: where the file stands, in words.
