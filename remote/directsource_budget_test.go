@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -17,22 +16,9 @@ import (
 // file must then go to /contents/ (issue 13's per-file fallback) instead of spending every later
 // read's budget on the same silent storage: before, no read of the file ever succeeded.
 func TestDirectSourceStalledStorageFallsBack(t *testing.T) {
-	e, err := emulator.New(emulator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		srv.Close()
-		e.Close()
-	})
 	// A header timeout far below the budget, and more storage attempts than fit in it.
-	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
-		Policy: Policy{HeaderTimeout: 50 * time.Millisecond, Budget: 200 * time.Millisecond, FailureMemory: time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &s3Env{t: t, e: e, srv: srv, c: c}
+	v := newS3EnvPolicy(t, Policy{HeaderTimeout: 50 * time.Millisecond, Budget: 200 * time.Millisecond, FailureMemory: time.Millisecond})
+	e, c := v.e, v.c
 	plain := randomBytes(31, 300_000)
 	f := v.libraryFile("stalled.bin", plain)
 	logs := &logCounter{}

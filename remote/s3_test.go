@@ -27,6 +27,12 @@ type s3Env struct {
 
 func newS3Env(t *testing.T) *s3Env {
 	t.Helper()
+	return newS3EnvPolicy(t, Policy{})
+}
+
+// newS3EnvPolicy is newS3Env with the client under policy p.
+func newS3EnvPolicy(t *testing.T, p Policy) *s3Env {
+	t.Helper()
 	e, err := emulator.New(emulator.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +42,8 @@ func newS3Env(t *testing.T) *s3Env {
 		srv.Close()
 		e.Close()
 	})
-	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Policy: p})
 	if err != nil {
 		t.Fatal(err)
 	}
