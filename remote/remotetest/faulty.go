@@ -98,7 +98,9 @@ func (f *Faulty) enter(ctx context.Context, method string) error {
 		if fault.Times == 1 {
 			delete(f.faults, key)
 		} else {
-			f.faults[key] = Fault{Delay: fault.Delay, Stall: fault.Stall, Err: fault.Err, Times: fault.Times - 1}
+			next := fault
+			next.Times--
+			f.faults[key] = next
 		}
 	}
 	release := f.release
