@@ -374,7 +374,7 @@ type Health struct {
 	// throttledUntil is when the latest of those waits ends (UnixNano).
 	throttledUntil atomic.Int64
 
-	mu       sync.Mutex // guards down, downLog, retryErr
+	mu       sync.Mutex // guards down and retryErr
 	down     bool       // a call ran out of budget and nothing has answered since
 	retryErr string     // what the latest call to start retrying failed with
 	onChange func(down bool)
