@@ -13,16 +13,15 @@ import (
 // DecryptRange, the padding is checked when the range reaches the file's last block.
 // A RangeDecrypter is not safe for concurrent use.
 type RangeDecrypter struct {
-	block      cipher.Block
-	mode       cipher.BlockMode // nil until the IV is known
-	plainSize  int64
-	off, end   int64 // the plaintext wanted
-	next       int64 // plaintext offset of the next block to decrypt
-	cend       int64 // ciphertext end of the range
-	needIV     bool  // the range starts in block 0: the file IV comes from SetIV
-	carry      [BlockSize]byte
-	nc         int // bytes in carry
-	ivConsumed bool
+	block     cipher.Block
+	mode      cipher.BlockMode // nil until the IV is known
+	plainSize int64
+	off, end  int64 // the plaintext wanted
+	next      int64 // plaintext offset of the next block to decrypt
+	cend      int64 // ciphertext end of the range
+	needIV    bool  // the range starts in block 0: the file IV comes from SetIV
+	carry     [BlockSize]byte
+	nc        int // bytes in carry
 }
 
 // ErrNoIV is returned by Write when the range starts in block 0 and SetIV was not called.
@@ -61,7 +60,7 @@ func (d *RangeDecrypter) SetIV(iv []byte) error {
 // Write decrypts ct (the next ciphertext bytes of the range) in place and calls emit with the wanted
 // plaintext it yields, in order; emit must copy what it keeps. ct's contents are destroyed.
 func (d *RangeDecrypter) Write(ct []byte, emit func(plain []byte)) error {
-	if d.mode == nil && !d.needIV && !d.ivConsumed {
+	if d.mode == nil && !d.needIV {
 		// The block before the range is its IV.
 		k := copy(d.carry[d.nc:], ct)
 		d.nc += k
@@ -70,7 +69,7 @@ func (d *RangeDecrypter) Write(ct []byte, emit func(plain []byte)) error {
 			return nil
 		}
 		d.mode = cipher.NewCBCDecrypter(d.block, d.carry[:])
-		d.nc, d.ivConsumed = 0, true
+		d.nc = 0
 	}
 	if d.mode == nil {
 		if len(ct) == 0 {
