@@ -53,11 +53,11 @@ type Options struct {
 	Faults   Faults // initial fault injection (SetFaults changes it at run time)
 }
 
-// Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
 // IdleTimeout is the keep-alive idle timeout servers of the emulator should use: object stores drop
 // idle connections after about 20 s.
 const IdleTimeout = 20 * time.Second
 
+// Emulator is the emulated platform. It is an http.Handler; all methods are safe for concurrent use.
 type Emulator struct {
 	log       *slog.Logger
 	clock     func() time.Time
