@@ -207,7 +207,7 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			code := x.runOne(ctx, jobID, spec, ja, p)
+			code := x.runOne(ctx, jobID, ja, p)
 			if code != 0 {
 				mu.Lock()
 				failed = true
@@ -300,7 +300,7 @@ func (x *executor) finish(jobID, reason string) {
 
 // runOne runs one run in its work directory and publishes its outputs; it returns the run's exit code
 // (the command's, else the post-processing command's).
-func (x *executor) runOne(ctx context.Context, jobID string, spec *jobSpecJSON, ja jobAnalysisSpec, p runPlan) int {
+func (x *executor) runOne(ctx context.Context, jobID string, ja jobAnalysisSpec, p runPlan) int {
 	log := x.e.log.With("job", jobID, "run", p.id)
 	_ = x.updateRun(jobID, p.id, func(r *execRun) { r.Started = x.e.now() })
 	code, outVars := x.runIn(ctx, jobID, ja, p)
