@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 )
 
@@ -71,23 +70,13 @@ func (e *Emulator) serveExecTail(w http.ResponseWriter, r *http.Request, dir str
 		return
 	}
 	size := fi.Size() // the file grows while we answer: serve what it held now
-	if ls := r.URL.Query().Get("lines"); ls != "" {
-		n, err := strconv.Atoi(ls)
-		if err != nil || n < 0 {
-			writeFieldErrors(w, "lines", "A valid integer is required.")
-			return
-		}
-		from := max(0, size-tailLinesMaxBytes)
-		buf := make([]byte, size-from)
+	if serveTailLines(w, r, size, func(from, n int64) ([]byte, error) {
+		buf := make([]byte, n)
 		if _, err := f.ReadAt(buf, from); err != nil && err != io.EOF {
-			writeDetail(w, http.StatusInternalServerError, err.Error())
-			return
+			return nil, err
 		}
-		lines := splitLines(buf)
-		if from > 0 && len(lines) > 0 {
-			lines = lines[1:]
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"fileType": "text", "lines": lines[max(0, len(lines)-n):]})
+		return buf, nil
+	}) {
 		return
 	}
 	http.ServeContent(w, r, "", fi.ModTime().Truncate(time.Second), io.NewSectionReader(f, 0, size))

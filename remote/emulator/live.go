@@ -121,25 +121,40 @@ func (e *Emulator) serveTail(w http.ResponseWriter, r *http.Request, jobID, runI
 		writeDetail(w, http.StatusNotFound, "Not found.")
 		return
 	}
-	if ls := r.URL.Query().Get("lines"); ls != "" {
-		n, err := strconv.Atoi(ls)
-		if err != nil || n < 0 {
-			writeFieldErrors(w, "lines", "A valid integer is required.")
-			return
-		}
-		from := max(0, found.size-tailLinesMaxBytes)
+	if serveTailLines(w, r, found.size, func(from, n int64) ([]byte, error) {
 		var buf bytes.Buffer
-		if err := e.copyPlain(&buf, found.f, obj, from, found.size-from); err != nil {
-			writeDetail(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		lines := splitLines(buf.Bytes())
-		if from > 0 && len(lines) > 0 {
-			lines = lines[1:] // the first one is cut
-		}
-		lines = lines[max(0, len(lines)-n):]
-		writeJSON(w, http.StatusOK, map[string]any{"fileType": "text", "lines": lines})
+		err := e.copyPlain(&buf, found.f, obj, from, n)
+		return buf.Bytes(), err
+	}) {
 		return
 	}
 	e.servePlain(w, r, found.f, obj, found.size)
+}
+
+// serveTailLines answers a tail's ?lines=N, simulated or executed alike: the last N lines within
+// tailLinesMaxBytes of the end of a file of size bytes, whose bytes [from, from+n) read returns. It
+// reports false, having answered nothing, when the request has no lines parameter.
+func serveTailLines(w http.ResponseWriter, r *http.Request, size int64, read func(from, n int64) ([]byte, error)) bool {
+	ls := r.URL.Query().Get("lines")
+	if ls == "" {
+		return false
+	}
+	n, err := strconv.Atoi(ls)
+	if err != nil || n < 0 {
+		writeFieldErrors(w, "lines", "A valid integer is required.")
+		return true
+	}
+	from := max(0, size-tailLinesMaxBytes)
+	buf, err := read(from, size-from)
+	if err != nil {
+		writeDetail(w, http.StatusInternalServerError, err.Error())
+		return true
+	}
+	lines := splitLines(buf)
+	if from > 0 && len(lines) > 0 {
+		lines = lines[1:] // the first one is cut
+	}
+	lines = lines[max(0, len(lines)-n):]
+	writeJSON(w, http.StatusOK, map[string]any{"fileType": "text", "lines": lines})
+	return true
 }
