@@ -23,7 +23,7 @@ import (
 	"github.com/rescalefs/rescalefs/upload"
 )
 
-// syncBuffer is a mount process's stderr, read by the test while the process writes it.
+// syncBuffer is written by a process or goroutine and read by the test while it writes.
 type syncBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
