@@ -47,14 +47,11 @@ func ParseDirectives(script []byte) (Directives, error) {
 			return d, fmt.Errorf("line %d: %q: a directive is written #RESCALE_NAME=value", n, line)
 		}
 		key, val = strings.TrimSpace(key), unquote(strings.TrimSpace(val))
-		set := key
-		if strings.HasPrefix(key, "ENV_") {
-			set = key // each variable is its own directive
-		}
-		if d.Set[set] {
+		// Set is keyed by the whole key, so each ENV_ variable is its own directive.
+		if d.Set[key] {
 			continue // first occurrence wins
 		}
-		d.Set[set] = true
+		d.Set[key] = true
 		bad := func(want string) error {
 			return fmt.Errorf("line %d: #RESCALE_%s=%s: want %s", n, key, val, want)
 		}

@@ -119,6 +119,17 @@ func (r row) mibps() float64 {
 	return float64(r.bytes) / (1 << 20) / r.seconds
 }
 
+// serveLoopback serves h over HTTP on a 127.0.0.1 port the kernel picks; stop closes the server.
+func serveLoopback(h http.Handler) (url string, stop func() error, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), srv.Close, nil
+}
+
 func bench(c config) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "rescalefs-bench-")
@@ -150,14 +161,11 @@ func bench(c config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stopServing, err := serveLoopback(emu)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: emu}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	url := "http://" + ln.Addr().String()
+	defer stopServing()
 	emu.SetFaults(emulator.Faults{Latency: c.latency, Bandwidth: c.bandwidth})
 
 	client, err := remote.New(remote.Options{BaseURL: url, APIKey: emu.APIKey(), Limits: map[remote.Scope]float64{}})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,14 +48,11 @@ func manyFilesBench(c config) error {
 	if err := emu.Seed(emulator.SampleOptions{LargeFileSize: 1 << 20, ManyFiles: c.files}); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stopServing, err := serveLoopback(emu)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: emu}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	url := "http://" + ln.Addr().String()
+	defer stopServing()
 
 	// The listing is made without latency: it is not what is measured.
 	client, err := remote.New(remote.Options{BaseURL: url, APIKey: emu.APIKey()})

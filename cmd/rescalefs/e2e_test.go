@@ -199,42 +199,8 @@ func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rescale-demo")
 	mustNotStayMounted(t, dir)
 	cmd := rescalefsCmd(t, nil, "demo", "--large-size", "8MiB", dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	scanned := make(chan struct{})
-	var tour []string // the tour's commands, as printed
-	var submit string // the tour's `rescalefs submit` line, printed on its own
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Press Ctrl-C") {
-				close(ready)
-				break
-			}
-			if strings.HasPrefix(sc.Text(), "  rescalefs submit ") {
-				submit = strings.TrimSpace(sc.Text())
-			}
-			if cmd, _, ok := strings.Cut(sc.Text(), " # "); ok && strings.HasPrefix(cmd, "  ") {
-				tour = append(tour, strings.TrimSpace(cmd))
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout) // read to EOF before Wait closes the pipe
-	}()
-	done := waitInBackground(t, cmd, scanned)
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("demo not ready in 60s: %s", stderr.String())
-	}
+	tour, submit, done := startDemo(t, cmd, &stderr, 60*time.Second)
 	checkTour(t, dir, tour)
 	profile := checkTourSubmit(t, submit)
 	completed, err := os.ReadDir(filepath.Join(dir, "completed"))
@@ -249,17 +215,7 @@ func TestDemo(t *testing.T) {
 	if out, err := exec.Command("diff", "-r", src, filepath.Join(dst, completed[0].Name())).CombinedOutput(); err != nil {
 		t.Fatalf("diff -r after cp -r: %v: %s", err, out)
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo exit: %v: %s", err, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not stop on Ctrl-C")
-	}
+	stopDemo(t, cmd, done, &stderr, 20*time.Second)
 	if _, ok := mountedAt(dir); ok {
 		t.Fatal("demo left its mount behind")
 	}
@@ -268,6 +224,64 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo left its mountpoint folder: %v", err)
+	}
+}
+
+// startDemo starts a `rescalefs demo` cmd, its log into stderr, and waits up to within for its
+// "Press Ctrl-C" line. It returns the tour's commands as printed (the "  cmd # why" lines), the tour's
+// `rescalefs submit` line (printed on its own), and the demo's exit.
+func startDemo(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer, within time.Duration) (tour []string, submit string, done <-chan error) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready, scanned := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Press Ctrl-C") {
+				close(ready)
+				break
+			}
+			if strings.HasPrefix(sc.Text(), "  rescalefs submit ") {
+				submit = strings.TrimSpace(sc.Text())
+			}
+			if c, _, ok := strings.Cut(sc.Text(), " # "); ok && strings.HasPrefix(c, "  ") {
+				tour = append(tour, strings.TrimSpace(c))
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout) // read to EOF before Wait closes the pipe
+	}()
+	done = waitInBackground(t, cmd, scanned)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("demo exited: %v: %s", err, stderr.String())
+	case <-time.After(within):
+		t.Fatalf("demo not ready in %v: %s", within, stderr.String())
+	}
+	return tour, submit, done
+}
+
+// stopDemo sends the demo Ctrl-C and fails unless it exits 0 within the time given.
+func stopDemo(t *testing.T, cmd *exec.Cmd, done <-chan error, stderr *bytes.Buffer, within time.Duration) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exit: %v: %s", err, stderr.String())
+		}
+	case <-time.After(within):
+		t.Fatal("demo did not stop on Ctrl-C")
 	}
 }
 

@@ -13,12 +13,15 @@ import (
 	"time"
 )
 
-func TestEmulatorCommand(t *testing.T) {
+// startEmulatorCommand runs `rescalefs emulator args...` and reads the URL and key from its first
+// line. stop ends it and fails unless it exits 0.
+func startEmulatorCommand(t *testing.T, args ...string) (url, key, line string, stop func()) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runEmulator([]string{"--listen", "127.0.0.1:0", "--sample-jobs", "--sample-large-size", "64KiB"}, pw, &stderr)
+		done <- runEmulator(args, pw, &stderr)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -26,7 +29,6 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Fatalf("first line: %v (stderr %s)", err, stderr.String())
 	}
 	go io.Copy(io.Discard, pr)
-	var url, key string
 	for _, f := range strings.Fields(line) {
 		if v, ok := strings.CutPrefix(f, "RESCALE_API_URL="); ok {
 			url = v
@@ -35,6 +37,19 @@ func TestEmulatorCommand(t *testing.T) {
 			key = v
 		}
 	}
+	stop = func() {
+		t.Helper()
+		close(emulatorStopped)
+		if code := <-done; code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		emulatorStopped = make(chan struct{})
+	}
+	return url, key, line, stop
+}
+
+func TestEmulatorCommand(t *testing.T) {
+	url, key, line, stop := startEmulatorCommand(t, "--listen", "127.0.0.1:0", "--sample-jobs", "--sample-large-size", "64KiB")
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || strings.HasSuffix(url, ":0") || key == "" {
 		t.Fatalf("first line %q", line)
 	}
@@ -67,11 +82,7 @@ func TestEmulatorCommand(t *testing.T) {
 		t.Fatalf("add-job: %d %q %q", code, out.String(), errb.String())
 	}
 
-	close(emulatorStopped)
-	if code := <-done; code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	emulatorStopped = make(chan struct{})
+	stop()
 }
 
 func TestEmulatorCommandUsage(t *testing.T) {
@@ -100,27 +111,7 @@ func TestEmulatorCommandUsage(t *testing.T) {
 
 // --frozen: connections are accepted and nothing is answered until PUT /_emulator/faults thaws it.
 func TestEmulatorFrozenFlag(t *testing.T) {
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- runEmulator([]string{"--listen", "127.0.0.1:0", "--frozen"}, pw, &stderr)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("first line: %v (stderr %s)", err, stderr.String())
-	}
-	go io.Copy(io.Discard, pr)
-	var url, key string
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, "RESCALE_API_URL="); ok {
-			url = v
-		}
-		if v, ok := strings.CutPrefix(f, "RESCALE_API_KEY="); ok {
-			key = v
-		}
-	}
+	url, key, _, stop := startEmulatorCommand(t, "--listen", "127.0.0.1:0", "--frozen")
 	get := func(timeout time.Duration) (int, error) {
 		req, _ := http.NewRequest(http.MethodGet, url+"/api/v2/jobs/", nil)
 		req.Header.Set("Authorization", "Token "+key)
@@ -144,9 +135,5 @@ func TestEmulatorFrozenFlag(t *testing.T) {
 	if code, err := get(10 * time.Second); err != nil || code != http.StatusOK {
 		t.Fatalf("after the thaw: %d %v", code, err)
 	}
-	close(emulatorStopped)
-	if code := <-done; code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	emulatorStopped = make(chan struct{})
+	stop()
 }

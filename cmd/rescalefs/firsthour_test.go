@@ -113,19 +113,6 @@ func TestUnreachableURLNamedOnce(t *testing.T) {
 	}
 }
 
-// lockedBuffer is written by the key check's timer goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // TestSilentPlatformGetsAStillWaitingLine: a URL that accepts connections and never answers is
 // reported after stillWaitingAfter, not after the whole authCheckTimeout of silence.
 func TestSilentPlatformGetsAStillWaitingLine(t *testing.T) {
@@ -161,7 +148,7 @@ func TestSilentPlatformGetsAStillWaitingLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var progress lockedBuffer
+	var progress syncBuffer // written by the key check's timer goroutine, read by the test
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- checkKey(ctx, client, url, 0, &progress) }()

@@ -23,7 +23,7 @@ import (
 	"github.com/rescalefs/rescalefs/upload"
 )
 
-// syncBuffer is a mount process's stderr, read by the test while the process writes it.
+// syncBuffer is written by a process or goroutine and read by the test while it writes.
 type syncBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
@@ -73,18 +73,17 @@ func metricValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, w
 	return sum
 }
 
-// TestMetricsEndpoint mounts with --metrics 127.0.0.1:0, reads a file, uploads one and meets a 429,
-// then scrapes /metrics and parses it with Prometheus's own text parser; the counts agree with what the
-// emulator saw on the wire.
-func TestMetricsEndpoint(t *testing.T) {
-	emu, url := watchPlatform(t)
-	emu.FailNext(emulator.EndpointJobs, 1, emulator.Fault429)
-	mnt := t.TempDir()
+// mountWithMetrics mounts the platform with the real binary in the foreground with --metrics on a
+// loopback port the kernel picks, and waits until it is mounted and serving. It returns the mountpoint,
+// the metrics' URL (from the log) and the process's stderr, logged if the test fails.
+func mountWithMetrics(t *testing.T, emu *emulator.Emulator, url string) (mnt, metricsURL string, stderr *syncBuffer) {
+	t.Helper()
+	mnt = t.TempDir()
 	mustNotStayMounted(t, mnt)
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
 		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,9 +93,11 @@ func TestMetricsEndpoint(t *testing.T) {
 			_ = exec.Command("fusermount3", "-u", mnt).Run()
 		}
 		<-done
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
 	})
 	addrRE := regexp.MustCompile(`msg="serving metrics" addr=(http://127\.0\.0\.1:\d+/metrics)`)
-	var metricsURL string
 	waitFor(t, func() bool {
 		m := addrRE.FindStringSubmatch(stderr.String())
 		if m != nil {
@@ -105,6 +106,35 @@ func TestMetricsEndpoint(t *testing.T) {
 		fstype, ok := mountedAt(mnt)
 		return m != nil && ok && fstype == "fuse.rescalefs"
 	})
+	return mnt, metricsURL, stderr
+}
+
+// scrapeMetrics GETs metricsURL and parses it with Prometheus's own text parser.
+func scrapeMetrics(t *testing.T, metricsURL string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET %s: %s, %s", metricsURL, resp.Status, resp.Header.Get("Content-Type"))
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the metrics do not parse as Prometheus text: %v", err)
+	}
+	return fams
+}
+
+// TestMetricsEndpoint mounts with --metrics 127.0.0.1:0, reads a file, uploads one and meets a 429,
+// then scrapes /metrics and parses it with Prometheus's own text parser; the counts agree with what the
+// emulator saw on the wire.
+func TestMetricsEndpoint(t *testing.T) {
+	emu, url := watchPlatform(t)
+	emu.FailNext(emulator.EndpointJobs, 1, emulator.Fault429)
+	mnt, metricsURL, stderr := mountWithMetrics(t, emu, url)
 
 	b, err := os.ReadFile(filepath.Join(mnt, "jobs", "Done1", "out", "x.dat"))
 	if err != nil || len(b) != 5000 {
@@ -116,27 +146,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	copyInto(t, src, filepath.Join(mnt, "uploads"))
 
-	scrape := func() map[string]*dto.MetricFamily {
-		t.Helper()
-		resp, err := http.Get(metricsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-			t.Fatalf("GET %s: %s, %s", metricsURL, resp.Status, resp.Header.Get("Content-Type"))
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatalf("the metrics do not parse as Prometheus text: %v", err)
-		}
-		return fams
-	}
 	var fams map[string]*dto.MetricFamily
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		fams = scrape()
+		fams = scrapeMetrics(t, metricsURL)
 		if metricValue(t, fams, "rescalefs_uploads", map[string]string{"state": "done"}) == 1 {
 			break
 		}
@@ -152,7 +165,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		return n
 	}
 	before := emuTotal()
-	fams = scrape()
+	fams = scrapeMetrics(t, metricsURL)
 	after := emuTotal()
 
 	if v := metricValue(t, fams, "rescalefs_read_bytes_total", nil); v < 5000 {
@@ -254,50 +267,9 @@ func TestMetricsUploadStates(t *testing.T) {
 // answered" fields.
 func TestMetricsAgreeWithStatusWhilePlatformAnswers503(t *testing.T) {
 	emu, url := watchPlatform(t)
-	mnt := t.TempDir()
-	mustNotStayMounted(t, mnt)
-	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
-		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := waitInBackground(t, cmd)
-	t.Cleanup(func() {
-		emu.SetFaults(emulator.Faults{}) // nothing to clear the FailNext queue: the unmount needs no platform
-		if _, ok := mountedAt(mnt); ok {
-			_ = exec.Command("fusermount3", "-u", mnt).Run()
-		}
-		<-done
-		if t.Failed() {
-			t.Logf("stderr:\n%s", stderr.String())
-		}
-	})
-	addrRE := regexp.MustCompile(`msg="serving metrics" addr=(http://127\.0\.0\.1:\d+/metrics)`)
-	var metricsURL string
-	waitFor(t, func() bool {
-		m := addrRE.FindStringSubmatch(stderr.String())
-		if m != nil {
-			metricsURL = m[1]
-		}
-		fstype, ok := mountedAt(mnt)
-		return m != nil && ok && fstype == "fuse.rescalefs"
-	})
-	scrape := func() map[string]*dto.MetricFamily {
-		t.Helper()
-		resp, err := http.Get(metricsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fams
-	}
+	mnt, metricsURL, _ := mountWithMetrics(t, emu, url)
+	// Cleanups run last first: this one before mountWithMetrics' unmount.
+	t.Cleanup(func() { emu.SetFaults(emulator.Faults{}) }) // nothing to clear the FailNext queue: the unmount needs no platform
 	statusPath := filepath.Join(mnt, ".rescalefs", "status")
 	readStatus := func() (mountState, []byte) {
 		t.Helper()
@@ -315,7 +287,7 @@ func TestMetricsAgreeWithStatusWhilePlatformAnswers503(t *testing.T) {
 	emu.FailNext("", 1<<20, emulator.Fault503)
 	var fams map[string]*dto.MetricFamily
 	waitFor(t, func() bool {
-		fams = scrape()
+		fams = scrapeMetrics(t, metricsURL)
 		var n float64
 		for _, m := range fams["rescalefs_platform_requests_total"].GetMetric() {
 			for _, l := range m.GetLabel() {
@@ -332,7 +304,7 @@ func TestMetricsAgreeWithStatusWhilePlatformAnswers503(t *testing.T) {
 	var raw []byte
 	waitFor(t, func() bool {
 		before, raw = readStatus()
-		fams = scrape()
+		fams = scrapeMetrics(t, metricsURL)
 		after, _ = readStatus()
 		return before.Status.Platform.Down == after.Status.Platform.Down
 	})

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -123,39 +120,8 @@ func TestReadmeFirstHour(t *testing.T) {
 	mnt := filepath.Join(work, "rescale-demo")
 	mustNotStayMounted(t, mnt)
 	demo := sh("exec " + demoLine)
-	stdout, err := demo.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stderr bytes.Buffer
-	demo.Stderr = &stderr
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready, scanned := make(chan struct{}), make(chan struct{})
-	var tour []string
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Press Ctrl-C") {
-				close(ready)
-				break
-			}
-			if c, _, ok := strings.Cut(sc.Text(), " # "); ok && strings.HasPrefix(c, "  ") {
-				tour = append(tour, strings.TrimSpace(c))
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	done := waitInBackground(t, demo, scanned)
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("demo exited: %v: %s", err, stderr.String())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("demo not ready: %s", stderr.String())
-	}
+	tour, _, done := startDemo(t, demo, &stderr, 2*time.Minute)
 	// The tour is printed relative to the folder the demo was started in.
 	abs := make([]string, len(tour))
 	for i, l := range tour {
@@ -204,17 +170,7 @@ func TestReadmeFirstHour(t *testing.T) {
 		t.Errorf("the README's cp -r copied nothing: %v", err)
 	}
 
-	if err := demo.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo exit: %v: %s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("demo did not stop on Ctrl-C")
-	}
+	stopDemo(t, demo, done, &stderr, 30*time.Second)
 	if strings.Contains(stderr.String(), `\n`) {
 		t.Errorf("the demo's log has a literal \\n: %s", stderr.String())
 	}
