@@ -650,6 +650,12 @@ func (f *File) armLocked() {
 	default:
 		return
 	}
+	f.startLocked(d)
+}
+
+// startLocked (re)starts the timer to fire after d; a firing of an earlier timer does nothing.
+func (f *File) startLocked(d time.Duration) {
+	f.stopLocked()
 	gen := f.tgen
 	f.timer = time.AfterFunc(d, func() { f.fired(gen) })
 }
@@ -696,9 +702,7 @@ func (f *File) enqueueLocked() (superseded string) {
 		if !errors.Is(err, upload.ErrClosed) {
 			f.note = "not queued: " + err.Error()
 			f.set.o.Log.Error("queue upload", "path", f.rel, "err", err)
-			f.stopLocked()
-			gen := f.tgen
-			f.timer = time.AfterFunc(max(enqueueRetry, f.set.o.Settle), func() { f.fired(gen) })
+			f.startLocked(max(enqueueRetry, f.set.o.Settle))
 		}
 		return ""
 	}
