@@ -92,12 +92,10 @@ func (d *Downloader) downloadFiles(ctx context.Context, j *job, rec *jobRecord, 
 			defer wg.Done()
 			defer func() { <-d.fileSem }()
 			if it.f.DecryptedSize > readSize {
-				select {
-				case d.largeSem <- struct{}{}:
-					defer func() { <-d.largeSem }()
-				case <-rctx.Done():
+				if !acquire(rctx, d.largeSem) {
 					return
 				}
+				defer func() { <-d.largeSem }()
 			}
 			if err := run.file(it); err != nil {
 				// Once the job is stopped, its other files only fail with the reason it stopped.

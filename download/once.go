@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/rescalefs/rescalefs/remote"
 )
@@ -18,19 +17,10 @@ func FetchJobs(ctx context.Context, opts Options, jobIDs ...string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d.opts.Dir, 0o777); err != nil {
-		return fmt.Errorf("download dir: %w", err)
+	if err := d.openDir(); err != nil {
+		return err
 	}
-	root, err := os.OpenRoot(d.opts.Dir)
-	if err != nil {
-		return fmt.Errorf("download dir: %w", err)
-	}
-	defer root.Close()
-	mode, err := probeFileMode(root)
-	if err != nil {
-		return fmt.Errorf("download dir %s is not writable: %w", d.opts.Dir, err)
-	}
-	d.root, d.fileMode = root, mode
+	defer d.root.Close()
 	var errs []error
 	for _, id := range jobIDs {
 		st, err := d.api.JobStatuses(ctx, id)

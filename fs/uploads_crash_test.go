@@ -100,15 +100,7 @@ func TestUploadRecoverStaging(t *testing.T) {
 	eng := idleEngine(t, dir)
 	stage := func(data []byte, r upload.StagingRecord) {
 		t.Helper()
-		f, err := eng.CreateStaging()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if err := eng.RecordStaging(f.Name(), r); err != nil {
+		if err := eng.RecordStaging(stagedFile(t, eng, data), r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,18 +158,7 @@ func TestUploadRecoverStaging(t *testing.T) {
 func TestUploadRecoverCollision(t *testing.T) {
 	dir := t.TempDir()
 	eng := idleEngine(t, dir)
-	v1 := func() string { // a staging file holding "v1"
-		t.Helper()
-		f, err := eng.CreateStaging()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write([]byte("v1")); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		return f.Name()
-	}
+	v1 := func() string { return stagedFile(t, eng, []byte("v1")) }
 	// A pending upload of same.txt, and a staging file cut off mid-write at the same path.
 	if _, err := eng.Enqueue(v1(), "same.txt"); err != nil {
 		t.Fatal(err)

@@ -114,20 +114,7 @@ func TestUploadRecoverReplacesDoesNotWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage := func(data []byte) *os.File {
-		t.Helper()
-		f, err := eng.CreateStaging()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		return f
-	}
-	old := stage(randBytes(70, 2*testPart))
-	id, err := eng.Enqueue(old.Name(), "doc.bin")
+	id, err := eng.Enqueue(stagedFile(t, eng, randBytes(70, 2*testPart)), "doc.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,15 +127,7 @@ func TestUploadRecoverReplacesDoesNotWait(t *testing.T) {
 	// The new version, closed (sealed) before the crash, not queued yet.
 	v2 := randBytes(71, 1000)
 	eng = idleEngine(t, dir)
-	nf, err := eng.CreateStaging()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nf.Write(v2); err != nil {
-		t.Fatal(err)
-	}
-	nf.Close()
-	if err := eng.RecordStaging(nf.Name(), upload.StagingRecord{Path: "doc.bin", Closed: true, Size: int64(len(v2)), Replaces: id}); err != nil {
+	if err := eng.RecordStaging(stagedFile(t, eng, v2), upload.StagingRecord{Path: "doc.bin", Closed: true, Size: int64(len(v2)), Replaces: id}); err != nil {
 		t.Fatal(err)
 	}
 	eng.Close()

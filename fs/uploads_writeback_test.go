@@ -160,6 +160,15 @@ func idleEngine(t *testing.T, dir string) *upload.Engine {
 func pendingFromJournal(t *testing.T, dir, name string, data []byte) {
 	t.Helper()
 	eng := idleEngine(t, dir)
+	if _, err := eng.Enqueue(stagedFile(t, eng, data), name); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close()
+}
+
+// stagedFile is a new staging file of eng holding data, synced and closed; it returns its path.
+func stagedFile(t *testing.T, eng *upload.Engine, data []byte) string {
+	t.Helper()
 	f, err := eng.CreateStaging()
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +179,10 @@ func pendingFromJournal(t *testing.T, dir, name string, data []byte) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	if _, err := eng.Enqueue(f.Name(), name); err != nil {
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eng.Close()
+	return f.Name()
 }
 
 // TestUploadResumedWritable (defect 3): an upload resumed from the journal is a file like the others:

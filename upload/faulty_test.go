@@ -7,7 +7,6 @@ package upload
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/rescalefs/rescalefs/remote/remotetest"
 )
@@ -36,13 +35,7 @@ func TestFaultyStalledRegistrationDoesNotHoldClose(t *testing.T) {
 	o.Client, o.SmallThreshold = fc, -1 // multipart, then the stalled registration
 	h := startEngine(t, o)
 	enqueue(t, h.eng, "stalled.dat", randomData(2, 1000))
-	deadline := time.Now().Add(60 * time.Second)
-	for fc.Stalled() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no registration stalled: %+v", h.eng.Snapshot())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return fc.Stalled() > 0 })
 	h.eng.Close() // must not wait for the platform: the stall ends only with the engine's context
 	if n := fc.Stalled(); n != 0 {
 		t.Fatalf("%d calls still stalled after Close", n)

@@ -108,6 +108,18 @@ func (s *Set) track(f *File, id string) {
 	s.mu.Unlock()
 }
 
+// all is every live file, copied out so that each File.mu is taken after Set.mu is released (the lock
+// order is File.mu -> Set.mu).
+func (s *Set) all() []*File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := make([]*File, 0, len(s.files))
+	for f := range s.files {
+		all = append(all, f)
+	}
+	return all
+}
+
 func (s *Set) untrack(f *File) {
 	s.mu.Lock()
 	delete(s.files, f)
@@ -638,6 +650,12 @@ func (f *File) armLocked() {
 	default:
 		return
 	}
+	f.startLocked(d)
+}
+
+// startLocked (re)starts the timer to fire after d; a firing of an earlier timer does nothing.
+func (f *File) startLocked(d time.Duration) {
+	f.stopLocked()
 	gen := f.tgen
 	f.timer = time.AfterFunc(d, func() { f.fired(gen) })
 }
@@ -684,9 +702,7 @@ func (f *File) enqueueLocked() (superseded string) {
 		if !errors.Is(err, upload.ErrClosed) {
 			f.note = "not queued: " + err.Error()
 			f.set.o.Log.Error("queue upload", "path", f.rel, "err", err)
-			f.stopLocked()
-			gen := f.tgen
-			f.timer = time.AfterFunc(max(enqueueRetry, f.set.o.Settle), func() { f.fired(gen) })
+			f.startLocked(max(enqueueRetry, f.set.o.Settle))
 		}
 		return ""
 	}
@@ -886,12 +902,7 @@ func (s *Set) SettleAll(final bool) {
 	if final {
 		s.final.Store(true) // before any file is looked at: a Done racing with this arms nothing
 	}
-	s.mu.Lock()
-	all := make([]*File, 0, len(s.files))
-	for f := range s.files {
-		all = append(all, f)
-	}
-	s.mu.Unlock()
+	all := s.all()
 	for _, f := range all {
 		f.mu.Lock()
 		f.stopLocked()
@@ -912,12 +923,7 @@ func (s *Set) SettleAll(final bool) {
 // Armed counts the files with a timer running (settle, hold or a retry of a failed Enqueue): none once
 // SettleAll(true) returned, whatever the engine confirms later.
 func (s *Set) Armed() int {
-	s.mu.Lock()
-	all := make([]*File, 0, len(s.files))
-	for f := range s.files {
-		all = append(all, f)
-	}
-	s.mu.Unlock()
+	all := s.all()
 	n := 0
 	for _, f := range all {
 		f.mu.RLock()
@@ -1016,12 +1022,7 @@ func StagingName(sg upload.Staged) string { return strings.TrimPrefix(filepath.B
 // watcher that waits while either is non-zero sees the file in the library when it stops waiting. Held
 // (temporary names), failed, cut-off and rejected files wait for a person and are not counted.
 func (s *Set) Pending() (settling []string, queued int) {
-	s.mu.Lock()
-	all := make([]*File, 0, len(s.files))
-	for f := range s.files {
-		all = append(all, f)
-	}
-	s.mu.Unlock()
+	all := s.all()
 	settling = []string{}
 	for _, f := range all { // File.mu after Set.mu is released: the lock order is File.mu -> Set.mu
 		f.mu.RLock()
