@@ -32,8 +32,9 @@ const maxLargeFiles = 4
 // Dir/<jobID>/<relativePath>, exactly as the automatic downloads do: written to a partial file,
 // verified against the platform's size and sha512, renamed into place, recorded so a second call
 // skips what is already there, resumed after an interruption. It returns once every file is done or
-// has failed: nil, or an error naming the failures. For `rescalefs submit --download` and other
-// one-shot downloads; the Downloader uses the same path for the jobs it finds.
+// has failed: nil, or an error naming the failures. For one-shot downloads of a known file list (the
+// bench's many-files row); `rescalefs submit --download` goes through FetchJobs, which lists the jobs
+// itself. The Downloader uses the same path for the jobs it finds.
 func Files(ctx context.Context, o FilesOptions, jobID string, files []remote.File) error {
 	if o.Cache == nil {
 		return errors.New("download: no Cache")
