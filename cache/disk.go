@@ -291,9 +291,7 @@ func (d *diskTier) forget(k diskKey, e *list.Element) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cur, ok := d.index[k]; ok && cur == e {
-		d.lru.Remove(e)
-		delete(d.index, k)
-		d.used -= e.Value.(*diskEntry).size
+		d.dropLocked(e)
 	}
 }
 
@@ -505,13 +503,19 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 // evictLocked removes least recently used files until need more bytes fit.
 func (d *diskTier) evictLocked(need int64) {
 	for d.used+need > d.max && d.lru.Len() > 0 {
-		e := d.lru.Back()
-		de := e.Value.(*diskEntry)
-		d.lru.Remove(e)
-		delete(d.index, de.key)
-		d.used -= de.size
+		de := d.dropLocked(d.lru.Back())
 		os.Remove(d.path(de.key))
 	}
+}
+
+// dropLocked removes entry e from the index and the LRU list and returns it; the caller removes its
+// file.
+func (d *diskTier) dropLocked(e *list.Element) *diskEntry {
+	de := e.Value.(*diskEntry)
+	d.lru.Remove(e)
+	delete(d.index, de.key)
+	d.used -= de.size
+	return de
 }
 
 // remove removes one block.
@@ -519,9 +523,7 @@ func (d *diskTier) remove(obj Object, bs, idx int64) {
 	k := diskKey{objHash(obj.ID), bs, idx}
 	d.mu.Lock()
 	if e, ok := d.index[k]; ok {
-		d.lru.Remove(e)
-		delete(d.index, k)
-		d.used -= e.Value.(*diskEntry).size
+		d.dropLocked(e)
 	}
 	d.mu.Unlock()
 	os.Remove(d.path(k))
@@ -590,9 +592,7 @@ func (d *diskTier) dropObject(objectID string) {
 	var paths []string
 	for k, e := range d.index {
 		if k.h == h {
-			d.lru.Remove(e)
-			delete(d.index, k)
-			d.used -= e.Value.(*diskEntry).size
+			d.dropLocked(e)
 			paths = append(paths, d.path(k))
 		}
 	}

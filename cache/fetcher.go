@@ -193,9 +193,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 	c.mu.Lock()
 	if c.shut {
 		if owner != nil {
-			for _, cl := range calls {
-				c.inflightBytes -= c.blockLen(obj, cl.key.idx)
-			}
+			c.unreserveLocked(obj, calls)
 		}
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
@@ -517,6 +515,14 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader) int
 	return stop
 }
 
+// unreserveLocked gives back the fetch budget readahead reserved for calls (in inflightBytes) when they
+// will not be started.
+func (c *Cache) unreserveLocked(obj Object, calls []*call) {
+	for _, cl := range calls {
+		c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+	}
+}
+
 // startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
 // streams (the disk is read while the reader consumes earlier blocks) instead of waiting for each block
 // in turn. A block the disk no longer has (evicted, corrupt) is fetched instead.
@@ -526,9 +532,7 @@ func (c *Cache) startDiskLoads(obj Object, calls []*call) {
 	}
 	c.mu.Lock()
 	if c.shut {
-		for _, cl := range calls {
-			c.inflightBytes -= c.blockLen(obj, cl.key.idx)
-		}
+		c.unreserveLocked(obj, calls)
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
 		return

@@ -17,11 +17,7 @@ func (d *diskTier) reclaim(n int64) int64 {
 	var paths []string
 	d.mu.Lock()
 	for freed < n && d.lru.Len() > 0 {
-		e := d.lru.Back()
-		de := e.Value.(*diskEntry)
-		d.lru.Remove(e)
-		delete(d.index, de.key)
-		d.used -= de.size
+		de := d.dropLocked(d.lru.Back())
 		freed += de.size
 		paths = append(paths, d.path(de.key))
 	}

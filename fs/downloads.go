@@ -43,11 +43,42 @@ type trackedReader struct {
 	key    uint64
 	file   *remote.File
 	opened time.Time
+	readProgress
+	now  func() time.Time
+	once sync.Once
+}
+
+// readProgress is what one open handle served, for .rescalefs/status: a tracked reader's or a live
+// file's.
+type readProgress struct {
 	read   atomic.Int64
-	offset atomic.Int64
+	offset atomic.Int64 // the furthest byte read
 	last   atomic.Int64 // unix nanoseconds of the last read that returned bytes
-	now    func() time.Time
-	once   sync.Once
+}
+
+// served books n bytes read at off at time now.
+func (p *readProgress) served(now time.Time, off int64, n int) {
+	if n <= 0 {
+		return
+	}
+	p.read.Add(int64(n))
+	p.last.Store(now.UnixNano())
+	end := off + int64(n)
+	for {
+		cur := p.offset.Load()
+		if end <= cur || p.offset.CompareAndSwap(cur, end) {
+			return
+		}
+	}
+}
+
+// addTo merges what p served into s (several handles of one file).
+func (p *readProgress) addTo(s *DownloadStatus) {
+	s.Read += p.read.Load()
+	s.Offset = max(s.Offset, p.offset.Load())
+	if l := p.last.Load(); l != 0 && time.Unix(0, l).After(s.LastRead) {
+		s.LastRead = time.Unix(0, l)
+	}
 }
 
 // track wraps newReader so every open file is listed until closed.
@@ -68,28 +99,14 @@ func (d *downloads) track(now func() time.Time, newReader func(*remote.File) fil
 
 func (r *trackedReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	n, err := r.fileReader.ReadAt(ctx, p, off)
-	r.count(off, n)
+	r.served(r.now(), off, n)
 	return n, err
 }
 
 func (r *trackedReader) ReadRef(ctx context.Context, p []byte, off int64) ([]byte, error) {
 	b, err := r.fileReader.ReadRef(ctx, p, off)
-	r.count(off, len(b))
+	r.served(r.now(), off, len(b))
 	return b, err
-}
-
-func (r *trackedReader) count(off int64, n int) {
-	if n > 0 {
-		r.read.Add(int64(n))
-		r.last.Store(r.now().UnixNano())
-		end := off + int64(n)
-		for {
-			cur := r.offset.Load()
-			if end <= cur || r.offset.CompareAndSwap(cur, end) {
-				break
-			}
-		}
-	}
 }
 
 func (r *trackedReader) Close() error {
@@ -112,13 +129,9 @@ func (d *downloads) list() []DownloadStatus {
 			byID[r.file.ID] = s
 		}
 		s.Handles++
-		s.Read += r.read.Load()
-		s.Offset = max(s.Offset, r.offset.Load())
+		r.addTo(s)
 		if r.opened.Before(s.Opened) {
 			s.Opened = r.opened
-		}
-		if l := r.last.Load(); l != 0 && time.Unix(0, l).After(s.LastRead) {
-			s.LastRead = time.Unix(0, l)
 		}
 	}
 	for h := range d.live {
@@ -132,14 +145,10 @@ func (d *downloads) list() []DownloadStatus {
 			byID[key] = s
 		}
 		s.Handles++
-		s.Read += h.read.Load()
+		h.addTo(s)
 		s.Size = max(s.Size, h.lf.lastSize())
-		s.Offset = max(s.Offset, h.offset.Load())
 		if h.opened.Before(s.Opened) {
 			s.Opened = h.opened
-		}
-		if l := h.last.Load(); l != 0 && time.Unix(0, l).After(s.LastRead) {
-			s.LastRead = time.Unix(0, l)
 		}
 	}
 	d.mu.Unlock()
@@ -170,22 +179,6 @@ func (d *downloads) untrackLive(h *liveHandle) {
 	d.mu.Lock()
 	delete(d.live, h)
 	d.mu.Unlock()
-}
-
-// served books n bytes read at off by a live handle, for .rescalefs/status.
-func (h *liveHandle) served(now time.Time, off int64, n int) {
-	if n <= 0 {
-		return
-	}
-	h.read.Add(int64(n))
-	h.last.Store(now.UnixNano())
-	end := off + int64(n)
-	for {
-		cur := h.offset.Load()
-		if end <= cur || h.offset.CompareAndSwap(cur, end) {
-			return
-		}
-	}
 }
 
 // ioState is the mount's upload and download bookkeeping (fsys.io).

@@ -65,9 +65,6 @@ func fltJobs() []emulator.JobSpec {
 	}
 }
 
-// fltPermanent is the binary's choice of errors the cache must not retry (cmd/rescalefs permanentError).
-func fltPermanent(err error) bool { return remote.Permanent(err) }
-
 func fltSum(b []byte) string {
 	s := sha512.Sum512(b)
 	return hex.EncodeToString(s[:])
@@ -312,7 +309,7 @@ func TestFaultPaths(t *testing.T) {
 			fusetest.CheckLeaks(t)
 			p := fusetest.NewPlatform(t, fusetest.PlatformOptions{Wrap: tc.wrap})
 			env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: 200 * time.Millisecond,
-				Uploads: fusetest.UploadOptions{Enabled: true, SmallThreshold: 64 << 10}}, fusetest.MountExtra{Permanent: fltPermanent})
+				Uploads: fusetest.UploadOptions{Enabled: true, SmallThreshold: 64 << 10}}, fusetest.MountExtra{Permanent: remote.Permanent})
 			_, dlDir := fltStartDownloads(t, env)
 			// Faults from here on: the mount is up (a mount refuses to start on a failing platform).
 			p.Emulator().ResetCounters()
@@ -370,7 +367,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	const clientAttempts, cacheAttempts = 3, 8 // MountOn's cache retries 8 times
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Readahead: -1, Poll: time.Hour},
-		fusetest.MountExtra{Client: remote.Options{MaxAttempts: clientAttempts}, Permanent: fltPermanent})
+		fusetest.MountExtra{Client: remote.Options{MaxAttempts: clientAttempts}, Permanent: remote.Permanent})
 	path := filepath.Join(env.Dir, "jobs/Flt01/case/system/controlDict") // one block
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)
@@ -440,7 +437,7 @@ func TestRetryAfterIsRespected(t *testing.T) {
 	}
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{Wrap: wrap, Faults: emulator.Faults{RetryAfter: retryAfter}})
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Readahead: -1, Poll: time.Hour},
-		fusetest.MountExtra{Client: remote.Options{MaxRetryAfter: time.Minute}, Permanent: fltPermanent})
+		fusetest.MountExtra{Client: remote.Options{MaxRetryAfter: time.Minute}, Permanent: remote.Permanent})
 	f := fileOf(t, env, "Flt01", "case/system/controlDict") // one block: one request at a time
 	path := filepath.Join(env.Dir, "jobs/Flt01", f.RelativePath)
 	if _, err := os.Stat(path); err != nil {
@@ -522,7 +519,7 @@ func TestPlatformLimitsAreNeverHit(t *testing.T) {
 	}
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: []emulator.JobSpec{{ID: "Lim01", Files: files}}, Poll: 500 * time.Millisecond},
 		fusetest.MountExtra{Client: remote.Options{Limits: clientLimits, Now: clock, Sleep: sleep, MaxRetryAfter: time.Hour,
-			MinBackoff: time.Second, MaxBackoff: time.Minute}, Permanent: fltPermanent})
+			MinBackoff: time.Second, MaxBackoff: time.Minute}, Permanent: remote.Permanent})
 	if failed := fltCopyAll(t, env.Dir, env.Jobs); failed != 0 {
 		t.Errorf("%d reads failed: a 429 reached the user", failed)
 	}
@@ -544,7 +541,7 @@ func TestPlatformRestart(t *testing.T) {
 	fusetest.CheckLeaks(t)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{Faults: emulator.Faults{Bandwidth: 4 << 20}})
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: 200 * time.Millisecond,
-		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: fltPermanent})
+		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: remote.Permanent})
 	_, dlDir := fltStartDownloads(t, env)
 	if _, err := os.Stat(filepath.Join(env.Dir, "jobs/Flt01")); err != nil {
 		t.Fatal(err)
@@ -581,7 +578,7 @@ func TestKeyRevokedMidMount(t *testing.T) {
 	logger, logs := fusetest.CaptureLog(t, slog.LevelInfo)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: 200 * time.Millisecond, Logger: logger,
-		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: fltPermanent})
+		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: remote.Permanent})
 	key := p.Emulator().APIKey()
 	cached := fileOf(t, env, "Flt01", "results/forces.dat")
 	cold := fileOf(t, env, "Flt01", "case/0/U")
@@ -658,7 +655,7 @@ func TestCacheDiskFull(t *testing.T) {
 	logger, logs := fusetest.CaptureLog(t, slog.LevelWarn)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), NoMemory: true, Logger: logger},
-		fusetest.MountExtra{DiskDir: filepath.Join(disk, "blocks"), Permanent: fltPermanent})
+		fusetest.MountExtra{DiskDir: filepath.Join(disk, "blocks"), Permanent: remote.Permanent})
 	if failed := fltCopyAll(t, env.Dir, env.Jobs); failed != 0 {
 		t.Errorf("%d reads failed with the cache disk full", failed)
 	}
@@ -838,7 +835,7 @@ func TestSoakMixedFaults(t *testing.T) {
 	fusetest.CheckLeaks(t)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{Wrap: spikes(13, 200*time.Millisecond)})
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: 200 * time.Millisecond, NoMemory: true,
-		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: fltPermanent})
+		Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{Permanent: remote.Permanent})
 	for i := range rounds {
 		p.Emulator().SetFaults(emulator.Faults{Latency: time.Millisecond, ErrorRate: 0.1, ThrottleRate: 0.01, RetryAfter: time.Second,
 			CutRate: 0.1, ShortRate: 0.1, Seed: uint64(i)})

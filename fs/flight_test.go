@@ -2,12 +2,10 @@ package fs
 
 import (
 	"context"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -15,21 +13,8 @@ import (
 // (jobStatuses, as Getattr asks it) and a job looked up by id before the list knows it (findJob).
 // The platform answers slowly, so the callers overlap.
 func TestConcurrentJobLookupsShareOneRequest(t *testing.T) {
-	emu, err := emulator.New(emulator.Options{Faults: emulator.Faults{Latency: 100 * time.Millisecond},
-		Limits: map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobsUsage: 0, emulator.ScopeFileAccess: 0}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		srv.Close()
-		emu.Close()
-	})
+	emu, c := newEmulatorClient(t, emulator.Faults{Latency: 100 * time.Millisecond})
 	listed, err := emu.AddJob(emulator.JobSpec{Name: "listed", Files: []emulator.FileSpec{{RelativePath: "a", Size: 10}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), Limits: map[remote.Scope]float64{}})
 	if err != nil {
 		t.Fatal(err)
 	}

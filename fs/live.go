@@ -469,8 +469,8 @@ type liveHandle struct {
 	closeOnce sync.Once
 
 	// What it served, for .rescalefs/status (downloads.go).
-	opened             time.Time
-	read, offset, last atomic.Int64
+	opened time.Time
+	readProgress
 	// switched: r exists; the open file is listed through r's tracking from then on, not as live.
 	switched atomic.Bool
 }

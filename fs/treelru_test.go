@@ -3,26 +3,15 @@ package fs
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"runtime"
 	"testing"
 
-	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
 func lruEnv(t testing.TB, jobs, files int) (*fsys, *emulator.Emulator, []string) {
 	t.Helper()
-	emu, err := emulator.New(emulator.Options{
-		Limits: map[string]int{emulator.ScopeUser: 0, emulator.ScopeJobsUsage: 0, emulator.ScopeFileAccess: 0}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() {
-		srv.Close()
-		emu.Close()
-	})
+	emu, c := newEmulatorClient(t, emulator.Faults{})
 	var ids []string
 	for i := range jobs {
 		var fs []emulator.FileSpec
@@ -34,10 +23,6 @@ func lruEnv(t testing.TB, jobs, files int) (*fsys, *emulator.Emulator, []string)
 			t.Fatal(err)
 		}
 		ids = append(ids, j.ID)
-	}
-	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), Limits: map[remote.Scope]float64{}})
-	if err != nil {
-		t.Fatal(err)
 	}
 	f := newFsys(Options{}, c, nil)
 	t.Cleanup(f.cancel)

@@ -249,8 +249,13 @@ func (w *walkAhead) folderLocked(dir *node) *folderWalk {
 	if len(files) < 2 {
 		return nil // nothing to walk
 	}
+	// Each file's number once (a SHA-256 under the process's table lock), not once per comparison.
+	inos := make(map[*node]uint64, len(files))
+	for _, n := range files {
+		inos[n] = w.ino(n)
+	}
 	byIno := slices.Clone(files)
-	slices.SortStableFunc(byIno, func(a, b *node) int { return cmp.Compare(w.ino(a), w.ino(b)) })
+	slices.SortStableFunc(byIno, func(a, b *node) int { return cmp.Compare(inos[a], inos[b]) })
 	fw := &folderWalk{dir: dir, follow: -1, ahead: map[*node]int64{},
 		orders: []walkOrder{newWalkOrder(files), newWalkOrder(byIno)}}
 	fw.elem = w.lru.PushFront(fw)
