@@ -103,6 +103,10 @@ type Options struct {
 	// limit requests per second, not bytes, so one stream's request rate is
 	// about throughput/MinRequestSize: at 400 MiB/s and 16 MiB that is 25/s.
 	MinRequestSize int64
+	// SplitMisses, when above 1, lets a block a reader waits for be fetched as up to that many
+	// concurrent ranged requests, using Parallel slots that are idle at the time (see
+	// Cache.spareSlots). For Sources whose requests are not counted against a limit (storage).
+	SplitMisses int
 	// Retry bounds retries of a failed Source call.
 	Retry RetryPolicy
 	// Permanent reports errors that must not be retried (e.g. not found).

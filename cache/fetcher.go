@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -246,13 +247,7 @@ func (c *Cache) fetch(sp *span) {
 		c.inflightBytes += sp.length
 		c.mu.Unlock()
 	}
-	n := c.st.inFlight.Add(1)
-	for {
-		m := c.st.maxInFlight.Load()
-		if n <= m || c.st.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
+	c.startedCall()
 	blocks := make([][]byte, len(sp.calls))
 	for i, cl := range sp.calls {
 		blocks[i] = make([]byte, c.blockLen(sp.obj, cl.key.idx))
@@ -317,6 +312,10 @@ func (c *Cache) readRange(sp *span, blocks [][]byte) error {
 // alive as long as any of its blocks is, and memory is accounted by block).
 func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 	if len(blocks) == 1 {
+		if extra := c.spareSlots(sp); extra > 0 {
+			defer c.releaseSlots(extra)
+			return c.readSplit(sp, blocks[0], extra+1)
+		}
 		return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0])
 	}
 	if vs, ok := c.src.(VectorSource); ok {
@@ -565,4 +564,80 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 		return
 	}
 	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1, nil)
+}
+
+// minSplitPart is the smallest part a miss is split into: below it a request's latency outweighs
+// its transfer time.
+const minSplitPart = 1 << 20
+
+// spareSlots takes, without waiting, up to SplitMisses-1 Parallel slots beyond sp's own for a block a
+// reader is waiting for (not read-ahead), and returns how many it got (release them with
+// releaseSlots). Only idle slots are taken, so splitting never delays another fetch: it shortens the
+// first read of a cold file (the read-ahead window opens only when that block arrives) and a random
+// read, which otherwise wait for a whole block over one connection.
+func (c *Cache) spareSlots(sp *span) int {
+	if c.opts.SplitMisses < 2 || sp.readahead || sp.owner != nil {
+		return 0
+	}
+	want := min(c.opts.SplitMisses-1, int(sp.length/minSplitPart)-1)
+	got := 0
+	for got < want {
+		select {
+		case c.sem <- struct{}{}:
+			got++
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+func (c *Cache) releaseSlots(n int) {
+	for range n {
+		<-c.sem
+	}
+}
+
+// readSplit fills block, the whole of sp, with parts concurrent Source calls of about equal size
+// (whole 64 KiB units). The first failure cancels the others and fails the whole: readRange retries
+// the block as one.
+func (c *Cache) readSplit(sp *span, block []byte, parts int) error {
+	const unit = 64 << 10
+	size := int64(len(block))
+	step := ceilDiv(ceilDiv(size, int64(parts)), unit) * unit
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for from := int64(0); from < size; from += step {
+		part := block[from:min(from+step, size)]
+		if from > 0 {
+			c.st.requests.Add(1) // readRange counts the first
+			c.startedCall()
+		}
+		wg.Go(func() {
+			if from > 0 {
+				defer c.st.inFlight.Add(-1)
+			}
+			if err := c.src.ReadRange(ctx, sp.obj.ID, sp.off+from, part); err != nil {
+				errOnce.Do(func() { firstErr = err; cancel() })
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// startedCall counts a Source call in flight (and the most ever).
+func (c *Cache) startedCall() {
+	n := c.st.inFlight.Add(1)
+	for {
+		m := c.st.maxInFlight.Load()
+		if n <= m || c.st.maxInFlight.CompareAndSwap(m, n) {
+			return
+		}
+	}
 }

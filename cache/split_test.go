@@ -1,0 +1,158 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"testing"
+)
+
+// splitOptions: 4 MiB blocks (a block splits into parts of at least minSplitPart), no read-ahead.
+func splitOptions(t *testing.T, parallel, split int) Options {
+	o := testOptions(t)
+	o.BlockSize, o.MaxRequestSize, o.MinRequestSize = 4<<20, 4<<20, 4<<20
+	o.Parallel, o.SplitMisses, o.Readahead = parallel, split, -1
+	return o
+}
+
+// A block a reader waits for comes as several concurrent requests over idle slots: a cold read waits
+// for a part of the block's transfer time, not all of it. Read-ahead is never split.
+func TestMissSplitsOverIdleSlots(t *testing.T) {
+	const bs = 4 << 20
+	tests := []struct {
+		name     string
+		parallel int
+		split    int
+		want     []int64 // offsets (within the block) of the calls made
+	}{
+		{"split in four", 8, 4, []int64{0, 1 << 20, 2 << 20, 3 << 20}},
+		{"split limited by slots", 2, 4, []int64{0, 2 << 20}},
+		{"splitting off", 8, 0, []int64{0}},
+		{"one part per slot", 1, 4, []int64{0}},
+	}
+	for _, kind := range sourceKinds {
+		for _, tc := range tests {
+			t.Run(kind+"/"+tc.name, func(t *testing.T) {
+				f := newFake()
+				obj := f.add("big", 3*bs)
+				c := newTestCache(t, f.as(kind), splitOptions(t, tc.parallel, tc.split))
+				p := make([]byte, 4096)
+				off := int64(bs + 12345) // inside block 1
+				if _, err := c.ReadAt(context.Background(), obj, p, off); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(p, f.objects["big"][off:off+4096]) {
+					t.Fatal("wrong bytes")
+				}
+				var got []int64
+				var total int64
+				for _, cl := range f.callList() {
+					got = append(got, cl.off-bs)
+					total += cl.n
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, tc.want) || total != bs {
+					t.Fatalf("calls at %v covering %d bytes, want at %v covering the block (%d)", got, total, tc.want, bs)
+				}
+				if st := c.Stats(); st.Requests != int64(len(tc.want)) || st.InFlight != 0 {
+					t.Fatalf("stats: %d requests, %d in flight; want %d, 0", st.Requests, st.InFlight, len(tc.want))
+				}
+				// The whole block is cached: the rest of it is read without a request.
+				f.reset()
+				whole := make([]byte, bs)
+				if _, err := c.ReadAt(context.Background(), obj, whole, bs); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(whole, f.objects["big"][bs:2*bs]) || f.numCalls() != 0 {
+					t.Fatalf("re-read of the block: %d calls, equal=%v", f.numCalls(), bytes.Equal(whole, f.objects["big"][bs:2*bs]))
+				}
+			})
+		}
+	}
+}
+
+// Splitting takes only idle slots: with the others busy a miss is one request, and never more
+// requests are in flight than Parallel.
+func TestMissSplitUsesOnlyIdleSlots(t *testing.T) {
+	const bs = 4 << 20
+	f := newFake()
+	f.gate = make(chan struct{})
+	objs := []Object{f.add("a", bs), f.add("b", bs), f.add("c", bs)}
+	c := newTestCache(t, f, splitOptions(t, 3, 4))
+	errs := make(chan error, 3)
+	read := func(o Object) {
+		_, err := c.ReadAt(context.Background(), o, make([]byte, 10), 0)
+		errs <- err
+	}
+	go read(objs[0]) // takes its own slot and the two idle ones
+	eventually(t, "the first miss in three parts", func() bool { return f.numCalls() == 3 })
+	go read(objs[1]) // waits for a slot
+	go read(objs[2])
+	eventually(t, "two fetches waiting for a slot", func() bool { return c.Stats().SlotWaits == 2 })
+	close(f.gate)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := f.maxInflight(); m > 3 {
+		t.Fatalf("%d requests in flight, Parallel is 3", m)
+	}
+	per := map[string]int{}
+	for _, cl := range f.callList() {
+		per[cl.id]++
+	}
+	if per["a"] != 3 {
+		t.Fatalf("the first miss made %d requests, want 3 (all slots idle)", per["a"])
+	}
+	if per["b"]+per["c"] > 2+2 || per["b"] < 1 || per["c"] < 1 {
+		t.Fatalf("later misses made %v requests", per)
+	}
+}
+
+// A failed part fails the block as a whole, which is retried; no bytes of the failed attempt are
+// served.
+func TestMissSplitPartFailureRetriesTheBlock(t *testing.T) {
+	const bs = 4 << 20
+	for _, failure := range []error{errTransient, errShort} {
+		t.Run(failure.Error(), func(t *testing.T) {
+			f := newFake()
+			obj := f.add("big", bs)
+			f.fail = func(n int, id string, off int64, size int) error {
+				if n == 3 { // one part of the first attempt
+					return failure
+				}
+				return nil
+			}
+			c := newTestCache(t, f, splitOptions(t, 8, 4))
+			p := make([]byte, bs)
+			if _, err := c.ReadAt(context.Background(), obj, p, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, f.objects["big"]) {
+				t.Fatal("wrong bytes after a failed part")
+			}
+			if st := c.Stats(); st.Retries != 1 || st.FetchErrors != 0 {
+				t.Fatalf("%d retries, %d fetch errors; want 1, 0", st.Retries, st.FetchErrors)
+			}
+		})
+	}
+	t.Run("permanent", func(t *testing.T) {
+		f := newFake()
+		obj := f.add("big", bs)
+		f.fail = func(n int, id string, off int64, size int) error {
+			if off > 0 {
+				return errNotFound
+			}
+			return nil
+		}
+		c := newTestCache(t, f, splitOptions(t, 8, 4))
+		if _, err := c.ReadAt(context.Background(), obj, make([]byte, 10), 0); !errors.Is(err, errNotFound) {
+			t.Fatalf("err %v, want not found", err)
+		}
+		if st := c.Stats(); st.InFlight != 0 || st.Retries != 0 {
+			t.Fatalf("%d in flight, %d retries after a permanent failure", st.InFlight, st.Retries)
+		}
+	})
+}
