@@ -65,6 +65,14 @@ type VectorSource interface {
 	ReadRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error
 }
 
+// ChecksumSource is an optional extension of VectorSource: ReadRangeVecSum also sets sums[i] to the
+// CRC-32C (Castagnoli) of bufs[i], computed while the bytes land. The disk tier keeps that checksum
+// with each block; computed here, it is a second pass over a block read back from memory, several
+// times the cost of the same work on bytes still in the CPU's cache.
+type ChecksumSource interface {
+	ReadRangeVecSum(ctx context.Context, objectID string, off int64, bufs [][]byte, sums []uint32) error
+}
+
 // Object is an immutable remote object: the same ID always has the same bytes
 // and Size, so its blocks can be cached forever.
 type Object struct {

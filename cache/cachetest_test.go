@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -88,6 +89,26 @@ type vecSource struct{ *fakeSource }
 
 func (v vecSource) ReadRangeVec(ctx context.Context, id string, off int64, bufs [][]byte) error {
 	return v.serve(ctx, id, off, bufs)
+}
+
+// sumSource is the fake as a ChecksumSource; skew is added to every sum it reports (0: right ones).
+type sumSource struct {
+	*fakeSource
+	skew uint32
+}
+
+func (v sumSource) ReadRangeVec(ctx context.Context, id string, off int64, bufs [][]byte) error {
+	return v.serve(ctx, id, off, bufs)
+}
+
+func (v sumSource) ReadRangeVecSum(ctx context.Context, id string, off int64, bufs [][]byte, sums []uint32) error {
+	if err := v.serve(ctx, id, off, bufs); err != nil {
+		return err
+	}
+	for i, b := range bufs {
+		sums[i] = crc32.Checksum(b, castagnoli) + v.skew
+	}
+	return nil
 }
 
 // fill copies src into the consecutive bufs.

@@ -298,7 +298,9 @@ func (d *diskTier) forget(k diskKey, e *list.Element) {
 // encode returns the file's header page and payload separately, so an incompressible block (the
 // common case) is written straight from the block buffer instead of being copied into a new one first.
 // ok is false when the id does not fit in the header page.
-func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload []byte, ok bool) {
+//
+// sum, when not nil, is the CRC-32C of data as its source computed it while the bytes landed.
+func (d *diskTier) encode(obj Object, bs, idx int64, data []byte, sum *uint32) (hdr, payload []byte, ok bool) {
 	if diskHdrLen+len(obj.ID) > diskPage {
 		return nil, nil, false
 	}
@@ -323,7 +325,11 @@ func (d *diskTier) encode(obj Object, bs, idx int64, data []byte) (hdr, payload 
 	binary.LittleEndian.PutUint64(hdr[16:], uint64(bs))
 	binary.LittleEndian.PutUint64(hdr[24:], uint64(idx))
 	binary.LittleEndian.PutUint32(hdr[32:], uint32(len(data)))
-	binary.LittleEndian.PutUint64(hdr[36:], uint64(crc32.Checksum(data, castagnoli)))
+	if sum == nil {
+		s := crc32.Checksum(data, castagnoli)
+		sum = &s
+	}
+	binary.LittleEndian.PutUint64(hdr[36:], uint64(*sum))
 	binary.LittleEndian.PutUint32(hdr[44:], uint32(len(payload)))
 	copy(hdr[diskHdrLen:], obj.ID)
 	return hdr, payload, true
@@ -409,7 +415,7 @@ func (d *diskTier) decodeV1(raw []byte, obj Object, bs, idx, want int64) ([]byte
 
 // put stores a block. Failures (disk full, directory gone or unwritable) are
 // logged once per failing streak and otherwise ignored: reads go on uncached.
-func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
+func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 	d.life.RLock()
 	defer d.life.RUnlock()
 	if d.closed {
@@ -424,7 +430,7 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte) {
 	}
 	defer func() { <-d.writers }()
 	k := diskKey{objHash(obj.ID), bs, idx}
-	hdr, payload, ok := d.encode(obj, bs, idx, data)
+	hdr, payload, ok := d.encode(obj, bs, idx, data, sum)
 	if !ok {
 		return
 	}

@@ -201,6 +201,46 @@ func TestDiskSurvivesRestart(t *testing.T) {
 	}
 }
 
+// A ChecksumSource's per-block CRC-32C is the one the disk tier keeps (it is not computed again): with
+// right sums a fresh cache reads every block back from disk; with wrong ones every block read back is
+// found corrupt and fetched again, never served.
+func TestChecksumSourceSumsKeptOnDisk(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		skew uint32
+	}{{"right sums", 0}, {"wrong sums", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := newFake()
+			obj := f.add("obj", 8*testBS+5)
+			src := sumSource{f, tc.skew}
+			c1 := newTestCache(t, src, diskOptions(t, dir))
+			if _, err := readAll(t, c1.NewReader(obj, ""), obj.Size, 64<<10); err != nil {
+				t.Fatal(err)
+			}
+			settle(c1)
+			c1.Close()
+			f.reset()
+			c2 := newTestCache(t, src, diskOptions(t, dir))
+			got, err := readAll(t, c2.NewReader(obj, ""), obj.Size, 64<<10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			settle(c2)
+			if !bytes.Equal(got, f.objects[obj.ID]) {
+				t.Fatal("bytes differ")
+			}
+			st := c2.Stats()
+			if tc.skew == 0 && (st.DiskHits != 9 || st.DiskCorrupt != 0 || f.numCalls() != 0) {
+				t.Fatalf("right sums: %d disk hits, %d corrupt, %d fetches; want 9, 0, 0", st.DiskHits, st.DiskCorrupt, f.numCalls())
+			}
+			if tc.skew != 0 && (st.DiskHits != 0 || st.DiskCorrupt != 9) {
+				t.Fatalf("wrong sums: %d disk hits, %d corrupt; want 0, 9", st.DiskHits, st.DiskCorrupt)
+			}
+		})
+	}
+}
+
 func TestUnwritableDiskDirStillServes(t *testing.T) {
 	t.Run("dir is a file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "notadir")

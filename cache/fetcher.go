@@ -36,6 +36,9 @@ type span struct {
 	calls     []*call
 	readahead bool
 	fromDisk  bool // the blocks were read from the disk tier: not written back
+	// sums, when summed, are the CRC-32C of each block as the ChecksumSource computed them.
+	sums   []uint32
+	summed bool
 	// owner is the Reader whose sequential read-ahead this is (nil: a reader's own blocks,
 	// Prefetch). Its bytes were admitted into the fetch budget when it was planned (reserved in
 	// inflightBytes), and its blocks, unconsumed, are not evicted for another reader's read-ahead.
@@ -252,6 +255,7 @@ func (c *Cache) fetch(sp *span) {
 	for i, cl := range sp.calls {
 		blocks[i] = make([]byte, c.blockLen(sp.obj, cl.key.idx))
 	}
+	sp.sums = make([]uint32, len(blocks))
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
 	c.mu.Lock()
@@ -311,11 +315,19 @@ func (c *Cache) readRange(sp *span, blocks [][]byte) error {
 // one buffer and copied out per block (a sub-slice would keep the whole span
 // alive as long as any of its blocks is, and memory is accounted by block).
 func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
+	sp.summed = false
 	if len(blocks) == 1 {
 		if extra := c.spareSlots(sp); extra > 0 {
 			defer c.releaseSlots(extra)
 			return c.readSplit(sp, blocks[0], extra+1)
 		}
+	}
+	if cs, ok := c.src.(ChecksumSource); ok && sp.sums != nil {
+		err := cs.ReadRangeVecSum(c.ctx, sp.obj.ID, sp.off, blocks, sp.sums)
+		sp.summed = err == nil
+		return err
+	}
+	if len(blocks) == 1 {
 		return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0])
 	}
 	if vs, ok := c.src.(VectorSource); ok {
@@ -371,7 +383,11 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 		// Written even while Close runs (it waits for this): a block fetched is not thrown away, and
 		// a read that returned just before an unmount leaves its file whole on disk.
 		if c.disk != nil && !sp.fromDisk && !c.stale(cl) {
-			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i])
+			var sum *uint32
+			if sp.summed {
+				sum = &sp.sums[i]
+			}
+			c.disk.put(sp.obj, c.bs, cl.key.idx, blocks[i], sum)
 			// Drop bumps the generation before it clears the disk, so
 			// either it saw our file or we see its generation now.
 			if c.stale(cl) {
