@@ -237,8 +237,8 @@ func bench(c config) error {
 		}
 		r.name = "mount: cold sequential cp"
 		hwm, _ := peakRSS(pid)
-		r.note = fmt.Sprintf("%d range requests, %d FUSE reads, peak RSS %d MiB, %s",
-			emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes))
+		r.note = fmt.Sprintf("%s, %d FUSE reads, peak RSS %d MiB, %s",
+			rangeRequests(emu), fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes))
 		rows = append(rows, r)
 		before = fuseReads()
 		cpu = startCPU(pid)
@@ -283,8 +283,8 @@ func bench(c config) error {
 			}
 			r.name = "mount: disk-tier re-read (cat)"
 			hwm, _ := peakRSS(pid)
-			r.note = fmt.Sprintf("fresh mount, page cache dropped: %d range requests, %d FUSE reads, peak RSS %d MiB, %s, %s",
-				emu.Counters().Requests[emulator.EndpointContents], fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes), cacheCounters(mnt))
+			r.note = fmt.Sprintf("fresh mount, page cache dropped: %s, %d FUSE reads, peak RSS %d MiB, %s, %s",
+				rangeRequests(emu), fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes), cacheCounters(mnt))
 			rows = append(rows, r)
 		}
 	}
@@ -295,10 +295,11 @@ func bench(c config) error {
 		if err != nil {
 			return err
 		}
-		reqs := emu.Counters().Requests[emulator.EndpointContents]
+		cnt := emu.Counters()
+		reqs := cnt.Requests[emulator.EndpointContents] + cnt.Requests[emulator.EndpointS3Get]
 		r.name = "mount: 4 KiB random reads"
 		hwm, _ := peakRSS(pid)
-		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests: %.2f per read, peak RSS %d MiB", c.randomReads,
+		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests (storage and /contents/): %.2f per read, peak RSS %d MiB", c.randomReads,
 			1000*r.seconds/float64(c.randomReads), reqs, float64(reqs)/float64(c.randomReads), hwm>>20)
 		rows = append(rows, r)
 	}
@@ -405,6 +406,12 @@ func uploadRows(ctx context.Context, c config, work, mnt string, emu *emulator.E
 	}
 	rows = append(rows, row{name: "one plain S3 PutObject of the same file", seconds: time.Since(start).Seconds(), bytes: c.size})
 	return rows, nil
+}
+
+// rangeRequests says how many ranged reads the emulator served since its counters were reset, by path.
+func rangeRequests(emu *emulator.Emulator) string {
+	cnt := emu.Counters()
+	return fmt.Sprintf("%d storage GETs + %d /contents/ requests", cnt.Requests[emulator.EndpointS3Get], cnt.Requests[emulator.EndpointContents])
 }
 
 // directRows: cold reads of one file by two fresh mounts, one reading straight from storage, one through
