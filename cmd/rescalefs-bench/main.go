@@ -291,6 +291,10 @@ func bench(c config) error {
 
 	if !c.skip["random"] {
 		emu.ResetCounters()
+		fetchedBefore := int64(0)
+		if st, err := cacheStats(mnt); err == nil {
+			fetchedBefore = st.BytesFetched
+		}
 		r, err = randomReads(filepath.Join(bigDir, "big1.bin"), c.size, c.randomReads)
 		if err != nil {
 			return err
@@ -299,8 +303,13 @@ func bench(c config) error {
 		reqs := cnt.Requests[emulator.EndpointContents] + cnt.Requests[emulator.EndpointS3Get]
 		r.name = "mount: 4 KiB random reads"
 		hwm, _ := peakRSS(pid)
-		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests (storage and /contents/): %.2f per read, peak RSS %d MiB", c.randomReads,
-			1000*r.seconds/float64(c.randomReads), reqs, float64(reqs)/float64(c.randomReads), hwm>>20)
+		fetched := int64(0)
+		if st, err := cacheStats(mnt); err == nil {
+			fetched = st.BytesFetched - fetchedBefore
+		}
+		r.note = fmt.Sprintf("%d reads, %.1f ms each, %d range requests (storage and /contents/): %.2f per read, %.1f MiB fetched per read, peak RSS %d MiB",
+			c.randomReads, 1000*r.seconds/float64(c.randomReads), reqs, float64(reqs)/float64(c.randomReads),
+			float64(fetched)/float64(c.randomReads)/(1<<20), hwm>>20)
 		rows = append(rows, r)
 	}
 
@@ -592,19 +601,27 @@ func timedCopy(src, dst string) (row, error) {
 // cacheCounters is the mount's block-cache counters since it started, from its .rescalefs/status: what
 // was fetched, read from the disk tier, hashed, and read ahead only to be dropped unread.
 func cacheCounters(mnt string) string {
-	b, err := os.ReadFile(filepath.Join(mnt, ".rescalefs", "status"))
+	s, err := cacheStats(mnt)
 	if err != nil {
 		return "cache counters: " + err.Error()
+	}
+	return fmt.Sprintf("cache: %d MiB fetched, %d disk hits, %d MiB hashed, %d read-ahead blocks dropped unread",
+		s.BytesFetched>>20, s.DiskHits, s.HashedBytes>>20, s.ReadaheadDropped)
+}
+
+// cacheStats reads the mount's cache counters from .rescalefs/status.
+func cacheStats(mnt string) (*cache.Stats, error) {
+	b, err := os.ReadFile(filepath.Join(mnt, ".rescalefs", "status"))
+	if err != nil {
+		return nil, err
 	}
 	var st struct {
 		Cache *cache.Stats `json:"cache"`
 	}
 	if err := json.Unmarshal(b, &st); err != nil || st.Cache == nil {
-		return "cache counters: none"
+		return nil, errors.New("none")
 	}
-	s := st.Cache
-	return fmt.Sprintf("cache: %d MiB fetched, %d disk hits, %d MiB hashed, %d read-ahead blocks dropped unread",
-		s.BytesFetched>>20, s.DiskHits, s.HashedBytes>>20, s.ReadaheadDropped)
+	return st.Cache, nil
 }
 
 func timedCat(path string) (row, error) {
