@@ -25,6 +25,9 @@ const (
 	maxPollErrors = 5
 	// logName is the log every run has [C].
 	logName = "process_output.log"
+	// followChunk bounds one --follow tail: a log that grew more between two polls is caught up over
+	// the next polls, and what is left at the end comes from the uploaded log.
+	followChunk = 16 << 20
 )
 
 // maxLogBytes bounds a log read for the outcome (a variable for tests).
@@ -140,6 +143,7 @@ type waiter struct {
 	t        *Tracker
 	o        WaitOptions
 	followed int64  // bytes of the followed run's log already printed
+	partial  []byte // bytes of the followed log after followed, fetched but not a whole line yet
 	runID    string // the followed run: the first one the platform lists
 	seen     int    // statuses already observed
 	statuses remote.Statuses
@@ -306,6 +310,8 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 }
 
 // follow prints what the first run's live log gained since the last look; it reports whether it printed.
+// Each look asks only for the bytes after those already fetched (a ranged tail): a log followed for
+// hours is fetched once, not once per poll.
 func (w *waiter) follow(ctx context.Context) bool {
 	if w.runID == "" {
 		// The first run that started: run ids are the platform's, not always "1".
@@ -315,18 +321,23 @@ func (w *waiter) follow(ctx context.Context) bool {
 		}
 		w.runID = runs[0].ID
 	}
-	b, err := w.c.Tail(ctx, w.t.JobID, w.runID, logName)
-	if err != nil || int64(len(b)) <= w.followed {
+	b, _, err := w.c.TailRange(ctx, w.t.JobID, w.runID, logName, w.followed+int64(len(w.partial)), followChunk)
+	if err != nil || len(b) == 0 {
 		return false
 	}
-	// Only whole lines: the rest comes with the next look.
-	chunk := b[w.followed:]
+	// Only whole lines: the rest waits for its newline, unless it is already longer than a chunk.
+	chunk := append(w.partial, b...)
 	i := bytes.LastIndexByte(chunk, '\n')
-	if i < 0 {
+	if i < 0 && len(chunk) < followChunk {
+		w.partial = chunk
 		return false
+	}
+	if i < 0 {
+		i = len(chunk) - 1
 	}
 	w.o.Out.Raw(w.o.Prefix, chunk[:i+1])
 	w.followed += int64(i + 1)
+	w.partial = append([]byte(nil), chunk[i+1:]...)
 	return true
 }
 

@@ -3,6 +3,8 @@ package jobrun
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -247,5 +249,42 @@ func TestRunLogAfter(t *testing.T) {
 		if got := string(tc.l.after(tc.off)); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestWaitFollowFetchesOnlyNewBytes: --follow of a growing live log asks each poll only for the bytes
+// after those it has (a ranged tail), so following a log fetches about its size, not its size once per
+// poll. The emulator's counters say what went over the wire.
+func TestWaitFollowFetchesOnlyNewBytes(t *testing.T) {
+	c, emu := newRunJobsClient(t)
+	// About 21 KB in 40 lines, a line every 50 ms: the 10 ms polls see it grow many times.
+	id := startJob(t, c, `for i in $(seq 40); do printf 'line %d %0500d\n' $i 0; sleep 0.05; done`, "")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Follow: true, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	for i := 1; i <= 40; i++ {
+		if n := strings.Count(out.String(), fmt.Sprintf("]: line %d 0", i)); n != 1 {
+			t.Fatalf("line %d printed %d times:\n%s", i, n, out.String())
+		}
+	}
+	files, err := c.RunFiles(context.Background(), id, res.Runs[0].ID, logName)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("log: %v %v", files, err)
+	}
+	size := files[0].DecryptedSize
+	cn := emu.Counters()
+	tails, served := cn.Requests[emulator.EndpointTail], cn.BytesOut[emulator.EndpointTail]
+	// A tail that finds nothing new is a 416 with a one-line body.
+	bound := size + 64*cn.Statuses[emulator.EndpointTail][http.StatusRequestedRangeNotSatisfiable]
+	t.Logf("log %d bytes; %d tails served %d bytes (bound %d)", size, tails, served, bound)
+	if tails < 5 {
+		t.Fatalf("only %d tails: the log was not followed while it grew\n%s", tails, out.String())
+	}
+	if served > bound {
+		t.Fatalf("following a %d-byte log fetched %d bytes in %d tails (bound %d): the whole log again on every poll",
+			size, served, tails, bound)
 	}
 }
