@@ -288,3 +288,101 @@ func TestWaitFollowFetchesOnlyNewBytes(t *testing.T) {
 			size, served, tails, bound)
 	}
 }
+
+// newQuickClient is a client of emu that does not retry: each status poll is one request, so a test
+// decides how many polls fail.
+func newQuickClient(t *testing.T, emu *emulator.Emulator) *remote.Client {
+	t.Helper()
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestWaitRidesOutFailedPolls: status polls failing for a while (statuses answering 504, as they
+// sometimes do) do not end the wait while the platform has answered within Unanswered; the job is
+// followed to its end. (The waiter gave up after five failed polls, however short the outage.)
+func TestWaitRidesOutFailedPolls(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "echo done", "")
+	emu.FailNext(emulator.EndpointStatuses, 12, emulator.Fault504)
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Unanswered: time.Minute, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if n := emu.Counters().Statuses[emulator.EndpointStatuses][504]; n != 12 {
+		t.Fatalf("%d polls answered 504, want 12", n)
+	}
+	if !strings.Contains(out.String(), "retrying") || !strings.Contains(out.String(), "answers again") {
+		t.Fatalf("the outage is not told:\n%s", out.String())
+	}
+}
+
+// TestWaitGivesUpLeavingJobRunning: when the platform has not answered a status poll for Unanswered,
+// the waiter ends with exit 1 and says the job was left running, with its id and the commands that
+// follow it again or stop it. (It ended with the poll's error alone.)
+func TestWaitGivesUpLeavingJobRunning(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "sleep 60", "")
+	var out syncBuffer
+	done := make(chan Result, 1)
+	go func() {
+		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+			Unanswered: 300 * time.Millisecond, Out: NewPrinter(&out, nil)}, nil)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), ": Executing") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // waiting for the job to execute, not timing it
+	}
+	emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointStatuses}})
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the waiter never gave up\n%s", out.String())
+	}
+	emu.SetFaults(emulator.Faults{})
+	t.Logf("output:\n%s", out.String())
+	if res.Outcome.Code != ExitFailure {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	for _, want := range []string{"left running", "last seen Executing", "rescalefs wait " + id, "rescalefs stop " + id} {
+		if !strings.Contains(res.Outcome.Why, want) || !strings.Contains(out.String(), want) {
+			t.Errorf("%q missing from the outcome %q or the output:\n%s", want, res.Outcome.Why, out.String())
+		}
+	}
+	// It was indeed left running: nothing stopped it.
+	if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != 0 {
+		t.Errorf("%d stops sent", n)
+	}
+	st, err := c.JobStatuses(context.Background(), id)
+	if err != nil || len(st) == 0 || st[0].Status != remote.StatusExecuting {
+		t.Errorf("statuses after the give-up: %v %v", st, err)
+	}
+	_ = c.StopJob(context.Background(), id)
+}
+
+// TestWaitStopFailsLeavesJobRunning: a --timeout whose stop the platform refuses ends with exit 1 and
+// says the job was left running and how to stop it.
+func TestWaitStopFailsLeavesJobRunning(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "sleep 60", "")
+	emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointJobStop}})
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Timeout: 100 * time.Millisecond, Out: NewPrinter(&out, nil)}, nil)
+	emu.SetFaults(emulator.Faults{})
+	if res.Outcome.Code != ExitFailure || !strings.Contains(res.Outcome.Why, "left running") ||
+		!strings.Contains(res.Outcome.Why, "rescalefs stop "+id) {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	_ = c.StopJob(context.Background(), id)
+}
