@@ -152,10 +152,12 @@ type waiter struct {
 	c        *remote.Client
 	t        *Tracker
 	o        WaitOptions
-	followed int64  // bytes of the followed run's log already printed
-	partial  []byte // bytes of the followed log after followed, fetched but not a whole line yet
-	runID    string // the followed run: the first one the platform lists
-	seen     int    // statuses already observed
+	followed int64     // bytes of the followed run's log already printed
+	partial  []byte    // bytes of the followed log after followed, fetched but not a whole line yet
+	noRange  bool      // the platform ignored Range on the last tail: whole-log tails are paced
+	nextTail time.Time // with noRange, no tail before this
+	runID    string    // the followed run: the first one the platform lists
+	seen     int       // statuses already observed
 	statuses remote.Statuses
 }
 
@@ -351,6 +353,13 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	}
 }
 
+// followEvery is how often a platform that ignores Range on the tail endpoint (and so sends the whole
+// log each time) is asked for a log of size bytes: every poll up to followChunk, then one poll more per
+// followChunk, as the mount paces its live files. A 200 MB log is then fetched every 13 polls.
+func followEvery(poll time.Duration, size int64) time.Duration {
+	return poll * time.Duration(1+size/followChunk)
+}
+
 // roundDuration is d for a person: whole seconds, or milliseconds under a second.
 func roundDuration(d time.Duration) time.Duration {
 	if d < time.Second {
@@ -371,8 +380,20 @@ func (w *waiter) follow(ctx context.Context) bool {
 		}
 		w.runID = runs[0].ID
 	}
-	b, _, err := w.c.TailRange(ctx, w.t.JobID, w.runID, logName, w.followed+int64(len(w.partial)), followChunk)
-	if err != nil || len(b) == 0 {
+	now := w.o.Out.now()
+	if w.noRange && now.Before(w.nextTail) {
+		return false
+	}
+	from := w.followed + int64(len(w.partial))
+	b, ranged, err := w.c.TailRange(ctx, w.t.JobID, w.runID, logName, from, followChunk)
+	if err != nil {
+		return false
+	}
+	if from > 0 {
+		w.noRange = !ranged
+		w.nextTail = now.Add(followEvery(w.o.Poll, from+int64(len(b))))
+	}
+	if len(b) == 0 {
 		return false
 	}
 	// Only whole lines: the rest waits for its newline, unless it is already longer than a chunk.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,4 +386,62 @@ func TestWaitStopFailsLeavesJobRunning(t *testing.T) {
 		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
 	}
 	_ = c.StopJob(context.Background(), id)
+}
+
+// TestFollowEvery: without Range, whole-log tails are paced by the log's size.
+func TestFollowEvery(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		want time.Duration
+	}{
+		{0, 10 * time.Second},
+		{followChunk - 1, 10 * time.Second},
+		{followChunk, 20 * time.Second},
+		{200 << 20, 130 * time.Second},
+	} {
+		if got := followEvery(10*time.Second, tc.size); got != tc.want {
+			t.Errorf("followEvery(10s, %d) = %v, want %v", tc.size, got, tc.want)
+		}
+	}
+}
+
+// TestWaitFollowRangeIgnored: a platform that ignores Range on the tail endpoint (a 200 with the whole
+// log) still has every line printed once, in order.
+func TestWaitFollowRangeIgnored(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	var ignored atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/tail/") && r.Header.Get("Range") != "" {
+			r.Header.Del("Range")
+			ignored.Add(1)
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := startJob(t, c, `for i in $(seq 20); do echo "line $i"; sleep 0.05; done`, "")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Follow: true, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if ignored.Load() < 2 {
+		t.Fatalf("only %d tails with Range: the follow did not run", ignored.Load())
+	}
+	at := 0
+	for i := 1; i <= 20; i++ {
+		s := fmt.Sprintf("]: line %d\n", i)
+		if n := strings.Count(out.String(), s); n != 1 {
+			t.Fatalf("%q printed %d times:\n%s", s, n, out.String())
+		}
+		j := strings.Index(out.String()[at:], s)
+		if j < 0 {
+			t.Fatalf("%q out of order:\n%s", s, out.String())
+		}
+		at += j
+	}
 }

@@ -38,7 +38,8 @@ const exitCodesHelp = `Exit codes (with several jobs, the worst: 1, then 4, then
   3  a job ran and failed: a non-zero "Exited with code N" in process_output.log, a status
      reason other than "Completed successfully", or a line matching --fail-on
   4  a job was stopped, cancelled or timed out (--timeout, SIGINT/SIGTERM, walltime)
-  1  rescalefs or the platform failed (upload, create, network)
+  1  rescalefs or the platform failed (upload, create, network); a job it leaves running
+     is named, with the rescalefs wait and rescalefs stop commands for it
   2  usage: bad flags or directives, unknown core type or analysis, missing walltime, --max-cost`
 
 // connFlags are the credential flags every platform command takes.
