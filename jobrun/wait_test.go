@@ -445,3 +445,23 @@ func TestWaitFollowRangeIgnored(t *testing.T) {
 		at += j
 	}
 }
+
+// TestWaitKeyRevokedLeavesJobRunning: a key revoked mid-wait (401) ends the wait at once, exit 1, with
+// the job named as left running.
+func TestWaitKeyRevokedLeavesJobRunning(t *testing.T) {
+	c, emu := newRunJobsClient(t)
+	id := startJob(t, c, "sleep 60", "")
+	emu.SetKeyRevoked(true)
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Out: NewPrinter(&out, nil)}, nil)
+	emu.SetKeyRevoked(false)
+	if res.Outcome.Code != ExitFailure || !strings.Contains(res.Outcome.Why, "left running") ||
+		!strings.Contains(res.Outcome.Why, "rescalefs wait "+id) {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if n := emu.Counters().Requests[emulator.EndpointStatuses]; n != 1 {
+		t.Errorf("%d status polls after a 401, want 1", n)
+	}
+	_ = c.StopJob(context.Background(), id)
+}
