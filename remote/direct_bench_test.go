@@ -32,7 +32,7 @@ func BenchmarkReadRangeDirectVec(b *testing.B) {
 	const (
 		block = 8 << 20
 		per   = 2 // blocks per call
-		size  = 16*block + 100
+		size  = 4*block + 100
 	)
 	fi, err := e.AddLibraryFile("bench.bin", io.LimitReader(zeroReader{}, size), size)
 	if err != nil {
