@@ -2,6 +2,7 @@ package cbc
 
 import (
 	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -19,7 +20,8 @@ import (
 // A RangeDecrypter is not safe for concurrent use.
 type RangeDecrypter struct {
 	block     cipher.Block
-	mode      cipher.BlockMode // nil until the IV is known
+	haveIV    bool            // iv is set
+	iv        [BlockSize]byte // the CBC chain: the ciphertext block before the next one to decrypt
 	plainSize int64
 	off, end  int64    // the plaintext wanted: destination byte i is plaintext off+i
 	first     int64    // plaintext offset of the first block decrypted
@@ -73,8 +75,9 @@ func (d *RangeDecrypter) SetIV(iv []byte) error {
 	if len(iv) != BlockSize {
 		return fmt.Errorf("cbc: IV is %d bytes, want %d", len(iv), BlockSize)
 	}
-	if d.needIV && d.mode == nil {
-		d.mode = cipher.NewCBCDecrypter(d.block, iv)
+	if d.needIV && !d.haveIV {
+		copy(d.iv[:], iv)
+		d.haveIV = true
 	}
 	return nil
 }
@@ -160,11 +163,10 @@ func (d *RangeDecrypter) Advance(k int) error {
 	if whole == d.dec {
 		return nil
 	}
-	if d.mode == nil {
+	if !d.haveIV {
 		return ErrNoIV
 	}
-	b := d.dst[d.bi][d.dec-d.off-d.bpos : whole-d.off-d.bpos]
-	d.mode.CryptBlocks(b, b)
+	d.decrypt(d.dst[d.bi][d.dec-d.off-d.bpos : whole-d.off-d.bpos])
 	d.dec = whole
 	return nil
 }
@@ -175,13 +177,14 @@ func (d *RangeDecrypter) stashDone() error {
 	blk := d.c - BlockSize
 	d.dec = d.c
 	if blk < d.first {
-		d.mode = cipher.NewCBCDecrypter(d.block, d.stash[:])
+		d.iv = d.stash
+		d.haveIV = true
 		return nil
 	}
-	if d.mode == nil {
+	if !d.haveIV {
 		return ErrNoIV
 	}
-	d.mode.CryptBlocks(d.stash[:], d.stash[:])
+	d.decrypt(d.stash[:])
 	if pad := BlockSize - d.plainSize%BlockSize; pad < BlockSize && d.c == d.plainSize+pad {
 		// The file's last block, whose tail is padding; a mismatch means a wrong key or wrong data.
 		for _, c := range d.stash[BlockSize-pad:] {
@@ -199,4 +202,22 @@ func (d *RangeDecrypter) stashDone() error {
 		i += int64(k)
 	}
 	return nil
+}
+
+// decrypt CBC-decrypts whole blocks in place, chained from d.iv, and leaves their last ciphertext block
+// in d.iv. It is crypto/cipher's CBC decrypter without its per-block call of subtle.XORBytes: going
+// backwards, each block's chain value is the ciphertext block before it, still intact.
+func (d *RangeDecrypter) decrypt(b []byte) {
+	next := [BlockSize]byte(b[len(b)-BlockSize:])
+	for i := len(b) - BlockSize; i >= 0; i -= BlockSize {
+		blk := b[i : i+BlockSize : i+BlockSize]
+		prev := d.iv[:]
+		if i > 0 {
+			prev = b[i-BlockSize : i]
+		}
+		d.block.Decrypt(blk, blk)
+		binary.LittleEndian.PutUint64(blk, binary.LittleEndian.Uint64(blk)^binary.LittleEndian.Uint64(prev))
+		binary.LittleEndian.PutUint64(blk[8:], binary.LittleEndian.Uint64(blk[8:])^binary.LittleEndian.Uint64(prev[8:]))
+	}
+	d.iv = next
 }
