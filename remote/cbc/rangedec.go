@@ -101,6 +101,7 @@ func (d *RangeDecrypter) Next() []byte {
 		return d.stash[d.ns:]
 	}
 	if d.c < d.runEnd {
+		d.stashed = false
 		return d.run()
 	}
 	// At the start of a block: it goes to the destination if it is whole in the range and in one buffer
