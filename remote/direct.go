@@ -189,6 +189,7 @@ func contentRangeTotal(v string) (int64, bool) {
 }
 
 // fileIV is the object's IV: from meta (the GET answer at hand) or the cache, else one HeadObject.
+// Its errors name neither file nor range: ReadRangeDirectVec wraps them with both.
 func (s *S3Client) fileIV(ctx context.Context, f File, meta map[string]string) ([]byte, error) {
 	ck := f.PathParts.Container + "/" + f.PathParts.Path
 	s.ivMu.Lock()
@@ -202,15 +203,15 @@ func (s *S3Client) fileIV(ctx context.Context, f File, meta map[string]string) (
 		out, err := s.sdk.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(f.PathParts.Container),
 			Key: aws.String(f.PathParts.Path)})
 		if err != nil {
-			return nil, fmt.Errorf("direct read %s: HeadObject: %w", f.ID, err)
+			return nil, fmt.Errorf("HeadObject: %w", err)
 		}
 		if v, ok = metaValue(out.Metadata, metaIVKey); !ok {
-			return nil, fmt.Errorf("direct read %s: object has no %q metadata", f.ID, metaIVKey)
+			return nil, fmt.Errorf("object has no %q metadata", metaIVKey)
 		}
 	}
 	iv, err := base64.StdEncoding.DecodeString(v)
 	if err != nil || len(iv) != cbc.BlockSize {
-		return nil, fmt.Errorf("direct read %s: %q metadata is not a base64 %d-byte IV", f.ID, metaIVKey, cbc.BlockSize)
+		return nil, fmt.Errorf("%q metadata is not a base64 %d-byte IV", metaIVKey, cbc.BlockSize)
 	}
 	s.ivMu.Lock()
 	if len(s.ivs) >= maxCachedIVs {
