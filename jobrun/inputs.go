@@ -2,16 +2,17 @@ package jobrun
 
 import (
 	"context"
-	"crypto/sha512"
-	"encoding/hex"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rescalefs/rescalefs/remote"
@@ -180,7 +181,7 @@ func (in *Inputs) Resolve(ctx context.Context, i Input) (Resolved, error) {
 
 // local reuses a library file of the same name and sha512, else uploads the file.
 func (in *Inputs) local(ctx context.Context, i Input) (Resolved, error) {
-	sum, size, err := fileSHA512(i.Path)
+	sum, size, err := upload.HashFile(ctx, i.Path)
 	if err != nil {
 		return Resolved{}, fmt.Errorf("--input %s: %w", i.Raw, err)
 	}
@@ -212,17 +213,9 @@ func (in *Inputs) local(ctx context.Context, i Input) (Resolved, error) {
 const uploadPoll = 200 * time.Millisecond
 
 func (in *Inputs) upload(ctx context.Context, i Input) (remote.File, error) {
-	stage, err := in.eng.CreateStaging()
+	path, err := in.stage(i.Path)
 	if err != nil {
-		return remote.File{}, err
-	}
-	path := stage.Name()
-	stage.Close()
-	// A hard link costs nothing and the engine only renames it away; across filesystems, a copy.
-	if err := os.Remove(path); err == nil && os.Link(i.Path, path) != nil {
-		if err := copyFile(i.Path, path); err != nil {
-			return remote.File{}, fmt.Errorf("--input %s: staging: %w", i.Raw, err)
-		}
+		return remote.File{}, fmt.Errorf("--input %s: staging: %w", i.Raw, err)
 	}
 	ch := make(chan remote.File, 1)
 	in.mu.Lock() // held across Enqueue so UploadDone cannot run before the waiter is registered
@@ -252,33 +245,48 @@ func (in *Inputs) upload(ctx context.Context, i Input) (remote.File, error) {
 	}
 }
 
-func fileSHA512(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
+// stage puts the user's file src in the engine's staging folder and returns the staging path. Staging
+// files are 0600: a file that already is 0600 and ours is hard-linked (it costs nothing; the engine only
+// renames it into pending/ and removes it once published); any other is copied, since a link shares
+// the user's file mode and a chmod of the link would change the user's own file. The copy goes through
+// copy_file_range (io.Copy between files), in the kernel.
+func (in *Inputs) stage(src string) (string, error) {
+	if fi, err := os.Stat(src); err == nil && fi.Mode().Perm() == 0o600 && ownedByUs(fi) {
+		// A new name of our own: Link never replaces a file, so nothing has to be removed first.
+		for range 3 {
+			p := filepath.Join(in.eng.StagingDir(), "w-"+rand.Text())
+			err := os.Link(src, p)
+			if err == nil {
+				return p, nil
+			}
+			if !errors.Is(err, fs.ErrExist) {
+				break // another filesystem, or links refused: copy
+			}
+		}
 	}
-	defer f.Close()
-	h := sha512.New()
-	n, err := io.Copy(h, f)
+	dst, err := in.eng.CreateStaging() // 0600
 	if err != nil {
-		return "", 0, err
+		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	if err := copyInto(dst, src); err != nil {
+		dst.Close()
+		os.Remove(dst.Name())
+		return "", err
+	}
+	return dst.Name(), dst.Close()
 }
 
-func copyFile(src, dst string) error {
+func ownedByUs(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
+}
+
+func copyInto(dst *os.File, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	_, err = io.Copy(dst, in)
+	return err
 }

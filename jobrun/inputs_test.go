@@ -7,7 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
@@ -109,5 +113,142 @@ func TestInputsReuseOrSend(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "other.txt")); err != nil {
 		t.Fatalf("the upload took the user's file away: %v", err)
+	}
+}
+
+// TestInputsStagingPrivate: a local input waiting to be uploaded sits in the engine's folder as a file
+// 0600 in 0700 folders, whatever the user's file mode, and the user's file keeps its mode. (A hard link
+// of a 0644 file shared its mode: the staging copy was world-readable.)
+func TestInputsStagingPrivate(t *testing.T) {
+	for _, mode := range []os.FileMode{0o644, 0o600, 0o755} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c, emu := newRunJobsClient(t)
+			// Uploads fail (and are retried) while the test looks at the engine's folder.
+			emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointUpload,
+				emulator.EndpointMe, emulator.EndpointCredentials, emulator.EndpointRegister,
+				emulator.EndpointS3Put, emulator.EndpointS3CreateMultipart, emulator.EndpointS3UploadPart}})
+			src := filepath.Join(t.TempDir(), "build.tar.gz")
+			if err := os.WriteFile(src, []byte("the build"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(src, mode); err != nil { // past the umask
+				t.Fatal(err)
+			}
+			in := NewInputs(c)
+			dir := t.TempDir() // the same filesystem as src: a hard link would work
+			eng, err := in.NewUploadEngine(upload.Options{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer eng.Close()
+			i, err := ParseInput(src, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { _, err := in.Resolve(ctx, i); done <- err }()
+			deadline := time.Now().Add(20 * time.Second)
+			for eng.Pending() == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond) // waiting for the upload to be queued, not timing it
+			}
+			if eng.Pending() == 0 {
+				t.Fatal("the input was never queued")
+			}
+			var files int
+			err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				fi, err := d.Info()
+				if err != nil {
+					return err
+				}
+				switch perm := fi.Mode().Perm(); {
+				case d.IsDir() && perm != 0o700:
+					t.Errorf("folder %s is %v, want 0700", p, perm)
+				case !d.IsDir() && fi.Mode().IsRegular():
+					files++
+					if perm != 0o600 {
+						t.Errorf("%s is %v, want 0600", p, perm)
+					}
+				}
+				return nil
+			})
+			if err != nil || files == 0 {
+				t.Fatalf("walk: %d files, %v", files, err)
+			}
+			cancel()
+			<-done
+			if fi, err := os.Stat(src); err != nil || fi.Mode().Perm() != mode {
+				t.Fatalf("the user's file: %v %v, want mode %v", fi.Mode(), err, mode)
+			}
+		})
+	}
+}
+
+// noUnlinkStaging is a loopback filesystem on which staging files ("w-...") cannot be removed.
+type noUnlinkStaging struct{ *fusefs.LoopbackNode }
+
+func (n *noUnlinkStaging) Unlink(ctx context.Context, name string) syscall.Errno {
+	if strings.HasPrefix(name, "w-") {
+		return syscall.EIO
+	}
+	return n.LoopbackNode.Unlink(ctx, name)
+}
+
+func (n *noUnlinkStaging) WrapChild(_ context.Context, ops fusefs.InodeEmbedder) fusefs.InodeEmbedder {
+	return &noUnlinkStaging{ops.(*fusefs.LoopbackNode)}
+}
+
+// TestInputsStagingUnlinkFails: when the staging folder refuses to remove a file, the input is still
+// uploaded with its own bytes. (The empty staging file was removed to make room for a hard link; when
+// the removal failed, the empty file was uploaded instead of the input.)
+func TestInputsStagingUnlinkFails(t *testing.T) {
+	backing, mnt := t.TempDir(), t.TempDir()
+	root, err := fusefs.NewLoopbackRoot(backing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := root.(*fusefs.LoopbackNode)
+	wrapped := &noUnlinkStaging{lb}
+	lb.RootData.RootNode = wrapped
+	srv, err := fusefs.Mount(mnt, wrapped, &fusefs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	c, emu := newRunJobsClient(t)
+	content := []byte("the tests, not an empty file")
+	src := filepath.Join(t.TempDir(), "tests.tar.gz")
+	if err := os.WriteFile(src, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := NewInputs(c)
+	eng, err := in.NewUploadEngine(upload.Options{Dir: filepath.Join(mnt, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	i, err := ParseInput(src, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := in.Resolve(ctx, i)
+	if err != nil || r.File.DecryptedSize != int64(len(content)) {
+		t.Fatalf("resolved %+v, %v; want the input's %d bytes", r.File, err, len(content))
+	}
+	var sent int64
+	for _, ep := range []string{emulator.EndpointUpload, emulator.EndpointS3Put, emulator.EndpointS3UploadPart} {
+		sent += emu.Counters().BytesIn[ep]
+	}
+	if sent < int64(len(content)) {
+		t.Fatalf("%d bytes sent for a %d-byte input", sent, len(content))
 	}
 }

@@ -20,11 +20,18 @@ const (
 	DefaultHeartbeat = time.Minute // a CI log that stays silent longer looks stalled
 	// DefaultStopWait bounds how long a waiter that stopped a job waits for it to reach Completed.
 	DefaultStopWait = 2 * time.Minute
-	// maxPollErrors consecutive failed polls (each already retried by the client) end the wait with
-	// ExitFailure: the platform is not answering.
-	maxPollErrors = 5
+	// DefaultUnanswered is how long status polls may fail (each one already retried by the client
+	// within the network policy's budget) before the waiter gives up with ExitFailure, leaving the job
+	// running and saying how to follow it again. Ten policy budgets: statuses sometimes answer 504 [C]
+	// and a platform blip or restart of a few minutes must not fail a CI step whose job runs on; a
+	// platform gone for longer is better told than waited on forever (Rescale's SDK polls forever).
+	// A count of failed polls would mean anything from seconds (fast errors) to many minutes.
+	DefaultUnanswered = 10 * remote.DefaultBudget
 	// logName is the log every run has [C].
 	logName = "process_output.log"
+	// followChunk bounds one --follow tail: a log that grew more between two polls is caught up over
+	// the next polls, and what is left at the end comes from the uploaded log.
+	followChunk = 16 << 20
 )
 
 // maxLogBytes bounds a log read for the outcome (a variable for tests).
@@ -92,11 +99,14 @@ type WaitOptions struct {
 	Heartbeat time.Duration // 0 = DefaultHeartbeat
 	Timeout   time.Duration // 0 = none; else the job is stopped when it runs longer (from the start of the wait)
 	StopWait  time.Duration // 0 = DefaultStopWait
-	Follow    bool          // stream process_output.log while the job runs, then what post-processing wrote
-	FailOn    *regexp.Regexp
-	Detach    bool   // an interrupt leaves the job running
-	Prefix    string // before followed log lines (a matrix names each job)
-	Out       *Printer
+	// Unanswered is how long status polls may fail before the waiter gives up (exit 1), leaving the
+	// job running; 0 = DefaultUnanswered.
+	Unanswered time.Duration
+	Follow     bool // stream process_output.log while the job runs, then what post-processing wrote
+	FailOn     *regexp.Regexp
+	Detach     bool   // an interrupt leaves the job running
+	Prefix     string // before followed log lines (a matrix names each job)
+	Out        *Printer
 	// Row, when set, receives a one-line summary of the job after every poll (a Board's row).
 	Row func(text string)
 }
@@ -132,6 +142,9 @@ func Wait(ctx context.Context, c *remote.Client, t *Tracker, o WaitOptions, inte
 	if w.o.StopWait <= 0 {
 		w.o.StopWait = DefaultStopWait
 	}
+	if w.o.Unanswered <= 0 {
+		w.o.Unanswered = DefaultUnanswered
+	}
 	return w.run(ctx, interrupt)
 }
 
@@ -139,9 +152,12 @@ type waiter struct {
 	c        *remote.Client
 	t        *Tracker
 	o        WaitOptions
-	followed int64  // bytes of the followed run's log already printed
-	runID    string // the followed run: the first one the platform lists
-	seen     int    // statuses already observed
+	followed int64     // bytes of the followed run's log already printed
+	partial  []byte    // bytes of the followed log after followed, fetched but not a whole line yet
+	noRange  bool      // the platform ignored Range on the last tail: whole-log tails are paced
+	nextTail time.Time // with noRange, no tail before this
+	runID    string    // the followed run: the first one the platform lists
+	seen     int       // statuses already observed
 	statuses remote.Statuses
 }
 
@@ -156,6 +172,19 @@ func (w *waiter) fail(err error) Result {
 	w.o.Out.Linef("%s: %v", w.label(), err)
 	return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitFailure, Why: err.Error(),
 		Status: w.t.Status()}}
+}
+
+// leftRunning ends the wait with ExitFailure while the job goes on (the platform stopped answering, a
+// stop could not be sent): the one thing a CI log must then say is that a job is still running, and
+// how to find it again.
+func (w *waiter) leftRunning(why string) Result {
+	seen := "no status seen yet"
+	if s := w.t.Status(); s != "" {
+		seen = "last seen " + s
+	}
+	id := w.t.JobID
+	return w.fail(fmt.Errorf("%s; the job was left running (%s): rescalefs wait %s follows it, rescalefs stop %s stops it",
+		why, seen, id, id))
 }
 
 func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
@@ -192,7 +221,9 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	}
 	tick := time.NewTicker(w.o.Poll)
 	defer tick.Stop()
-	pollErrors := 0
+	// The polls fail since lastAnswer when outage is set: the waiter keeps polling for Unanswered.
+	lastAnswer := start
+	var outage error
 	for {
 		st, err := w.c.JobStatuses(pollCtx, w.t.JobID)
 		switch {
@@ -200,13 +231,25 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 			return w.fail(ctx.Err())
 		case err != nil && pollCtx.Err() != nil:
 			// Cut by an interrupt, --timeout or the stop's deadline: the select below acts on it.
+		case errors.Is(err, remote.ErrNotFound):
+			return w.fail(fmt.Errorf("statuses: %w", err))
+		case errors.Is(err, remote.ErrUnauthorized):
+			return w.leftRunning(fmt.Sprintf("statuses: %v", err))
 		case err != nil:
-			pollErrors++
-			if pollErrors >= maxPollErrors || errors.Is(err, remote.ErrNotFound) || errors.Is(err, remote.ErrUnauthorized) {
-				return w.fail(fmt.Errorf("statuses: %w", err))
+			if outage == nil {
+				out.Linef("%s: statuses: %v; retrying (giving up after %s without an answer)", w.label(), err, w.o.Unanswered)
+				lastLine = out.now()
+			}
+			outage = err
+			if since := out.now().Sub(lastAnswer); since >= w.o.Unanswered {
+				return w.leftRunning(fmt.Sprintf("no status from the platform for %s (statuses: %v)", roundDuration(since), err))
 			}
 		default:
-			pollErrors = 0
+			if outage != nil {
+				out.Linef("%s: the platform answers again", w.label())
+				lastLine, outage = out.now(), nil
+			}
+			lastAnswer = out.now()
 			w.statuses = st
 			// Every status reached since the last look, oldest first: several can pass between polls.
 			var lines, ending []string
@@ -263,7 +306,11 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 			select {
 			case <-beat.C:
 				now := out.now()
-				out.Linef("%s: still %s after %s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second))
+				quiet := ""
+				if outage != nil {
+					quiet = fmt.Sprintf(" (no status from the platform for %s)", roundDuration(now.Sub(lastAnswer)))
+				}
+				out.Linef("%s: still %s after %s%s", w.label(), orUnknown(w.t.Status()), now.Sub(start).Round(time.Second), quiet)
 				lastLine, waiting = now, true
 			case <-tick.C:
 			case <-timeout:
@@ -271,7 +318,7 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 				if w.t.Cancel(CauseTimeout) == ActStop {
 					out.Linef("%s: --timeout %s reached: stopping it", w.label(), w.o.Timeout)
 					if err := w.c.StopJob(ctx, w.t.JobID); err != nil {
-						return w.fail(fmt.Errorf("stop: %w", err))
+						return w.leftRunning(fmt.Sprintf("stop: %v", err))
 					}
 					stopSent()
 				}
@@ -289,12 +336,13 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 					err := w.c.StopJob(sctx, w.t.JobID)
 					cancel()
 					if err != nil {
-						return w.fail(fmt.Errorf("stop: %w", err))
+						return w.leftRunning(fmt.Sprintf("stop: %v", err))
 					}
 					stopSent()
 				}
 			case <-stopDeadline:
-				out.Linef("%s: stop sent, not completed after %s; giving up", w.label(), w.o.StopWait)
+				out.Linef("%s: stop sent, not completed after %s; giving up (rescalefs wait %s follows it to its end)",
+					w.label(), w.o.StopWait, w.t.JobID)
 				return Result{JobID: w.t.JobID, Name: w.t.Name, Outcome: Outcome{Code: ExitStopped,
 					Why: "stopped; not completed within " + w.o.StopWait.String(), Status: w.t.Status()}}
 			case <-ctx.Done():
@@ -305,7 +353,24 @@ func (w *waiter) run(ctx context.Context, interrupt <-chan struct{}) Result {
 	}
 }
 
+// followEvery is how often a platform that ignores Range on the tail endpoint (and so sends the whole
+// log each time) is asked for a log of size bytes: every poll up to followChunk, then one poll more per
+// followChunk, as the mount paces its live files. A 200 MB log is then fetched every 13 polls.
+func followEvery(poll time.Duration, size int64) time.Duration {
+	return poll * time.Duration(1+size/followChunk)
+}
+
+// roundDuration is d for a person: whole seconds, or milliseconds under a second.
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
 // follow prints what the first run's live log gained since the last look; it reports whether it printed.
+// Each look asks only for the bytes after those already fetched (a ranged tail): a log followed for
+// hours is fetched once, not once per poll.
 func (w *waiter) follow(ctx context.Context) bool {
 	if w.runID == "" {
 		// The first run that started: run ids are the platform's, not always "1".
@@ -315,18 +380,35 @@ func (w *waiter) follow(ctx context.Context) bool {
 		}
 		w.runID = runs[0].ID
 	}
-	b, err := w.c.Tail(ctx, w.t.JobID, w.runID, logName)
-	if err != nil || int64(len(b)) <= w.followed {
+	now := w.o.Out.now()
+	if w.noRange && now.Before(w.nextTail) {
 		return false
 	}
-	// Only whole lines: the rest comes with the next look.
-	chunk := b[w.followed:]
-	i := bytes.LastIndexByte(chunk, '\n')
-	if i < 0 {
+	from := w.followed + int64(len(w.partial))
+	b, ranged, err := w.c.TailRange(ctx, w.t.JobID, w.runID, logName, from, followChunk)
+	if err != nil {
 		return false
+	}
+	if from > 0 {
+		w.noRange = !ranged
+		w.nextTail = now.Add(followEvery(w.o.Poll, from+int64(len(b))))
+	}
+	if len(b) == 0 {
+		return false
+	}
+	// Only whole lines: the rest waits for its newline, unless it is already longer than a chunk.
+	chunk := append(w.partial, b...)
+	i := bytes.LastIndexByte(chunk, '\n')
+	if i < 0 && len(chunk) < followChunk {
+		w.partial = chunk
+		return false
+	}
+	if i < 0 {
+		i = len(chunk) - 1
 	}
 	w.o.Out.Raw(w.o.Prefix, chunk[:i+1])
 	w.followed += int64(i + 1)
+	w.partial = append([]byte(nil), chunk[i+1:]...)
 	return true
 }
 

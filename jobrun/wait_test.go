@@ -3,10 +3,13 @@ package jobrun
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,4 +251,217 @@ func TestRunLogAfter(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestWaitFollowFetchesOnlyNewBytes: --follow of a growing live log asks each poll only for the bytes
+// after those it has (a ranged tail), so following a log fetches about its size, not its size once per
+// poll. The emulator's counters say what went over the wire.
+func TestWaitFollowFetchesOnlyNewBytes(t *testing.T) {
+	c, emu := newRunJobsClient(t)
+	// About 21 KB in 40 lines, a line every 50 ms: the 10 ms polls see it grow many times.
+	id := startJob(t, c, `for i in $(seq 40); do printf 'line %d %0500d\n' $i 0; sleep 0.05; done`, "")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Follow: true, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	for i := 1; i <= 40; i++ {
+		if n := strings.Count(out.String(), fmt.Sprintf("]: line %d 0", i)); n != 1 {
+			t.Fatalf("line %d printed %d times:\n%s", i, n, out.String())
+		}
+	}
+	files, err := c.RunFiles(context.Background(), id, res.Runs[0].ID, logName)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("log: %v %v", files, err)
+	}
+	size := files[0].DecryptedSize
+	cn := emu.Counters()
+	tails, served := cn.Requests[emulator.EndpointTail], cn.BytesOut[emulator.EndpointTail]
+	// A tail that finds nothing new is a 416 with a one-line body.
+	bound := size + 64*cn.Statuses[emulator.EndpointTail][http.StatusRequestedRangeNotSatisfiable]
+	t.Logf("log %d bytes; %d tails served %d bytes (bound %d)", size, tails, served, bound)
+	if tails < 5 {
+		t.Fatalf("only %d tails: the log was not followed while it grew\n%s", tails, out.String())
+	}
+	if served > bound {
+		t.Fatalf("following a %d-byte log fetched %d bytes in %d tails (bound %d): the whole log again on every poll",
+			size, served, tails, bound)
+	}
+}
+
+// newQuickClient is a client of emu that does not retry: each status poll is one request, so a test
+// decides how many polls fail.
+func newQuickClient(t *testing.T, emu *emulator.Emulator) *remote.Client {
+	t.Helper()
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestWaitRidesOutFailedPolls: status polls failing for a while (statuses answering 504, as they
+// sometimes do) do not end the wait while the platform has answered within Unanswered; the job is
+// followed to its end. (The waiter gave up after five failed polls, however short the outage.)
+func TestWaitRidesOutFailedPolls(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "echo done", "")
+	emu.FailNext(emulator.EndpointStatuses, 12, emulator.Fault504)
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Unanswered: time.Minute, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if n := emu.Counters().Statuses[emulator.EndpointStatuses][504]; n != 12 {
+		t.Fatalf("%d polls answered 504, want 12", n)
+	}
+	if !strings.Contains(out.String(), "retrying") || !strings.Contains(out.String(), "answers again") {
+		t.Fatalf("the outage is not told:\n%s", out.String())
+	}
+}
+
+// TestWaitGivesUpLeavingJobRunning: when the platform has not answered a status poll for Unanswered,
+// the waiter ends with exit 1 and says the job was left running, with its id and the commands that
+// follow it again or stop it. (It ended with the poll's error alone.)
+func TestWaitGivesUpLeavingJobRunning(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "sleep 60", "")
+	var out syncBuffer
+	done := make(chan Result, 1)
+	go func() {
+		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+			Unanswered: 300 * time.Millisecond, Out: NewPrinter(&out, nil)}, nil)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), ": Executing") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // waiting for the job to execute, not timing it
+	}
+	emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointStatuses}})
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the waiter never gave up\n%s", out.String())
+	}
+	emu.SetFaults(emulator.Faults{})
+	t.Logf("output:\n%s", out.String())
+	if res.Outcome.Code != ExitFailure {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	for _, want := range []string{"left running", "last seen Executing", "rescalefs wait " + id, "rescalefs stop " + id} {
+		if !strings.Contains(res.Outcome.Why, want) || !strings.Contains(out.String(), want) {
+			t.Errorf("%q missing from the outcome %q or the output:\n%s", want, res.Outcome.Why, out.String())
+		}
+	}
+	// It was indeed left running: nothing stopped it.
+	if n := emu.Counters().Requests[emulator.EndpointJobStop]; n != 0 {
+		t.Errorf("%d stops sent", n)
+	}
+	st, err := c.JobStatuses(context.Background(), id)
+	if err != nil || len(st) == 0 || st[0].Status != remote.StatusExecuting {
+		t.Errorf("statuses after the give-up: %v %v", st, err)
+	}
+	_ = c.StopJob(context.Background(), id)
+}
+
+// TestWaitStopFailsLeavesJobRunning: a --timeout whose stop the platform refuses ends with exit 1 and
+// says the job was left running and how to stop it.
+func TestWaitStopFailsLeavesJobRunning(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	c := newQuickClient(t, emu)
+	id := startJob(t, c, "sleep 60", "")
+	emu.SetFaults(emulator.Faults{ErrorRate: 1, Seed: 1, Endpoints: []string{emulator.EndpointJobStop}})
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Timeout: 100 * time.Millisecond, Out: NewPrinter(&out, nil)}, nil)
+	emu.SetFaults(emulator.Faults{})
+	if res.Outcome.Code != ExitFailure || !strings.Contains(res.Outcome.Why, "left running") ||
+		!strings.Contains(res.Outcome.Why, "rescalefs stop "+id) {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	_ = c.StopJob(context.Background(), id)
+}
+
+// TestFollowEvery: without Range, whole-log tails are paced by the log's size.
+func TestFollowEvery(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		want time.Duration
+	}{
+		{0, 10 * time.Second},
+		{followChunk - 1, 10 * time.Second},
+		{followChunk, 20 * time.Second},
+		{200 << 20, 130 * time.Second},
+	} {
+		if got := followEvery(10*time.Second, tc.size); got != tc.want {
+			t.Errorf("followEvery(10s, %d) = %v, want %v", tc.size, got, tc.want)
+		}
+	}
+}
+
+// TestWaitFollowRangeIgnored: a platform that ignores Range on the tail endpoint (a 200 with the whole
+// log) still has every line printed once, in order.
+func TestWaitFollowRangeIgnored(t *testing.T) {
+	_, emu := newRunJobsClient(t)
+	var ignored atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/tail/") && r.Header.Get("Range") != "" {
+			r.Header.Del("Range")
+			ignored.Add(1)
+		}
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := startJob(t, c, `for i in $(seq 20); do echo "line $i"; sleep 0.05; done`, "")
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Follow: true, Out: NewPrinter(&out, nil)}, nil)
+	if res.Outcome.Code != ExitOK {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if ignored.Load() < 2 {
+		t.Fatalf("only %d tails with Range: the follow did not run", ignored.Load())
+	}
+	at := 0
+	for i := 1; i <= 20; i++ {
+		s := fmt.Sprintf("]: line %d\n", i)
+		if n := strings.Count(out.String(), s); n != 1 {
+			t.Fatalf("%q printed %d times:\n%s", s, n, out.String())
+		}
+		j := strings.Index(out.String()[at:], s)
+		if j < 0 {
+			t.Fatalf("%q out of order:\n%s", s, out.String())
+		}
+		at += j
+	}
+}
+
+// TestWaitKeyRevokedLeavesJobRunning: a key revoked mid-wait (401) ends the wait at once, exit 1, with
+// the job named as left running.
+func TestWaitKeyRevokedLeavesJobRunning(t *testing.T) {
+	c, emu := newRunJobsClient(t)
+	id := startJob(t, c, "sleep 60", "")
+	emu.SetKeyRevoked(true)
+	var out syncBuffer
+	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 10 * time.Millisecond,
+		Out: NewPrinter(&out, nil)}, nil)
+	emu.SetKeyRevoked(false)
+	if res.Outcome.Code != ExitFailure || !strings.Contains(res.Outcome.Why, "left running") ||
+		!strings.Contains(res.Outcome.Why, "rescalefs wait "+id) {
+		t.Fatalf("code %d (%s)\n%s", res.Outcome.Code, res.Outcome.Why, out.String())
+	}
+	if n := emu.Counters().Requests[emulator.EndpointStatuses]; n != 1 {
+		t.Errorf("%d status polls after a 401, want 1", n)
+	}
+	_ = c.StopJob(context.Background(), id)
 }

@@ -31,17 +31,12 @@ func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []b
 	return s.ReadRangeDirectVec(ctx, f, off, [][]byte{p})
 }
 
-// directChunk is how much ciphertext a direct read takes from the body at a time: it is decrypted in
-// place and copied into the destination while the next piece arrives, so a request needs this much
-// memory beyond its destination, whatever its length.
-const directChunk = 256 << 10
-
 // ReadRangeDirectVec is ReadRangeDirect for a destination spread over several buffers, filled in order
-// from one ranged GET: the block cache passes one buffer per block. The body is decrypted as it arrives,
-// a chunk at a time, straight into the buffers.
+// from one ranged GET: the block cache passes one buffer per block. The body is read straight into the
+// buffers and decrypted there as it arrives (cbc.RangeDecrypter): no buffer in between and no copy of
+// the plaintext, but for the few AES blocks cut by the range's ends or by the borders of the buffers.
 func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bufs [][]byte) error {
-	dst := scatter(bufs)
-	n := int64(dst.size())
+	n := int64(scatter(bufs).size())
 	if n == 0 {
 		return nil
 	}
@@ -61,17 +56,9 @@ func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bu
 	if err != nil {
 		return err
 	}
-	dec, err := cbc.NewRangeDecrypter(key, f.DecryptedSize, off, n)
+	dec, err := cbc.NewRangeDecrypter(key, f.DecryptedSize, off, bufs)
 	if err != nil {
 		return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
-	}
-	filled := 0
-	emit := func(plain []byte) {
-		for len(plain) > 0 {
-			k := copy(dst.from(filled), plain)
-			filled += k
-			plain = plain[k:]
-		}
 	}
 	cs, ce := cbc.CipherRange(off, n, f.DecryptedSize)
 	err = s.getRange(ctx, f, cs, ce-cs, func(meta map[string]string) error {
@@ -84,31 +71,31 @@ func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bu
 			return err
 		}
 		return dec.SetIV(iv)
-	}, func(ct []byte) error {
-		if err := dec.Write(ct, emit); err != nil {
-			return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
-		}
-		return nil
-	})
+	}, dec)
 	if err != nil {
-		return err
+		return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
 	}
-	if int64(filled) != n || !dec.Done() {
-		return fmt.Errorf("direct read %s [%d,%d): %w: decrypted %d bytes", f.ID, off, off+n, ErrShortBody, filled)
+	if !dec.Done() {
+		return fmt.Errorf("direct read %s [%d,%d): %w: %d ciphertext bytes missing", f.ID, off, off+n, ErrShortBody, dec.Remaining())
 	}
 	return nil
 }
 
-// getRange streams the object's bytes [cstart, cstart+length) into consume, a chunk at a time,
-// resuming a body that breaks where it stopped. start is called once, with the object's metadata from
-// the first answer (which every GET carries, so the file IV usually costs no extra request), before
-// any byte is consumed.
-func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, start func(map[string]string) error, consume func([]byte) error) error {
+// rangeSink takes a ranged body as it arrives, with no buffer in between: Next says where the next
+// bytes go (never more than the range still needs), Advance that k bytes were written there.
+type rangeSink interface {
+	Next() []byte
+	Advance(k int) error
+}
+
+// getRange reads the object's bytes [cstart, cstart+length) into sink, resuming a body that breaks
+// where it stopped. start is called once, with the object's metadata from the first answer (which
+// every GET carries, so the file IV usually costs no extra request), before any byte is read.
+func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, start func(map[string]string) error, sink rangeSink) error {
 	want := cbc.CiphertextSize(f.DecryptedSize)
 	var done int64
 	started := false
 	var lastErr error
-	var buf []byte
 	for attempt := 1; done < length; attempt++ {
 		if attempt > directBodyAttempts {
 			return lastErr
@@ -127,16 +114,16 @@ func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, s
 		})
 		if err != nil {
 			// The SDK has already retried what is worth retrying.
-			return fmt.Errorf("direct read %s: GetObject [%d,%d]: %w", f.ID, from, end, err)
+			return fmt.Errorf("GetObject [%d,%d]: %w", from, end, err)
 		}
 		if total, ok := contentRangeTotal(aws.ToString(out.ContentRange)); ok && total != want {
 			out.Body.Close()
-			return fmt.Errorf("direct read %s: %w: object is %d bytes, want %d for %d plaintext bytes",
-				f.ID, ErrBadRange, total, want, f.DecryptedSize)
+			return fmt.Errorf("%w: object is %d bytes, want %d for %d plaintext bytes",
+				ErrBadRange, total, want, f.DecryptedSize)
 		}
 		if l := aws.ToInt64(out.ContentLength); out.ContentLength != nil && l != end-from+1 {
 			out.Body.Close()
-			return fmt.Errorf("direct read %s: %w", f.ID, lengthError(l, end-from+1))
+			return lengthError(l, end-from+1)
 		}
 		if !started {
 			if err := start(out.Metadata); err != nil {
@@ -145,28 +132,48 @@ func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, s
 			}
 			started = true
 		}
-		if buf == nil {
-			buf = make([]byte, min(length, directChunk))
-		}
-		for done < length {
-			k, rerr := io.ReadFull(out.Body, buf[:min(int64(len(buf)), length-done)])
-			if k > 0 {
-				done += int64(k)
-				if err := consume(buf[:k]); err != nil {
-					out.Body.Close()
-					return err
-				}
-			}
-			if rerr != nil {
-				if ctx.Err() != nil {
-					out.Body.Close()
-					return ctx.Err()
-				}
-				lastErr = fmt.Errorf("direct read %s: %w: %v", f.ID, ErrShortBody, rerr)
-				break
-			}
-		}
+		err = readBody(out.Body, length-done, sink, &done)
 		out.Body.Close()
+		var bodyErr *retryableBody
+		if errors.As(err, &bodyErr) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			lastErr = bodyErr.err
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBody reads left bytes of body into sink, counting them into *done. A body that breaks or ends
+// early is a *retryableBody; an error of the sink is returned as it is.
+func readBody(body io.Reader, left int64, sink rangeSink, done *int64) error {
+	for left > 0 {
+		p := sink.Next()
+		if int64(len(p)) > left {
+			p = p[:left]
+		}
+		if len(p) == 0 {
+			return fmt.Errorf("%w: the destination is full with %d bytes to go", ErrBadRequest, left)
+		}
+		k, err := body.Read(p)
+		if k > 0 {
+			*done += int64(k)
+			left -= int64(k)
+			if err := sink.Advance(k); err != nil {
+				return err
+			}
+		}
+		if err != nil && left > 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return &retryableBody{err: fmt.Errorf("%w: %v", ErrShortBody, err)}
+		}
 	}
 	return nil
 }
@@ -182,6 +189,7 @@ func contentRangeTotal(v string) (int64, bool) {
 }
 
 // fileIV is the object's IV: from meta (the GET answer at hand) or the cache, else one HeadObject.
+// Its errors name neither file nor range: ReadRangeDirectVec wraps them with both.
 func (s *S3Client) fileIV(ctx context.Context, f File, meta map[string]string) ([]byte, error) {
 	ck := f.PathParts.Container + "/" + f.PathParts.Path
 	s.ivMu.Lock()
@@ -195,15 +203,15 @@ func (s *S3Client) fileIV(ctx context.Context, f File, meta map[string]string) (
 		out, err := s.sdk.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(f.PathParts.Container),
 			Key: aws.String(f.PathParts.Path)})
 		if err != nil {
-			return nil, fmt.Errorf("direct read %s: HeadObject: %w", f.ID, err)
+			return nil, fmt.Errorf("HeadObject: %w", err)
 		}
 		if v, ok = metaValue(out.Metadata, metaIVKey); !ok {
-			return nil, fmt.Errorf("direct read %s: object has no %q metadata", f.ID, metaIVKey)
+			return nil, fmt.Errorf("object has no %q metadata", metaIVKey)
 		}
 	}
 	iv, err := base64.StdEncoding.DecodeString(v)
 	if err != nil || len(iv) != cbc.BlockSize {
-		return nil, fmt.Errorf("direct read %s: %q metadata is not a base64 %d-byte IV", f.ID, metaIVKey, cbc.BlockSize)
+		return nil, fmt.Errorf("%q metadata is not a base64 %d-byte IV", metaIVKey, cbc.BlockSize)
 	}
 	s.ivMu.Lock()
 	if len(s.ivs) >= maxCachedIVs {

@@ -317,6 +317,16 @@ func (c *Client) StopJob(ctx context.Context, jobID string) error {
 	return c.jobAction(ctx, http.MethodPost, "/api/v2/jobs/", jobID, "stop/")
 }
 
+// StopRun asks the platform to stop one run of a job, a DOE row (POST /api/v2/jobs/{id}/runs/{run}/stop/
+// [C]); the job's other runs go on.
+func (c *Client) StopRun(ctx context.Context, jobID, runID string) error {
+	p, err := runPath(jobID, runID)
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, &request{method: http.MethodPost, path: p + "stop/"}, nil)
+}
+
 // StopJobV3 is StopJob through v3.
 func (c *Client) StopJobV3(ctx context.Context, jobID string) error {
 	return c.jobAction(ctx, http.MethodPost, "/api/v3/jobs/", jobID, "stop/")

@@ -251,3 +251,35 @@ func TestCoreTypeLenient(t *testing.T) {
 		t.Fatalf("%v %+v", err, cts)
 	}
 }
+
+// TestStopRun: POST .../runs/{run}/stop/ reaches the platform's run-stop endpoint; a simulated job's
+// one run stopped stops the job; an unknown run is not found; a bad run id is refused before sending.
+func TestStopRun(t *testing.T) {
+	v := newEnv(t, emulator.Options{}, nil)
+	ctx := context.Background()
+	j, err := v.c.CreateJob(ctx, testSpec("one run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.c.SubmitJob(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.clk.Sleep(ctx, 20*time.Second) // Executing
+	if err := v.c.StopRun(ctx, j.ID, "7"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown run: %v, want ErrNotFound", err)
+	}
+	if err := v.c.StopRun(ctx, j.ID, ".."); err == nil {
+		t.Fatal("run id .. accepted")
+	}
+	if err := v.c.StopRun(ctx, j.ID, "1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.clk.Sleep(ctx, time.Minute)
+	st, err := v.c.JobStatuses(ctx, j.ID)
+	if err != nil || !st.Completed() || st.Succeeded() {
+		t.Fatalf("after stopping its run: %+v %v", st, err)
+	}
+	if n := v.e.Counters().Requests[emulator.EndpointRunStop]; n != 2 {
+		t.Errorf("%d run stops reached the platform, want 2", n)
+	}
+}

@@ -283,10 +283,11 @@ func TestDirectSourceConcurrentFirstReads(t *testing.T) {
 // decrypted as it streams in straight into the buffers, through body cuts, whatever the alignment of
 // the range and of the buffers; from block 0 (the file IV) and from the middle (the block before).
 func TestDirectSourceVectoredRead(t *testing.T) {
+	const vecChunk = 256 << 10
 	v := newS3Env(t)
 	ctx := context.Background()
 	d := NewDirectSource(v.c, DirectSourceOptions{})
-	plain := randomBytes(13, 3*directChunk+1000)
+	plain := randomBytes(13, 3*vecChunk+1000)
 	f := v.libraryFile("vec.bin", plain)
 	d.Register(f)
 	for _, tc := range []struct {
@@ -295,9 +296,9 @@ func TestDirectSourceVectoredRead(t *testing.T) {
 		sizes []int
 		cut   bool
 	}{
-		{"from 0, blocks", 0, []int{directChunk, directChunk, directChunk, 1000}, false},
-		{"middle, ragged buffers", 100, []int{1, 17, directChunk + 5, 3, 40_000}, false},
-		{"cut twice mid-body", 16, []int{directChunk, 2 * directChunk}, true},
+		{"from 0, blocks", 0, []int{vecChunk, vecChunk, vecChunk, 1000}, false},
+		{"middle, ragged buffers", 100, []int{1, 17, vecChunk + 5, 3, 40_000}, false},
+		{"cut twice mid-body", 16, []int{vecChunk, 2 * vecChunk}, true},
 		{"last byte", int64(len(plain)) - 1, []int{1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -83,7 +83,7 @@ func (e *Engine) verify(ctx context.Context, u *upload) error {
 	if r.SHA512 != "" && fi.Size() != r.Size {
 		return fmt.Errorf("%w: staging data is %d bytes, the journal says %d", ErrDamaged, fi.Size(), r.Size)
 	}
-	sum, n, err := hashFile(ctx, r.Data)
+	sum, n, err := HashFile(ctx, r.Data)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -103,8 +103,8 @@ func (e *Engine) verify(ctx context.Context, u *upload) error {
 	return nil
 }
 
-// hashFile is the hex sha512 and length of a file, read in chunks (never whole in memory).
-func hashFile(ctx context.Context, path string) (string, int64, error) {
+// HashFile is the hex sha512 and length of a file, read in chunks (never whole in memory).
+func HashFile(ctx context.Context, path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err

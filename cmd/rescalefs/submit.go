@@ -38,7 +38,8 @@ const exitCodesHelp = `Exit codes (with several jobs, the worst: 1, then 4, then
   3  a job ran and failed: a non-zero "Exited with code N" in process_output.log, a status
      reason other than "Completed successfully", or a line matching --fail-on
   4  a job was stopped, cancelled or timed out (--timeout, SIGINT/SIGTERM, walltime)
-  1  rescalefs or the platform failed (upload, create, network)
+  1  rescalefs or the platform failed (upload, create, network); a job it leaves running
+     is named, with the rescalefs wait and rescalefs stop commands for it
   2  usage: bad flags or directives, unknown core type or analysis, missing walltime, --max-cost`
 
 // connFlags are the credential flags every platform command takes.
@@ -569,11 +570,13 @@ func runWait(args []string, stdout, stderr io.Writer) int {
 
 func runStop(args []string, stdout, stderr io.Writer) int {
 	var conn connFlags
+	var runs []string
 	fl := pflag.NewFlagSet("stop", pflag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	addConnFlags(fl, &conn)
+	fl.StringSliceVar(&runs, "run", nil, "stop only these runs of the JOB (a DOE's rows, e.g. --run 3 or --run 2,5); its other runs go on")
 	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "Usage: rescalefs stop JOB...\n\nAsks the platform to stop jobs.\n\nFlags:")
+		fmt.Fprintln(w, "Usage: rescalefs stop JOB...\n       rescalefs stop JOB --run N[,N...]\n\nAsks the platform to stop jobs, or single runs of one job.\n\nFlags:")
 		fmt.Fprint(w, fl.FlagUsages())
 	}
 	if code, done := parseFlags(fl, args, -1, "stop", usage, stdout, stderr); done {
@@ -583,12 +586,36 @@ func runStop(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "rescalefs stop: name at least one JOB (see rescalefs stop --help)")
 		return exitUsage
 	}
+	if len(runs) > 0 && fl.NArg() != 1 {
+		fmt.Fprintln(stderr, "rescalefs stop: --run names runs of one JOB: name exactly one")
+		return exitUsage
+	}
+	for i, r := range runs {
+		r = strings.TrimPrefix(r, "run") // run3, as the mount names it, or 3
+		runs[i] = r
+		if r == "" || strings.ContainsAny(r, "/ ") {
+			fmt.Fprintf(stderr, "rescalefs stop: --run %q: want a run id, as `ls jobs/JOB/` shows run<N>\n", r)
+			return exitUsage
+		}
+	}
 	c, err := conn.client(nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "rescalefs stop: %v\n", err)
 		return exitFailure
 	}
 	code := exitOK
+	if len(runs) > 0 {
+		id := fl.Arg(0)
+		for _, r := range runs {
+			if err := c.StopRun(context.Background(), id, r); err != nil {
+				fmt.Fprintf(stderr, "rescalefs stop: job %s run %s: %v\n", id, r, err)
+				code = exitFailure
+				continue
+			}
+			fmt.Fprintf(stdout, "job %s run %s: stop requested\n", id, r)
+		}
+		return code
+	}
 	for _, id := range fl.Args() {
 		if err := c.StopJob(context.Background(), id); err != nil {
 			fmt.Fprintf(stderr, "rescalefs stop: job %s: %v\n", id, err)

@@ -59,6 +59,48 @@ type execution struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	reason   string // written before stopped is closed
+
+	mu        sync.Mutex                         // guards runStop and runCancel
+	runStop   map[string]bool                    // runs asked to stop (started or not)
+	runCancel map[string]context.CancelCauseFunc // runs under way
+}
+
+// errRunStopped ends the context of one run stopped on its own (POST .../runs/{run}/stop/).
+var errRunStopped = errors.New("run stopped")
+
+// stopRun stops run id: at once when it is under way, else as soon as its turn comes.
+func (x *execution) stopRun(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.runStop == nil {
+		x.runStop = map[string]bool{}
+	}
+	x.runStop[id] = true
+	if cancel := x.runCancel[id]; cancel != nil {
+		cancel(errRunStopped)
+	}
+}
+
+// runContext is the context of run id under the job's ctx, already ended when the run was asked to
+// stop before its turn; done releases it.
+func (x *execution) runContext(ctx context.Context, id string) (rctx context.Context, done func()) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.runStop[id] {
+		cancel(errRunStopped)
+	} else {
+		if x.runCancel == nil {
+			x.runCancel = map[string]context.CancelCauseFunc{}
+		}
+		x.runCancel[id] = cancel
+	}
+	return rctx, func() {
+		x.mu.Lock()
+		delete(x.runCancel, id)
+		x.mu.Unlock()
+		cancel(nil)
+	}
 }
 
 func (x *execution) stop(reason string) {
@@ -104,6 +146,16 @@ func (x *executor) stop(jobID string) {
 	x.mu.Unlock()
 	if ex != nil {
 		ex.stop(ReasonUserStopped)
+	}
+}
+
+// stopRun stops one run of a running job; the job's other runs go on.
+func (x *executor) stopRun(jobID, runID string) {
+	x.mu.Lock()
+	ex := x.running[jobID]
+	x.mu.Unlock()
+	if ex != nil {
+		ex.stopRun(runID)
 	}
 }
 
@@ -204,10 +256,12 @@ func (x *executor) runJob(jobID string, at time.Time, ex *execution) {
 			break
 		}
 		wg.Add(1)
+		rctx, done := ex.runContext(ctx, p.id)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			code := x.runOne(ctx, jobID, ja, p)
+			defer done()
+			code := x.runOne(rctx, jobID, ja, p)
 			if code != 0 {
 				mu.Lock()
 				failed = true
@@ -339,6 +393,9 @@ func (x *executor) runIn(ctx context.Context, jobID string, ja jobAnalysisSpec, 
 	}
 	env := runEnv(jobID, ja, p)
 	code := x.command(ctx, p.dir, env, ja.Command, lw, nil)
+	if errors.Is(context.Cause(ctx), errRunStopped) {
+		lw.line("Run stopped by the user") // [I]: the sources show no such line
+	}
 	if ctx.Err() != nil || strings.TrimSpace(ja.PostProcessScriptCommand) == "" {
 		return code, nil
 	}

@@ -462,3 +462,55 @@ func TestExecutorStoppedWhileStaging(t *testing.T) {
 		t.Fatalf("log (%v):\n%s", err, log)
 	}
 }
+
+// TestExecutorStopRun: POST .../runs/{run}/stop/ stops one run of a DOE, under way (its process group
+// killed) or before its turn (its command never launched); the other runs go on and the job completes.
+// A run already over is accepted and left alone; an unknown run is not found.
+func TestExecutorStopRun(t *testing.T) {
+	h := newExecHarness(t, 0)
+	params := h.library("params.csv", []byte("x\n1\n2\n3\n"))
+	body := jobBody("doe", `if [ "$x" = 2 ]; then echo waiting; sleep 300; fi; echo "$x" > result.txt`, "", nil)
+	body["paramFile"] = map[string]any{"id": params}
+	body["jobanalyses"].([]any)[0].(map[string]any)["hardware"].(map[string]any)["slots"] = 1
+	id := h.submit(body)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, b := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/2/tail/process_output.log", nil)
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(b), "]: waiting\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run 2 never started")
+		}
+	}
+	for _, tc := range []struct {
+		run  string
+		want int
+	}{
+		{"9", http.StatusNotFound},
+		{"1", http.StatusAccepted}, // over: nothing to do
+		{"3", http.StatusAccepted}, // before its turn (one slot, run 2 holds it)
+		{"2", http.StatusAccepted}, // under way
+	} {
+		if resp, b := h.do(http.MethodPost, "/api/v2/jobs/"+id+"/runs/"+tc.run+"/stop/", nil); resp.StatusCode != tc.want {
+			t.Fatalf("stop run %s: %d %s, want %d", tc.run, resp.StatusCode, b, tc.want)
+		}
+	}
+	if reason := h.waitCompleted(id); reason != ReasonRunFailed {
+		t.Fatalf("reason %q, want %q (runs stopped)", reason, ReasonRunFailed)
+	}
+	for _, tc := range []struct {
+		run, result, log string
+	}{
+		{"1", "1\n", "Exited with code 0"},
+		{"2", "", "Run stopped by the user"},
+		{"3", "", "Stopped before the command was launched"},
+	} {
+		out := h.outputs("/api/v2/jobs/" + id + "/runs/" + tc.run + "/files/")
+		if out["result.txt"] != tc.result || !strings.Contains(out["process_output.log"], tc.log) {
+			t.Errorf("run %s: result %q, log:\n%s\nwant result %q and %q", tc.run, out["result.txt"], out["process_output.log"], tc.result, tc.log)
+		}
+	}
+	if n := h.e.Counters().Requests[EndpointRunStop]; n != 4 {
+		t.Errorf("%d run stops counted, want 4", n)
+	}
+}

@@ -322,6 +322,43 @@ func (e *Emulator) serveJobStop(w http.ResponseWriter, r *http.Request, id strin
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// serveRunStop stops one run of a job (a DOE row) [C]; the other runs go on. A run already over, like
+// a completed job's stop, is accepted and changes nothing. A simulated job has its one run: stopping
+// it stops the job [I]. Runs of a job not yet planned (still queued) are not found [I].
+func (e *Emulator) serveRunStop(w http.ResponseWriter, r *http.Request, id, runID string) {
+	discardBody(r)
+	now := e.now()
+	e.mu.RLock()
+	j, ok := e.jobLocked(w, id)
+	if !ok {
+		e.mu.RUnlock()
+		return
+	}
+	execute := j.Execute
+	var found, over bool
+	if execute && j.Exec != nil {
+		for _, run := range j.Exec.Runs {
+			if run.ID == runID {
+				found, over = true, !run.Completed.IsZero() || !j.Exec.Ended.IsZero()
+			}
+		}
+	}
+	simulated := !execute && runID == "1" && !j.Submitted.IsZero()
+	completed := j.view(now).completed
+	e.mu.RUnlock()
+	switch {
+	case simulated:
+		e.serveJobStop(w, r, id)
+		return
+	case !found:
+		writeDetail(w, http.StatusNotFound, "Not found.")
+		return
+	case !over && !completed:
+		e.exec.stopRun(id, runID)
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
 func (e *Emulator) serveJobDelete(w http.ResponseWriter, r *http.Request, id string) {
 	now := e.now()
 	e.mu.Lock()

@@ -14,6 +14,7 @@ const (
 	EndpointJobDelete         = "jobs.delete"
 	EndpointJobSubmit         = "jobs.submit"
 	EndpointJobStop           = "jobs.stop"
+	EndpointRunStop           = "runs.stop"
 	EndpointStatuses          = "jobs.statuses"
 	EndpointRuns              = "jobs.runs"
 	EndpointRun               = "runs.get"
@@ -62,7 +63,7 @@ const (
 // submission are "job-submission"; other v2 job queries "jobs-usage"; v2 files "file-access".
 var endpointScope = map[string]string{
 	EndpointJobs: ScopeJobsUsage, EndpointJob: ScopeJobsUsage, EndpointJobDelete: ScopeJobsUsage,
-	EndpointJobStop: ScopeJobsUsage, EndpointStatuses: ScopeJobsUsage, EndpointRuns: ScopeJobsUsage,
+	EndpointJobStop: ScopeJobsUsage, EndpointRunStop: ScopeJobsUsage, EndpointStatuses: ScopeJobsUsage, EndpointRuns: ScopeJobsUsage,
 	EndpointRun: ScopeJobsUsage, EndpointJobFiles: ScopeJobsUsage, EndpointRunFiles: ScopeJobsUsage,
 	EndpointDirectoryContents: ScopeJobsUsage, EndpointTail: ScopeJobsUsage,
 	EndpointJobCreate: ScopeJobSubmission, EndpointJobSubmit: ScopeJobSubmission,
@@ -183,6 +184,9 @@ func (e *Emulator) apiRoute(r *http.Request, rest string) route {
 		case n == 5 && seg[3] == "runs" && get:
 			run := seg[4]
 			return api(EndpointRun, func(w http.ResponseWriter, r *http.Request) { e.serveRun(w, r, id, run) })
+		case n == 6 && seg[3] == "runs" && seg[5] == "stop" && post:
+			run := seg[4]
+			return api(EndpointRunStop, func(w http.ResponseWriter, r *http.Request) { e.serveRunStop(w, r, id, run) })
 		case n == 6 && seg[3] == "runs" && seg[5] == "files" && get:
 			run := seg[4]
 			return api(EndpointRunFiles, func(w http.ResponseWriter, r *http.Request) { e.serveJobFiles(w, r, id, run) })
