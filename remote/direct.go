@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"strconv"
 	"strings"
@@ -36,6 +37,13 @@ func (s *S3Client) ReadRangeDirect(ctx context.Context, f File, off int64, p []b
 // buffers and decrypted there as it arrives (cbc.RangeDecrypter): no buffer in between and no copy of
 // the plaintext, but for the few AES blocks cut by the range's ends or by the borders of the buffers.
 func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bufs [][]byte) error {
+	return s.ReadRangeDirectVecSum(ctx, f, off, bufs, nil)
+}
+
+// ReadRangeDirectVecSum is ReadRangeDirectVec that also sets sums[i] (when sums is not nil) to the
+// CRC-32C (Castagnoli) of bufs[i], computed on each piece of plaintext as it is decrypted, while it is
+// in the CPU's cache (cache.ChecksumSource).
+func (s *S3Client) ReadRangeDirectVecSum(ctx context.Context, f File, off int64, bufs [][]byte, sums []uint32) error {
 	n := int64(scatter(bufs).size())
 	if n == 0 {
 		return nil
@@ -60,6 +68,10 @@ func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bu
 	if err != nil {
 		return fmt.Errorf("direct read %s [%d,%d): %w", f.ID, off, off+n, err)
 	}
+	if sums != nil {
+		clear(sums)
+		dec.OnPlain(func(i int, p []byte) { sums[i] = crc32.Update(sums[i], castagnoli, p) })
+	}
 	cs, ce := cbc.CipherRange(off, n, f.DecryptedSize)
 	err = s.getRange(ctx, f, cs, ce-cs, func(meta map[string]string) error {
 		if !dec.NeedsIV() {
@@ -80,6 +92,9 @@ func (s *S3Client) ReadRangeDirectVec(ctx context.Context, f File, off int64, bu
 	}
 	return nil
 }
+
+// castagnoli is the CRC-32C table of ReadRangeDirectVecSum's checksums (the block cache's disk tier's).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // rangeSink takes a ranged body as it arrives, with no buffer in between: Next says where the next
 // bytes go (never more than the range still needs), Advance that k bytes were written there.

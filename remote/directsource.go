@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"sync"
 	"time"
@@ -112,9 +113,16 @@ func (d *DirectSource) ReadRange(ctx context.Context, objectID string, off int64
 // ReadRangeVec is ReadRange for a destination spread over several buffers (one per cache block),
 // filled in order from one ranged request, direct or through /contents/, under one budget.
 func (d *DirectSource) ReadRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte) error {
+	return d.ReadRangeVecSum(ctx, objectID, off, bufs, nil)
+}
+
+// ReadRangeVecSum is ReadRangeVec that also sets sums[i] (when sums is not nil) to the CRC-32C of
+// bufs[i] (cache.ChecksumSource): computed as storage bytes are decrypted, or over the buffers after a
+// read through /contents/.
+func (d *DirectSource) ReadRangeVecSum(ctx context.Context, objectID string, off int64, bufs [][]byte, sums []uint32) error {
 	var directOut bool // the budget ran out on the direct path, before the fallback could start
 	err := d.c.readBudget(ctx, objectID, func(ctx context.Context) error {
-		return d.readRangeVec(ctx, objectID, off, bufs, &directOut)
+		return d.readRangeVec(ctx, objectID, off, bufs, sums, &directOut)
 	})
 	if directOut && errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 		// Storage silent for the whole budget is a failing direct path like any other: the file's
@@ -125,8 +133,8 @@ func (d *DirectSource) ReadRangeVec(ctx context.Context, objectID string, off in
 	return err
 }
 
-func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte, directOut *bool) error {
-	err := d.readDirect(ctx, objectID, off, bufs)
+func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off int64, bufs [][]byte, sums []uint32, directOut *bool) error {
+	err := d.readDirect(ctx, objectID, off, bufs, sums)
 	if err == nil {
 		return nil
 	}
@@ -141,13 +149,21 @@ func (d *DirectSource) readRangeVec(ctx context.Context, objectID string, off in
 	if !errors.Is(err, errDirectUnavailable) {
 		d.noteFailure(objectID, err)
 	}
-	return d.c.ReadRangeVec(ctx, objectID, off, bufs)
+	if err := d.c.ReadRangeVec(ctx, objectID, off, bufs); err != nil {
+		return err
+	}
+	if sums != nil {
+		for i, b := range bufs {
+			sums[i] = crc32.Checksum(b, castagnoli)
+		}
+	}
+	return nil
 }
 
 // errOutOfFile marks a range that reaches past the file's end, as the metadata says.
 var errOutOfFile = errors.New("range past the end of the file")
 
-func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, bufs [][]byte) error {
+func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, bufs [][]byte, sums []uint32) error {
 	n := int64(scatter(bufs).size())
 	d.mu.Lock()
 	until, off2api := d.apiUntil[id]
@@ -170,7 +186,7 @@ func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, buf
 	if err != nil {
 		return err
 	}
-	return s.ReadRangeDirectVec(ctx, f, off, bufs)
+	return s.ReadRangeDirectVecSum(ctx, f, off, bufs, sums)
 }
 
 // store returns the S3 client of a storage, creating it (one credentials request, shared by concurrent

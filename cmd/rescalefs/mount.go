@@ -425,6 +425,9 @@ const (
 	storageSplitMisses = 4
 )
 
+// The direct source hands the disk tier each block's checksum, computed as the bytes were decrypted.
+var _ cache.ChecksumSource = (*remote.DirectSource)(nil)
+
 // runtimeOverhead is what the process needs beyond block buffers: the Go runtime, FUSE request buffers,
 // listings and metadata. It is the "small constant" of the memory target (--memory + 64 MiB of peak RSS
 // with four 1 GiB readers): the Go memory limit is --memory plus this, and block buffers are noscan, so

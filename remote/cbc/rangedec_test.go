@@ -105,10 +105,23 @@ func TestRangeDecrypterMatchesDecryptRange(t *testing.T) {
 					if d.Remaining() != ce-cs {
 						t.Fatalf("Remaining %d, want %d", d.Remaining(), ce-cs)
 					}
+					// OnPlain's pieces, per buffer, must be exactly that buffer's final bytes, in order.
+					seen := make([][]byte, len(dst))
+					d.OnPlain(func(i int, p []byte) {
+						if len(p) == 0 || &dst[i][len(seen[i])] != &p[0] {
+							t.Fatalf("OnPlain(%d) of %d bytes not where buffer %d continues", i, len(p), i)
+						}
+						seen[i] = append(seen[i], p...)
+					})
 					stashed, err := feed(d, bytes.Clone(ct[cs:ce]), pieces)
 					name := fmt.Sprintf("size %d [%d,+%d) pieces %s buffers %s", size, r.off, r.n, pn, sn)
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
+					}
+					for i := range dst {
+						if !bytes.Equal(seen[i], dst[i]) {
+							t.Fatalf("%s: OnPlain gave buffer %d as %x, it holds %x", name, i, seen[i], dst[i])
+						}
 					}
 					if got := bytes.Join(dst, nil); !bytes.Equal(got, want) || !d.Done() {
 						t.Fatalf("%s: got %x want %x (done %v)", name, got, want, d.Done())
