@@ -20,6 +20,8 @@ import (
 // A RangeDecrypter is not safe for concurrent use.
 type RangeDecrypter struct {
 	block     cipher.Block
+	aesni     bool            // decrypt with decryptAESNI and dk, not with block (useAESNI)
+	dk        decKeys         // the round keys for decryptAESNI
 	haveIV    bool            // iv is set
 	iv        [BlockSize]byte // the CBC chain: the ciphertext block before the next one to decrypt
 	plainSize int64
@@ -70,8 +72,15 @@ func NewRangeDecrypter(key []byte, plainSize, off int64, dst [][]byte) (*RangeDe
 	}
 	cstart, cend := CipherRange(off, n, plainSize)
 	first := off / BlockSize * BlockSize
-	return &RangeDecrypter{block: block, plainSize: plainSize, off: off, end: off + n, first: first,
-		cend: cend, dst: dst, needIV: first == 0, c: cstart, dec: cstart}, nil
+	d := &RangeDecrypter{block: block, plainSize: plainSize, off: off, end: off + n, first: first,
+		cend: cend, dst: dst, needIV: first == 0, c: cstart, dec: cstart}
+	if useAESNI {
+		if err := d.dk.init(key); err != nil {
+			return nil, err
+		}
+		d.aesni = true
+	}
+	return d, nil
 }
 
 // NeedsIV reports whether the range starts in block 0, whose IV is the file's (SetIV).
@@ -220,19 +229,32 @@ func (d *RangeDecrypter) stashDone() error {
 }
 
 // decrypt CBC-decrypts whole blocks in place, chained from d.iv, and leaves their last ciphertext block
-// in d.iv. It is crypto/cipher's CBC decrypter without its per-block call of subtle.XORBytes: going
-// backwards, each block's chain value is the ciphertext block before it, still intact.
+// in d.iv: with AES-NI 8 blocks at a time when the CPU has it, else with crypto/aes.
 func (d *RangeDecrypter) decrypt(b []byte) {
+	if d.aesni {
+		decryptAESNI(&d.dk, &d.iv, b)
+		return
+	}
+	decryptGeneric(d.block, &d.iv, b)
+}
+
+// decryptGeneric is decrypt with any cipher.Block. It is crypto/cipher's CBC decrypter without its
+// per-block call of subtle.XORBytes: going backwards, each block's chain value is the ciphertext block
+// before it, still intact.
+func decryptGeneric(block cipher.Block, iv *[BlockSize]byte, b []byte) {
+	if len(b) < BlockSize {
+		return
+	}
 	next := [BlockSize]byte(b[len(b)-BlockSize:])
 	for i := len(b) - BlockSize; i >= 0; i -= BlockSize {
 		blk := b[i : i+BlockSize : i+BlockSize]
-		prev := d.iv[:]
+		prev := iv[:]
 		if i > 0 {
 			prev = b[i-BlockSize : i]
 		}
-		d.block.Decrypt(blk, blk)
+		block.Decrypt(blk, blk)
 		binary.LittleEndian.PutUint64(blk, binary.LittleEndian.Uint64(blk)^binary.LittleEndian.Uint64(prev))
 		binary.LittleEndian.PutUint64(blk[8:], binary.LittleEndian.Uint64(blk[8:])^binary.LittleEndian.Uint64(prev[8:]))
 	}
-	d.iv = next
+	*iv = next
 }

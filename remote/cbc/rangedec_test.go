@@ -33,6 +33,29 @@ func feed(d *RangeDecrypter, ct []byte, pieces []int) (stashed int, err error) {
 	return stashed, nil
 }
 
+// forEachPath runs f once for each way RangeDecrypter can decrypt on this machine: with crypto/aes (the
+// fallback, forced through useAESNI) and, on a CPU with AES-NI, with the assembly; it checks that a new
+// decrypter takes the path asked for.
+func forEachPath(t *testing.T, f func(t *testing.T)) {
+	saved := useAESNI
+	t.Cleanup(func() { useAESNI = saved })
+	paths := []bool{false}
+	if saved {
+		paths = append(paths, true)
+	}
+	for _, aesni := range paths {
+		useAESNI = aesni
+		d, err := NewRangeDecrypter(NewKey(), 100, 0, [][]byte{make([]byte, 100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.aesni != aesni {
+			t.Fatalf("useAESNI %v: the decrypter's aesni is %v", aesni, d.aesni)
+		}
+		t.Run(map[bool]string{false: "generic", true: "aesni"}[aesni], f)
+	}
+}
+
 // split cuts n bytes into buffers: the given lengths in turn, the last one whatever is left.
 func split(n int, lens []int) [][]byte {
 	var out [][]byte
@@ -51,6 +74,10 @@ func split(n int, lens []int) [][]byte {
 // what DecryptRange returns, and only the blocks that cannot be decrypted where they lie go through the
 // stash.
 func TestRangeDecrypterMatchesDecryptRange(t *testing.T) {
+	forEachPath(t, testRangeDecrypterMatchesDecryptRange)
+}
+
+func testRangeDecrypterMatchesDecryptRange(t *testing.T) {
 	key, iv := NewKey(), NewIV()
 	rng := rand.New(rand.NewPCG(5, 6))
 	randomPieces := make([]int, 50)
@@ -138,7 +165,9 @@ func TestRangeDecrypterMatchesDecryptRange(t *testing.T) {
 
 // TestRangeDecrypterInPlace: an aligned range into one buffer takes its ciphertext straight into the
 // buffer; only the IV block goes through the stash.
-func TestRangeDecrypterInPlace(t *testing.T) {
+func TestRangeDecrypterInPlace(t *testing.T) { forEachPath(t, testRangeDecrypterInPlace) }
+
+func testRangeDecrypterInPlace(t *testing.T) {
 	key, iv := NewKey(), NewIV()
 	plain := pseudoRandom(1, 1<<16)
 	ct := reference(t, key, iv, plain)
@@ -159,7 +188,9 @@ func TestRangeDecrypterInPlace(t *testing.T) {
 
 // TestRangeDecrypterIncomplete: a range whose ciphertext stops short (a body cut and not resumed) is not
 // Done, whatever the buffers hold.
-func TestRangeDecrypterIncomplete(t *testing.T) {
+func TestRangeDecrypterIncomplete(t *testing.T) { forEachPath(t, testRangeDecrypterIncomplete) }
+
+func testRangeDecrypterIncomplete(t *testing.T) {
 	key, iv := NewKey(), NewIV()
 	plain := pseudoRandom(2, 1000)
 	ct := reference(t, key, iv, plain)
@@ -175,7 +206,9 @@ func TestRangeDecrypterIncomplete(t *testing.T) {
 	}
 }
 
-func TestRangeDecrypterRejects(t *testing.T) {
+func TestRangeDecrypterRejects(t *testing.T) { forEachPath(t, testRangeDecrypterRejects) }
+
+func testRangeDecrypterRejects(t *testing.T) {
 	key, iv := NewKey(), NewIV()
 	plain := pseudoRandom(3, 50)
 	ct := reference(t, key, iv, plain)

@@ -1,0 +1,27 @@
+//go:build amd64 && !purego
+
+package cbc
+
+import "golang.org/x/sys/cpu"
+
+// useAESNI says whether RangeDecrypter decrypts with cbcDecryptAESNI: on a CPU with AES-NI. Tests turn
+// it off to run the fallback (crypto/aes one block at a time); build with -tags purego to leave the
+// assembly out altogether.
+var useAESNI = cpu.X86.HasAES
+
+// decryptAESNI CBC-decrypts the whole blocks of b in place, chained from *iv, and leaves their last
+// ciphertext block in *iv. It needs useAESNI.
+func decryptAESNI(k *decKeys, iv *[BlockSize]byte, b []byte) {
+	if len(b) < BlockSize {
+		return
+	}
+	cbcDecryptAESNI(k.nr, &k.rk[0], &iv[0], &b[0], len(b)/BlockSize)
+}
+
+// cbcDecryptAESNI decrypts n blocks at b in place with the nr+1 round keys at rk (decKeys.rk), chained
+// from the block at iv, where it leaves the last ciphertext block. It is in cbc_amd64.s: CBC decryption
+// of block i needs only ciphertext blocks i and i-1, so it decrypts 8 blocks at once, keeping 8
+// independent AESDEC chains in flight where crypto/aes waits on one block's latency at a time.
+//
+//go:noescape
+func cbcDecryptAESNI(nr int, rk, iv, b *byte, n int)

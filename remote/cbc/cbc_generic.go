@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package cbc
+
+// useAESNI is false without the assembly: RangeDecrypter decrypts with crypto/aes one block at a time.
+var useAESNI = false
+
+func decryptAESNI(*decKeys, *[BlockSize]byte, []byte) {
+	panic("cbc: no AES-NI decryption in this build")
+}
