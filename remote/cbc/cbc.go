@@ -98,10 +98,18 @@ func DecryptRange(key, fileIV []byte, plainSize, off, n int64, ciphertext []byte
 }
 
 func newCipher(key []byte) (cipher.Block, error) {
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("cbc: key is %d bytes, want %d", len(key), KeySize)
+	if err := checkKey(key); err != nil {
+		return nil, err
 	}
 	return aes.NewCipher(key)
+}
+
+// checkKey accepts AES-256 keys only: that is what Rescale uses (KeySize).
+func checkKey(key []byte) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("cbc: key is %d bytes, want %d", len(key), KeySize)
+	}
+	return nil
 }
 
 // Encrypter encrypts a stream in parts with the CBC chain carried across parts, so that the parts laid end

@@ -1,6 +1,7 @@
 package cbc
 
 import (
+	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -19,7 +20,7 @@ import (
 // DecryptRange, the padding is checked when the range reaches the file's last block.
 // A RangeDecrypter is not safe for concurrent use.
 type RangeDecrypter struct {
-	block     cipher.Block
+	block     cipher.Block    // crypto/aes's cipher, when not aesni
 	aesni     bool            // decrypt with decryptAESNI and dk, not with block (useAESNI)
 	dk        decKeys         // the round keys for decryptAESNI
 	haveIV    bool            // iv is set
@@ -59,8 +60,7 @@ var ErrNoIV = errors.New("cbc: the file IV is needed for a range in block 0")
 // dst, whose lengths add up to n; off+n must not pass plainSize. The ciphertext to feed it is
 // CipherRange(off, n, plainSize), in order.
 func NewRangeDecrypter(key []byte, plainSize, off int64, dst [][]byte) (*RangeDecrypter, error) {
-	block, err := newCipher(key)
-	if err != nil {
+	if err := checkKey(key); err != nil {
 		return nil, err
 	}
 	var n int64
@@ -72,13 +72,18 @@ func NewRangeDecrypter(key []byte, plainSize, off int64, dst [][]byte) (*RangeDe
 	}
 	cstart, cend := CipherRange(off, n, plainSize)
 	first := off / BlockSize * BlockSize
-	d := &RangeDecrypter{block: block, plainSize: plainSize, off: off, end: off + n, first: first,
+	d := &RangeDecrypter{plainSize: plainSize, off: off, end: off + n, first: first,
 		cend: cend, dst: dst, needIV: first == 0, c: cstart, dec: cstart}
+	// One key schedule or the other: with AES-NI, crypto/aes's cipher (and its allocation) is not needed.
+	var err error
 	if useAESNI {
-		if err := d.dk.init(key); err != nil {
-			return nil, err
-		}
+		err = d.dk.init(key)
 		d.aesni = true
+	} else {
+		d.block, err = aes.NewCipher(key)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return d, nil
 }

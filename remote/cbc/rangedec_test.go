@@ -240,6 +240,12 @@ func testRangeDecrypterRejects(t *testing.T) {
 			t.Fatalf("range %v of 50 bytes: no error", r)
 		}
 	}
+	// Only AES-256 keys, although the key schedule would take AES-128 and AES-192 ones.
+	for _, n := range []int{0, 16, 24, 31, 33} {
+		if _, err := NewRangeDecrypter(make([]byte, n), 50, 20, one(5)); err == nil {
+			t.Fatalf("%d-byte key: no error", n)
+		}
+	}
 }
 
 // BenchmarkRangeDecrypter: 16 MiB decrypted in place as two 8 MiB buffers, the ciphertext arriving in
