@@ -616,7 +616,7 @@ func (c *Cache) releaseSlots(n int) {
 
 // readSplit fills block, the whole of sp, with parts concurrent Source calls of about equal size
 // (whole 64 KiB units). The first failure cancels the others and fails the whole: readRange retries
-// the block as one.
+// the whole block (split again if slots are idle then), so no part of a failed attempt is served.
 func (c *Cache) readSplit(sp *span, block []byte, parts int) error {
 	const unit = 64 << 10
 	size := int64(len(block))
