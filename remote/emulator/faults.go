@@ -297,6 +297,9 @@ type respWriter struct {
 	wroteHeader bool
 	sent        int64 // body bytes passed on
 
+	counters *counters // counts the status and the bytes as they go
+	endpoint string
+
 	rate  int64 // bytes/s; 0 = unpaced
 	start time.Time
 
@@ -318,6 +321,7 @@ func (rw *respWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wroteHeader, rw.status = true, code
+	rw.counters.status(rw.endpoint, code)
 	if rw.fault != FaultNone {
 		// Cut half way through the declared body; without a Content-Length, right after the headers.
 		rw.limit = 0
@@ -399,10 +403,18 @@ func (rw *respWriter) trip() {
 }
 
 // paced writes p no faster than the bandwidth cap.
+// wrote counts n body bytes passed on.
+func (rw *respWriter) wrote(n int) {
+	rw.sent += int64(n)
+	if n > 0 {
+		rw.counters.bytes(rw.endpoint, int64(n), 0)
+	}
+}
+
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
 		n, err := rw.w.Write(p)
-		rw.sent += int64(n)
+		rw.wrote(n)
 		return n, err
 	}
 	if rw.start.IsZero() {
@@ -414,7 +426,7 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 		c := min(len(p), quantum)
 		n, err := rw.w.Write(p[:c])
 		written += n
-		rw.sent += int64(n)
+		rw.wrote(n)
 		if err != nil {
 			return written, err
 		}
