@@ -402,7 +402,6 @@ func (rw *respWriter) trip() {
 	_ = conn.Close()
 }
 
-// paced writes p no faster than the bandwidth cap.
 // wrote counts n body bytes passed on.
 func (rw *respWriter) wrote(n int) {
 	rw.sent += int64(n)
@@ -411,6 +410,7 @@ func (rw *respWriter) wrote(n int) {
 	}
 }
 
+// paced writes p no faster than the bandwidth cap.
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
 		n, err := rw.w.Write(p)
