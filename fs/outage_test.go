@@ -162,8 +162,10 @@ func TestUnmountWhileFrozen(t *testing.T) {
 	}
 	t.Logf("unmounted in %v", time.Since(start).Round(time.Millisecond))
 	// Cancelled, not waited out: had the unmount waited for the round, the round would have ended
-	// only when its budget ran out, and counted as given up.
-	if h := env.Client.Health(); h.GaveUp != 0 || h.Calls != 0 {
-		t.Errorf("after the unmount: %d calls gave up, %d in progress; want the poll round cancelled", h.GaveUp, h.Calls)
+	// only when its budget ran out, and counted as given up. (A call a lookup started may still be
+	// returning from its cancellation: its flight is not waited for.)
+	fusetest.Eventually(t, 10*time.Second, "no platform call in progress", func() bool { return env.Client.Health().Calls == 0 })
+	if n := env.Client.Health().GaveUp; n != 0 {
+		t.Errorf("after the unmount %d calls had run out of budget; want the poll round cancelled", n)
 	}
 }
