@@ -80,7 +80,7 @@ func TestWaitFollow(t *testing.T) {
 			f.Close()
 		}
 	})
-	id := startJob(t, c, "echo one; read -r _ < "+gate+"; echo two", "echo summary")
+	id := startJob(t, c, "echo one; read -r _ < '"+gate+"'; echo two", "echo summary")
 	var out syncBuffer
 	var rows []string // Row is called from Wait's own goroutine
 	done := make(chan Result, 1)
