@@ -402,20 +402,23 @@ func (rw *respWriter) trip() {
 	_ = conn.Close()
 }
 
-// wrote counts n body bytes passed on.
-func (rw *respWriter) wrote(n int) {
+// write passes p on, counted before it goes: once the bytes are on the socket the client may have
+// them (and its caller assert the counters) before Write returns here. A short write takes back
+// what did not go.
+func (rw *respWriter) write(p []byte) (int, error) {
+	rw.counters.bytes(rw.endpoint, int64(len(p)), 0)
+	n, err := rw.w.Write(p)
 	rw.sent += int64(n)
-	if n > 0 {
-		rw.counters.bytes(rw.endpoint, int64(n), 0)
+	if n < len(p) {
+		rw.counters.bytes(rw.endpoint, int64(n-len(p)), 0)
 	}
+	return n, err
 }
 
 // paced writes p no faster than the bandwidth cap.
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
-		n, err := rw.w.Write(p)
-		rw.wrote(n)
-		return n, err
+		return rw.write(p)
 	}
 	if rw.start.IsZero() {
 		rw.start = time.Now()
@@ -424,9 +427,8 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		c := min(len(p), quantum)
-		n, err := rw.w.Write(p[:c])
+		n, err := rw.write(p[:c])
 		written += n
-		rw.wrote(n)
 		if err != nil {
 			return written, err
 		}
