@@ -9,9 +9,10 @@ import (
 // own context, not a caller's: a request context is cancelled when its process is interrupted, and one
 // impatient `ls` must not fail the listing another is waiting for (nor waste the work done so far).
 type flight[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
+	done    chan struct{}
+	val     T
+	err     error
+	callers int // callers that started or joined it; guarded by the owning flights' mu
 }
 
 // startFlight runs fn in a goroutine under ctx; finish runs when fn returns, before waiters wake (it
@@ -62,6 +63,18 @@ func (fs *flights[T]) do(ctx, runCtx context.Context, key string, fn func(contex
 		})
 		fs.m[key] = fl
 	}
+	fl.callers++
 	fs.mu.Unlock()
 	return fl.wait(ctx)
+}
+
+// callers returns how many callers the call in flight for key has (0: none in flight), so a test can
+// hold the platform's answer until every caller has joined.
+func (fs *flights[T]) callers(key string) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fl := fs.m[key]; fl != nil {
+		return fl.callers
+	}
+	return 0
 }

@@ -11,9 +11,9 @@ import (
 
 // N concurrent stats of one job cost one request of each kind: the status history of a listed job
 // (jobStatuses, as Getattr asks it) and a job looked up by id before the list knows it (findJob).
-// The platform answers slowly, so the callers overlap.
+// The platform is frozen until all N callers of each kind are in the call, so they overlap for certain.
 func TestConcurrentJobLookupsShareOneRequest(t *testing.T) {
-	emu, c := newEmulatorClient(t, emulator.Faults{Latency: 100 * time.Millisecond})
+	emu, c := newEmulatorClient(t, emulator.Faults{})
 	listed, err := emu.AddJob(emulator.JobSpec{Name: "listed", Files: []emulator.FileSpec{{RelativePath: "a", Size: 10}}})
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +29,8 @@ func TestConcurrentJobLookupsShareOneRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	emu.ResetCounters()
+	emu.SetFrozen(true)
+	defer emu.SetFrozen(false)
 
 	const n = 16
 	var wg sync.WaitGroup
@@ -48,6 +50,19 @@ func TestConcurrentJobLookupsShareOneRequest(t *testing.T) {
 			}
 		}()
 	}
+	// Every caller in the two calls; or more than those two requests held: the calls are not shared,
+	// and the counters below say so.
+	joined := func() bool {
+		return f.jobCalls.callers("statuses\x00"+listed.ID) >= n && f.jobCalls.callers("find\x00"+later.ID) >= n ||
+			emu.Holding() > 2
+	}
+	for deadline := time.Now().Add(30 * time.Second); !joined(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never %d callers in each call: %d statuses, %d find", n,
+				f.jobCalls.callers("statuses\x00"+listed.ID), f.jobCalls.callers("find\x00"+later.ID))
+		}
+	}
+	emu.SetFrozen(false)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

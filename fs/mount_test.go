@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"math/rand/v2"
@@ -234,24 +235,29 @@ func TestReads(t *testing.T) {
 	}
 }
 
+// TestConcurrentReadersShareOneRequest: 16 readers of one block, each through its own open, cost one
+// ranged request. The platform is frozen until all 16 reads have reached the cache and wait there (one
+// on the fetch it started, 15 joined to it), so the overlap is certain, not left to latency. Each
+// reads its own page, 64 KiB apart inside one 1 MiB block: readers of the same page would be merged by
+// the kernel's page lock before the mount ever saw them, and would prove nothing of the cache.
 func TestConcurrentReadersShareOneRequest(t *testing.T) {
-	env := fusetest.Mount(t, fusetest.Options{Jobs: sampleJobs(), Readahead: -1, NoDisk: true})
+	const readers = 16
+	env := fusetest.Mount(t, fusetest.Options{Jobs: sampleJobs(), Readahead: -1, NoDisk: true, BlockSize: 1 << 20})
 	big := fileOf(t, env, "Done1", "airFoil2D/VTK/airFoil2D_100.vtk")
 	p := filepath.Join(env.Dir, "jobs/Done1", big.RelativePath)
 	if _, err := os.Stat(p); err != nil { // listing requests out of the way
 		t.Fatal(err)
 	}
-	// Slow responses, so the readers all arrive while the first fetch is in flight.
-	env.Emulator.SetFaults(emulator.Faults{Latency: 200 * time.Millisecond})
+	plain := env.Plaintext(t, big.ID)
 	env.Emulator.ResetCounters()
-	want := env.Plaintext(t, big.ID)[100000 : 100000+4096]
+	env.Emulator.SetFrozen(true)
+	defer env.Emulator.SetFrozen(false)
+	before := env.Cache.Stats()
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// O_DIRECT-free, separate opens; the kernel may merge nothing between handles.
+	errs := make(chan error, readers)
+	for i := range readers {
+		wg.Go(func() {
+			off := int64(i)*(64<<10) + 1000
 			f, err := os.Open(p)
 			if err != nil {
 				errs <- err
@@ -259,22 +265,29 @@ func TestConcurrentReadersShareOneRequest(t *testing.T) {
 			}
 			defer f.Close()
 			buf := make([]byte, 4096)
-			if _, err := f.ReadAt(buf, 100000); err != nil {
+			if _, err := f.ReadAt(buf, off); err != nil {
 				errs <- err
 				return
 			}
-			if !bytes.Equal(buf, want) {
-				errs <- errors.New("wrong bytes")
+			if !bytes.Equal(buf, plain[off:off+4096]) {
+				errs <- fmt.Errorf("reader %d: wrong bytes", i)
 			}
-		}()
+		})
 	}
+	fusetest.Eventually(t, 30*time.Second, "every read waiting in the cache", func() bool {
+		return env.Cache.Stats().ReadsWaiting >= readers
+	})
+	env.Emulator.SetFrozen(false)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
 	if n := env.Requests(emulator.EndpointContents); n != 1 {
-		t.Errorf("16 readers of one block made %d content requests, want 1", n)
+		t.Errorf("%d readers of one block made %d content requests, want 1", readers, n)
+	}
+	if s := env.Cache.Stats(); s.WaitHits-before.WaitHits != readers-1 {
+		t.Errorf("%d reads joined the fetch in flight, want %d", s.WaitHits-before.WaitHits, readers-1)
 	}
 }
 

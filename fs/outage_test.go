@@ -4,7 +4,13 @@ package fs_test
 // nothing answered) and a killed one (connections refused) each fail `cp` with EIO within the network
 // policy's bound, free the fetch slots they held, and the mount serves again once the platform is
 // back; a blip shorter than the bound is invisible. The policy's numbers are scaled down (a 4 s budget
-// for the default 60 s) so each case takes seconds.
+// for the default 60 s) so each case takes seconds, and so are the client's backoffs (1 s to 30 s in
+// production: ten attempts outlast the budget there, and must here too, or a refused connection would
+// end in the retry count rather than in the policy).
+//
+// What is asserted is that the EIO came from the policy (a call ran out of its budget, not before the
+// budget, and the cache did not retry it into a second wait); the time cp took is only held to a
+// generous multiple of the bound, as a machine under load can make it late but never early.
 
 import (
 	"bytes"
@@ -21,12 +27,14 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
+// outagePolicy: FailureMemory covers the kernel's retry of a failed read even on a loaded machine (it
+// comes within milliseconds, but a second budget spent because it came late would be a flake).
 var outagePolicy = remote.Policy{DialTimeout: time.Second, HeaderTimeout: 500 * time.Millisecond,
-	IdleTimeout: 500 * time.Millisecond, Budget: 4 * time.Second, FailureMemory: time.Second}
+	IdleTimeout: 500 * time.Millisecond, Budget: 4 * time.Second, FailureMemory: 3 * time.Second}
 
-// outageBound is when a read must have failed: the budget, one header wait, and slack for a loaded
-// machine. Twice the budget (a kernel retry that waits again) is beyond it.
-const outageBound = 7 * time.Second
+// outageBound stops a read the policy does not end: three times the policy's bound (the budget and
+// one header wait), slack for a loaded machine, not a measure of speed.
+const outageBound = 3 * (4*time.Second + 500*time.Millisecond)
 
 func outageMount(t *testing.T) (*fusetest.Platform, *fusetest.Env, string, *fusetest.LogBuffer) {
 	t.Helper()
@@ -34,7 +42,8 @@ func outageMount(t *testing.T) (*fusetest.Platform, *fusetest.Env, string, *fuse
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	logger, logs := fusetest.CaptureLog(t, slog.LevelInfo)
 	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Parallel: 2, Poll: 200 * time.Millisecond, Logger: logger},
-		fusetest.MountExtra{Client: remote.Options{Policy: outagePolicy}, Permanent: remote.Permanent})
+		fusetest.MountExtra{Client: remote.Options{Policy: outagePolicy, MinBackoff: 50 * time.Millisecond,
+			MaxBackoff: 2 * time.Second}, Permanent: remote.Permanent})
 	dir := filepath.Join(env.Dir, "jobs/Flt01/case/VTK")
 	if _, err := os.ReadDir(dir); err != nil {
 		t.Fatal(err)
@@ -78,8 +87,16 @@ func TestOutageFailsWithinBound(t *testing.T) {
 				t.Fatalf("cp during the outage: %v %q, want an I/O error", err, out)
 			}
 			t.Logf("cp failed after %v: %s", el.Round(time.Millisecond), strings.TrimSpace(out))
-			if el > outageBound {
-				t.Errorf("cp failed after %v, beyond the bound %v", el, outageBound)
+			// The EIO is the policy's: a call ran out of its budget (not the client's or the cache's
+			// retry count running out first), and the cache took that as final (no retry, no second wait).
+			if h := env.Client.Health(); h.GaveUp == 0 {
+				t.Errorf("no call ran out of budget: the EIO came from elsewhere (%+v)", h)
+			}
+			if s := env.Cache.Stats(); s.Retries != 0 {
+				t.Errorf("the cache retried failed fetches %d times, want none (the policy's failure is final)", s.Retries)
+			}
+			if el < outagePolicy.Budget || el > outageBound {
+				t.Errorf("cp failed after %v, want between the budget %v and %v", el, outagePolicy.Budget, outageBound)
 			}
 			// The fetches that were stuck end: their --parallel slots are free again.
 			fusetest.Eventually(t, outageBound, "no fetch in flight", func() bool { return env.Cache.Stats().InFlight == 0 })
@@ -143,7 +160,12 @@ func TestUnmountWhileFrozen(t *testing.T) {
 	if err := env.Mount.Unmount(); err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("unmount took %v with a poll round stuck", el)
+	t.Logf("unmounted in %v", time.Since(start).Round(time.Millisecond))
+	// Cancelled, not waited out: had the unmount waited for the round, the round would have ended
+	// only when its budget ran out, and counted as given up. (A call a lookup started may still be
+	// returning from its cancellation: its flight is not waited for.)
+	fusetest.Eventually(t, 10*time.Second, "no platform call in progress", func() bool { return env.Client.Health().Calls == 0 })
+	if n := env.Client.Health().GaveUp; n != 0 {
+		t.Errorf("after the unmount %d calls had run out of budget; want the poll round cancelled", n)
 	}
 }

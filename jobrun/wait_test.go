@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,13 +72,31 @@ func startJob(t *testing.T, c *remote.Client, command, post string) string {
 // completion; a heartbeat while nothing happens; core hours from the run's duration and cores.
 func TestWaitFollow(t *testing.T) {
 	c, _ := newRunJobsClient(t)
-	// The sleep leaves the waiter time to print "one" alone, and a heartbeat, before "two".
-	id := startJob(t, c, "echo one; sleep 2; echo two", "echo summary")
+	// The job prints "one" and then blocks on a FIFO until the test has seen the waiter print "one"
+	// alone and a heartbeat after it: the order below is then certain, whatever the machine's load.
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // a test that failed before opening the gate must not leave the job blocked
+		if f, err := os.OpenFile(gate, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	id := startJob(t, c, "echo one; read -r _ < '"+gate+"'; echo two", "echo summary")
 	var out syncBuffer
 	var rows []string // Row is called from Wait's own goroutine
-	res := Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
-		Heartbeat: 300 * time.Millisecond, Follow: true, Out: NewPrinter(&out, nil),
-		Row: func(s string) { rows = append(rows, s) }}, nil)
+	done := make(chan Result, 1)
+	go func() {
+		done <- Wait(context.Background(), c, NewTracker(id, "w"), WaitOptions{Poll: 20 * time.Millisecond,
+			Heartbeat: 300 * time.Millisecond, Follow: true, Out: NewPrinter(&out, nil),
+			Row: func(s string) { rows = append(rows, s) }}, nil)
+	}()
+	waitOut(t, &out, regexp.MustCompile(`(?s)\]: one\n.*still Executing after`))
+	if err := os.WriteFile(gate, []byte("go\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
 	got := out.String()
 	if len(rows) < 2 || !strings.Contains(rows[0], "job "+id+" (w)") || !strings.Contains(rows[len(rows)-1], "exit 0: completed successfully") {
 		t.Errorf("rows: %q", rows)
@@ -464,4 +485,16 @@ func TestWaitKeyRevokedLeavesJobRunning(t *testing.T) {
 		t.Errorf("%d status polls after a 401, want 1", n)
 	}
 	_ = c.StopJob(context.Background(), id)
+}
+
+// waitOut waits until what Wait printed matches re; the deadline only stops a hung test.
+func waitOut(t *testing.T, out *syncBuffer, re *regexp.Regexp) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !re.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never printed %v:\n%s", re, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

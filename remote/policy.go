@@ -371,6 +371,7 @@ type Health struct {
 	calls      atomic.Int64 // calls in progress
 	retrying   atomic.Int64 // calls in progress that are retrying after a failure
 	throttled  atomic.Int64 // calls in progress waiting out a 429 (its Retry-After, else a backoff)
+	gaveUp     atomic.Int64 // calls that ran out of budget (failed with ErrUnavailable) since start
 	// throttledUntil is when the latest of those waits ends (UnixNano).
 	throttledUntil atomic.Int64
 
@@ -391,6 +392,9 @@ type HealthSnapshot struct {
 	// Throttled calls wait out a 429 (the platform's Retry-After) until ThrottledUntil, the latest end.
 	Throttled      int64     `json:"throttled"`
 	ThrottledUntil time.Time `json:"throttledUntil,omitzero"`
+	// GaveUp counts the calls that ran out of budget since the client was made: each is one wait of
+	// the policy's bound that ended in ErrUnavailable (EIO for a read).
+	GaveUp int64 `json:"gaveUp"`
 }
 
 func (h *Health) begin() {
@@ -414,6 +418,7 @@ func (h *Health) answered() {
 
 func (h *Health) unavailable() {
 	if h != nil {
+		h.gaveUp.Add(1)
 		h.setDown(true)
 	}
 }
@@ -459,6 +464,7 @@ func (h *Health) Snapshot() HealthSnapshot {
 		s.LastAnswer = time.Unix(0, n)
 	}
 	s.Calls, s.Retrying, s.Throttled = h.calls.Load(), h.retrying.Load(), h.throttled.Load()
+	s.GaveUp = h.gaveUp.Load()
 	if s.Throttled > 0 {
 		s.ThrottledUntil = time.Unix(0, h.throttledUntil.Load())
 	}

@@ -349,6 +349,26 @@ func TestCounters(t *testing.T) {
 	}
 }
 
+// TestCountersHoldWhatTheClientHas: once a client has a whole answer, the counters hold it: the
+// request, its status and its bytes. A paced answer keeps its handler running after the last byte is
+// out (it sleeps off the bandwidth cap), so counters added when the handler returns showed nothing yet
+// to a client holding the whole body (tests asserting counters right after a call read 0 requests).
+func TestCountersHoldWhatTheClientHas(t *testing.T) {
+	h := newHarness(t, Options{})
+	j := mustAddJob(t, h.e, JobSpec{Files: []FileSpec{{RelativePath: "x", Size: 4096}}})
+	h.e.ResetCounters()
+	h.e.SetFaults(Faults{Bandwidth: 4096}) // one 4 KiB write, then a second of pacing in the handler
+	resp, b := h.do(http.MethodGet, "/api/v2/files/"+j.Files[0].ID+"/contents/", nil)
+	c := h.e.Counters()
+	if resp.StatusCode != 200 || len(b) != 4096 {
+		t.Fatalf("answer %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if c.Requests[EndpointContents] != 1 || c.Statuses[EndpointContents][200] != 1 || c.BytesOut[EndpointContents] != 4096 {
+		t.Fatalf("the client has the whole answer, the counters say %d requests, statuses %v, %d bytes",
+			c.Requests[EndpointContents], c.Statuses[EndpointContents], c.BytesOut[EndpointContents])
+	}
+}
+
 func TestLifecycleWithInjectedClock(t *testing.T) {
 	lc := Lifecycle{Pending: time.Second, Queued: time.Second, Started: time.Second, Validated: time.Second,
 		Executing: 100 * time.Second, Stopping: 2 * time.Second}

@@ -28,17 +28,37 @@ func (c *counters) init() {
 	}
 }
 
-func (c *counters) add(endpoint string, status int, out, in int64) {
+// The counters move as things happen, not when a handler returns: a request is counted on arrival,
+// its status when the headers are written, its body bytes as they are written or read. So a client
+// that has its answer always finds it counted (a handler returns only after the client may have the
+// whole body, and tests assert the counters right after the call).
+
+// arrive counts a request to endpoint.
+func (c *counters) arrive(endpoint string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
 	c.c.Requests[endpoint]++
-	c.c.BytesOut[endpoint] += out
-	c.c.BytesIn[endpoint] += in
+}
+
+// status counts an answer's status.
+func (c *counters) status(endpoint string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
 	if c.c.Statuses[endpoint] == nil {
 		c.c.Statuses[endpoint] = map[int]int64{}
 	}
 	c.c.Statuses[endpoint][status]++
+}
+
+// bytes counts body bytes sent (out) and read (in).
+func (c *counters) bytes(endpoint string, out, in int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.init()
+	c.c.BytesOut[endpoint] += out
+	c.c.BytesIn[endpoint] += in
 }
 
 func (c *counters) fault(kind Fault) {
@@ -79,10 +99,11 @@ func (c Counters) Total() int64 {
 	return n
 }
 
-// countingBody counts the request body bytes a handler reads.
+// countingBody counts the request body bytes a handler reads, as it reads them.
 type countingBody struct {
-	r io.ReadCloser
-	n int64
+	r        io.ReadCloser
+	c        *counters
+	endpoint string
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
@@ -90,7 +111,9 @@ func (b *countingBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := b.r.Read(p)
-	b.n += int64(n)
+	if n > 0 {
+		b.c.bytes(b.endpoint, 0, int64(n))
+	}
 	return n, err
 }
 

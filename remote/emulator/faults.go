@@ -297,6 +297,9 @@ type respWriter struct {
 	wroteHeader bool
 	sent        int64 // body bytes passed on
 
+	counters *counters // counts the status and the bytes as they go
+	endpoint string
+
 	rate  int64 // bytes/s; 0 = unpaced
 	start time.Time
 
@@ -318,6 +321,7 @@ func (rw *respWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wroteHeader, rw.status = true, code
+	rw.counters.status(rw.endpoint, code)
 	if rw.fault != FaultNone {
 		// Cut half way through the declared body; without a Content-Length, right after the headers.
 		rw.limit = 0
@@ -398,12 +402,23 @@ func (rw *respWriter) trip() {
 	_ = conn.Close()
 }
 
+// write passes p on, counted before it goes: once the bytes are on the socket the client may have
+// them (and its caller assert the counters) before Write returns here. A short write takes back
+// what did not go.
+func (rw *respWriter) write(p []byte) (int, error) {
+	rw.counters.bytes(rw.endpoint, int64(len(p)), 0)
+	n, err := rw.w.Write(p)
+	rw.sent += int64(n)
+	if n < len(p) {
+		rw.counters.bytes(rw.endpoint, int64(n-len(p)), 0)
+	}
+	return n, err
+}
+
 // paced writes p no faster than the bandwidth cap.
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
-		n, err := rw.w.Write(p)
-		rw.sent += int64(n)
-		return n, err
+		return rw.write(p)
 	}
 	if rw.start.IsZero() {
 		rw.start = time.Now()
@@ -412,9 +427,8 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		c := min(len(p), quantum)
-		n, err := rw.w.Write(p[:c])
+		n, err := rw.write(p[:c])
 		written += n
-		rw.sent += int64(n)
 		if err != nil {
 			return written, err
 		}

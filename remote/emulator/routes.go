@@ -90,10 +90,14 @@ type route struct {
 // and S3 (path style) on every other path.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := e.route(r)
-	rw := &respWriter{w: w, status: http.StatusOK}
-	in := &countingBody{r: r.Body}
-	r.Body = in
-	defer func() { e.counters.add(rt.endpoint, rw.status, rw.sent, in.n) }()
+	e.counters.arrive(rt.endpoint)
+	rw := &respWriter{w: w, status: http.StatusOK, counters: &e.counters, endpoint: rt.endpoint}
+	r.Body = &countingBody{r: r.Body, c: &e.counters, endpoint: rt.endpoint}
+	defer func() {
+		if !rw.wroteHeader { // nothing written: net/http answers 200 (or the connection was cut)
+			e.counters.status(rt.endpoint, rw.status)
+		}
+	}()
 
 	if rt.kind == kindAdmin {
 		if !isLoopback(r) {
