@@ -284,7 +284,7 @@ func bench(c config) error {
 			r.name = "mount: disk-tier re-read (cat)"
 			hwm, _ := peakRSS(pid)
 			r.note = fmt.Sprintf("fresh mount, page cache dropped: %s, %d FUSE reads, peak RSS %d MiB, %s, %s",
-				rangeRequests(emu), fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes), cacheCounters(mnt))
+				rangeRequests(emu), fuseReads()-before, hwm>>20, cpu.perGiB(r.bytes), cacheCounters(mnt, nil))
 			rows = append(rows, r)
 		}
 	}
@@ -326,6 +326,7 @@ func bench(c config) error {
 	}
 
 	if !c.skip["concurrent"] {
+		since, _ := cacheStats(mnt)
 		cpu = startCPU(pid)
 		start := time.Now()
 		var wg sync.WaitGroup
@@ -344,7 +345,7 @@ func bench(c config) error {
 		}
 		hwm, _ := peakRSS(pid)
 		rows = append(rows, row{name: "mount: four concurrent cold readers", seconds: time.Since(start).Seconds(), bytes: 4 * c.size,
-			note: fmt.Sprintf("peak RSS of the mount %d MiB, %s, %s", hwm>>20, cpu.perGiB(4*c.size), cacheCounters(mnt))})
+			note: fmt.Sprintf("peak RSS of the mount %d MiB, %s, %s", hwm>>20, cpu.perGiB(4*c.size), cacheCounters(mnt, since))})
 	}
 
 	if !c.skip["uploads"] {
@@ -600,13 +601,19 @@ func timedCopy(src, dst string) (row, error) {
 
 // cacheCounters is the mount's block-cache counters since it started, from its .rescalefs/status: what
 // was fetched, read from the disk tier, hashed, and read ahead only to be dropped unread.
-func cacheCounters(mnt string) string {
+// The counters are the mount's since it started: since is a snapshot taken before the row (nil: the
+// mount is fresh), so the row shows its own.
+func cacheCounters(mnt string, since *cache.Stats) string {
 	s, err := cacheStats(mnt)
 	if err != nil {
 		return "cache counters: " + err.Error()
 	}
+	if since == nil {
+		since = &cache.Stats{}
+	}
 	return fmt.Sprintf("cache: %d MiB fetched, %d disk hits, %d MiB hashed, %d read-ahead blocks dropped unread",
-		s.BytesFetched>>20, s.DiskHits, s.HashedBytes>>20, s.ReadaheadDropped)
+		(s.BytesFetched-since.BytesFetched)>>20, s.DiskHits-since.DiskHits, (s.HashedBytes-since.HashedBytes)>>20,
+		s.ReadaheadDropped-since.ReadaheadDropped)
 }
 
 // cacheStats reads the mount's cache counters from .rescalefs/status.
