@@ -414,3 +414,52 @@ func damagedOf(e *Engine) []Status {
 	}
 	return out
 }
+
+// UploadParallel bounds the parts in flight of all uploads together (so the ciphertext held in
+// memory does not grow with the number of files): while one upload's part is held in flight with
+// UploadParallel 1, the other running upload's first part waits for it instead of being sent.
+func TestUploadParallelBoundsAllUploads(t *testing.T) {
+	p := newPlatform(t, false)
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	o.UploadParallel = 1
+	o.Files = 2
+	type part struct {
+		id string
+		n  int32
+	}
+	arrived, waits := make(chan part, 100), make(chan part, 100)
+	release := make(chan struct{})
+	o.beforePart = func(ctx context.Context, id string, n int32) error {
+		arrived <- part{id, n}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	o.partWaits = func(id string, n int32) { waits <- part{id, n} }
+	h := startEngine(t, o)
+	a, b := randomData(21, 2*testPart+1), randomData(22, 2*testPart+2)
+	ids := []string{enqueue(t, h.eng, "a.bin", a), enqueue(t, h.eng, "b.bin", b)}
+	var first part
+	select {
+	case first = <-arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no part sent")
+	}
+	for other := false; !other; {
+		select {
+		case second := <-arrived:
+			t.Fatalf("parts %+v and %+v in flight at once with UploadParallel 1", first, second)
+		case w := <-waits: // the next part of the same upload may wait first
+			other = w.id != first.id
+		case <-time.After(60 * time.Second):
+			t.Fatal("the other upload neither sent a part nor waited")
+		}
+	}
+	close(release)
+	p.checkPublished(h.wait(ids[0]), "a.bin", a)
+	p.checkPublished(h.wait(ids[1]), "b.bin", b)
+}

@@ -202,7 +202,7 @@ func (e *Engine) resumeOrStart(ctx context.Context, u *upload, s3c *remote.S3Cli
 }
 
 // sendParts encrypts the parts in order and sends those S3 does not have yet, UploadParallel at a
-// time. A part S3 already has is skipped when the journal holds it (its chain block lets the next part
+// time across all uploads (Engine.parts). A part S3 already has is skipped when the journal holds it (its chain block lets the next part
 // go on without re-encrypting it), or when S3 lists it and its ETag equals the MD5 of the ciphertext
 // computed again (a part that arrived just before a crash): only parts that never arrived are re-sent.
 // listed is what ListParts answered for r's upload (resumeOrStart).
@@ -228,7 +228,6 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 	ps := r.PartSize
 	nparts := max(1, (r.Size+ps-1)/ps)
 	plain := make([]byte, min(ps, r.Size)) // one part of plaintext; the ciphertext of each part is its own
-	sem := make(chan struct{}, e.o.UploadParallel)
 	var fe firstError
 	var wg sync.WaitGroup
 	u.confirmed.Store(0)
@@ -276,15 +275,22 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 			continue
 		}
 		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			fe.set(ctx.Err())
+		case e.parts <- struct{}{}:
+		default:
+			if e.o.partWaits != nil {
+				e.o.partWaits(u.id, i)
+			}
+			select {
+			case e.parts <- struct{}{}:
+			case <-ctx.Done():
+				fe.set(ctx.Err())
+			}
 		}
 		if fe.get() != nil {
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-e.parts }()
 			if err := e.sendPart(ctx, u, s3c, r, pr, ct, sum[:], n); err != nil {
 				fe.set(err)
 				return
