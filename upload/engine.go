@@ -177,9 +177,11 @@ type upload struct {
 	cancelled  bool
 	stop       context.CancelFunc // cancels the running attempt
 	done       chan struct{}      // closed when the running attempt returns
-	verified   bool               // size and sha512 checked against the data in this engine's life
-	meter      meter
-	rate       float64
+	// verified: size and sha512 checked against the data in this engine's life (or computed by its
+	// writer as it wrote it: EnqueueHashed)
+	verified bool
+	meter    meter
+	rate     float64
 
 	confirmed atomic.Int64 // plaintext bytes in parts S3 has acknowledged (or the whole file)
 	inflight  sync.Map     // *partBody -> struct{}: bodies being sent, for progress
@@ -315,6 +317,15 @@ func (e *Engine) Pending() int {
 // When Enqueue returns, the upload is journaled durably; the staging record (RecordStaging), if any,
 // is removed.
 func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
+	return e.EnqueueHashed(stagingPath, name, 0, "")
+}
+
+// EnqueueHashed is Enqueue of a file whose sha512 its writer computed as it wrote it (hex; "" when
+// unknown): it is journaled with the file, so the first attempt starts sending at once instead of
+// reading the whole file to hash it first. size is the length the sum covers; a file of another
+// length is hashed by the engine as any other. After a restart the sum is checked against the data
+// before anything more is sent, as a sum of the engine's own is.
+func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string) (string, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return "", fmt.Errorf("upload: bad name %q", name)
 	}
@@ -334,6 +345,10 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 	id := newID()
 	r := record{ID: id, Name: name, Source: stagingPath, Data: filepath.Join(e.pending, id), Size: fi.Size(),
 		State: StateQueued, Created: e.now()}
+	hashed := sum != "" && size == fi.Size()
+	if hashed {
+		r.SHA512 = sum
+	}
 	// The record first: a crash before the move leaves a record whose Source still holds the data
 	// (load finishes the move); the other order could leave data that nothing points to.
 	if err := e.j.save(&r); err != nil {
@@ -349,7 +364,7 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 	// The journal owns the data now; a record left by a crash here is removed by the next New.
 	_ = removeIfExists(stagingPath + stagingExt)
 	_ = syncDir(filepath.Dir(stagingPath))
-	u := &upload{id: id, rec: r}
+	u := &upload{id: id, rec: r, verified: hashed}
 	e.mu.Lock()
 	e.ups[id] = u
 	e.mu.Unlock()
