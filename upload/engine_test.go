@@ -2,9 +2,11 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -462,4 +464,36 @@ func TestUploadParallelBoundsAllUploads(t *testing.T) {
 	close(release)
 	p.checkPublished(h.wait(ids[0]), "a.bin", a)
 	p.checkPublished(h.wait(ids[1]), "b.bin", b)
+}
+
+// A part that fails while the next part waits for its token: the token the waiting part then takes
+// is given back when the attempt stops, or the engine would have a slot fewer for every such
+// failure, and with UploadParallel 1 the retry could never send again.
+func TestUploadFailedPartGivesBackItsToken(t *testing.T) {
+	p := newPlatform(t, false)
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	o.UploadParallel = 1
+	waiting := make(chan struct{}, 100)
+	var failed atomic.Bool
+	o.partWaits = func(string, int32) { waiting <- struct{}{} }
+	o.beforePart = func(ctx context.Context, _ string, n int32) error {
+		if n != 1 || failed.Load() {
+			return nil
+		}
+		select { // fail part 1 once part 2 waits for the token it holds
+		case <-waiting:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		failed.Store(true)
+		return errors.New("injected failure of part 1")
+	}
+	h := startEngine(t, o)
+	data := randomData(23, 3*testPart+3)
+	id := enqueue(t, h.eng, "retry.bin", data)
+	p.checkPublished(h.wait(id), "retry.bin", data)
+	if !failed.Load() {
+		t.Fatal("part 1 never failed")
+	}
 }

@@ -274,19 +274,12 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 			u.confirmed.Add(n)
 			continue
 		}
-		select {
-		case e.parts <- struct{}{}:
-		default:
-			if e.o.partWaits != nil {
-				e.o.partWaits(u.id, i)
-			}
-			select {
-			case e.parts <- struct{}{}:
-			case <-ctx.Done():
-				fe.set(ctx.Err())
-			}
+		if !e.takePart(ctx, u.id, i) {
+			fe.set(ctx.Err())
+			break
 		}
-		if fe.get() != nil {
+		if fe.get() != nil { // a part failed while this one waited: give its token back
+			<-e.parts
 			break
 		}
 		wg.Go(func() {
@@ -304,6 +297,24 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 	}
 	wg.Wait()
 	return fe.get()
+}
+
+// takePart takes a token for part n of upload id (Engine.parts): false when ctx ends first.
+func (e *Engine) takePart(ctx context.Context, id string, n int32) bool {
+	select {
+	case e.parts <- struct{}{}:
+		return true
+	default:
+	}
+	if e.o.partWaits != nil {
+		e.o.partWaits(id, n)
+	}
+	select {
+	case e.parts <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // journaledParts are the parts of the S3 upload id the journal holds (the last line for a number wins).
