@@ -2,9 +2,11 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -413,4 +415,85 @@ func damagedOf(e *Engine) []Status {
 		}
 	}
 	return out
+}
+
+// UploadParallel bounds the parts in flight of all uploads together (so the ciphertext held in
+// memory does not grow with the number of files): while one upload's part is held in flight with
+// UploadParallel 1, the other running upload's first part waits for it instead of being sent.
+func TestUploadParallelBoundsAllUploads(t *testing.T) {
+	p := newPlatform(t, false)
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	o.UploadParallel = 1
+	o.Files = 2
+	type part struct {
+		id string
+		n  int32
+	}
+	arrived, waits := make(chan part, 100), make(chan part, 100)
+	release := make(chan struct{})
+	o.beforePart = func(ctx context.Context, id string, n int32) error {
+		arrived <- part{id, n}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	o.partWaits = func(id string, n int32) { waits <- part{id, n} }
+	h := startEngine(t, o)
+	a, b := randomData(21, 2*testPart+1), randomData(22, 2*testPart+2)
+	ids := []string{enqueue(t, h.eng, "a.bin", a), enqueue(t, h.eng, "b.bin", b)}
+	var first part
+	select {
+	case first = <-arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no part sent")
+	}
+	for other := false; !other; {
+		select {
+		case second := <-arrived:
+			t.Fatalf("parts %+v and %+v in flight at once with UploadParallel 1", first, second)
+		case w := <-waits: // the next part of the same upload may wait first
+			other = w.id != first.id
+		case <-time.After(60 * time.Second):
+			t.Fatal("the other upload neither sent a part nor waited")
+		}
+	}
+	close(release)
+	p.checkPublished(h.wait(ids[0]), "a.bin", a)
+	p.checkPublished(h.wait(ids[1]), "b.bin", b)
+}
+
+// A part that fails while the next part waits for its token: the token the waiting part then takes
+// is given back when the attempt stops, or the engine would have a slot fewer for every such
+// failure, and with UploadParallel 1 the retry could never send again.
+func TestUploadFailedPartGivesBackItsToken(t *testing.T) {
+	p := newPlatform(t, false)
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	o.UploadParallel = 1
+	waiting := make(chan struct{}, 100)
+	var failed atomic.Bool
+	o.partWaits = func(string, int32) { waiting <- struct{}{} }
+	o.beforePart = func(ctx context.Context, _ string, n int32) error {
+		if n != 1 || failed.Load() {
+			return nil
+		}
+		select { // fail part 1 once part 2 waits for the token it holds
+		case <-waiting:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		failed.Store(true)
+		return errors.New("injected failure of part 1")
+	}
+	h := startEngine(t, o)
+	data := randomData(23, 3*testPart+3)
+	id := enqueue(t, h.eng, "retry.bin", data)
+	p.checkPublished(h.wait(id), "retry.bin", data)
+	if !failed.Load() {
+		t.Fatal("part 1 never failed")
+	}
 }

@@ -202,7 +202,7 @@ func (e *Engine) resumeOrStart(ctx context.Context, u *upload, s3c *remote.S3Cli
 }
 
 // sendParts encrypts the parts in order and sends those S3 does not have yet, UploadParallel at a
-// time. A part S3 already has is skipped when the journal holds it (its chain block lets the next part
+// time across all uploads (Engine.parts). A part S3 already has is skipped when the journal holds it (its chain block lets the next part
 // go on without re-encrypting it), or when S3 lists it and its ETag equals the MD5 of the ciphertext
 // computed again (a part that arrived just before a crash): only parts that never arrived are re-sent.
 // listed is what ListParts answered for r's upload (resumeOrStart).
@@ -227,8 +227,6 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 
 	ps := r.PartSize
 	nparts := max(1, (r.Size+ps-1)/ps)
-	plain := make([]byte, min(ps, r.Size)) // one part of plaintext; the ciphertext of each part is its own
-	sem := make(chan struct{}, e.o.UploadParallel)
 	var fe firstError
 	var wg sync.WaitGroup
 	u.confirmed.Store(0)
@@ -248,17 +246,22 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 				}
 			}
 		}
-		if _, err := f.ReadAt(plain[:n], off); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
+		// The part is read, encrypted and sent from one buffer, given back when its request ends.
+		buf := getPartBuf(ps)
+		if _, err := f.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
+			putPartBuf(buf)
 			fe.set(fmt.Errorf("%w: reading staging data at %d: %v", ErrDamaged, off, err))
 			break
 		}
 		enc, err := cbc.NewEncrypter(key, chain)
 		if err != nil {
+			putPartBuf(buf)
 			fe.set(err)
 			break
 		}
-		ct, err := enc.Part(plain[:n], final)
+		ct, err := enc.PartInPlace(buf[:n], final)
 		if err != nil {
+			putPartBuf(buf)
 			fe.set(err)
 			break
 		}
@@ -268,6 +271,7 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 			Chain: base64.StdEncoding.EncodeToString(chain)}
 		if lp, ok := listed[i]; ok && lp.etag == pr.ETag && lp.size == pr.Size {
 			// Arrived before the crash, never journaled: the same bytes, no need to send them again.
+			putPartBuf(buf)
 			if err := e.appendPart(u, pr); err != nil {
 				fe.set(err)
 				break
@@ -275,16 +279,19 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 			u.confirmed.Add(n)
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !e.takePart(ctx, u.id, i) {
+			putPartBuf(buf)
 			fe.set(ctx.Err())
+			break
 		}
-		if fe.get() != nil {
+		if fe.get() != nil { // a part failed while this one waited: give its token back
+			<-e.parts
+			putPartBuf(buf)
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-e.parts }()
+			defer putPartBuf(buf)
 			if err := e.sendPart(ctx, u, s3c, r, pr, ct, sum[:], n); err != nil {
 				fe.set(err)
 				return
@@ -298,6 +305,40 @@ func (e *Engine) sendParts(ctx context.Context, u *upload, s3c *remote.S3Client,
 	}
 	wg.Wait()
 	return fe.get()
+}
+
+// partBufs are part buffers (*[]byte) for reuse: the ciphertext of a 1 GiB upload is otherwise 1 GiB of
+// fresh memory, zeroed and faulted in, for the garbage collector. A sync.Pool, so that a mount that
+// stopped uploading gives them back to the system.
+var partBufs sync.Pool
+
+// getPartBuf is a buffer for a part of up to ps bytes, with room for the padding of a final part.
+func getPartBuf(ps int64) []byte {
+	need := int(ps) + cbc.BlockSize
+	if b, ok := partBufs.Get().(*[]byte); ok && cap(*b) >= need {
+		return (*b)[:need]
+	}
+	return make([]byte, need)
+}
+
+func putPartBuf(b []byte) { partBufs.Put(&b) }
+
+// takePart takes a token for part n of upload id (Engine.parts): false when ctx ends first.
+func (e *Engine) takePart(ctx context.Context, id string, n int32) bool {
+	select {
+	case e.parts <- struct{}{}:
+		return true
+	default:
+	}
+	if e.o.partWaits != nil {
+		e.o.partWaits(id, n)
+	}
+	select {
+	case e.parts <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // journaledParts are the parts of the S3 upload id the journal holds (the last line for a number wins).

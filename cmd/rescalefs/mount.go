@@ -82,7 +82,7 @@ func addServeFlags(fl *pflag.FlagSet, c *mountConfig) {
 	fl.IntVar(&c.maxJobAgeDays, "max-job-age", 0, "completed/ shows jobs completed within this many days (0: all)")
 	fl.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request (very verbose)")
-	fl.IntVar(&c.uploadParallel, "upload-parallel", upload.DefaultUploadParallel, "parts of one upload in flight")
+	fl.IntVar(&c.uploadParallel, "upload-parallel", upload.DefaultUploadParallel, "parts in flight, all uploads together (each holds one encrypted part in memory)")
 	// Hidden: for tests that need a file closed but not yet queued (crash recovery).
 	fl.DurationVar(&c.uploadSettle, "upload-settle", rfs.DefaultUploadSettle, "how long a closed file in uploads/ stays unwritten before it is queued")
 	_ = fl.MarkHidden("upload-settle")

@@ -136,19 +136,30 @@ func NewEncrypter(key, iv []byte) (*Encrypter, error) {
 // Part encrypts src as the next part and returns the ciphertext (a new slice). A non-final src must be a
 // multiple of BlockSize; the final one may be any length (even zero) and gets the PKCS#7 padding.
 func (e *Encrypter) Part(src []byte, final bool) ([]byte, error) {
+	out := make([]byte, len(src), len(src)+BlockSize)
+	copy(out, src)
+	return e.PartInPlace(out, final)
+}
+
+// PartInPlace is Part encrypting buf in place: the ciphertext is buf extended by the padding of a
+// final part, which must fit in cap(buf) (BlockSize more than len(buf) always does). No allocation and
+// no copy: an upload reuses its part buffers.
+func (e *Encrypter) PartInPlace(buf []byte, final bool) ([]byte, error) {
 	if e.done {
 		return nil, errors.New("cbc: part after the final part")
 	}
-	n := len(src)
+	n := len(buf)
 	if final {
-		n = len(src) + BlockSize - len(src)%BlockSize
-	} else if len(src)%BlockSize != 0 {
-		return nil, fmt.Errorf("cbc: non-final part of %d bytes is not a multiple of %d", len(src), BlockSize)
+		n = len(buf) + BlockSize - len(buf)%BlockSize
+	} else if len(buf)%BlockSize != 0 {
+		return nil, fmt.Errorf("cbc: non-final part of %d bytes is not a multiple of %d", len(buf), BlockSize)
 	}
-	out := make([]byte, n)
-	copy(out, src)
-	for i := len(src); i < n; i++ {
-		out[i] = byte(n - len(src))
+	if n > cap(buf) {
+		return nil, fmt.Errorf("cbc: no room for the padding: part of %d bytes in a buffer of %d", len(buf), cap(buf))
+	}
+	out := buf[:n]
+	for i := len(buf); i < n; i++ {
+		out[i] = byte(n - len(buf))
 	}
 	if n > 0 {
 		cipher.NewCBCEncrypter(e.block, e.chain).CryptBlocks(out, out)

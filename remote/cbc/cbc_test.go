@@ -245,3 +245,26 @@ func BenchmarkEncryptingReader(b *testing.B) {
 		}
 	}
 }
+
+// TestPartInPlace: the ciphertext is the buffer itself, and a final part whose padding does not fit
+// in the buffer's capacity is refused rather than written past it.
+func TestPartInPlace(t *testing.T) {
+	key, iv := NewKey(), NewIV()
+	plain := pseudoRandom(5, 40)
+	enc, _ := NewEncrypter(key, iv)
+	if _, err := enc.PartInPlace(append([]byte(nil), plain[:32]...)[:32:32], true); err == nil {
+		t.Fatal("final part of 32 bytes accepted in a buffer of 32 (its padding is 16 more)")
+	}
+	buf := make([]byte, 40, 48)
+	copy(buf, plain)
+	ct, err := enc.PartInPlace(buf, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &ct[0] != &buf[0] || len(ct) != 48 {
+		t.Fatalf("ciphertext of %d bytes, in place %v", len(ct), &ct[0] == &buf[0])
+	}
+	if !bytes.Equal(ct, reference(t, key, iv, plain)) {
+		t.Fatal("ciphertext differs from whole-file CBC")
+	}
+}

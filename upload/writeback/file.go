@@ -23,7 +23,8 @@ type Engine interface {
 	CreateStaging() (*os.File, error)
 	RecordStaging(stagingPath string, r upload.StagingRecord) error
 	DiscardStaging(stagingPath string) error
-	Enqueue(stagingPath, name string) (string, error)
+	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
+	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
 	Rename(id, name string) error
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
@@ -74,6 +75,10 @@ type Set struct {
 	byID  map[string]*File
 	files map[*File]struct{} // every live file, for SettleAll
 
+	// hashBufs holds the buffers of the hashers (hash.go), one per chunk being hashed: taking one
+	// is the bound on hashing at once.
+	hashBufs chan []byte
+
 	// final: SettleAll(true) ran, the data files are closed and no handler comes any more, so no timer
 	// may be armed (a late Done of a renamed file would queue closed data after the mount is gone).
 	final atomic.Bool
@@ -93,7 +98,11 @@ func NewSet(o Options) *Set {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}}
+	s := &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}, hashBufs: make(chan []byte, hashers)}
+	for range hashers {
+		s.hashBufs <- nil // allocated on first use
+	}
+	return s
 }
 
 // Settle is the settle time of the set.
@@ -254,6 +263,7 @@ type File struct {
 	note           string
 	timer          *time.Timer // the settle (or hold) timer, when armed
 	tgen           uint64      // bumped at every arm or stop: a stale firing does nothing
+	ph             prehash     // the sha512 of the staging data, computed as it is written (hash.go)
 }
 
 // toLocked applies ev. A refused transition is a bug of the caller: logged, and the state kept.
@@ -410,6 +420,7 @@ func (f *File) ownLocked(keep int64) error {
 	}
 	old.Close()
 	f.owned, f.size = true, keep
+	f.hashResetLocked() // another file: hashed again from 0 (the copy is in the page cache)
 	return nil
 }
 
@@ -491,6 +502,7 @@ func (f *File) truncateLocked(size int64) error {
 	}
 	ev := f.rewriteEventLocked(size)
 	f.size = size
+	f.hashChangedLocked(size)
 	f.modifiedLocked(ev)
 	return nil
 }
@@ -524,6 +536,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	if k > 0 {
 		f.size = max(f.size, off+int64(k))
+		f.hashChangedLocked(off)
 	}
 	if err != nil {
 		f.failedLocked(off+int64(k), err)
@@ -604,6 +617,7 @@ func (f *File) closedLocked() error {
 	}
 	f.toLocked(ev)
 	f.armLocked()
+	f.hashClosedLocked()
 	return nil
 }
 
@@ -696,7 +710,7 @@ func (f *File) enqueueLocked() (superseded string) {
 	}
 	var id string
 	if err == nil {
-		id, err = f.set.o.Engine.Enqueue(f.data.Name(), f.name)
+		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
 	}
 	if err != nil {
 		if !errors.Is(err, upload.ErrClosed) {
@@ -709,6 +723,7 @@ func (f *File) enqueueLocked() (superseded string) {
 	old := f.id
 	f.toLocked(EvEnqueue)
 	f.id, f.owned, f.sealed, f.note = id, false, false, ""
+	f.hashResetLocked()
 	f.set.track(f, id)
 	f.set.o.Log.Debug("upload queued", "name", f.name, "upload", id, "size", f.size)
 	return old
