@@ -350,7 +350,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		logger.Info("resuming uploads", "pending", n)
 	}
 	if addr := os.Getenv(pprofEnv); addr != "" {
-		servePprof(addr, logger)
+		life.pprof = servePprof(addr, logger)
 	}
 	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
 	ready(nil)
