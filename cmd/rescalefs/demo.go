@@ -68,6 +68,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, faults emulator.Faults, stdout, stderr io.Writer) error {
+	// `rescalefs demo | head -1`: when the reader of stdout goes away, the demo ends as on Ctrl-C, with
+	// everything below undone, instead of being killed by SIGPIPE with its mount left behind.
+	defer catchBrokenPipe()()
+	ctx, end := context.WithCancelCause(context.Background())
+	defer end(nil)
+	stdout = endOnWriteError{w: stdout, end: end}
 	// The mountpoint is created when missing and removed again at the end, so the demo leaves nothing.
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -96,6 +102,9 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	}
 	defer emu.Close()
 	fmt.Fprintln(stdout, "starting the emulated platform with sample jobs...")
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	if err := emu.Seed(emulator.SampleOptions{LargeFileSize: largeSize, Running: demoRunning}); err != nil {
 		return err
 	}
@@ -115,7 +124,7 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 	if err != nil {
 		return err
 	}
-	facts, err := findDemoFacts(context.Background(), client)
+	facts, err := findDemoFacts(ctx, client)
 	if err != nil {
 		return err
 	}
@@ -133,7 +142,11 @@ func demo(c mountConfig, privateCache bool, mountpoint string, largeSize int64, 
 		}
 		printDemoTour(stdout, abs, creds.URL, facts)
 	}
-	return serveMount(context.Background(), c, creds, abs, stderr, ready)
+	err = serveMount(ctx, c, creds, abs, stderr, ready)
+	if ctx.Err() != nil {
+		return context.Cause(ctx) // unmounted because nobody reads the output: not the Ctrl-C asked for
+	}
+	return err
 }
 
 // demoRunning is how long the demo's running jobs take, so a few finish while the user explores.

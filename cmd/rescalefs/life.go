@@ -25,8 +25,9 @@ import (
 //     then for the engine's goroutines and the confirmations it gave the tree (Mounted.WaitUploads),
 //     the downloader's, then for the cache's fetches;
 //  3. close: the metrics server (--metrics; its scrapes read the cache and the tree, so it stops first,
-//     its scrapes in progress finished), the cache's tiers, then the lock, last, so a new mount of the
-//     same cache directory can start the moment it is released.
+//     its scrapes in progress finished), the profiles' server (RESCALEFS_PPROF; it reads nothing of
+//     ours, but must not outlive the mount it profiles), the cache's tiers, then the lock, last, so a
+//     new mount of the same cache directory can start the moment it is released.
 type mountLife struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -37,6 +38,7 @@ type mountLife struct {
 	dl      *download.Downloader
 	blocks  *cache.Cache
 	metrics func() // stops the --metrics server once its scrapes in progress are done
+	pprof   func() // stops the RESCALEFS_PPROF server, a profile in progress cut off after a short grace
 	unlock  func()
 
 	once sync.Once
@@ -90,6 +92,9 @@ func (l *mountLife) end() {
 		}
 		if l.metrics != nil {
 			step("metrics", l.metrics)
+		}
+		if l.pprof != nil {
+			step("pprof", l.pprof)
 		}
 		if l.blocks != nil {
 			step("cache", func() { l.blocks.Close() })

@@ -238,7 +238,7 @@ func parseFlags(fl *pflag.FlagSet, args []string, nargs int, name string, usage 
 }
 
 // serveMount builds client, cache and tree, mounts, reports readiness, and serves until unmounted or
-// signalled (SIGINT/SIGTERM unmount cleanly).
+// signalled (SIGINT/SIGTERM unmount cleanly) or ctx ends (it unmounts the same way).
 func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoint string, logw io.Writer, ready func(error)) error {
 	logger, err := newLogger(logw, c.logLevel)
 	if err != nil {
@@ -249,6 +249,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	defer catchBrokenPipe()() // a log line to a closed pipe must not kill the process and strand the mount
 	hc := remote.NewHTTPClient()
 	obs := newPlatformObserver(hc.Transport, creds.URL)
 	hc.Transport = obs
@@ -349,14 +350,21 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		logger.Info("resuming uploads", "pending", n)
 	}
 	if addr := os.Getenv(pprofEnv); addr != "" {
-		servePprof(addr, logger)
+		life.pprof = servePprof(addr, logger)
 	}
 	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
 	ready(nil)
 
+	ended := ctx.Done() // the caller's end (the demo's stdout closed) unmounts as a signal does
 	go func() {
-		for sig := range sigs {
-			logger.Info("unmounting", "signal", sig.String())
+		for {
+			select {
+			case sig := <-sigs:
+				logger.Info("unmounting", "signal", sig.String())
+			case <-ended:
+				ended = nil
+				logger.Info("unmounting", "reason", context.Cause(ctx).Error())
+			}
 			if err := m.Unmount(); err != nil {
 				// Busy (a shell sits in the folder): detach now, the kernel finishes when it is let go.
 				logger.Warn("unmount failed; detaching lazily", "err", err)
