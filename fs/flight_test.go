@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +73,35 @@ func TestConcurrentJobLookupsShareOneRequest(t *testing.T) {
 	if got[emulator.EndpointStatuses] != 2 || got[emulator.EndpointJob] != 1 {
 		t.Errorf("%d concurrent lookups of each job sent %d statuses and %d job requests, want 2 (one per job) and 1",
 			n, got[emulator.EndpointStatuses], got[emulator.EndpointJob])
+	}
+}
+
+// Once the mount's shared calls are closed (the mount's shutdown), a call asked for later fails at
+// once without reaching the platform, and nothing is left running for the shutdown to miss.
+func TestFlightAfterShutdownFailsAtOnce(t *testing.T) {
+	emu, c := newEmulatorClient(t, emulator.Faults{})
+	j, err := emu.AddJob(emulator.JobSpec{Name: "j", Files: []emulator.FileSpec{{RelativePath: "a", Size: 10}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFsys(Options{}, c, nil)
+	f.cancel()
+	f.calls.close()
+	emu.ResetCounters()
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"find", func() error { _, err := f.findJob(context.Background(), j.ID); return err }},
+		{"statuses", func() error { _, err := f.jobStatuses(context.Background(), j.ID); return err }},
+		{"list", func() error { _, err := f.refreshList().wait(context.Background()); return err }},
+		{"tree", func() error { _, _, err := f.jobFiles(context.Background(), j.ID); return err }},
+	} {
+		if err := call.do(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s after shutdown: %v, want %v", call.name, err, context.Canceled)
+		}
+	}
+	if n := emu.Counters().Total(); n != 0 {
+		t.Errorf("%d requests reached the platform after shutdown, want none", n)
 	}
 }

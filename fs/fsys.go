@@ -65,6 +65,7 @@ type fsys struct {
 	// caller's context dies with an interrupt), and Unmount cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
+	calls  flightGroup // the shared calls under ctx, which the mount's shutdown waits for (flight.go)
 
 	newReader func(f *remote.File) fileReader
 	liveTTL   time.Duration // how long a running job's listing is reused
@@ -112,6 +113,7 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 	}
 	f.model.lru.max = opts.MaxTreeFiles
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.calls.ctx = f.ctx
 	f.mounted = f.now()
 	if c := opts.Cache; c != nil {
 		wo := opts.WalkAhead

@@ -82,7 +82,7 @@ func (f *fsys) libraryFiles(ctx context.Context) (*node, error) {
 	}
 	c := l.call
 	if c == nil {
-		c = startFlight(f.ctx, func(ctx context.Context) (*node, error) {
+		c = startFlight(&f.calls, func(ctx context.Context) (*node, error) {
 			files, err := f.client.LibraryFiles(ctx, "")
 			if err != nil {
 				return nil, err

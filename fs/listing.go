@@ -83,7 +83,7 @@ func (f *fsys) jobFiles(ctx context.Context, id string) (*node, bool, error) {
 		completed, gen := info.Completed, t.gen
 		live := !completed && runActive(info.Status)
 		ttl := f.liveTTL
-		c = startFlight(f.ctx, func(ctx context.Context) (*node, error) {
+		c = startFlight(&f.calls, func(ctx context.Context) (*node, error) {
 			if live {
 				root, err := f.liveTree(ctx, t, id)
 				if err == nil || !isNotFound(err) {
@@ -147,7 +147,7 @@ func (f *fsys) jobStatuses(ctx context.Context, id string) (jobInfo, error) {
 		return info, nil
 	}
 	listStatus := info.Status
-	got, err := f.jobCalls.do(ctx, f.ctx, "statuses\x00"+id, func(ctx context.Context) (jobInfo, error) {
+	got, err := f.jobCalls.do(ctx, &f.calls, "statuses\x00"+id, func(ctx context.Context) (jobInfo, error) {
 		st, err := f.client.JobStatuses(ctx, id)
 		if err != nil {
 			return jobInfo{}, err
@@ -182,7 +182,7 @@ func (f *fsys) findJob(ctx context.Context, id string) (jobInfo, error) {
 			}
 		}
 	}
-	return f.jobCalls.do(ctx, f.ctx, "find\x00"+id, func(ctx context.Context) (jobInfo, error) {
+	return f.jobCalls.do(ctx, &f.calls, "find\x00"+id, func(ctx context.Context) (jobInfo, error) {
 		j, err := f.client.GetJob(ctx, id)
 		if err == nil && j.ID != id {
 			err = remote.ErrNotFound // a platform answering with another job: not this one
@@ -219,7 +219,7 @@ func (f *fsys) refreshList() *flight[[]string] {
 	if f.listCall != nil {
 		return f.listCall
 	}
-	f.listCall = startFlight(f.ctx, func(ctx context.Context) ([]string, error) {
+	f.listCall = startFlight(&f.calls, func(ctx context.Context) ([]string, error) {
 		list, err := f.client.ListJobs(ctx, nil)
 		if err != nil {
 			return nil, err

@@ -260,7 +260,7 @@ func (lf *liveFile) fetch(ctx context.Context) (liveBytes, error) {
 		if lf.haveData {
 			from = lf.size
 		}
-		c = startFlight(lf.f.ctx, func(ctx context.Context) (liveBytes, error) {
+		c = startFlight(&lf.f.calls, func(ctx context.Context) (liveBytes, error) {
 			b, ranged, err := lf.f.client.TailRange(ctx, lf.jobID, lf.runID, lf.path, from, -1)
 			lf.mu.Lock()
 			defer lf.mu.Unlock()

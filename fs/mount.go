@@ -81,12 +81,13 @@ func mount(mountpoint string, opts Options, client platform, newReader func(*rem
 }
 
 // stop ends the background work: first every platform call in flight (the tree's context), then the
-// poller is waited for. The other way round, a poll round stuck on a platform that does not answer
-// held the unmount for as long as the round's retries lasted.
+// poller and the shared calls are waited for. The other way round, a poll round stuck on a platform
+// that does not answer held the unmount for as long as the round's retries lasted.
 func (m *Mounted) stop() {
 	m.stopOnce.Do(func() {
 		m.fsys.cancel()
 		m.poller.halt()
+		m.fsys.calls.close()
 	})
 }
 

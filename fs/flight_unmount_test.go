@@ -1,0 +1,97 @@
+package fs_test
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/fs/fusetest"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// A lookup shared by several callers runs under the mount's context, not theirs, so it outlives an
+// interrupted caller: here every caller of it is killed while the platform is frozen, and the calls go
+// on. Once Unmount returns none of them may still be running: no shared call in flight, no platform
+// call in progress, and no request arriving at the platform afterwards. Unmount used to cancel them
+// and return without waiting, leaving a goroutine and a request behind the mount. The frozen platform
+// must not hold the unmount either: the calls are cancelled, not waited out (the default policy's
+// budget is 60 s, and a call that ran out of it would count as given up).
+//
+// Whether a call left behind is still running when Unmount returns is a race the old code mostly but
+// not always lost, so the test makes it several times over (a round is a fraction of a second).
+func TestUnmountWaitsForSharedLookups(t *testing.T) {
+	fusetest.CheckLeaks(t)
+	for round := range 6 {
+		t.Run(fmt.Sprint("round ", round), unmountWithSharedLookups)
+	}
+}
+
+func unmountWithSharedLookups(t *testing.T) {
+	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
+	// One poll round only (the first, at mount): the jobs added below stay unknown to the list, so a
+	// lookup of each asks the platform for it.
+	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: time.Hour},
+		fusetest.MountExtra{Permanent: remote.Permanent}) // the default policy: a 60 s budget
+	if out, err := exec.Command("ls", filepath.Join(env.Dir, "jobs")).CombinedOutput(); err != nil {
+		t.Fatalf("ls jobs: %v %s", err, out)
+	}
+	emu := p.Emulator()
+	// Several lookups, each its own shared call: each call's cancellation is a race of its own
+	// against Unmount's return.
+	const n = 8
+	var ids []string
+	for i := range n {
+		j, err := emu.AddJob(emulator.JobSpec{Name: fmt.Sprintf("added after the list %d", i),
+			Files: []emulator.FileSpec{{RelativePath: "a", Size: 10}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	emu.SetFrozen(true)
+	defer emu.SetFrozen(false)
+	var stats []*exec.Cmd
+	for _, id := range ids {
+		c := exec.Command("stat", filepath.Join(env.Dir, "jobs", id))
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stats = append(stats, c)
+	}
+	fusetest.Eventually(t, 30*time.Second, "every lookup held by the frozen platform", func() bool {
+		return emu.Holding() >= n
+	})
+	// The callers give up (the kernel interrupts their lookups); the shared calls go on.
+	for _, c := range stats {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	}
+	for _, id := range ids {
+		if env.Mount.JobLookupCallers(id) == 0 {
+			t.Fatalf("the lookup of %s ended with its caller; want it to go on under the mount", id)
+		}
+	}
+	if err := env.Mount.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	// Right after Unmount returns, not eventually.
+	for _, id := range ids {
+		if c := env.Mount.JobLookupCallers(id); c != 0 {
+			t.Errorf("after Unmount the lookup of %s is still in flight (%d callers)", id, c)
+		}
+	}
+	if h := env.Client.Health(); h.Calls != 0 || h.GaveUp != 0 {
+		t.Errorf("after Unmount %d platform calls in progress and %d given up, want none (cancelled and waited for)",
+			h.Calls, h.GaveUp)
+	}
+	sent := emu.Counters().Total()
+	// The held requests end once the platform sees their connections go (on its side, a moment
+	// later); nothing is sent after them.
+	fusetest.Eventually(t, 10*time.Second, "the platform holding no request", func() bool { return emu.Holding() == 0 })
+	if got := emu.Counters().Total(); got != sent {
+		t.Errorf("%d requests reached the platform after Unmount returned", got-sent)
+	}
+}
