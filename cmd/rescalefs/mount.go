@@ -186,7 +186,7 @@ func checkServeFlags(c mountConfig) error {
 		return fmt.Errorf("--upload-parallel %d: want at least 1", c.uploadParallel)
 	}
 	if c.parallel < 0 {
-		return fmt.Errorf("--parallel %d: want at least 1", c.parallel)
+		return fmt.Errorf("--parallel %d: want at least 1 (0: the default)", c.parallel)
 	}
 	_, err := splitMemory(c.memory, c.requests())
 	return err
@@ -206,7 +206,9 @@ func (c *mountConfig) requests() requestPlan {
 	if p.parallel == 0 {
 		p.parallel = contentsParallel
 		if c.directReads {
-			p.parallel = storageParallel
+			// By bytes, not count: 32 of 8 MiB blocks, 16 of 16 MiB, 64 of 4 MiB, so every
+			// --block-size fits the default --memory.
+			p.parallel = int(max(1, storageInFlight/c.blockSize))
 		}
 	}
 	return p
@@ -356,6 +358,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	ready(nil)
 
 	ended := ctx.Done() // the caller's end (the demo's stdout closed) unmounts as a signal does
+	served := make(chan struct{}) // closed when the mount is gone: the watcher below ends with it
 	go func() {
 		for {
 			select {
@@ -364,6 +367,8 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 			case <-ended:
 				ended = nil
 				logger.Info("unmounting", "reason", context.Cause(ctx).Error())
+			case <-served:
+				return
 			}
 			if err := m.Unmount(); err != nil {
 				// Busy (a shell sits in the folder): detach now, the kernel finishes when it is let go.
@@ -376,6 +381,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		}
 	}()
 	m.Wait()
+	close(served)
 	life.end()
 	if n := toResume(engine); n > 0 {
 		logger.Warn("uploads pending at unmount", "pending", n)
@@ -425,9 +431,9 @@ const (
 	// per second, not bytes, so one stream's request rate is about throughput/16 MiB (25/s at 400 MiB/s).
 	contentsRequestSize = 16 << 20
 	contentsParallel    = 16
-	// storageParallel: 32 requests of one 8 MiB block, 256 MiB, the same share of --memory as 16 of
-	// 16 MiB through /contents/.
-	storageParallel = 32
+	// storageInFlight is the storage reads' share of --memory in flight: 32 requests of one 8 MiB
+	// block, the same as 16 of 16 MiB through /contents/.
+	storageInFlight = 256 << 20
 	// storageSplitMisses: a block a read waits for comes as up to 4 requests of 2 MiB over idle
 	// connections, in about a third of the time of one (20 ms latency + 80 ms vs 340 ms at 25 MiB/s).
 	storageSplitMisses = 4
