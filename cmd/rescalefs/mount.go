@@ -357,7 +357,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	logger.Info("mounted", "mountpoint", mountpoint, "url", creds.URL)
 	ready(nil)
 
-	ended := ctx.Done() // the caller's end (the demo's stdout closed) unmounts as a signal does
+	ended := ctx.Done()           // the caller's end (the demo's stdout closed) unmounts as a signal does
 	served := make(chan struct{}) // closed when the mount is gone: the watcher below ends with it
 	go func() {
 		for {
