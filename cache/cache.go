@@ -73,6 +73,13 @@ type ChecksumSource interface {
 	ReadRangeVecSum(ctx context.Context, objectID string, off int64, bufs [][]byte, sums []uint32) error
 }
 
+// SplitSource is an optional extension of Source: Splittable reports whether a block of objectID may
+// be fetched as several concurrent requests (Options.SplitMisses). A source whose requests for some
+// objects count against a limit says no for those.
+type SplitSource interface {
+	Splittable(objectID string) bool
+}
+
 // Object is an immutable remote object: the same ID always has the same bytes
 // and Size, so its blocks can be cached forever.
 type Object struct {

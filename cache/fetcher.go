@@ -595,6 +595,9 @@ func (c *Cache) spareSlots(sp *span) int {
 	if c.opts.SplitMisses < 2 || sp.readahead || sp.owner != nil {
 		return 0
 	}
+	if ss, ok := c.src.(SplitSource); ok && !ss.Splittable(sp.obj.ID) {
+		return 0
+	}
 	want := min(c.opts.SplitMisses-1, int(sp.length/minSplitPart)-1)
 	got := 0
 	for got < want {

@@ -156,3 +156,32 @@ func TestMissSplitPartFailureRetriesTheBlock(t *testing.T) {
 		}
 	})
 }
+
+// noSplit is the fake as a SplitSource that says no for the objects in its set.
+type noSplit struct {
+	*fakeSource
+	no map[string]bool
+}
+
+func (n noSplit) Splittable(id string) bool { return !n.no[id] }
+
+// A SplitSource decides per object: a block of an object it says no for (a file read through the API,
+// whose requests count against a limit) is one request, even with every slot idle.
+func TestMissNotSplitWhenSourceSaysNo(t *testing.T) {
+	const bs = 4 << 20
+	f := newFake()
+	api, storage := f.add("api", bs), f.add("storage", bs)
+	c := newTestCache(t, noSplit{f, map[string]bool{"api": true}}, splitOptions(t, 8, 4))
+	for _, obj := range []Object{api, storage} {
+		if _, err := c.ReadAt(context.Background(), obj, make([]byte, 10), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := map[string]int{}
+	for _, cl := range f.callList() {
+		per[cl.id]++
+	}
+	if per["api"] != 1 || per["storage"] != 4 {
+		t.Fatalf("requests per object %v, want api 1 (not splittable), storage 4", per)
+	}
+}

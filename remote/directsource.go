@@ -179,7 +179,7 @@ func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, buf
 	if off+n > f.DecryptedSize && off < f.DecryptedSize {
 		return fmt.Errorf("read %s [%d,%d): %w: %w: the file has %d bytes", id, off, off+n, ErrShortBody, errOutOfFile, f.DecryptedSize)
 	}
-	if f.Storage.StorageType != StorageTypeS3 || f.PathParts.Path == "" || f.EncodedEncryptionKey == "" {
+	if !directable(f) {
 		return errDirectUnavailable
 	}
 	s, err := d.store(ctx, f.Storage)
@@ -187,6 +187,33 @@ func (d *DirectSource) readDirect(ctx context.Context, id string, off int64, buf
 		return err
 	}
 	return s.ReadRangeDirectVecSum(ctx, f, off, bufs, sums)
+}
+
+// directable reports whether f's metadata allows a storage read at all.
+func directable(f File) bool {
+	return f.Storage.StorageType == StorageTypeS3 && f.PathParts.Path != "" && f.EncodedEncryptionKey != ""
+}
+
+// Splittable reports whether a block of file id may be fetched as several concurrent requests
+// (cache.SplitSource): yes when it is read from storage, whose requests no limit counts; no when it
+// goes through /contents/ (the file is not on S3 or has no key, its storage read failed a moment ago,
+// or its storage has no client), where each request counts against the platform's limit. A file
+// whose metadata is not known yet is taken to be on storage, as most are.
+func (d *DirectSource) Splittable(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if until, ok := d.apiUntil[id]; ok && d.now().Before(until) {
+		return false
+	}
+	f, ok := d.files[id]
+	if !ok {
+		return true
+	}
+	if !directable(f) {
+		return false
+	}
+	e, ok := d.stores[f.Storage.ID]
+	return !ok || e.s3 != nil || !d.now().Before(e.failUntil)
 }
 
 // store returns the S3 client of a storage, creating it (one credentials request, shared by concurrent

@@ -251,6 +251,38 @@ func TestDirectSourceReadsDirectAndFallsBack(t *testing.T) {
 	}
 }
 
+// TestDirectSourceSplittable: files read from storage may have a block split over several requests;
+// files read through /contents/ (not on S3, no key, or whose storage read just failed) may not, as each
+// request there counts against the platform's limit.
+func TestDirectSourceSplittable(t *testing.T) {
+	v := newS3Env(t)
+	ctx := context.Background()
+	d := NewDirectSource(v.c, DirectSourceOptions{S3: S3Options{MaxAttempts: 1, MaxBackoff: time.Millisecond}})
+	plain := randomBytes(17, 100_000)
+	s3f := v.libraryFile("s3.bin", plain)
+	azure := v.libraryFile("azure.bin", plain)
+	azure.Storage.StorageType = "AzureStorage"
+	nokey := v.libraryFile("nokey.bin", plain)
+	nokey.EncodedEncryptionKey = ""
+	d.Register(s3f, azure, nokey)
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{{s3f.ID, true}, {azure.ID, false}, {nokey.ID, false}, {"not-listed-yet", true}} {
+		if got := d.Splittable(tc.id); got != tc.want {
+			t.Errorf("Splittable(%s) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+	// Storage failing for s3.bin: the read goes through /contents/, and so do the next ones for a while.
+	v.e.FailNext(emulator.EndpointS3Get, 5, emulator.Fault500)
+	if err := d.ReadRange(ctx, s3f.ID, 0, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if d.Splittable(s3f.ID) {
+		t.Fatal("a file whose storage read just failed (now read through /contents/) is splittable")
+	}
+}
+
 func TestDirectSourceConcurrentFirstReads(t *testing.T) {
 	v := newS3Env(t)
 	d := NewDirectSource(v.c, DirectSourceOptions{})

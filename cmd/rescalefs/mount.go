@@ -442,6 +442,10 @@ const (
 // The direct source hands the disk tier each block's checksum, computed as the bytes were decrypted.
 var _ cache.ChecksumSource = (*remote.DirectSource)(nil)
 
+// It says which files may have a waited-for block split over several requests: not those it reads
+// through /contents/, where each request counts against the platform's limit.
+var _ cache.SplitSource = (*remote.DirectSource)(nil)
+
 // runtimeOverhead is what the process needs beyond block buffers: the Go runtime, FUSE request buffers,
 // listings and metadata. It is the "small constant" of the memory target (--memory + 64 MiB of peak RSS
 // with four 1 GiB readers): the Go memory limit is --memory plus this, and block buffers are noscan, so
