@@ -347,7 +347,7 @@ func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string)
 		State: StateQueued, Created: e.now()}
 	hashed := sum != "" && size == fi.Size()
 	if hashed {
-		r.SHA512 = sum
+		r.SHA512, r.SumFromWriter = sum, true
 	}
 	// The record first: a crash before the move leaves a record whose Source still holds the data
 	// (load finishes the move); the other order could leave data that nothing points to.
@@ -650,7 +650,16 @@ func (e *Engine) failed(u *upload, err error) {
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
 	// A refusal is for good only for the name it refused: one renamed while the request was on its
 	// way is tried again under its new name.
-	if permanent(err) && (u.sent == "" || u.sent == r.Name) {
+	refused := permanent(err) && (u.sent == "" || u.sent == r.Name)
+	if refused && r.SumFromWriter {
+		// Not for good yet: the sha512 sent was the writer's, which the platform may have refused (a
+		// mismatch is a 400). The engine hashes the data itself and tries once more, now.
+		r.SHA512, r.SumFromWriter, u.verified = "", false, false
+		r.NextTry = e.now()
+		refused = false
+		e.log.Warn("upload refused by the platform; hashing the data again before giving up", "upload", u.id, "name", r.Name, "err", err)
+	}
+	if refused {
 		r.State, r.NextTry = StateRejected, time.Time{}
 	}
 	rc := *r

@@ -2,6 +2,8 @@ package upload
 
 import (
 	"context"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -495,5 +497,38 @@ func TestUploadFailedPartGivesBackItsToken(t *testing.T) {
 	p.checkPublished(h.wait(id), "retry.bin", data)
 	if !failed.Load() {
 		t.Fatal("part 1 never failed")
+	}
+}
+
+// TestUploadWrongWriterSumHashedAgain: a sum handed over by the file's writer (EnqueueHashed) is taken
+// without hashing the file; should it be wrong, the platform refuses the file (400, a sha512 mismatch),
+// and a refusal is for good. Before it is, the engine hashes the data itself once and tries again
+// with its own sum: a mistake of the writer's hasher costs one attempt, never the file.
+func TestUploadWrongWriterSumHashedAgain(t *testing.T) {
+	p := newPlatform(t, false)
+	for _, tc := range []struct {
+		name      string
+		threshold int64
+	}{{"small", 0}, {"multipart", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := p.engineOpts(t.TempDir())
+			o.SmallThreshold = tc.threshold
+			h := startEngine(t, o)
+			data := randomData(77, 3*testPart+5)
+			f, err := h.eng.CreateStaging()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			other := sha512.Sum512(randomData(78, len(data))) // the right length, the wrong content
+			id, err := h.eng.EnqueueHashed(f.Name(), tc.name+".bin", int64(len(data)), hex.EncodeToString(other[:]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.checkPublished(h.wait(id), tc.name+".bin", data)
+		})
 	}
 }

@@ -28,15 +28,18 @@ const recordVersion = 1
 
 // record is what the journal keeps of one upload.
 type record struct {
-	Version int       `json:"v"`
-	ID      string    `json:"id"`
-	Name    string    `json:"name"`             // the name it will be published under
-	Source  string    `json:"source,omitempty"` // the staging path Enqueue moved the data from
-	Data    string    `json:"data"`             // the data file, under pending/
-	Size    int64     `json:"size"`             // plaintext bytes; fixed once SHA512 is set
-	SHA512  string    `json:"sha512,omitempty"` // hex of the plaintext; set before any byte is sent
-	State   State     `json:"state"`
-	Created time.Time `json:"created"`
+	Version int    `json:"v"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`             // the name it will be published under
+	Source  string `json:"source,omitempty"` // the staging path Enqueue moved the data from
+	Data    string `json:"data"`             // the data file, under pending/
+	Size    int64  `json:"size"`             // plaintext bytes; fixed once SHA512 is set
+	SHA512  string `json:"sha512,omitempty"` // hex of the plaintext; set before any byte is sent
+	// SumFromWriter: SHA512 is the one the file's writer computed as it wrote (EnqueueHashed), not
+	// checked against the data by the engine yet.
+	SumFromWriter bool      `json:"sumFromWriter,omitempty"`
+	State         State     `json:"state"`
+	Created       time.Time `json:"created"`
 
 	// Direct (multipart) uploads. Key and IV are set, and journaled, before the multipart upload is
 	// created; S3UploadID right after.

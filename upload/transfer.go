@@ -90,12 +90,21 @@ func (e *Engine) verify(ctx context.Context, u *upload) error {
 		}
 		return fmt.Errorf("%w: reading staging data: %v", ErrDamaged, err)
 	}
-	if r.SHA512 != "" {
+	switch {
+	case r.SHA512 != "" && !r.SumFromWriter:
 		if sum != r.SHA512 || n != r.Size {
 			return fmt.Errorf("%w: staging data no longer has the journaled sha512", ErrDamaged)
 		}
-	} else if _, err := e.update(u, func(r *record) { r.SHA512, r.Size = sum, n }); err != nil {
-		return err
+	case r.SHA512 != "" && sum == r.SHA512 && n == r.Size:
+		// The writer's sum, now checked (after a restart, before anything more is sent).
+		if _, err := e.update(u, func(r *record) { r.SumFromWriter = false }); err != nil {
+			return err
+		}
+	default:
+		// No sum yet, or a writer's sum the data does not have: the engine's own counts.
+		if _, err := e.update(u, func(r *record) { r.SHA512, r.Size, r.SumFromWriter = sum, n, false }); err != nil {
+			return err
+		}
 	}
 	e.mu.Lock()
 	u.verified = true
