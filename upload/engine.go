@@ -611,6 +611,14 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	case errors.Is(err, ErrDamaged):
 		e.moveAside(u, err.Error())
 	default:
+		if permanent(err) && e.writerSumWrong(ctx, u) {
+			// The platform refused the writer's sha512, rightly: the next attempt sends the engine's.
+			e.log.Warn("upload refused: the sha512 its writer computed was wrong; sending the data's", "upload", u.id, "err", err)
+			e.mu.Lock()
+			u.rec.NextTry = e.now()
+			e.mu.Unlock()
+			break
+		}
 		e.failed(u, err)
 	}
 	e.mu.Lock()
@@ -635,6 +643,30 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	}
 }
 
+// writerSumWrong is asked before a refusal is taken for good: the sha512 sent was the one the file's
+// writer computed (EnqueueHashed), taken without hashing the data, and a wrong one is refused (a
+// mismatch is a 400). It hashes the data (locally: no request) and, when the sums differ, journals the
+// data's own and reports true, so the refusal costs one attempt, not the file. A writer's sum that was
+// right is marked checked, and the refusal stands (no second send).
+func (e *Engine) writerSumWrong(ctx context.Context, u *upload) bool {
+	e.mu.Lock()
+	r := u.rec
+	e.mu.Unlock()
+	if !r.SumFromWriter {
+		return false
+	}
+	sum, n, err := HashFile(ctx, r.Data)
+	if err != nil {
+		return false // unreadable: the refusal stands, as for any other file
+	}
+	wrong := sum != r.SHA512 || n != r.Size
+	if _, err := e.update(u, func(r *record) { r.SHA512, r.Size, r.SumFromWriter = sum, n, false }); err != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", err)
+		return false
+	}
+	return wrong
+}
+
 // failed books a failed attempt: retried after a backoff, shown as failed after FailAfter attempts.
 func (e *Engine) failed(u *upload, err error) {
 	u.jmu.Lock()
@@ -650,16 +682,7 @@ func (e *Engine) failed(u *upload, err error) {
 	r.NextTry = e.now().Add(e.retryDelay(r.Attempts))
 	// A refusal is for good only for the name it refused: one renamed while the request was on its
 	// way is tried again under its new name.
-	refused := permanent(err) && (u.sent == "" || u.sent == r.Name)
-	if refused && r.SumFromWriter {
-		// Not for good yet: the sha512 sent was the writer's, which the platform may have refused (a
-		// mismatch is a 400). The engine hashes the data itself and tries once more, now.
-		r.SHA512, r.SumFromWriter, u.verified = "", false, false
-		r.NextTry = e.now()
-		refused = false
-		e.log.Warn("upload refused by the platform; hashing the data again before giving up", "upload", u.id, "name", r.Name, "err", err)
-	}
-	if refused {
+	if permanent(err) && (u.sent == "" || u.sent == r.Name) {
 		r.State, r.NextTry = StateRejected, time.Time{}
 	}
 	rc := *r
