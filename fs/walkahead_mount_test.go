@@ -1,14 +1,17 @@
 package fs_test
 
 import (
+	"cmp"
 	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,8 +138,12 @@ func TestRandomOpenFetchesOnlyItsFile(t *testing.T) {
 	if _, err := os.ReadDir(dir); err != nil {
 		t.Fatal(err)
 	}
+	// Three files no two of which, opened in a row, are neighbours in the listing or in inode order
+	// (inode numbers come from the files' ids: a fixed choice of names was such a pair now and then).
+	names := nonNeighbours(t, dir, []string{"probe_057.dat", "probe_012.dat", "probe_090.dat", "probe_033.dat",
+		"probe_071.dat", "probe_004.dat", "probe_046.dat", "probe_085.dat"}, 3)
 	env.Emulator.ResetCounters()
-	for i, name := range []string{"probe_057.dat", "probe_012.dat", "probe_090.dat"} {
+	for i, name := range names {
 		if _, err := os.ReadFile(filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -239,4 +246,55 @@ func TestNoStorageCredentialsReadsThroughAPI(t *testing.T) {
 	if st := env.Cache.Stats(); st.Misses > 5 {
 		t.Errorf("%d files fetched only once opened: the walk did not fetch ahead", st.Misses)
 	}
+}
+
+// nonNeighbours picks n of candidates, in order, such that each is no neighbour of the one picked before
+// it in dir's listing (by name) or in inode order: the opens of a walk the mount would recognise.
+func nonNeighbours(t *testing.T, dir string, candidates []string, n int) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type file struct {
+		name string
+		ino  uint64
+	}
+	var files []file
+	for _, e := range ents {
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, file{e.Name(), fi.Sys().(*syscall.Stat_t).Ino})
+	}
+	pos := func(sorted []file) map[string]int {
+		m := map[string]int{}
+		for i, f := range sorted {
+			m[f.name] = i
+		}
+		return m
+	}
+	byName := pos(files)
+	byIno := slices.Clone(files)
+	slices.SortStableFunc(byIno, func(a, b file) int { return cmp.Compare(a.ino, b.ino) })
+	inoPos := pos(byIno)
+	near := func(a, b int) bool { return a-b == 1 || b-a == 1 }
+	var picked []string
+	for _, c := range candidates {
+		if len(picked) == n {
+			break
+		}
+		if k := len(picked); k > 0 {
+			p := picked[k-1]
+			if near(byName[p], byName[c]) || near(inoPos[p], inoPos[c]) {
+				continue
+			}
+		}
+		picked = append(picked, c)
+	}
+	if len(picked) < n {
+		t.Fatalf("no %d of %v apart in both orders", n, candidates)
+	}
+	return picked
 }
