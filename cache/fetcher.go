@@ -255,7 +255,9 @@ func (c *Cache) fetch(sp *span) {
 	for i, cl := range sp.calls {
 		blocks[i] = make([]byte, c.blockLen(sp.obj, cl.key.idx))
 	}
-	sp.sums = make([]uint32, len(blocks))
+	if _, ok := c.src.(ChecksumSource); ok {
+		sp.sums = make([]uint32, len(blocks))
+	}
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
 	c.mu.Lock()

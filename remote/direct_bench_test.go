@@ -8,41 +8,19 @@ package remote
 
 import (
 	"context"
-	"io"
-	"net/http/httptest"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
 func BenchmarkReadRangeDirectVec(b *testing.B) {
-	e, err := emulator.New(emulator.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	defer srv.Close()
-	defer e.Close()
-	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey()})
-	if err != nil {
-		b.Fatal(err)
-	}
 	const (
 		block = 8 << 20
 		per   = 2 // blocks per call
 		size  = 4*block + 100
 	)
-	fi, err := e.AddLibraryFile("bench.bin", io.LimitReader(zeroReader{}, size), size)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, c, f := benchFile(b, Options{}, size)
 	ctx := context.Background()
-	f, err := c.GetFile(ctx, fi.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
 	s, err := c.NewS3Client(ctx, S3Options{})
 	if err != nil {
 		b.Fatal(err)

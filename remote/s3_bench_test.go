@@ -21,27 +21,9 @@ import (
 )
 
 func BenchmarkDirectVsContents(b *testing.B) {
-	e, err := emulator.New(emulator.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(e)
-	defer srv.Close()
-	defer e.Close()
-	c, err := New(Options{BaseURL: srv.URL, APIKey: e.APIKey(), Burst: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
 	const size = 128 << 20
-	fi, err := e.AddLibraryFile("bench.bin", io.LimitReader(zeroReader{}, size), size)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e, c, f := benchFile(b, Options{Burst: time.Second}, size)
 	ctx := context.Background()
-	f, err := c.GetFile(ctx, fi.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
 	d := NewDirectSource(c, DirectSourceOptions{})
 	d.Register(f)
 	e.SetFaults(emulator.Faults{Latency: 20 * time.Millisecond, Bandwidth: 25 << 20})
@@ -87,6 +69,32 @@ func BenchmarkDirectVsContents(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchFile serves an emulator over HTTP for the benchmark's life and returns it, a client of it (o,
+// with its URL and key) and the metadata of a library file of size zero bytes.
+func benchFile(b *testing.B, o Options, size int64) (*emulator.Emulator, *Client, File) {
+	b.Helper()
+	e, err := emulator.New(emulator.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(e)
+	b.Cleanup(func() { srv.Close(); e.Close() })
+	o.BaseURL, o.APIKey = srv.URL, e.APIKey()
+	c, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fi, err := e.AddLibraryFile("bench.bin", io.LimitReader(zeroReader{}, size), size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := c.GetFile(context.Background(), fi.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e, c, f
 }
 
 type zeroReader struct{}
