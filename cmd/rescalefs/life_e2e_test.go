@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
 // backgroundMount runs `rescalefs mount` (background) with args and returns the child's pid.
@@ -65,12 +67,7 @@ func TestUnmountThenMountWhileFrozen(t *testing.T) {
 	backgroundMount(t, creds, "--poll", "1s", "--cache-dir", cacheDir, "--auth-timeout", "2s", mnt)
 
 	emu.SetFrozen(false)
-	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
-		t.Fatal("wrong bytes after the remount")
-	}
-	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("unmount: %v: %s", err, out)
-	}
+	remountServesThenUnmount(t, mnt, job.ID, f)
 }
 
 // A mount over a mount whose process was killed (kill -9 leaves it "transport endpoint is not
@@ -96,8 +93,14 @@ func TestRemountAfterKill(t *testing.T) {
 		t.Fatal("the killed mount still answers statfs")
 	}
 	backgroundMount(t, creds, "--poll", "1s", mnt)
-	f := job.Files[0]
-	if got := fileSHA512(t, filepath.Join(mnt, "jobs", job.ID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
+	remountServesThenUnmount(t, mnt, job.ID, job.Files[0])
+}
+
+// remountServesThenUnmount checks that the new mount at mnt serves f of job jobID with its bytes,
+// then unmounts it.
+func remountServesThenUnmount(t *testing.T, mnt, jobID string, f emulator.FileInfo) {
+	t.Helper()
+	if got := fileSHA512(t, filepath.Join(mnt, "jobs", jobID, filepath.FromSlash(f.RelativePath))); got != f.SHA512 {
 		t.Fatal("wrong bytes after the remount")
 	}
 	if out, err := rescalefsCmd(t, nil, "unmount", mnt).CombinedOutput(); err != nil {
