@@ -61,8 +61,15 @@ func unmountWithSharedLookups(t *testing.T) {
 		}
 		stats = append(stats, c)
 	}
-	fusetest.Eventually(t, 30*time.Second, "every lookup held by the frozen platform", func() bool {
-		return emu.Holding() >= n
+	// Every lookup in flight and the platform holding what they sent (lookups arriving together may
+	// share a request: counting held requests, n of them, was a race the test lost now and then).
+	fusetest.Eventually(t, 30*time.Second, "every lookup in flight, held by the frozen platform", func() bool {
+		for _, id := range ids {
+			if env.Mount.JobLookupCallers(id) == 0 {
+				return false
+			}
+		}
+		return emu.Holding() > 0
 	})
 	// The callers give up (the kernel interrupts their lookups); the shared calls go on.
 	for _, c := range stats {
