@@ -1,135 +1,47 @@
 package cbc
 
-import (
-	"encoding/binary"
-	"fmt"
-	"math/bits"
-)
+import "fmt"
 
-// The AES key schedule, written from FIPS-197 (section 5.2 and, for decryption, 5.3.5). crypto/aes keeps
-// its round keys to itself, and the AES-NI decryption path (cbc_amd64.s) needs them in the form of the
-// Equivalent Inverse Cipher, which is what the AESDEC instruction computes a round of.
+// The AES key schedule for the AES-NI decryption path (cbc_amd64.s), which needs the round keys in the
+// form of FIPS-197's Equivalent Inverse Cipher (5.3.5), the one AESDEC computes a round of; crypto/aes
+// keeps its round keys to itself.
+//
+// The schedule is computed in assembly (aeskey_amd64.s) with AESKEYGENASSIST (SubWord, RotWord and Rcon)
+// and AESIMC (InvMixColumns), not in Go: a Go schedule looks the S-box up at addresses given by key bytes,
+// which leaves the key in the cache's state for a local attacker to time (as crypto/aes avoids with
+// AES-NI). The decrypter expands keys here only when it decrypts with AES-NI; without it it uses
+// crypto/aes's own cipher and schedule. The Go schedule written from FIPS-197 (aeskey_ref_test.go) is
+// the tests' reference.
 
 // maxRounds is Nr for AES-256, the largest key size.
 const maxRounds = 14
+
+// roundKeys holds up to maxRounds+1 round keys of 16 bytes, in FIPS-197's byte order.
+type roundKeys [(maxRounds + 1) * BlockSize]byte
 
 // decKeys are the round keys of the Equivalent Inverse Cipher, in the order the decryption uses them:
 // rk[0] is the last encryption round key (the first XOR), rk[1..nr-1] are encryption round keys nr-1..1
 // with InvMixColumns applied (one per AESDEC), and rk[nr] is the cipher key's first round key
 // (AESDECLAST).
 type decKeys struct {
-	nr int                               // rounds: 10, 12 or 14 for 16-, 24- or 32-byte keys
-	rk [(maxRounds + 1) * BlockSize]byte // nr+1 round keys, in FIPS-197's byte order
+	nr int       // rounds: 10, 12 or 14 for 16-, 24- or 32-byte keys
+	rk roundKeys // nr+1 round keys
 }
 
-// sbox is the AES S-box (FIPS-197 5.1.1), computed rather than typed in: the multiplicative inverse in
-// GF(2^8), then the affine transformation.
-var sbox = func() (s [256]byte) {
-	for x := range 256 {
-		b := gfInverse(byte(x))
-		s[x] = b ^ rotl8(b, 1) ^ rotl8(b, 2) ^ rotl8(b, 3) ^ rotl8(b, 4) ^ 0x63
-	}
-	return s
-}()
-
-// invMixTable[x] is the column InvMixColumns makes of (x, 0, 0, 0), most significant byte first: x times
-// 0e, 09, 0d, 0b (FIPS-197 5.3.3). A byte in row r gives the same column rotated down by r.
-var invMixTable = func() (t [256]uint32) {
-	for x := range 256 {
-		b := byte(x)
-		t[x] = uint32(gfMul(b, 0x0e))<<24 | uint32(gfMul(b, 0x09))<<16 | uint32(gfMul(b, 0x0d))<<8 | uint32(gfMul(b, 0x0b))
-	}
-	return t
-}()
-
-func rotl8(b byte, n uint) byte { return b<<n | b>>(8-n) }
-
-// gfMul multiplies in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1 (FIPS-197 4.2).
-func gfMul(a, b byte) byte {
-	var p byte
-	for ; b != 0; b >>= 1 {
-		if b&1 != 0 {
-			p ^= a
-		}
-		a = xtime(a)
-	}
-	return p
+// init derives the Equivalent Inverse Cipher's round keys from a 16-, 24- or 32-byte key. It needs
+// AES-NI (useAESNI).
+func (k *decKeys) init(key []byte) error {
+	var enc roundKeys
+	return k.initEnc(key, &enc)
 }
 
-// xtime multiplies by x (FIPS-197 4.2.1).
-func xtime(a byte) byte {
-	if a&0x80 != 0 {
-		return a<<1 ^ 0x1b
-	}
-	return a << 1
-}
-
-// gfInverse is a^254, the inverse of a in GF(2^8) (a^255 = 1), with 0 mapped to 0 as FIPS-197 says.
-func gfInverse(a byte) byte {
-	r := byte(1)
-	for e, p := 254, a; e != 0; e >>= 1 {
-		if e&1 != 0 {
-			r = gfMul(r, p)
-		}
-		p = gfMul(p, p)
-	}
-	return r
-}
-
-func subWord(w uint32) uint32 {
-	return uint32(sbox[w>>24])<<24 | uint32(sbox[w>>16&0xff])<<16 | uint32(sbox[w>>8&0xff])<<8 | uint32(sbox[w&0xff])
-}
-
-// expandKey is KeyExpansion (FIPS-197 5.2) of a 16-, 24- or 32-byte key: the 4*(nr+1) words of the
-// encryption round keys are w[:4*(nr+1)], word i being bytes 4i..4i+3 of the schedule, most significant
-// first. (An array, not a slice, so that it stays on the stack.)
-func expandKey(key []byte) (w [4 * (maxRounds + 1)]uint32, nr int, err error) {
+// initEnc is init that leaves the encryption round keys (FIPS-197 KeyExpansion) in enc as well.
+func (k *decKeys) initEnc(key []byte, enc *roundKeys) error {
 	if len(key) != 16 && len(key) != 24 && len(key) != 32 {
-		return w, 0, fmt.Errorf("aes: key is %d bytes, want 16, 24 or 32", len(key))
+		return fmt.Errorf("aes: key is %d bytes, want 16, 24 or 32", len(key))
 	}
 	nk := len(key) / 4
-	nr = nk + 6
-	for i := range nk {
-		w[i] = uint32(key[4*i])<<24 | uint32(key[4*i+1])<<16 | uint32(key[4*i+2])<<8 | uint32(key[4*i+3])
-	}
-	rcon := byte(1)
-	for i := nk; i < 4*(nr+1); i++ {
-		t := w[i-1]
-		switch {
-		case i%nk == 0:
-			t = subWord(t<<8|t>>24) ^ uint32(rcon)<<24
-			rcon = xtime(rcon)
-		case nk > 6 && i%nk == 4:
-			t = subWord(t)
-		}
-		w[i] = w[i-nk] ^ t
-	}
-	return w, nr, nil
-}
-
-// init derives the Equivalent Inverse Cipher's round keys (FIPS-197 5.3.5) from a 16-, 24- or 32-byte
-// key.
-func (k *decKeys) init(key []byte) error {
-	w, nr, err := expandKey(key)
-	if err != nil {
-		return err
-	}
-	k.nr = nr
-	for i := 0; i <= k.nr; i++ {
-		// Decryption round i uses encryption round key nr-i, through InvMixColumns but for the first
-		// and last.
-		for j, word := range w[4*(nr-i) : 4*(nr-i+1)] {
-			if i > 0 && i < nr {
-				word = invMixColumn(word)
-			}
-			binary.BigEndian.PutUint32(k.rk[i*BlockSize+4*j:], word)
-		}
-	}
+	k.nr = nk + 6
+	expandKeyAESNI(nk, &key[0], &enc[0], &k.rk[0])
 	return nil
-}
-
-// invMixColumn is InvMixColumns (FIPS-197 5.3.3) on one column, a word of the key schedule.
-func invMixColumn(w uint32) uint32 {
-	return invMixTable[w>>24] ^ bits.RotateLeft32(invMixTable[w>>16&0xff], -8) ^
-		bits.RotateLeft32(invMixTable[w>>8&0xff], -16) ^ bits.RotateLeft32(invMixTable[w&0xff], -24)
 }

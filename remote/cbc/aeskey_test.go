@@ -29,44 +29,153 @@ func TestSbox(t *testing.T) {
 	}
 }
 
-// TestExpandKeyFIPS197: the key expansion examples of FIPS-197 Appendix A, for the three key sizes.
-func TestExpandKeyFIPS197(t *testing.T) {
-	for _, tc := range []struct {
-		key  string
-		nr   int
-		want map[int]uint32 // word index: value
-	}{
-		{"2b7e151628aed2a6abf7158809cf4f3c", 10, map[int]uint32{
-			3: 0x09cf4f3c, 4: 0xa0fafe17, 5: 0x88542cb1, 6: 0x23a33939, 7: 0x2a6c7605,
-			40: 0xd014f9a8, 41: 0xc9ee2589, 42: 0xe13f0cc8, 43: 0xb6630ca6}},
-		{"8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b", 12, map[int]uint32{
-			5: 0x522c6b7b, 6: 0xfe0c91f7, 7: 0x2402f5a5, 8: 0xec12068e,
-			48: 0xe98ba06f, 49: 0x448c773c, 50: 0x8ecc7204, 51: 0x01002202}},
-		{"603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4", 14, map[int]uint32{
-			7: 0x0914dff4, 8: 0x9ba35411, 9: 0x8e6925af, 12: 0xa8b09c1a,
-			56: 0xfe4890d1, 57: 0xe6188d0b, 58: 0x046df344, 59: 0x706c631e}},
-	} {
-		w, nr, err := expandKey(unhex(t, tc.key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if nr != tc.nr {
-			t.Errorf("key %s: %d rounds, want %d", tc.key, nr, tc.nr)
-		}
-		for i, want := range tc.want {
-			if w[i] != want {
-				t.Errorf("key %s: w[%d] = %08x, want %08x", tc.key, i, w[i], want)
+// keySchedule is one way of computing the round keys of a 16-, 24- or 32-byte key: the encryption
+// round keys as the words of FIPS-197's KeyExpansion, and the decryption ones.
+type keySchedule struct {
+	name   string
+	expand func(t *testing.T, key []byte) (w [4 * (maxRounds + 1)]uint32, dk decKeys)
+}
+
+// refSchedule is the Go reference of aeskey_ref_test.go.
+var refSchedule = keySchedule{"go", func(t *testing.T, key []byte) (w [4 * (maxRounds + 1)]uint32, dk decKeys) {
+	w, _, err := expandKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err = refDecKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, dk
+}}
+
+// keySchedules are the reference and, on a CPU that has AES-NI, the assembly that decKeys.init runs.
+// The assembly's output buffers start filled with 0xa5, and it must write nothing past nr+1 round keys.
+func keySchedules() []keySchedule {
+	s := []keySchedule{refSchedule}
+	if useAESNI {
+		s = append(s, keySchedule{"aesni", func(t *testing.T, key []byte) (w [4 * (maxRounds + 1)]uint32, dk decKeys) {
+			var enc roundKeys
+			for i := range enc {
+				enc[i], dk.rk[i] = 0xa5, 0xa5
 			}
-		}
-		for i := 4 * (nr + 1); i < len(w); i++ {
-			if w[i] != 0 {
-				t.Errorf("key %s: w[%d] = %08x past the schedule", tc.key, i, w[i])
+			if err := dk.initEnc(key, &enc); err != nil {
+				t.Fatal(err)
+			}
+			if want := len(key)/4 + 6; dk.nr != want {
+				t.Fatalf("key %x: %d rounds, want %d", key, dk.nr, want)
+			}
+			n := (dk.nr + 1) * BlockSize
+			for name, b := range map[string][]byte{"encryption": enc[n:], "decryption": dk.rk[n:]} {
+				if bytes.Count(b, []byte{0xa5}) != len(b) {
+					t.Fatalf("key %x: %s round keys written past round key %d", key, name, dk.nr)
+				}
+			}
+			for i := range 4 * (dk.nr + 1) {
+				w[i] = binary.BigEndian.Uint32(enc[4*i:])
+			}
+			return w, dk
+		}})
+	}
+	return s
+}
+
+// fips197Schedules are the key expansion examples of FIPS-197 Appendix A (A.1, A.2, A.3): the words of
+// the whole schedule, the key first.
+var fips197Schedules = []struct {
+	keySize int
+	words   string
+}{
+	{16, "2b7e151628aed2a6abf7158809cf4f3ca0fafe1788542cb123a339392a6c7605f2c295f27a96b9435935807a7359f67f" +
+		"3d80477d4716fe3e1e237e446d7a883bef44a541a8525b7fb671253bdb0bad00d4d1c6f87c839d87caf2b8bc11f915bc" +
+		"6d88a37a110b3efddbf98641ca0093fd4e54f70e5f5fc9f384a64fb24ea6dc4fead27321b58dbad2312bf5607f8d292f" +
+		"ac7766f319fadc2128d12941575c006ed014f9a8c9ee2589e13f0cc8b6630ca6"},
+	{24, "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7bfe0c91f72402f5a5ec12068e6c827f6b0e7a95b95c56fec2" +
+		"4db7b4bd69b5411885a74796e92538fde75fad44bb095386485af05721efb14fa448f6d94d6dce24aa326360113b30e6" +
+		"a25e7ed583b1cf9a27f939436a94f767c0a69407d19da4e1ec1786eb6fa64971485f703222cb8755e26d135233f0b7b3" +
+		"40beeb282f18a2596747d26b458c553ea7e1466c9411f1df821f750aad07d753ca4005388fcc5006282d166abc3ce7b5" +
+		"e98ba06f448c773c8ecc720401002202"},
+	{32, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff49ba354118e6925afa51a8b5f2067fcde" +
+		"a8b09c1a93d194cdbe49846eb75d5b9ad59aecb85bf3c917fee94248de8ebe96b5a9328a2678a647983122292f6c79b3" +
+		"812c81addadf48ba24360af2fab8b46498c5bfc9bebd198e268c3ba709e0421468007bacb2df331696e939e46c518d80" +
+		"c814e20476a9fb8a5025c02d59c58239de1369676ccc5a71fa2563959674ee155886ca5d2e2f31d77e0af1fa27cf73c3" +
+		"749c47ab18501ddae2757e4f7401905acafaaae3e4d59b349adf6acebd10190dfe4890d1e6188d0b046df344706c631e"},
+}
+
+// TestExpandKeyFIPS197: every key schedule gives the key expansion examples of FIPS-197 Appendix A, for
+// the three key sizes, and nothing past them; a key of another size is refused.
+func TestExpandKeyFIPS197(t *testing.T) {
+	for _, ks := range keySchedules() {
+		for _, tc := range fips197Schedules {
+			want := unhex(t, tc.words)
+			key := want[:tc.keySize]
+			w, dk := ks.expand(t, key)
+			if n := len(want) / BlockSize; dk.nr+1 != n {
+				t.Errorf("%s: key %x: %d rounds, want %d", ks.name, key, dk.nr, n-1)
+			}
+			for i := range w {
+				var wantW uint32
+				if 4*i < len(want) {
+					wantW = binary.BigEndian.Uint32(want[4*i:])
+				}
+				if w[i] != wantW {
+					t.Errorf("%s: key %x: w[%d] = %08x, want %08x", ks.name, key, i, w[i], wantW)
+				}
 			}
 		}
 	}
 	for _, n := range []int{0, 15, 17, 31, 33} {
 		if _, _, err := expandKey(make([]byte, n)); err == nil {
 			t.Errorf("%d-byte key: no error", n)
+		}
+		// decKeys.init checks the length before it reaches the assembly, so this runs in every build.
+		var k decKeys
+		if err := k.init(make([]byte, n)); err == nil {
+			t.Errorf("%d-byte key: no error from decKeys.init", n)
+		}
+	}
+}
+
+// TestKeyScheduleMatchesReference: for the FIPS-197 keys and a thousand random keys of each size, the
+// assembly gives the reference's encryption round keys and decryption round keys.
+func TestKeyScheduleMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	var keys [][]byte
+	for _, tc := range fips197Schedules {
+		keys = append(keys, unhex(t, tc.words)[:tc.keySize])
+	}
+	for _, keySize := range []int{16, 24, 32} {
+		for range 1000 {
+			key := make([]byte, keySize)
+			for i := range key {
+				key[i] = byte(rng.Uint32())
+			}
+			keys = append(keys, key)
+		}
+	}
+	for _, ks := range keySchedules()[1:] {
+		for _, key := range keys {
+			w, dk := ks.expand(t, key)
+			wantW, wantDK := refSchedule.expand(t, key)
+			if w != wantW {
+				for i := range w {
+					if w[i] != wantW[i] {
+						t.Fatalf("%s: key %x: w[%d] = %08x, want %08x", ks.name, key, i, w[i], wantW[i])
+					}
+				}
+			}
+			if dk.nr != wantDK.nr {
+				t.Fatalf("%s: key %x: %d rounds, want %d", ks.name, key, dk.nr, wantDK.nr)
+			}
+			n := (dk.nr + 1) * BlockSize
+			if got, want := dk.rk[:n], wantDK.rk[:n]; !bytes.Equal(got, want) {
+				i := 0
+				for got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("%s: key %x: decryption round key %d = %x, want %x", ks.name, key, i/BlockSize,
+					got[i/BlockSize*BlockSize:][:BlockSize], want[i/BlockSize*BlockSize:][:BlockSize])
+			}
 		}
 	}
 }
@@ -83,8 +192,8 @@ func TestInvMixColumn(t *testing.T) {
 	}
 
 	key := unhex(t, "2b7e151628aed2a6abf7158809cf4f3c")
-	var k decKeys
-	if err := k.init(key); err != nil {
+	k, err := refDecKeys(key)
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Round key 10 (FIPS-197 Appendix A.1, words 40-43) comes first, the key itself last.

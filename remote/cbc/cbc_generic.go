@@ -8,3 +8,7 @@ var useAESNI = false
 func decryptAESNI(*decKeys, *[BlockSize]byte, []byte) {
 	panic("cbc: no AES-NI decryption in this build")
 }
+
+func expandKeyAESNI(int, *byte, *byte, *byte) {
+	panic("cbc: no AES-NI key schedule in this build")
+}
