@@ -246,7 +246,7 @@ func TestRandom4KReadsFetchOnlyTouchedBlocks(t *testing.T) {
 
 func TestWindowGrowsThenResetsOnSeek(t *testing.T) {
 	src := newFake()
-	obj := src.add("obj", 200*testBS)
+	obj := src.add("obj", 300*testBS)
 	opts := testOptions(t)
 	c := newTestCache(t, src, opts)
 	r := c.NewReader(obj, "")
@@ -273,6 +273,16 @@ func TestWindowGrowsThenResetsOnSeek(t *testing.T) {
 	read(100*testBS + int64(len(p)))
 	if got := r.Window(); got != testBS {
 		t.Fatalf("sequential after seek: window %d, want %d", got, testBS)
+	}
+	// Bulk reads (a streaming copy's): after the seek, the window starts wider and doubles as before.
+	bulk := make([]byte, bulkRead)
+	for i, w := range []int64{0, startWindowBlocks * testBS, 16 * testBS} {
+		if _, err := r.ReadAt(context.Background(), bulk, 250*testBS+int64(i*bulkRead)); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Window(); got != w {
+			t.Fatalf("bulk read %d from a seek: window %d, want %d", i, got, w)
+		}
 	}
 	settle(c)
 }

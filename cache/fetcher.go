@@ -35,7 +35,10 @@ type span struct {
 	length    int64
 	calls     []*call
 	readahead bool
-	fromDisk  bool // the blocks were read from the disk tier: not written back
+	// split, when above 1, is how many parts a Reader's read-ahead block it will want soon may come
+	// in over idle slots, as a miss does (see readaheadSplit).
+	split    int
+	fromDisk bool // the blocks were read from the disk tier: not written back
 	// sums, when summed, are the CRC-32C of each block as the ChecksumSource computed them.
 	sums   []uint32
 	summed bool
@@ -184,12 +187,13 @@ func (r *request) abandon(from int) {
 // contiguous blocks of at most MaxRequestSize (readahead: at most reqBlk
 // blocks) and starts one fetch per run.
 func (c *Cache) startSpans(obj Object, calls []*call, idx []int64, readahead bool) {
-	c.startSpansN(obj, calls, idx, readahead, c.maxReqBlk, nil)
+	c.startSpansN(obj, calls, idx, readahead, c.maxReqBlk, nil, 0)
 }
 
 // startSpansN is startSpans with requests of reqBlk blocks; with an owner, the calls' bytes are
-// already reserved in inflightBytes (see span.owner).
-func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bool, reqBlk int64, owner *Reader) {
+// already reserved in inflightBytes (see span.owner), and readerAt is the first block after the
+// owner's read that planned them.
+func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bool, reqBlk int64, owner *Reader, readerAt int64) {
 	if len(calls) == 0 {
 		return
 	}
@@ -217,6 +221,9 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			calls:     calls[i:j:j],
 			readahead: readahead,
 			owner:     owner,
+		}
+		if j-i == 1 && owner != nil {
+			sp.split = readaheadSplit(idx[i] - readerAt)
 		}
 		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
 		c.wg.Add(1)
@@ -458,7 +465,7 @@ func (c *Cache) removeReadyLocked(e *list.Element) {
 // Reader (owner not nil) it stops at the first block the fetch budget has no
 // room for and returns its index (to when all went), for the Reader to plan
 // again from there on its next read.
-func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader) int64 {
+func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader, readerAt int64) int64 {
 	if from >= to || c.closed.Load() {
 		return to
 	}
@@ -528,7 +535,7 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader) int
 	}
 	c.mu.Unlock()
 	c.startDiskLoads(obj, onDisk)
-	c.startSpansN(obj, created, idx, true, reqBlk, owner)
+	c.startSpansN(obj, created, idx, true, reqBlk, owner, readerAt)
 	return stop
 }
 
@@ -581,26 +588,54 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 		c.complete(&span{obj: obj, calls: []*call{cl}, readahead: true, fromDisk: true}, [][]byte{d}, nil)
 		return
 	}
-	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1, nil)
+	c.startSpansN(obj, []*call{cl}, []int64{cl.key.idx}, true, 1, nil, 0)
 }
+
+// readaheadSplit is how many parts a Reader's read-ahead block d blocks past its read may be split
+// into (over idle slots only, see spareSlots). A whole block over one connection takes its full
+// transfer time (8 MiB at 25 MiB/s: a third of a second), while a reader streaming at a few hundred
+// MiB/s reaches the next blocks within tens of milliseconds: when read-ahead starts right by the reader
+// (a cold start, or a reader that caught up), the nearest blocks fetched whole arrive together long
+// after it wants them, and it stalls. Split, they arrive in order and sooner: the next nearSplitBlocks
+// blocks in as many parts as a miss, the ones after in two. In a steady stream the slots are busy and
+// the planned blocks far ahead, so this costs no extra requests there.
+func readaheadSplit(d int64) int {
+	switch {
+	case d < nearSplitBlocks:
+		return maxSplit
+	case d < 2*nearSplitBlocks:
+		return 2
+	}
+	return 1
+}
+
+const (
+	nearSplitBlocks = 4
+	maxSplit        = 1 << 10 // as many as SplitMisses allows
+)
 
 // minSplitPart is the smallest part a miss is split into: below it a request's latency outweighs
 // its transfer time.
 const minSplitPart = 1 << 20
 
 // spareSlots takes, without waiting, up to SplitMisses-1 Parallel slots beyond sp's own for a block a
-// reader is waiting for (not read-ahead), and returns how many it got (release them with
-// releaseSlots). Only idle slots are taken, so splitting never delays another fetch: it shortens the
-// first read of a cold file (the read-ahead window opens only when that block arrives) and a random
-// read, which otherwise wait for a whole block over one connection.
+// reader is waiting for, or for a Reader's read-ahead block near its reads (up to sp.split parts, see
+// readaheadSplit), and returns how many it got (release them with releaseSlots). Only idle slots are
+// taken, so splitting never delays another fetch: it shortens the first read of a cold file, the
+// blocks right after it, and a random read, which otherwise wait for a whole block over one
+// connection.
 func (c *Cache) spareSlots(sp *span) int {
-	if c.opts.SplitMisses < 2 || sp.readahead || sp.owner != nil {
+	parts := c.opts.SplitMisses
+	if sp.readahead || sp.owner != nil {
+		parts = min(parts, sp.split) // read-ahead: only near a Reader
+	}
+	if parts < 2 {
 		return 0
 	}
 	if ss, ok := c.src.(SplitSource); ok && !ss.Splittable(sp.obj.ID) {
 		return 0
 	}
-	want := min(c.opts.SplitMisses-1, int(sp.length/minSplitPart)-1)
+	want := min(parts-1, int(sp.length/minSplitPart)-1)
 	got := 0
 	for got < want {
 		select {

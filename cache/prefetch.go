@@ -10,7 +10,7 @@ func (c *Cache) Prefetch(obj Object) {
 	if obj.Size <= 0 || c.opts.Readahead < 0 {
 		return
 	}
-	c.readahead(obj, 0, c.numBlocks(obj.Size), c.maxReqBlk, nil)
+	c.readahead(obj, 0, c.numBlocks(obj.Size), c.maxReqBlk, nil, 0)
 }
 
 // PrefetchBudget is the memory that fetches in flight and read-ahead (Prefetch's included) not yet

@@ -10,9 +10,10 @@ import (
 
 // Reader reads one object for one open file handle. It detects sequential
 // access (a read starting where the previous one ended) and then reads ahead
-// in the background: the window starts at one block and doubles on every
-// sequential read up to Options.Readahead; any other offset (a seek) resets
-// it, and such random reads fetch only the blocks they touch. The read itself
+// in the background: the window starts at one block (startWindowBlocks for a
+// bulk read) and doubles on every sequential read up to Options.Readahead; any
+// other offset (a seek) resets it, and such random reads fetch only the blocks
+// they touch. The read itself
 // waits only for its own blocks. Safe for concurrent use (the kernel may send
 // several reads of one handle at once).
 type Reader struct {
@@ -87,11 +88,12 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 		return nil, r.failed
 	}
 	cur := r.cur
-	var raFrom, raTo, reqBlk int64
+	var raFrom, raTo, reqBlk, readerAt int64
 	if off >= 0 && off < size && len(p) > 0 {
 		end := min(off+int64(len(p)), size)
 		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next)) {
-			raFrom, raTo, reqBlk = r.planLocked(max(end, r.next))
+			raFrom, raTo, reqBlk = r.planLocked(max(end, r.next), int64(len(p)) >= bulkRead)
+			readerAt = ceilDiv(end, c.bs)
 			r.next = max(end, r.next)
 		} else {
 			r.window, r.raNext = 0, 0
@@ -103,7 +105,7 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	var hook func()
 	if raTo > raFrom {
 		hook = func() {
-			if stop := c.readahead(r.obj, raFrom, raTo, reqBlk, r); stop < raTo {
+			if stop := c.readahead(r.obj, raFrom, raTo, reqBlk, r, readerAt); stop < raTo {
 				// The budget is full: plan the rest again on a later read.
 				r.mu.Lock()
 				r.raNext = min(r.raNext, stop)
@@ -131,14 +133,28 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	return b, err
 }
 
-// planLocked grows the window for a sequential read ending at end and returns
-// the blocks [from, to) to read ahead now, in requests of reqBlk blocks.
+// A sequential stream whose read is at least bulkRead (a streaming copy: cp, cat and rsync read
+// 1 MiB at a time, the kernel's largest FUSE read) starts its window at startWindowBlocks instead of
+// one: the first read waits for its own block, and with a one-block window the rest of the read-ahead
+// could only be planned after that block arrived, a whole request's time later. Smaller reads (a
+// header sniffed, random access) start at one block, so they cost no more than before.
+const (
+	bulkRead          = 512 << 10
+	startWindowBlocks = 8
+)
+
+// planLocked grows the window for a sequential read ending at end (bulk: see
+// bulkRead) and returns the blocks [from, to) to read ahead now, in requests
+// of reqBlk blocks.
 // Read-ahead is issued in whole requests of at least MinRequestSize (or up to
 // EOF), so a steady stream makes few large requests rather than one per block.
-func (r *Reader) planLocked(end int64) (from, to, reqBlk int64) {
+func (r *Reader) planLocked(end int64, bulk bool) (from, to, reqBlk int64) {
 	c := r.c
 	if r.window == 0 {
 		r.window = min(c.bs, c.opts.Readahead)
+		if bulk {
+			r.window = min(startWindowBlocks*c.bs, c.opts.Readahead)
+		}
 	} else {
 		r.window = min(2*r.window, c.opts.Readahead)
 	}
@@ -170,9 +186,11 @@ func (r *Reader) planLocked(end int64) (from, to, reqBlk int64) {
 
 // maxReorder is how far a read of a sequential stream may land from where the
 // last one ended and still count as sequential: the kernel sends a handle's
-// reads (up to 1 MiB each) concurrently, so they can arrive slightly out of
-// order, and that is not a seek.
-const maxReorder = 1 << 20
+// reads (up to 1 MiB each: the application's own and its read-ahead) concurrently,
+// so they arrive out of order, and that is not a seek. A cold cp was seen to
+// send 0, 1, 3, 2 MiB: at 1 MiB the read at 2 MiB, 2 MiB behind the stream's
+// end, reset the window and the stream started over from one block.
+const maxReorder = 4 << 20
 
 func reordered(off, next int64) bool {
 	return off != next && off >= next-maxReorder && off <= next+maxReorder

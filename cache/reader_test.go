@@ -8,27 +8,43 @@ import (
 	"testing"
 )
 
+// The kernel sends a handle's reads concurrently, so a sequential stream's reads arrive out of order;
+// that must not reset the read-ahead window, while a seek does.
 func TestReorderedReadsStaySequential(t *testing.T) {
-	src := newFake()
-	obj := src.add("obj", 100*testBS)
-	c := newTestCache(t, src, testOptions(t))
-	r := c.NewReader(obj, "")
-	p := make([]byte, 32<<10)
-	for _, off := range []int64{0, 32 << 10, 96 << 10, 64 << 10, 128 << 10} {
-		if _, err := r.ReadAt(context.Background(), p, off); err != nil {
-			t.Fatal(err)
-		}
-		if r.Window() == 0 {
-			t.Fatalf("read at %d: reordered read reset the window", off)
-		}
+	const mib = 1 << 20
+	tests := []struct {
+		name string
+		size int64   // of each read
+		offs []int64 // in order of arrival
+	}{
+		{"small reads", 32 << 10, []int64{0, 32 << 10, 96 << 10, 64 << 10, 128 << 10}},
+		// Seen from a cold cp: the read at 2 MiB arrived after the one at 3 MiB.
+		{"kernel's 1 MiB reads", mib, []int64{0, mib, 3 * mib, 2 * mib, 4 * mib, 5 * mib}},
 	}
-	if _, err := r.ReadAt(context.Background(), p, 50*testBS); err != nil {
-		t.Fatal(err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFake()
+			obj := src.add("obj", 100*mib)
+			c := newTestCache(t, src, testOptions(t))
+			r := c.NewReader(obj, "")
+			p := make([]byte, tc.size)
+			for _, off := range tc.offs {
+				if _, err := r.ReadAt(context.Background(), p, off); err != nil {
+					t.Fatal(err)
+				}
+				if r.Window() == 0 {
+					t.Fatalf("read at %d: reordered read reset the window", off)
+				}
+			}
+			if _, err := r.ReadAt(context.Background(), p, 50*mib); err != nil {
+				t.Fatal(err)
+			}
+			if r.Window() != 0 {
+				t.Fatal("seek did not reset the window")
+			}
+			settle(c)
+		})
 	}
-	if r.Window() != 0 {
-		t.Fatal("seek did not reset the window")
-	}
-	settle(c)
 }
 
 // TestReadRefSharesBlocks: a read inside one block is answered with the cached block's own bytes (no

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 )
@@ -17,7 +18,7 @@ func splitOptions(t *testing.T, parallel, split int) Options {
 }
 
 // A block a reader waits for comes as several concurrent requests over idle slots: a cold read waits
-// for a part of the block's transfer time, not all of it. Read-ahead is never split.
+// for a part of the block's transfer time, not all of it.
 func TestMissSplitsOverIdleSlots(t *testing.T) {
 	const bs = 4 << 20
 	tests := []struct {
@@ -155,6 +156,73 @@ func TestMissSplitPartFailureRetriesTheBlock(t *testing.T) {
 			t.Fatalf("%d in flight, %d retries after a permanent failure", st.InFlight, st.Retries)
 		}
 	})
+}
+
+// A Reader's read-ahead blocks right after its read are split over idle slots too, nearest the most:
+// at a cold start they would otherwise all arrive together, a whole block's transfer time later,
+// while the reader waits. Blocks further ahead, Prefetch's, and a source's unsplittable objects are
+// one request each.
+func TestReadaheadSplitNearTheReader(t *testing.T) {
+	const bs = 4 << 20
+	tests := []struct {
+		name     string
+		split    int
+		noSplit  bool
+		prefetch bool
+		want     map[int64]int // requests per block
+	}{
+		// The bulk read waits for block 0 (a miss: 4 parts); its window of startWindowBlocks plans
+		// blocks 1..8: the four nearest in 4 parts, the next four in 2.
+		{name: "cold bulk start", split: 4,
+			want: map[int64]int{0: 4, 1: 4, 2: 4, 3: 4, 4: 4, 5: 2, 6: 2, 7: 2, 8: 2}},
+		{name: "splitting off", split: 0,
+			want: map[int64]int{0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1}},
+		{name: "source says no", split: 4, noSplit: true,
+			want: map[int64]int{0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1}},
+		{name: "prefetch", split: 4, prefetch: true,
+			want: map[int64]int{0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			obj := f.add("big", 10*bs)
+			opts := splitOptions(t, 64, tc.split) // slots for every part: the split is not limited by them
+			opts.Readahead, opts.MemoryBytes = 64*bs, 256<<20
+			var src Source = f
+			if tc.noSplit {
+				src = noSplit{f, map[string]bool{"big": true}}
+			}
+			c := newTestCache(t, src, opts)
+			if tc.prefetch {
+				c.Prefetch(obj)
+			} else {
+				r := c.NewReader(obj, "")
+				defer r.Close()
+				p := make([]byte, bulkRead)
+				if _, err := r.ReadAt(context.Background(), p, 0); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(p, f.objects["big"][:bulkRead]) {
+					t.Fatal("wrong bytes")
+				}
+			}
+			settle(c)
+			got := f.blockFetches("big", bs)
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("requests per block %v, want %v", got, tc.want)
+			}
+			if st := c.Stats(); st.Requests != int64(sum(tc.want)) || st.InFlight != 0 {
+				t.Fatalf("stats: %d requests, %d in flight; want %d, 0", st.Requests, st.InFlight, sum(tc.want))
+			}
+		})
+	}
+}
+
+func sum(m map[int64]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // noSplit is the fake as a SplitSource that says no for the objects in its set.

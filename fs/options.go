@@ -96,6 +96,11 @@ func (o *Options) fuseOptions(logger *slog.Logger) (*fusefs.Options, error) {
 			MaxWrite:      maxWrite,
 			MaxBackground: maxBackground,
 			MaxReadAhead:  maxReadAhead,
+			// Our reads answer from memory (ReadResultData), never from a file descriptor, so there
+			// is nothing to splice; with splicing on, go-fuse tried it for every read anyway (a
+			// pipe fcntl, a failed splice and an ioctl per read, and at 1 MiB reads a formatted
+			// error) before falling back to writev.
+			DisableSplice: true,
 			// We are root on the machines this runs on: mount(2) directly, falling back to
 			// fusermount3 when that fails (a user mount).
 			DirectMount: true,

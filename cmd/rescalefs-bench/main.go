@@ -58,6 +58,7 @@ type config struct {
 	binary          string
 	noLimits        bool
 	manyFiles       bool
+	pairs           int
 }
 
 func run(args []string) int {
@@ -74,6 +75,7 @@ func run(args []string) int {
 	fl.StringSliceVar(&c.mountArgs, "mount-arg", nil, "extra flags for rescalefs mount, e.g. --mount-arg=--block-size=16MiB")
 	fl.StringVar(&c.binary, "binary", "", "rescalefs binary (default: go build ./cmd/rescalefs)")
 	fl.BoolVar(&c.noLimits, "no-limits", false, "the emulator does not enforce the platform's published request limits")
+	fl.IntVar(&c.pairs, "pairs", 0, "also run the cold cp and aria2c in this many alternated pairs (pairs.go), for a ratio that holds on a loaded machine")
 	fl.BoolVar(&c.manyFiles, "many-files", false, "only the many-small-files rows (manyfiles.go): aria2c, cp -r, rsync, tar, the downloader")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -110,6 +112,9 @@ type row struct {
 	seconds float64
 	bytes   int64
 	note    string
+	// vsAria2c, when set, is the row's own ratio to aria2c (measured beside it), printed instead of
+	// the ratio to the aria2c row.
+	vsAria2c float64
 }
 
 func (r row) mibps() float64 {
@@ -346,6 +351,14 @@ func bench(c config) error {
 		hwm, _ := peakRSS(pid)
 		rows = append(rows, row{name: "mount: four concurrent cold readers", seconds: time.Since(start).Seconds(), bytes: 4 * c.size,
 			note: fmt.Sprintf("peak RSS of the mount %d MiB, %s, %s", hwm>>20, cpu.perGiB(4*c.size), cacheCounters(mnt, since))})
+	}
+
+	if c.pairs > 0 && !c.skip["aria2c"] {
+		r, err := coldPairs(c, work, url, emu.APIKey(), filepath.Join("jobs", bigJob.ID, "results"), first, c.pairs)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
 	}
 
 	if !c.skip["uploads"] {
@@ -672,6 +685,11 @@ func randomReads(path string, size int64, n int) (row, error) {
 
 // startMount runs `rescalefs mount --foreground` as a child and waits until the mount answers.
 func startMount(c config, work, mnt, url, key string) (stop func(), pid int, err error) {
+	return startMountIn(c, work, filepath.Join(work, "cache"), mnt, url, key)
+}
+
+// startMountIn is startMount with its own cache folder.
+func startMountIn(c config, work, cacheDir, mnt, url, key string) (stop func(), pid int, err error) {
 	bin := c.binary
 	if bin == "" {
 		bin = filepath.Join(work, "rescalefs")
@@ -684,7 +702,7 @@ func startMount(c config, work, mnt, url, key string) (stop func(), pid int, err
 	if err := os.Mkdir(mnt, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, 0, err
 	}
-	args := append([]string{"mount", "--foreground", "--cache-dir", filepath.Join(work, "cache"), "--log-level", "warn"}, c.mountArgs...)
+	args := append([]string{"mount", "--foreground", "--cache-dir", cacheDir, "--log-level", "warn"}, c.mountArgs...)
 	cmd := exec.Command(bin, append(args, mnt)...)
 	cmd.Env = append(os.Environ(), "RESCALE_API_KEY="+key, "RESCALE_API_URL="+url)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -785,7 +803,11 @@ func printTable(c config, rows []row) {
 		if r.bytes > 0 {
 			mib = fmt.Sprintf("%.1f", r.mibps())
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.seconds, mib, ratio(single), ratio(parallel), ratio(aria), r.note)
+		vsAria := ratio(aria)
+		if r.vsAria2c > 0 {
+			vsAria = fmt.Sprintf("%.2fx", r.vsAria2c)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.seconds, mib, ratio(single), ratio(parallel), vsAria, r.note)
 	}
 	tw.Flush()
 }
