@@ -453,10 +453,15 @@ func directRows(c config, work, mnt, url string, emu *emulator.Emulator, bigDir 
 		cc := c
 		cc.binary = bin
 		name := fmt.Sprintf("direct-%v", direct)
-		cc.mountArgs = append(slices.Clone(c.mountArgs), "--cache-dir", filepath.Join(work, "cache-"+name), fmt.Sprintf("--direct-reads=%v", direct))
+		cc.mountArgs = append(slices.Clone(c.mountArgs), fmt.Sprintf("--direct-reads=%v", direct))
 		m2 := filepath.Join(work, "mnt-"+name)
-		stop, pid, err := startMount(cc, work, m2, url, emu.APIKey())
+		stop, pid, err := startMountIn(cc, work, filepath.Join(work, "cache-"+name), m2, url, emu.APIKey())
 		if err != nil {
+			return nil, err
+		}
+		// The job's listing first, so the row's CPU and requests are the read's, not the mount's start.
+		if _, err := os.Stat(filepath.Join(m2, rel)); err != nil {
+			stop()
 			return nil, err
 		}
 		emu.ResetCounters()
