@@ -127,6 +127,9 @@ type Options struct {
 	// partWaits, when set (tests), is told of a part ready to be sent that waits for a token
 	// (UploadParallel parts of any uploads are in flight).
 	partWaits func(id string, part int32)
+	// stopped, when set (tests), is told that a cancel has stopped upload id's running attempt (it
+	// may still be finishing).
+	stopped func(id string)
 }
 
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
@@ -284,6 +287,14 @@ func (e *Engine) Start(ctx context.Context) {
 	go e.schedule(e.ctx)
 }
 
+// engineCtx is Start's context, cancelled by Close only: for a request that a cancel of its upload
+// must not cut short.
+func (e *Engine) engineCtx() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ctx
+}
+
 // Close stops every transfer and waits for them. Unfinished uploads stay in the journal and resume on
 // the next start.
 func (e *Engine) Close() error {
@@ -428,6 +439,9 @@ func (e *Engine) withdraw(u *upload) error {
 	e.mu.Unlock()
 	if stop != nil {
 		stop()
+		if e.o.stopped != nil {
+			e.o.stopped(id)
+		}
 		<-done
 	}
 	u.jmu.Lock()
