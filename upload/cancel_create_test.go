@@ -2,6 +2,7 @@ package upload
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -65,9 +66,12 @@ func TestUploadCancelDuringCreateAborts(t *testing.T) {
 			if n := h.eng.Pending(); n != 0 {
 				t.Errorf("%d pending after the cancel, want 0", n)
 			}
-			// The withdrawal is over once the journal has forgotten the upload (Close would cut a
-			// create still on its way short).
-			waitFor(t, func() bool { return !fileExists(filepath.Join(o.Dir, "journal", id+".json")) })
+			<-h.eng.CancelsDone() // (Close would cut a create still on its way short)
+			for _, d := range []string{"journal", "pending"} {
+				if ents, _ := os.ReadDir(filepath.Join(o.Dir, d)); len(ents) != 0 {
+					t.Errorf("%s not empty once the cancel is done: %v", d, ents)
+				}
+			}
 			h.eng.Close()
 			for endpoint, want := range map[string]int64{emulator.EndpointS3CreateMultipart: 1,
 				emulator.EndpointS3Abort: 1, emulator.EndpointS3UploadPart: 0} {
@@ -76,5 +80,40 @@ func TestUploadCancelDuringCreateAborts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUploadCancelsDone: CancelsDone is closed while no cancel is finishing in the background, and
+// stays open while a CancelNoWait's abort is held by a platform that answers nothing, until the abort
+// is answered.
+func TestUploadCancelsDone(t *testing.T) {
+	p := newPlatform(t, false)
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	b := newBlocker(2)
+	o.beforePart = b.hook
+	h := startEngine(t, o)
+	select {
+	case <-h.eng.CancelsDone():
+	default:
+		t.Fatal("CancelsDone open with no cancel")
+	}
+	id := enqueue(t, h.eng, "cancel.bin", randomData(12, 2*testPart))
+	b.waitReached(t)
+	p.e.SetFrozen(true)
+	if err := h.eng.CancelNoWait(id); err != nil {
+		t.Fatal(err)
+	}
+	done := h.eng.CancelsDone()
+	waitFor(t, func() bool { return p.requests(emulator.EndpointS3Abort) == 1 }) // arrived, held
+	select {
+	case <-done:
+		t.Fatal("CancelsDone closed while the abort is held")
+	default:
+	}
+	p.e.SetFrozen(false)
+	<-done
+	if st := p.e.Counters().Statuses[emulator.EndpointS3Abort]; st[http.StatusNoContent] != 1 {
+		t.Errorf("abort answers: %v, want one 204", st)
 	}
 }
