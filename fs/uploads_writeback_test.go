@@ -256,8 +256,10 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 	fusetest.Eventually(t, 30*time.Second, "both multipart uploads started", func() bool {
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
 	})
-	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement")) // queued, sent once the platform answers
-	env.Emulator.SetFrozen(true)                                      // the platform answers nothing now
+	// The platform answers nothing from now on; new.txt is queued, sent once it answers (frozen first, so
+	// that new.txt cannot be published and gone from uploads/ before the mv, however slow the test).
+	env.Emulator.SetFrozen(true)
+	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement"))
 
 	// An rm or mv that waited on the network would not return while the platform is frozen; the
 	// deadline only turns that hang into a failure.
