@@ -253,7 +253,7 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 	up := filepath.Join(env.Dir, "uploads")
 	writeFile(t, filepath.Join(up, "gone.bin"), randBytes(60, 6*testPart))
 	writeFile(t, filepath.Join(up, "over.bin"), randBytes(61, 6*testPart))
-	fusetest.Eventually(t, 30*time.Second, "both multipart uploads started", func() bool {
+	fusetest.Eventually(t, publishDue, "both multipart uploads started", func() bool { // 13 s seen at load 14
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
 	})
 	// The platform answers nothing from now on; new.txt is queued, sent once it answers (frozen first, so
