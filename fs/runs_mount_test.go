@@ -54,6 +54,7 @@ func TestDOERunsMount(t *testing.T) {
 		_, e2 := os.Lstat(filepath.Join(env.Dir, "completed", ids[1]))
 		return e1 == nil && e2 == nil
 	})
+	env.Emulator.ResetCounters()
 	var names []string
 	fusetest.Eventually(t, 10*time.Second, "the DOE job's folder lists run1..run5", func() bool {
 		entries, err := os.ReadDir(doeDir)
@@ -86,5 +87,12 @@ func TestDOERunsMount(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(singleDir, "run1")); !os.IsNotExist(err) {
 		t.Fatalf("a single-run job shows run1/: %v", err)
+	}
+	// Each job's files in one request, grouped by the run their paths name: the runs asked once, for the
+	// DOE job's variables, and no run's own list.
+	for endpoint, want := range map[string]int64{emulator.EndpointJobFiles: 2, emulator.EndpointRuns: 1, emulator.EndpointRunFiles: 0} {
+		if got := env.Requests(endpoint); got != want {
+			t.Errorf("%s: %d requests, want %d", endpoint, got, want)
+		}
 	}
 }

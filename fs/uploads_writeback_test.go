@@ -240,8 +240,10 @@ func TestUploadResumedWritable(t *testing.T) {
 }
 
 // TestUploadRemoveDoesNotWait (defect 4): rm of a file whose multipart upload is under way, and mv of
-// another file over one, return without waiting on the network (here the platform answers nothing for
-// an hour): the upload is withdrawn at once and its abort goes on in the background.
+// another file over one, return without waiting on the network (here the platform answers nothing
+// until the test says so): the upload is withdrawn at once and its abort goes on in the background.
+// It waits on the engine (CancelsDone), never on the clock: the aborts of both multipart uploads are
+// over once the withdrawals are.
 func TestUploadRemoveDoesNotWait(t *testing.T) {
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	// Parts fail: both multipart uploads are started and stay unfinished.
@@ -251,14 +253,16 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 	up := filepath.Join(env.Dir, "uploads")
 	writeFile(t, filepath.Join(up, "gone.bin"), randBytes(60, 6*testPart))
 	writeFile(t, filepath.Join(up, "over.bin"), randBytes(61, 6*testPart))
-	fusetest.Eventually(t, 30*time.Second, "both multipart uploads started", func() bool {
+	fusetest.Eventually(t, publishDue, "both multipart uploads started", func() bool { // 13 s seen at load 14
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
 	})
-	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement")) // queued, sent once the platform answers
-	noParts.Latency = 20 * time.Second                                // the platform stops answering for a while
-	env.Emulator.SetFaults(noParts)
+	// The platform answers nothing from now on; new.txt is queued, sent once it answers (frozen first, so
+	// that new.txt cannot be published and gone from uploads/ before the mv, however slow the test).
+	env.Emulator.SetFrozen(true)
+	writeFile(t, filepath.Join(up, "new.txt"), []byte("replacement"))
 
-	// A deadline far below the time an abort takes now (20 s): not a timing.
+	// An rm or mv that waited on the network would not return while the platform is frozen; the
+	// deadline only turns that hang into a failure.
 	done := make(chan error, 2)
 	go func() { done <- syscall.Unlink(filepath.Join(up, "gone.bin")) }()
 	go func() { done <- os.Rename(filepath.Join(up, "new.txt"), filepath.Join(up, "over.bin")) }()
@@ -268,9 +272,15 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(time.Minute):
 			t.Fatal("rm or mv over a pending upload waits on the network")
 		}
+	}
+	withdrawn := env.Engine.CancelsDone()
+	select {
+	case <-withdrawn:
+		t.Fatal("the withdrawals were over before the platform answered: the aborts were not sent")
+	default:
 	}
 	for _, s := range env.Engine.Snapshot() {
 		if s.Name == "gone.bin" || (s.Name == "over.bin" && s.Size != int64(len("replacement"))) {
@@ -280,12 +290,19 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(up, "gone.bin")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stat after rm: %v", err)
 	}
-	// The platform answers again: nothing of the withdrawn uploads is published, the replacement is,
-	// and nothing stays pending; both multipart uploads are aborted.
+	// The platform answers again: both multipart uploads are aborted, once each, nothing of the
+	// withdrawn uploads is published, the replacement is, and nothing stays pending.
 	env.Emulator.SetFaults(emulator.Faults{})
+	select {
+	case <-withdrawn:
+	case <-time.After(2 * time.Minute): // only a hang: each abort is bounded by the engine
+		t.Fatal("the withdrawals never ended")
+	}
+	if n := env.Requests(emulator.EndpointS3Abort); n != 2 {
+		t.Errorf("%d aborts, want 2 (gone.bin's and over.bin's multipart uploads)", n)
+	}
 	fusetest.Eventually(t, publishDue, "over.bin published", func() bool { return published(env, "over.bin") == 1 })
 	fusetest.Eventually(t, 30*time.Second, "nothing pending", func() bool { return env.Engine.Pending() == 0 })
-	fusetest.Eventually(t, 60*time.Second, "two aborts", func() bool { return env.Requests(emulator.EndpointS3Abort) >= 2 })
 	if n := published(env, "gone.bin"); n != 0 {
 		t.Errorf("gone.bin published %d times", n)
 	}

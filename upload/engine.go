@@ -127,6 +127,9 @@ type Options struct {
 	// partWaits, when set (tests), is told of a part ready to be sent that waits for a token
 	// (UploadParallel parts of any uploads are in flight).
 	partWaits func(id string, part int32)
+	// stopped, when set (tests), is told that a cancel has stopped upload id's running attempt (it
+	// may still be finishing).
+	stopped func(id string)
 }
 
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
@@ -158,6 +161,10 @@ type Engine struct {
 	closed   bool
 	wg       sync.WaitGroup // scheduler and workers
 	bg       sync.WaitGroup // cancels finishing in the background (CancelNoWait); Add under mu
+	// withdrawing counts the cancels finishing in the background, and withdrawn is closed when the
+	// count drops to zero (nil while none runs): CancelsDone.
+	withdrawing int
+	withdrawn   chan struct{}
 
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
@@ -284,6 +291,14 @@ func (e *Engine) Start(ctx context.Context) {
 	go e.schedule(e.ctx)
 }
 
+// engineCtx is Start's context, cancelled by Close only: for a request that a cancel of its upload
+// must not cut short.
+func (e *Engine) engineCtx() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ctx
+}
+
 // Close stops every transfer and waits for them. Unfinished uploads stay in the journal and resume on
 // the next start.
 func (e *Engine) Close() error {
@@ -395,6 +410,7 @@ func (e *Engine) CancelNoWait(id string) error {
 	}
 	go func() {
 		defer e.bg.Done()
+		defer e.withdrawDone()
 		if err := e.withdraw(u); err != nil {
 			e.log.Warn("upload: cancel", "upload", id, "err", err)
 		}
@@ -415,9 +431,36 @@ func (e *Engine) markCancelled(id string, background bool) (*upload, bool, error
 	u.cancelled = true
 	if background && !e.closed {
 		e.bg.Add(1)
+		if e.withdrawing++; e.withdrawn == nil {
+			e.withdrawn = make(chan struct{})
+		}
 		return u, true, nil
 	}
 	return u, false, nil
+}
+
+// withdrawDone books the end of a cancel finishing in the background.
+func (e *Engine) withdrawDone() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.withdrawing--; e.withdrawing == 0 {
+		close(e.withdrawn)
+		e.withdrawn = nil
+	}
+}
+
+// CancelsDone returns a channel closed once no cancel is finishing in the background (CancelNoWait):
+// every attempt it stopped has returned, every multipart upload it had to abort has had its abort
+// answered (or given up on), its data and journal are removed. Already closed when none runs.
+func (e *Engine) CancelsDone() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.withdrawn == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return e.withdrawn
 }
 
 // withdraw is the work of a cancel once u is marked cancelled.
@@ -428,6 +471,9 @@ func (e *Engine) withdraw(u *upload) error {
 	e.mu.Unlock()
 	if stop != nil {
 		stop()
+		if e.o.stopped != nil {
+			e.o.stopped(id)
+		}
 		<-done
 	}
 	u.jmu.Lock()

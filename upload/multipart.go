@@ -90,7 +90,10 @@ func (e *Engine) startObject(ctx context.Context, u *upload, s3c *remote.S3Clien
 	if err != nil {
 		return r, err
 	}
-	out, err := s3c.SDK().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+	// Once sent, the upload may exist on the storage and only the answer tells its id: a cancel of this
+	// upload (ctx) waits for the answer, so that the id is journaled and the withdrawal aborts the
+	// upload, rather than leaving it behind unknown. Only Close cuts it short (the engine's context).
+	out, err := s3c.SDK().CreateMultipartUpload(e.engineCtx(), &s3.CreateMultipartUploadInput{
 		Bucket:   aws.String(r.Bucket),
 		Key:      aws.String(r.ObjectKey),
 		Metadata: map[string]string{"iv": r.IV},
@@ -161,6 +164,9 @@ func (e *Engine) sendMultipart(ctx context.Context, u *upload) (remote.File, err
 	var listed map[int32]listedPart
 	if !r.ObjectDone {
 		if r, listed, err = e.resumeOrStart(ctx, u, s3c, st, r); err != nil {
+			return remote.File{}, err
+		}
+		if err := ctx.Err(); err != nil { // cancelled while the upload was created: no part follows
 			return remote.File{}, err
 		}
 	}

@@ -805,39 +805,18 @@ func (f *File) Rename(name, rel string) error {
 	return nil
 }
 
+// renameQueuedLocked renames the queued upload in the engine. The engine records the new name at once,
+// even while an attempt is sending the old one (ErrPublishing): every later attempt carries it, and
+// nothing has to ask again. If that attempt publishes the old name, Done sees it and the file is sent
+// again under this one; if it fails, the next attempt sends this one.
 func (f *File) renameQueuedLocked() {
 	err := f.set.o.Engine.Rename(f.id, f.name)
 	switch {
-	case err == nil:
-	case errors.Is(err, upload.ErrPublishing):
-		// An attempt is sending the old name right now: rename once it is over. If it published,
-		// Done sees the old name and the file is sent again under this one.
-		go f.renameLater(f.id, f.name)
+	case err == nil, errors.Is(err, upload.ErrPublishing):
 	case errors.Is(err, upload.ErrUnknown):
 		// Published meanwhile: Done compares the names.
 	default:
 		f.set.o.Log.Error("rename upload", "upload", f.id, "err", err)
-	}
-}
-
-// renameLater retries the engine's Rename of upload id while an attempt is publishing it, until the
-// file has moved on (another version or name) or the upload is over.
-func (f *File) renameLater(id, name string) {
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		time.Sleep(delay)
-		f.mu.Lock()
-		if f.id != id || f.name != name || f.state.Terminal() {
-			f.mu.Unlock()
-			return
-		}
-		err := f.set.o.Engine.Rename(id, name)
-		f.mu.Unlock()
-		if !errors.Is(err, upload.ErrPublishing) {
-			if err != nil && !errors.Is(err, upload.ErrUnknown) {
-				f.set.o.Log.Error("rename upload", "upload", id, "err", err)
-			}
-			return
-		}
 	}
 }
 
