@@ -37,7 +37,11 @@ type span struct {
 	readahead bool
 	// split, when above 1, is how many parts a Reader's read-ahead block it will want soon may come
 	// in over idle slots, as a miss does (see readaheadSplit).
-	split    int
+	split int
+	// slot is set when the span's Parallel slot was taken as it was started, and extra counts the
+	// spare slots taken with it for a split (see takeSlots).
+	slot     bool
+	extra    int
 	fromDisk bool // the blocks were read from the disk tier: not written back
 	// sums, when summed, are the CRC-32C of each block as the ChecksumSource computed them.
 	sums   []uint32
@@ -226,9 +230,27 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			sp.split = readaheadSplit(idx[i] - readerAt)
 		}
 		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
+		c.takeSlots(sp)
 		c.wg.Add(1)
 		go c.fetch(sp)
 		i = j
+	}
+}
+
+// takeSlots takes, without waiting, sp's own Parallel slot and, for a block it may split, the spare
+// ones, when they are idle. startSpansN starts spans in block order, nearest first, so the blocks a
+// reader wants soonest get the idle slots: were they taken in the spans' goroutines, whichever the
+// scheduler ran first would get them, and at a cold start the far read-ahead took the slots the near
+// blocks were to be split over. A span that gets no slot here waits for one in fetch.
+func (c *Cache) takeSlots(sp *span) {
+	select {
+	case c.sem <- struct{}{}:
+		sp.slot = true
+	default:
+		return
+	}
+	if len(sp.calls) == 1 {
+		sp.extra = c.spareSlots(sp)
 	}
 }
 
@@ -236,7 +258,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 // up does not cancel a fetch others wait on.
 func (c *Cache) fetch(sp *span) {
 	defer c.wg.Done()
-	if !c.acquire() {
+	if !sp.slot && !c.acquire() {
 		if sp.owner != nil { // a Reader's read-ahead was admitted (counted) when it was planned
 			c.mu.Lock()
 			c.inflightBytes -= sp.length
@@ -326,7 +348,12 @@ func (c *Cache) readRange(sp *span, blocks [][]byte) error {
 func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 	sp.summed = false
 	if len(blocks) == 1 {
-		if extra := c.spareSlots(sp); extra > 0 {
+		extra := sp.extra // taken when the span started; a retry takes what is idle then
+		sp.extra = 0
+		if extra == 0 {
+			extra = c.spareSlots(sp)
+		}
+		if extra > 0 {
 			defer c.releaseSlots(extra)
 			return c.readSplit(sp, blocks[0], extra+1)
 		}

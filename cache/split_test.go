@@ -218,6 +218,41 @@ func TestReadaheadSplitNearTheReader(t *testing.T) {
 	}
 }
 
+// With fewer slots than the split read-ahead wants, the nearest blocks get them: the read's own block
+// and the next ones each in four parts, in block order. Slots were once taken in the spans'
+// goroutines, in whatever order the scheduler ran them, and far blocks started whole took the slots
+// the near ones were to be split over.
+func TestNearBlocksGetIdleSlotsFirst(t *testing.T) {
+	const bs = 4 << 20
+	for round := range 5 {
+		f := newFake()
+		f.gate = make(chan struct{})
+		obj := f.add("big", 10*bs)
+		opts := splitOptions(t, 12, 4)
+		opts.Readahead, opts.MemoryBytes = 64*bs, 256<<20
+		c := newTestCache(t, f, opts)
+		r := c.NewReader(obj, "")
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.ReadAt(context.Background(), make([]byte, bulkRead), 0)
+			done <- err
+		}()
+		eventually(t, "every slot busy", func() bool { return f.numCalls() == 12 })
+		if got, want := f.blockFetches("big", bs), map[int64]int{0: 4, 1: 4, 2: 4}; !maps.Equal(got, want) {
+			t.Fatalf("round %d: requests per block with the slots full %v, want %v", round, got, want)
+		}
+		close(f.gate)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		settle(c)
+		if m := f.maxInflight(); m > 12 {
+			t.Fatalf("%d requests in flight, Parallel is 12", m)
+		}
+	}
+}
+
 func sum(m map[int64]int) (n int) {
 	for _, v := range m {
 		n += v

@@ -39,7 +39,14 @@ type DirectSource struct {
 	log *slog.Logger
 	now func() time.Time
 
+	// ctx ends with Close: storage clients being created then give up, and creating ends (creating
+	// counts the creations running).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	creating sync.WaitGroup
+
 	mu       sync.Mutex                  // guards the fields below
+	closed   bool                        // Close was called: no storage client is created any more
 	files    map[string]File             // file id -> metadata
 	stores   map[string]*storageEntry    // storage id -> its S3 client (or why it has none)
 	apiUntil map[string]time.Time        // file id -> read through the API until then
@@ -64,6 +71,7 @@ func NewDirectSource(c *Client, o DirectSourceOptions) *DirectSource {
 	d := &DirectSource{c: c, o: o, log: o.Logger, now: o.Now,
 		files: map[string]File{}, stores: map[string]*storageEntry{}, apiUntil: map[string]time.Time{},
 		logged: map[string]bool{}, flights: map[string]*storageCreation{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if d.log == nil {
 		d.log = c.log
 	}
@@ -74,6 +82,9 @@ func NewDirectSource(c *Client, o DirectSourceOptions) *DirectSource {
 }
 
 // Register records the metadata of files about to be read (from a listing), sparing a GetFile each.
+// The first file listed in a storage starts that storage's client (its credentials request) in the
+// background: a listing comes before the reads, and the first read then does not wait for one more
+// API round trip before its first storage request.
 func (d *DirectSource) Register(files ...File) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -81,10 +92,41 @@ func (d *DirectSource) Register(files ...File) {
 		clear(d.files)
 	}
 	for _, f := range files {
-		if f.ID != "" {
-			d.files[f.ID] = f
+		if f.ID == "" {
+			continue
+		}
+		d.files[f.ID] = f
+		if directable(f) {
+			d.startCreateLocked(f.Storage)
 		}
 	}
+}
+
+// Close stops creating storage clients, ends the creations in flight and waits for them: after it
+// returns, no credentials request of this source is made or in progress. Reads must have ended.
+func (d *DirectSource) Close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.cancel()
+	d.creating.Wait()
+}
+
+// startCreateLocked starts creating st's client unless it exists, is being created, failed a moment
+// ago or the source is closed, and returns the creation in flight (nil when there is none). d.mu must
+// be held.
+func (d *DirectSource) startCreateLocked(st Storage) *storageCreation {
+	if e, ok := d.stores[st.ID]; d.closed || ok && (e.s3 != nil || d.now().Before(e.failUntil)) {
+		return nil
+	}
+	fl, ok := d.flights[st.ID]
+	if !ok {
+		fl = &storageCreation{done: make(chan struct{})}
+		d.flights[st.ID] = fl
+		d.creating.Add(1)
+		go d.create(st, fl)
+	}
+	return fl
 }
 
 // File returns the metadata of id: registered, or fetched with GetFile and remembered.
@@ -230,13 +272,11 @@ func (d *DirectSource) store(ctx context.Context, st Storage) (*S3Client, error)
 			return nil, errDirectUnavailable
 		}
 	}
-	fl, ok := d.flights[st.ID]
-	if !ok {
-		fl = &storageCreation{done: make(chan struct{})}
-		d.flights[st.ID] = fl
-		go d.create(st, fl)
-	}
+	fl := d.startCreateLocked(st)
 	d.mu.Unlock()
+	if fl == nil { // closed
+		return nil, errDirectUnavailable
+	}
 	select {
 	case <-fl.done:
 		if fl.err != nil {
@@ -251,7 +291,8 @@ func (d *DirectSource) store(ctx context.Context, st Storage) (*S3Client, error)
 // create builds a storage's client on a context of its own: one reader giving up must not fail it for
 // the others waiting.
 func (d *DirectSource) create(st Storage, fl *storageCreation) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer d.creating.Done()
+	ctx, cancel := context.WithTimeout(d.ctx, 2*time.Minute)
 	defer cancel()
 	o := d.o.S3
 	o.Credentials = &CredentialsRequest{Storage: &StorageRef{ID: st.ID, StorageType: st.StorageType}}
@@ -262,7 +303,9 @@ func (d *DirectSource) create(st Storage, fl *storageCreation) {
 	delete(d.flights, st.ID)
 	if fl.err != nil {
 		d.stores[st.ID] = &storageEntry{failUntil: d.now().Add(directRetryAfter)}
-		d.log.Warn("direct storage reads unavailable, reading through the API", "storage", st.ID, "err", fl.err)
+		if d.ctx.Err() == nil { // not a creation Close ended
+			d.log.Warn("direct storage reads unavailable, reading through the API", "storage", st.ID, "err", fl.err)
+		}
 	} else {
 		d.stores[st.ID] = &storageEntry{s3: fl.s3}
 	}

@@ -384,3 +384,68 @@ func TestDirectSourceVectoredRead(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectSourceWarmsStorageOnRegister: listing a file on S3 (Register) starts its storage's client,
+// so the first read does not wait for a credentials request of its own; a file elsewhere starts none.
+// Close ends a creation the platform holds and waits for it; afterwards Register starts none.
+func TestDirectSourceWarmsStorageOnRegister(t *testing.T) {
+	v := newS3Env(t)
+	ctx := context.Background()
+	d := NewDirectSource(v.c, DirectSourceOptions{})
+	defer d.Close()
+	plain := randomBytes(23, 100_000)
+	f := v.libraryFile("warm.bin", plain)
+	azure := v.libraryFile("azure.bin", plain)
+	azure.Storage.StorageType = "AzureStorage"
+	azure.Storage.ID = "azure-storage"
+	credentials := func() int64 { return v.e.Counters().Requests[emulator.EndpointCredentials] }
+
+	d.Register(azure, f)
+	waitFor(t, "the credentials request a listing starts", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		e, ok := d.stores[f.Storage.ID]
+		return ok && e.s3 != nil
+	})
+	if n := credentials(); n != 1 {
+		t.Fatalf("%d credentials requests after listing a file on S3 and one elsewhere, want 1", n)
+	}
+	got := make([]byte, 4096)
+	if err := d.ReadRange(ctx, f.ID, 1000, got); err != nil || !bytes.Equal(got, plain[1000:1000+4096]) {
+		t.Fatalf("read: %v", err)
+	}
+	if c := v.e.Counters(); c.Requests[emulator.EndpointCredentials] != 1 || c.Requests[emulator.EndpointS3Get] != 1 {
+		t.Fatalf("the first read went %v, want one S3 GET and no credentials request of its own", c.Requests)
+	}
+
+	// A creation the platform holds ends with Close.
+	d2 := NewDirectSource(v.c, DirectSourceOptions{})
+	v.e.SetFaults(emulator.Faults{Frozen: true})
+	d2.Register(f)
+	waitFor(t, "the held credentials request", func() bool { return v.e.Holding() == 1 })
+	d2.mu.Lock()
+	fl := d2.flights[f.Storage.ID]
+	d2.mu.Unlock()
+	d2.Close()
+	if !errors.Is(fl.err, context.Canceled) {
+		t.Fatalf("the held creation ended with %v, want it cancelled by Close", fl.err)
+	}
+	v.e.SetFaults(emulator.Faults{})
+	d2.Register(f)
+	d2.mu.Lock()
+	flights := len(d2.flights)
+	d2.mu.Unlock()
+	if flights != 0 {
+		t.Fatalf("%d storage clients being created after Close", flights)
+	}
+}
+
+// waitFor polls cond until it holds (no timing is asserted; the deadline only stops a hung test).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

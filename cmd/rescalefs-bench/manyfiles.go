@@ -194,6 +194,7 @@ func manyFilesBench(c config) error {
 		return err
 	}
 	direct := remote.NewDirectSource(dlClient, remote.DirectSourceOptions{})
+	defer direct.Close()
 	direct.Register(files...)
 	blocks, err := cache.New(direct, cache.Options{Parallel: 16, MemoryBytes: 256 << 20, MaxRequestSize: 16 << 20, MinRequestSize: 16 << 20})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/download"
 	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -23,7 +24,8 @@ import (
 //     network policy's budget. A signal runs this step as soon as it asked the kernel to unmount;
 //  2. wait: for the kernel to let the mount go and the tree's pending closes to reach the journal,
 //     then for the engine's goroutines and the confirmations it gave the tree (Mounted.WaitUploads),
-//     the downloader's, then for the cache's fetches;
+//     the downloader's, then for the cache's fetches, then for the direct source's storage clients
+//     being created (a listing starts one: see remote.DirectSource.Register);
 //  3. close: the metrics server (--metrics; its scrapes read the cache and the tree, so it stops first,
 //     its scrapes in progress finished), the profiles' server (RESCALEFS_PPROF; it reads nothing of
 //     ours, but must not outlive the mount it profiles), the cache's tiers, then the lock, last, so a
@@ -37,8 +39,9 @@ type mountLife struct {
 	engine  *upload.Engine
 	dl      *download.Downloader
 	blocks  *cache.Cache
-	metrics func() // stops the --metrics server once its scrapes in progress are done
-	pprof   func() // stops the RESCALEFS_PPROF server, a profile in progress cut off after a short grace
+	direct  *remote.DirectSource // nil without --direct-reads
+	metrics func()               // stops the --metrics server once its scrapes in progress are done
+	pprof   func()               // stops the RESCALEFS_PPROF server, a profile in progress cut off after a short grace
 	unlock  func()
 
 	once sync.Once
@@ -89,6 +92,9 @@ func (l *mountLife) end() {
 		}
 		if l.blocks != nil {
 			step("fetches", l.blocks.Wait)
+		}
+		if l.direct != nil {
+			step("storage clients", l.direct.Close)
 		}
 		if l.metrics != nil {
 			step("metrics", l.metrics)

@@ -288,6 +288,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 		direct = remote.NewDirectSource(client, remote.DirectSourceOptions{Logger: logger,
 			S3: remote.S3Options{HTTPClient: obs.storageClient(remote.Policy{})}})
 		src = direct
+		life.direct = direct
 	}
 	blocks, err := cache.New(src, cache.Options{
 		BlockSize: c.blockSize, MemoryBytes: budget.tier, MaxRequestSize: budget.request, MinRequestSize: budget.request,

@@ -201,6 +201,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 		env.Direct = remote.NewDirectSource(env.Client, remote.DirectSourceOptions{
 			S3: remote.S3Options{MaxAttempts: 2, MaxBackoff: 10 * time.Millisecond}, Logger: logger})
 		src = env.Direct
+		t.Cleanup(env.Direct.Close) // after the unmount and the cache's close (cleanups run last first)
 	}
 	env.Cache, err = cache.New(src, cache.Options{
 		BlockSize: o.BlockSize, MemoryBytes: memory, DiskDir: env.DiskDir, Parallel: o.Parallel, Readahead: o.Readahead,
