@@ -57,8 +57,8 @@ func wkOff(t, b int) int { return t/2*wkRow + 16*b + t%2*8 }
 // v is the register holding schedule row s: a ring of 8 (rows s-8..s-1 are live).
 func v(s int) string { return fmt.Sprintf("Y%d", s%8) }
 
-// Scalar registers: the state a..h rotates through eight registers, one step per round; the
-// carried b^c (for Maj) alternates between two.
+// Scalar registers: the state a..h rotates through eight registers, one step per round; two more
+// carry b XOR c and b AND c (for Maj) from one round to the next.
 var state = [8]string{"R8", "R9", "R10", "R11", "R12", "R13", "R14", "AX"}
 
 const (
@@ -67,45 +67,59 @@ const (
 	t3 = "DX"
 )
 
-var ys = [2]string{"SI", "DI"}
+const (
+	xorBC = "SI"
+	andBC = "DI"
+)
 
 // round emits round t of block b (FIPS 180-4, 6.4.2 step 3):
 //
 //	T1 = h + Σ1(e) + Ch(e,f,g) + K[t] + W[t];  T2 = Σ0(a) + Maj(a,b,c)
 //	h=g g=f f=e e=d+T1 d=c c=b b=a a=T1+T2
 //
-// with Ch(e,f,g) = (e AND f) + (NOT e AND g) (the two never share a set bit) and
-// Maj(a,b,c) = b XOR ((a XOR b) AND (b XOR c)), b XOR c kept from the round before. The register that held h receives the new a, the one of d the new e.
+// The register that held h receives the new a, the one of d the new e. Both use that the terms
+// added never share a set bit, so XOR may be ADD:
+//
+//	Ch(e,f,g)  = (e AND f) + (NOT e AND g)
+//	Maj(a,b,c) = (a AND (b XOR c)) + (b AND c)     (b XOR c and b AND c kept from the round before)
+//
+// The rounds are bound by the latency of e -> e' and a -> a'. So e' is summed on its own (d+h+K+W
+// first, then Ch, then Σ1 last, 4 dependent steps from e) beside T1 in h, which costs two more adds
+// than e' = d+T1 (5 steps); and a' adds a AND (b XOR c) early and Σ0(a) last (4 steps from a),
+// where Maj = b XOR ((a XOR b) AND (b XOR c)) would take 5.
 func round(t, b int) {
 	r := func(i int) string { return state[((i-t)%8+8)%8] }
-	a, bb, cc, d, e, f, g, h := r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7)
-	y, y2 := ys[t%2], ys[(t+1)%2]
+	a, bb, d, e, f, g, h := r(0), r(1), r(3), r(4), r(5), r(6), r(7)
 	c("round %d", t)
-	p("ADDQ %d(SP), %s", wkOff(t, b), h)
+	p("ADDQ %d(SP), %s", wkOff(t, b), h) // h+K+W
+	p("MOVQ %s, %s", f, t3)
+	p("ANDNQ %s, %s, %s", g, e, t2) // NOT e AND g
+	p("ANDQ %s, %s", e, t3)         // e AND f
 	p("RORXQ $14, %s, %s", e, t1)
+	p("ADDQ %s, %s", h, d)
+	p("ADDQ %s, %s", t2, t3) // Ch
 	p("RORXQ $18, %s, %s", e, t2)
-	p("ANDNQ %s, %s, %s", g, e, t3)
+	p("ADDQ %s, %s", t3, d)
 	p("XORQ %s, %s", t2, t1)
 	p("ADDQ %s, %s", t3, h)
 	p("RORXQ $41, %s, %s", e, t2)
-	p("MOVQ %s, %s", f, t3)
-	p("XORQ %s, %s", t2, t1)
-	p("ANDQ %s, %s", e, t3)
-	p("ADDQ %s, %s", t1, h)
-	p("ADDQ %s, %s", t3, h)
+	p("XORQ %s, %s", t2, t1) // Σ1
+	p("ADDQ %s, %s", t1, d)  // e'
+	p("ADDQ %s, %s", t1, h)  // T1
+
+	p("ADDQ %s, %s", andBC, h)
 	p("RORXQ $28, %s, %s", a, t1)
+	p("ANDQ %s, %s", a, xorBC) // a AND (b XOR c)
 	p("RORXQ $34, %s, %s", a, t2)
-	p("ADDQ %s, %s", h, d)
+	p("ADDQ %s, %s", xorBC, h)
 	p("XORQ %s, %s", t2, t1)
-	p("MOVQ %s, %s", a, y2)
+	p("MOVQ %s, %s", a, xorBC)
 	p("RORXQ $39, %s, %s", a, t2)
-	p("XORQ %s, %s", bb, y2)
-	p("XORQ %s, %s", t2, t1)
-	p("ANDQ %s, %s", y2, y)
-	p("XORQ %s, %s", bb, y)
-	p("ADDQ %s, %s", t1, h)
-	p("ADDQ %s, %s", y, h)
-	_ = cc
+	p("MOVQ %s, %s", a, andBC)
+	p("XORQ %s, %s", t2, t1) // Σ0
+	p("XORQ %s, %s", bb, xorBC)
+	p("ADDQ %s, %s", t1, h) // a'
+	p("ANDQ %s, %s", bb, andBC)
 }
 
 // schedule emits row s (s >= 8) of the message schedule of both blocks (FIPS 180-4, 6.4.2 step 1):
@@ -146,9 +160,12 @@ func addState() {
 	}
 }
 
+// startBlock sets the carried b XOR c and b AND c for round 0.
 func startBlock() {
-	p("MOVQ %s, %s", state[1], ys[0])
-	p("XORQ %s, %s", state[2], ys[0])
+	p("MOVQ %s, %s", state[1], xorBC)
+	p("XORQ %s, %s", state[2], xorBC)
+	p("MOVQ %s, %s", state[1], andBC)
+	p("ANDQ %s, %s", state[2], andBC)
 }
 
 func main() {
@@ -166,7 +183,8 @@ func main() {
 // A lone last block is paired with itself and its B rounds skipped.
 //
 // Registers: R8-R14, AX the working variables a..h (renamed each round), BX CX DX temporaries, SI DI
-// the carried b XOR c; Y0-Y7 the last eight schedule rows, Y8-Y11 temporaries, Y15 the byte-swap mask.`)
+// the carried b XOR c and b AND c; Y0-Y7 the last eight schedule rows, Y8-Y11 temporaries, Y15 the
+// byte-swap mask.`)
 	fmt.Fprintln(&out)
 	fmt.Fprintf(&out, "// func blockAVX512(h *[8]uint64, p *byte, n int)\n")
 	fmt.Fprintf(&out, "TEXT ·blockAVX512(SB), 0, $%d-24\n", frame)
