@@ -36,6 +36,8 @@ var initial = [8]uint64{
 	0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
 }
 
+var _ hash.Hash = (*digest)(nil)
+
 // digest is the state of one hash: h over the first len-nx bytes written, the last nx of them
 // buffered in x because they do not fill a block yet.
 type digest struct {

@@ -13,7 +13,7 @@
 //
 // Registers: R8-R14, AX the working variables a..h (renamed each round), BX CX DX temporaries, SI DI
 // the carried b XOR c and b AND c; Y0-Y7 the last eight schedule rows, Y8-Y11 temporaries, Y15 the
-// byte-swap mask.
+// byte-swap mask. R14 is free in an ABI0 function (Go's wrapper restores g); BP and R15 are unused.
 
 // func blockAVX512(h *[8]uint64, p *byte, n int)
 TEXT ·blockAVX512(SB), 0, $1312-24
