@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rescalefs/rescalefs/internal/sha512x"
 )
 
 // ErrChecksumMismatch is wrapped by the error of the read that completed a
@@ -60,7 +61,7 @@ const (
 
 func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64) *verifier {
 	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks, hashed: hashed,
-		h: sha512.New(), pending: make(map[int64][]byte)}
+		h: sha512x.New(), pending: make(map[int64][]byte)}
 	v.cond = sync.NewCond(&v.mu)
 	return v
 }

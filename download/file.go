@@ -2,7 +2,6 @@ package download
 
 import (
 	"context"
-	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"path"
 
 	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/internal/sha512x"
 )
 
 // readSize is one read of a download: sequential reads this large let the cache's read-ahead grow to its
@@ -94,7 +94,7 @@ func (r *jobRun) complete(it item, final string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	h := sha512.New()
+	h := sha512x.New()
 	_, err = io.Copy(h, ctxReader{r.ctx, f})
 	f.Close()
 	if err != nil {
@@ -134,7 +134,7 @@ func (r *jobRun) fetch(it item, partial string) (resumed bool, err error) {
 	if err := f.Truncate(have); err != nil {
 		return false, diskErr(err)
 	}
-	h := sha512.New()
+	h := sha512x.New()
 	if have > 0 {
 		if _, err := io.Copy(h, ctxReader{r.ctx, io.NewSectionReader(f, 0, have)}); err != nil {
 			return false, fmt.Errorf("read back the partial file: %w", err)

@@ -2,7 +2,6 @@ package upload
 
 import (
 	"context"
-	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/rescalefs/rescalefs/internal/sha512x"
 	"github.com/rescalefs/rescalefs/remote"
 )
 
@@ -119,7 +119,7 @@ func HashFile(ctx context.Context, path string) (string, int64, error) {
 		return "", 0, err
 	}
 	defer f.Close()
-	h := sha512.New()
+	h := sha512x.New()
 	n, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: f}, make([]byte, 1<<20))
 	if err != nil {
 		return "", 0, err

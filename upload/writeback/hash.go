@@ -1,10 +1,11 @@
 package writeback
 
 import (
-	"crypto/sha512"
 	"encoding/hex"
 	"hash"
 	"os"
+
+	"github.com/rescalefs/rescalefs/internal/sha512x"
 )
 
 // The sha512 of a file's staging data is computed while it is written, so that its upload needs no
@@ -77,7 +78,7 @@ func (f *File) hashSumLocked() string {
 		return ""
 	}
 	if ph.h == nil { // an empty file
-		return hex.EncodeToString(sha512.New().Sum(nil))
+		return hex.EncodeToString(sha512x.New().Sum(nil))
 	}
 	return hex.EncodeToString(ph.h.Sum(nil))
 }
@@ -95,7 +96,7 @@ func (f *File) hashLoop() {
 			return
 		}
 		if ph.h == nil {
-			ph.h = sha512.New()
+			ph.h = sha512x.New()
 		}
 		h, gen, data, a := ph.h, ph.gen, f.data, ph.off
 		b := min(f.size, a+hashChunk)
