@@ -13,9 +13,8 @@ import (
 // in the background: the window starts at one block (startWindowBlocks for a
 // bulk read) and doubles on every sequential read up to Options.Readahead; any
 // other offset (a seek) resets it, and such random reads fetch only the blocks
-// they touch. The read itself
-// waits only for its own blocks. Safe for concurrent use (the kernel may send
-// several reads of one handle at once).
+// they touch. The read itself waits only for its own blocks. Safe for
+// concurrent use (the kernel may send several reads of one handle at once).
 type Reader struct {
 	c   *Cache
 	obj Object
