@@ -24,8 +24,10 @@ func checkMountpoint(dir string) (string, error) {
 		return "", err
 	}
 	fi, err := os.Stat(abs)
-	if errors.Is(err, syscall.ENOTCONN) {
-		// A mount whose process died (kill -9, a crash): the kernel keeps it until it is unmounted.
+	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+		// A mount whose process died (kill -9, a crash): the kernel keeps it until it is unmounted. A
+		// stat answers ENOTCONN, or ECONNABORTED while the kernel is still aborting the connection's
+		// requests (right after the kill).
 		if fstype, ok := mountedAt(abs); ok && fstype == mountType {
 			if uerr := unmount(abs); uerr != nil {
 				return "", fmt.Errorf("mountpoint %s is a rescalefs mount whose process has ended, and unmounting it failed (%v); run: rescalefs unmount %s", abs, uerr, abs)

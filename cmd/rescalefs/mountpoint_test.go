@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 func TestFindMount(t *testing.T) {
@@ -57,5 +64,51 @@ func TestCheckMountpoint(t *testing.T) {
 		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("checkMountpoint(%s) = %v, want error %q", tc.dir, err, tc.wantErr)
 		}
+	}
+}
+
+// deadRoot is the root of a mount standing in for one whose process has gone: every stat of it fails
+// with errno, as the kernel answers while it tears a dead mount's connection down.
+type deadRoot struct {
+	fusefs.Inode
+	errno syscall.Errno
+}
+
+func (r *deadRoot) Getattr(context.Context, fusefs.FileHandle, *fuse.AttrOut) syscall.Errno {
+	return r.errno
+}
+
+// A rescalefs mount whose process was killed answers a stat with ENOTCONN, or with ECONNABORTED while
+// the kernel is still aborting its requests: either way checkMountpoint unmounts it and goes on, so a
+// mount right after the kill succeeds. (ECONNABORTED used to fail the mount: "connection aborted".)
+func TestCheckMountpointClearsDeadMount(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.ENOTCONN, syscall.ECONNABORTED} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			mnt := t.TempDir()
+			zero := time.Duration(0)
+			srv, err := fusefs.Mount(mnt, &deadRoot{errno: errno}, &fusefs.Options{
+				AttrTimeout: &zero, EntryTimeout: &zero,
+				MountOptions: fuse.MountOptions{Name: "rescalefs", FsName: "rescalefs", DirectMount: true},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if _, ok := mountedAt(mnt); ok {
+					_ = srv.Unmount()
+				}
+				srv.Wait()
+			})
+			if _, err := os.Stat(mnt); !errors.Is(err, errno) {
+				t.Fatalf("stat of the stand-in: %v, want %v", err, errno)
+			}
+			got, err := checkMountpoint(mnt)
+			if err != nil || got != mnt {
+				t.Fatalf("checkMountpoint = %q, %v; want %q, nil", got, err, mnt)
+			}
+			if fstype, ok := mountedAt(mnt); ok {
+				t.Fatalf("%s is still mounted (%s)", mnt, fstype)
+			}
+		})
 	}
 }
