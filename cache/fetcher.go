@@ -137,6 +137,13 @@ func (c *Cache) joinLocked(k blockKey, r *request, i int64) bool {
 		cl.waiters++
 		r.waits[i] = cl
 		c.st.waitHits.Add(1)
+		// A call stays registered while complete stores its blocks, after it put them on the ready
+		// list (nobody waited then): this read consumes the block, so it leaves the list too.
+		// Otherwise it stayed there, counted in the fetch budget until evicted: a reader keeping up
+		// with the fetches left most blocks there, and the budget clogged with blocks already read.
+		if e, ok := c.ready[k]; ok {
+			c.removeReadyLocked(e)
+		}
 		return true
 	}
 	if e, ok := c.ready[k]; ok {

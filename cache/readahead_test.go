@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -53,4 +54,51 @@ func TestConcurrentReadersKeepTheirReadahead(t *testing.T) {
 	if s := c.Stats(); s.ReadaheadDropped != 0 || s.BytesFetched != readers*nblocks*testBS {
 		t.Errorf("read-ahead blocks dropped %d, bytes fetched %d of %d", s.ReadaheadDropped, s.BytesFetched, readers*nblocks*testBS)
 	}
+}
+
+// A reader reaching a read-ahead block while its fetch is still storing it (a call stays registered
+// until the tiers have its blocks) consumes it, so it leaves the ready list. It used to stay there,
+// counted in the fetch budget until evicted: a reader keeping up with its fetches left most blocks
+// there, and a cold read of 1 GiB fell to 4 to 8 requests in flight with 216 MiB of blocks already read
+// held as "ready".
+func TestReadaheadJoinedWhileStoringLeavesReady(t *testing.T) {
+	src := newFake()
+	obj := src.add("obj", 4*testBS)
+	opts := diskOptions(t, t.TempDir())
+	opts.MinRequestSize, opts.MaxRequestSize = testBS, testBS
+	c := newTestCache(t, src, opts)
+	// Every disk writer slot taken: each fetched block's call stays registered while it waits to be stored.
+	for range cap(c.disk.writers) {
+		c.disk.writers <- struct{}{}
+	}
+	release := sync.OnceFunc(func() {
+		for range cap(c.disk.writers) {
+			<-c.disk.writers
+		}
+	})
+	defer release()
+	r := c.NewReader(obj, "")
+	defer r.Close()
+	inReady := func(idx int64) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.ready[blockKey{obj.ID, idx}]
+		return ok
+	}
+	p := make([]byte, testBS)
+	if _, err := r.ReadAt(context.Background(), p, 0); err != nil { // block 0; read-ahead fetches block 1
+		t.Fatal(err)
+	}
+	eventually(t, "block 1 read ahead, waiting to be stored", func() bool { return inReady(1) })
+	if _, err := r.ReadAt(context.Background(), p, testBS); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, src.objects["obj"][testBS:2*testBS]) {
+		t.Fatal("wrong bytes")
+	}
+	if inReady(1) {
+		t.Fatal("block 1 was read but is still on the ready list, counted in the fetch budget")
+	}
+	release()
+	settle(c)
 }
