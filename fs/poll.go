@@ -2,6 +2,7 @@ package fs
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -20,6 +21,9 @@ type poller struct {
 	last views // what the kernel may have been shown, as of the previous round
 	stop chan struct{}
 	done chan struct{}
+	// rounds counts the rounds finished (tests wait on it: a round's list may land after a listing
+	// the user asked for).
+	rounds atomic.Int64
 }
 
 func (f *fsys) startPoller() *poller {
@@ -39,6 +43,7 @@ func (p *poller) run() {
 		case <-t.C:
 		}
 		p.round()
+		p.rounds.Add(1)
 		t.Reset(p.f.opts.Poll)
 	}
 }
