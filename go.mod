@@ -1,8 +1,6 @@
 module github.com/rescalefs/rescalefs
 
-go 1.27.0
-
-toolchain go1.27.3
+go 1.26.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
