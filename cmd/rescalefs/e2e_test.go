@@ -46,16 +46,6 @@ func rescalefsCmd(t *testing.T, env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// mustNotStayMounted unmounts dir at cleanup if a failing test left it mounted, and fails the test.
-func mustNotStayMounted(t *testing.T, dir string) {
-	t.Cleanup(func() {
-		if _, ok := mountedAt(dir); ok {
-			t.Errorf("%s still mounted at the end of the test; detaching", dir)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-}
-
 // waitGone waits for a process we started (and released) to exit. Once it is gone its pid may be
 // reused, so anything at pid that is not this test binary counts as gone and is never signalled.
 func waitGone(t *testing.T, pid int) {
@@ -118,7 +108,7 @@ func TestBackgroundMount(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", "--poll", "1s", mnt)
 	out, err := cmd.Output()
 	if err != nil {
@@ -166,7 +156,7 @@ func TestForegroundSignal(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	var stderr bytes.Buffer
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", "--foreground", mnt)
 	cmd.Stderr = &stderr
@@ -197,7 +187,7 @@ func TestForegroundSignal(t *testing.T) {
 // TestDemo is the README's first command: it mounts, `cp -r` of a job works, Ctrl-C leaves nothing.
 func TestDemo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rescale-demo")
-	mustNotStayMounted(t, dir)
+	noMountsLeftUnder(t, dir)
 	cmd := rescalefsCmd(t, nil, "demo", "--large-size", "8MiB", dir)
 	var stderr bytes.Buffer
 	tour, submit, done := startDemo(t, cmd, &stderr, 60*time.Second)
@@ -327,7 +317,7 @@ func TestAutoDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	dest := t.TempDir()
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	var stderr bytes.Buffer
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
 		"mount", "--foreground", "--poll", "1s", "--auto-download", dest, mnt)

@@ -40,7 +40,7 @@ func TestUnmountThenMountWhileFrozen(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	cacheDir := t.TempDir()
 	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
 	logFile := filepath.Join(t.TempDir(), "log")
@@ -78,7 +78,7 @@ func TestRemountAfterKill(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
 	pid := backgroundMount(t, creds, "--poll", "1s", mnt)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -119,7 +119,7 @@ func TestSignalWithReadStuckOnFrozenPlatform(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	creds := []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}
 	pid := backgroundMount(t, creds, "--poll", "1s", "--cache-dir", t.TempDir(), "--auth-timeout", "2s", mnt)
 	f := job.Files[1]

@@ -79,7 +79,7 @@ func metricValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, w
 func mountWithMetrics(t *testing.T, emu *emulator.Emulator, url string) (mnt, metricsURL string, stderr *syncBuffer) {
 	t.Helper()
 	mnt = t.TempDir()
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
 		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
 	stderr = &syncBuffer{}

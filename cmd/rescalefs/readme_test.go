@@ -118,7 +118,7 @@ func TestReadmeFirstHour(t *testing.T) {
 		t.Fatal("the README has no rescalefs demo line")
 	}
 	mnt := filepath.Join(work, "rescale-demo")
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	demo := sh("exec " + demoLine)
 	var stderr bytes.Buffer
 	tour, _, done := startDemo(t, demo, &stderr, 2*time.Minute)

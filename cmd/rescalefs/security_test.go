@@ -89,7 +89,7 @@ func TestKeyNeverShown(t *testing.T) {
 			}
 			cacheDir := filepath.Join(t.TempDir(), "cache")
 			logFile := filepath.Join(home, "state", "rescalefs", "rescalefs.log")
-			mustNotStayMounted(t, mnt)
+			noMountsLeftUnder(t, mnt)
 			env := []string{"HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state")}
 			args := []string{"mount", "--cache-dir", cacheDir, "--poll", "1s"}
 			switch source {
@@ -227,7 +227,7 @@ func TestCacheDirUnwritable(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, "mount", "--cache-dir", ro, mnt)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

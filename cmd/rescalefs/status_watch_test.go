@@ -41,7 +41,7 @@ func watchPlatform(t *testing.T) (*emulator.Emulator, string) {
 func mountForWatch(t *testing.T, emu *emulator.Emulator, url string) string {
 	t.Helper()
 	mnt := t.TempDir()
-	mustNotStayMounted(t, mnt)
+	noMountsLeftUnder(t, mnt)
 	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
 		"mount", "--foreground", "--poll", "1s", mnt)
 	var stderr bytes.Buffer
