@@ -11,6 +11,8 @@ import (
 
 	"github.com/rescalefs/rescalefs/fs/fusetest"
 	"github.com/rescalefs/rescalefs/upload"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // stagingRecords reads the staging records of the engine folder dir, by their path in uploads/.
@@ -104,9 +106,9 @@ func TestUploadRecoverStaging(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	closed := randBytes(21, 3*testPart/2)
-	cut := randBytes(22, 1000)
-	temp := randBytes(23, 777)
+	closed := testutil.RandomBytes(21, 3*testPart/2)
+	cut := testutil.RandomBytes(22, 1000)
+	temp := testutil.RandomBytes(23, 777)
 	stage(closed, upload.StagingRecord{Path: "runs/closed.bin", Closed: true, Size: int64(len(closed))})
 	stage(cut, upload.StagingRecord{Path: "runs/cut.bin"})
 	stage(temp, upload.StagingRecord{Path: ".final.dat.Qx81Zz", Closed: true, Size: int64(len(temp))})

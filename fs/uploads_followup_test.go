@@ -12,6 +12,8 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
 	"github.com/rescalefs/rescalefs/upload/writeback"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // TestUploadRejectedFailsPermanently (issue 8, defect 2, the follow-up): a file the platform refuses
@@ -23,7 +25,7 @@ func TestUploadRejectedFailsPermanently(t *testing.T) {
 	env.Emulator.RejectUploadName("refused.txt")
 	up := filepath.Join(env.Dir, "uploads")
 	path := filepath.Join(up, "refused.txt")
-	data := randBytes(60, 70_000)
+	data := testutil.RandomBytes(60, 70_000)
 	writeFile(t, path, data)
 
 	fusetest.Eventually(t, publishDue, "refused.txt failed permanently", func() bool {
@@ -114,7 +116,7 @@ func TestUploadRecoverReplacesDoesNotWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := eng.Enqueue(stagedFile(t, eng, randBytes(70, 2*testPart)), "doc.bin")
+	id, err := eng.Enqueue(stagedFile(t, eng, testutil.RandomBytes(70, 2*testPart)), "doc.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func TestUploadRecoverReplacesDoesNotWait(t *testing.T) {
 	})
 	eng.Close()
 	// The new version, closed (sealed) before the crash, not queued yet.
-	v2 := randBytes(71, 1000)
+	v2 := testutil.RandomBytes(71, 1000)
 	eng = idleEngine(t, dir)
 	if err := eng.RecordStaging(stagedFile(t, eng, v2), upload.StagingRecord{Path: "doc.bin", Closed: true, Size: int64(len(v2)), Replaces: id}); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/remote/remotetest"
 	"github.com/rescalefs/rescalefs/upload"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 const (
@@ -34,15 +35,6 @@ func uploadEnv(t *testing.T, o fusetest.Options) *fusetest.Env {
 	t.Helper()
 	o.Uploads.Enabled = true
 	return fusetest.Mount(t, o)
-}
-
-func randBytes(seed uint64, n int) []byte {
-	rng := rand.New(rand.NewPCG(seed, 11))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
 }
 
 // checkPlatform checks that file id holds plain, and that a Rescale-style client reading the object
@@ -117,7 +109,7 @@ func TestUploadSizes(t *testing.T) {
 	up := filepath.Join(env.Dir, "uploads")
 	data := map[string][]byte{}
 	for i, c := range cases {
-		data[c.name] = randBytes(uint64(i), c.size)
+		data[c.name] = testutil.RandomBytes(uint64(i), c.size)
 		writeFile(t, filepath.Join(up, c.name), data[c.name])
 	}
 	for _, c := range cases {
@@ -152,7 +144,7 @@ func TestUploadPendingVisible(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(up, "a", "b"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data := randBytes(7, 2*testPart+100)
+	data := testutil.RandomBytes(7, 2*testPart+100)
 	path := filepath.Join(up, "a", "b", "deep.bin")
 	writeFile(t, path, data)
 
@@ -219,7 +211,7 @@ func readStatus(t *testing.T, env *fusetest.Env) fs.Status {
 func TestUploadUnlinkCancels(t *testing.T) {
 	env := uploadEnv(t, fusetest.Options{Faults: emulator.Faults{Bandwidth: 2 << 20}})
 	path := filepath.Join(env.Dir, "uploads", "big.bin")
-	writeFile(t, path, randBytes(3, 6*testPart))
+	writeFile(t, path, testutil.RandomBytes(3, 6*testPart))
 	fusetest.Eventually(t, 30*time.Second, "the multipart upload started", func() bool {
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 1
 	})
@@ -247,7 +239,7 @@ func TestUploadRewrite(t *testing.T) {
 	block := emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointUpload, emulator.EndpointS3CreateMultipart}}
 	env.Emulator.SetFaults(block)
 
-	v1 := randBytes(1, 100_000)
+	v1 := testutil.RandomBytes(1, 100_000)
 	path := filepath.Join(up, "doc.txt")
 	writeFile(t, path, v1)
 	fusetest.Eventually(t, 30*time.Second, "v1 queued", func() bool { return env.Engine.Pending() == 1 })
@@ -278,7 +270,7 @@ func TestUploadRewrite(t *testing.T) {
 	})
 
 	// cp over the pending file (open with O_TRUNC, write, close).
-	v3 := randBytes(3, 70_000)
+	v3 := testutil.RandomBytes(3, 70_000)
 	src := filepath.Join(t.TempDir(), "doc.txt")
 	writeFile(t, src, v3)
 	if out, err := exec.Command("cp", src, path).CombinedOutput(); err != nil {
@@ -294,7 +286,7 @@ func TestUploadRewrite(t *testing.T) {
 	fusetest.Eventually(t, 10*time.Second, "doc.txt gone from uploads/", gone(path))
 
 	// Written again after it was published: a new file, published once more.
-	v4 := randBytes(4, 5000)
+	v4 := testutil.RandomBytes(4, 5000)
 	writeFile(t, path, v4)
 	fusetest.Eventually(t, publishDue, "v4 published", func() bool { return published(env, "doc.txt") == 2 })
 	checkPlatform(t, env, env.Published()[len(env.Published())-1].FileID, "doc.txt", v4)
@@ -314,7 +306,7 @@ func TestUploadRename(t *testing.T) {
 	env := uploadEnv(t, fusetest.Options{})
 	up := filepath.Join(env.Dir, "uploads")
 	env.Emulator.SetFaults(emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointUpload}})
-	a, b := randBytes(1, 4000), randBytes(2, 5000)
+	a, b := testutil.RandomBytes(1, 4000), testutil.RandomBytes(2, 5000)
 	writeFile(t, filepath.Join(up, "draft.txt"), a)
 	writeFile(t, filepath.Join(up, "other.txt"), b)
 	fusetest.Eventually(t, 30*time.Second, "both queued", func() bool { return env.Engine.Pending() == 2 })
@@ -345,7 +337,7 @@ func TestUploadPrograms(t *testing.T) {
 	env := uploadEnv(t, fusetest.Options{Uploads: fusetest.UploadOptions{Settle: 300 * time.Millisecond}})
 	up := filepath.Join(env.Dir, "uploads")
 	src := t.TempDir()
-	rs := randBytes(10, 2*testPart+3)
+	rs := testutil.RandomBytes(10, 2*testPart+3)
 	writeFile(t, filepath.Join(src, "synced.bin"), rs)
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Fatal("rsync is not installed (.ci/run installs it: apt-get install -y rsync)")
@@ -383,7 +375,7 @@ func TestUploadPrograms(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(up, "case1", "inputs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sub := randBytes(12, 777)
+	sub := testutil.RandomBytes(12, 777)
 	writeFile(t, filepath.Join(up, "case1", "inputs", "mesh.inp"), sub)
 	id = env.WaitPublished(t, "mesh.inp", publishDue)
 	checkPlatform(t, env, id, "mesh.inp", sub)
@@ -408,7 +400,7 @@ func TestUploadFaults(t *testing.T) {
 	env.Emulator.SetFaults(emulator.Faults{ErrorRate: 0.15, ThrottleRate: 0.1, CutRate: 0.1, RetryAfter: 10 * time.Millisecond, Seed: 42,
 		Endpoints: []string{emulator.EndpointS3CreateMultipart, emulator.EndpointS3UploadPart, emulator.EndpointS3Complete,
 			emulator.EndpointS3ListParts, emulator.EndpointRegister, emulator.EndpointCredentials, emulator.EndpointUpload}})
-	big, small := randBytes(21, 5*testPart+999), randBytes(22, 30_000)
+	big, small := testutil.RandomBytes(21, 5*testPart+999), testutil.RandomBytes(22, 30_000)
 	writeFile(t, filepath.Join(env.Dir, "uploads", "big.bin"), big)
 	writeFile(t, filepath.Join(env.Dir, "uploads", "small.bin"), small)
 	checkPlatform(t, env, env.WaitPublished(t, "big.bin", 3*publishDue), "big.bin", big)
@@ -441,7 +433,7 @@ func TestUploadENOSPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := randBytes(5, 256<<10)
+	buf := testutil.RandomBytes(5, 256<<10)
 	var werr error
 	for i := 0; i < 16 && werr == nil; i++ {
 		_, werr = f.Write(buf)

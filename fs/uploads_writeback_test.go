@@ -18,6 +18,8 @@ import (
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // tmpfs mounts a tmpfs of size bytes on a new temporary folder, unmounted in cleanup (registered
@@ -70,7 +72,7 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lib := randBytes(40, 24<<20)
+	lib := testutil.RandomBytes(40, 24<<20)
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
 	env := fusetest.MountOn(t, p, fusetest.Options{
 		NoMemory: true, Library: []fusetest.LibraryFile{{Name: "big.lib", Content: lib}},
@@ -88,7 +90,7 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 	})
 
 	// 12 MiB fits once cached blocks make room.
-	fits := randBytes(41, 12<<20)
+	fits := testutil.RandomBytes(41, 12<<20)
 	src := filepath.Join(t.TempDir(), "fits.bin")
 	writeFile(t, src, fits)
 	if out, err := exec.Command("cp", src, filepath.Join(up, "fits.bin")).CombinedOutput(); err != nil {
@@ -98,7 +100,7 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 	fusetest.Eventually(t, 10*time.Second, "fits.bin gone from uploads/", gone(filepath.Join(up, "fits.bin")))
 
 	// 40 MiB does not fit: cp fails with ENOSPC, and the part written is never published.
-	huge := randBytes(42, 40<<20)
+	huge := testutil.RandomBytes(42, 40<<20)
 	src = filepath.Join(t.TempDir(), "huge.bin")
 	writeFile(t, src, huge)
 	dst := filepath.Join(up, "huge.bin")
@@ -128,7 +130,7 @@ func TestUploadDiskFullNeverPublishesHalf(t *testing.T) {
 	}
 
 	// cp over it with content that fits (O_TRUNC: a rewrite): published, that content.
-	small := randBytes(43, 3<<20)
+	small := testutil.RandomBytes(43, 3<<20)
 	src = filepath.Join(t.TempDir(), "huge.bin")
 	writeFile(t, src, small)
 	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
@@ -190,7 +192,7 @@ func stagedFile(t *testing.T, eng *upload.Engine, data []byte) string {
 // name.
 func TestUploadResumedWritable(t *testing.T) {
 	dir := t.TempDir()
-	v1 := randBytes(50, 70_000)
+	v1 := testutil.RandomBytes(50, 70_000)
 	pendingFromJournal(t, dir, "resumed.dat", v1)
 	block := emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointUpload, emulator.EndpointS3CreateMultipart}}
 	env := uploadEnv(t, fusetest.Options{Faults: block, Uploads: fusetest.UploadOptions{Dir: dir}})
@@ -251,8 +253,8 @@ func TestUploadRemoveDoesNotWait(t *testing.T) {
 	env := fusetest.MountOn(t, p, fusetest.Options{Uploads: fusetest.UploadOptions{Enabled: true}}, fusetest.MountExtra{})
 	env.Emulator.SetFaults(noParts)
 	up := filepath.Join(env.Dir, "uploads")
-	writeFile(t, filepath.Join(up, "gone.bin"), randBytes(60, 6*testPart))
-	writeFile(t, filepath.Join(up, "over.bin"), randBytes(61, 6*testPart))
+	writeFile(t, filepath.Join(up, "gone.bin"), testutil.RandomBytes(60, 6*testPart))
+	writeFile(t, filepath.Join(up, "over.bin"), testutil.RandomBytes(61, 6*testPart))
 	fusetest.Eventually(t, publishDue, "both multipart uploads started", func() bool { // 13 s seen at load 14
 		return env.Requests(emulator.EndpointS3CreateMultipart) >= 2
 	})
@@ -325,7 +327,7 @@ func TestUploadDotfiles(t *testing.T) {
 	writeFile(t, filepath.Join(up, ".env.backup"), bak)
 	writeFile(t, filepath.Join(up, ".notes.txt.swp"), []byte("swap"))
 	src := t.TempDir()
-	rs := randBytes(70, 100_000)
+	rs := testutil.RandomBytes(70, 100_000)
 	writeFile(t, filepath.Join(src, "synced.bin"), rs)
 	if out, err := exec.Command("rsync", filepath.Join(src, "synced.bin"), up+"/").CombinedOutput(); err != nil {
 		t.Fatalf("rsync: %v: %s", err, out)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // TestS3DirectReadVecCutBodies: bodies cut or short (half of what each answer promised, so the breaks
@@ -21,7 +23,7 @@ func TestS3DirectReadVecCutBodies(t *testing.T) {
 	ctx := context.Background()
 	s := v.s3(S3Options{})
 	const size = 300_007
-	plain := randomBytes(21, size)
+	plain := testutil.RandomBytes(21, size)
 	f := v.libraryFile("cuts.bin", plain)
 	wantGets := v.e.Counters().Requests[emulator.EndpointS3Get]
 	for _, tc := range []struct {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // TestDirectSourceStalledStorageFallsBack: storage that accepts requests but never answers, the API
@@ -19,7 +21,7 @@ func TestDirectSourceStalledStorageFallsBack(t *testing.T) {
 	// A header timeout far below the budget, and more storage attempts than fit in it.
 	v := newS3EnvPolicy(t, Policy{HeaderTimeout: 50 * time.Millisecond, Budget: 200 * time.Millisecond, FailureMemory: time.Millisecond})
 	e, c := v.e, v.c
-	plain := randomBytes(31, 300_000)
+	plain := testutil.RandomBytes(31, 300_000)
 	f := v.libraryFile("stalled.bin", plain)
 	logs := &logCounter{}
 	d := NewDirectSource(c, DirectSourceOptions{Logger: slog.New(logs), S3: S3Options{MaxAttempts: 20, MaxBackoff: time.Millisecond}})

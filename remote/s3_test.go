@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 type s3Env struct {
@@ -51,15 +53,6 @@ func newS3EnvPolicy(t *testing.T, p Policy) *s3Env {
 	return &s3Env{t: t, e: e, srv: srv, c: c}
 }
 
-func randomBytes(seed uint64, n int) []byte {
-	rng := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
 // libraryFile stores plain as a library file and returns its metadata as the API gives it.
 func (v *s3Env) libraryFile(name string, plain []byte) File {
 	v.t.Helper()
@@ -89,7 +82,7 @@ func TestS3DirectReadMatchesContents(t *testing.T) {
 	ctx := context.Background()
 	s := v.s3(S3Options{})
 	for _, size := range []int{1, 15, 16, 17, 100_003, 3<<20 + 5} {
-		plain := randomBytes(uint64(size), size)
+		plain := testutil.RandomBytes(uint64(size), size)
 		f := v.libraryFile("f.bin", plain)
 		rng := rand.New(rand.NewPCG(uint64(size), 1))
 		ranges := [][2]int64{{0, 1}, {0, int64(size)}, {int64(size) - 1, 1}}
@@ -133,7 +126,7 @@ func TestS3DirectReadMatchesContents(t *testing.T) {
 func TestS3DirectReadResumesCutBody(t *testing.T) {
 	v := newS3Env(t)
 	s := v.s3(S3Options{})
-	plain := randomBytes(3, 1<<20+100)
+	plain := testutil.RandomBytes(3, 1<<20+100)
 	f := v.libraryFile("cut.bin", plain)
 	v.e.FailNext(emulator.EndpointS3Get, 1, emulator.FaultCut)
 	v.e.FailNext(emulator.EndpointS3Get, 1, emulator.Fault503)
@@ -149,8 +142,8 @@ func TestS3DirectReadResumesCutBody(t *testing.T) {
 func TestS3WrongKeyIsAnError(t *testing.T) {
 	v := newS3Env(t)
 	s := v.s3(S3Options{})
-	f := v.libraryFile("k.bin", randomBytes(4, 1000))
-	g := v.libraryFile("other.bin", randomBytes(5, 1000))
+	f := v.libraryFile("k.bin", testutil.RandomBytes(4, 1000))
+	g := v.libraryFile("other.bin", testutil.RandomBytes(5, 1000))
 	f.EncodedEncryptionKey = g.EncodedEncryptionKey
 	if err := s.ReadRangeDirect(context.Background(), f, 0, make([]byte, 1000)); err == nil {
 		t.Fatal("a read with the wrong key returned data")
@@ -206,7 +199,7 @@ func TestDirectSourceReadsDirectAndFallsBack(t *testing.T) {
 	ctx := context.Background()
 	logs := &logCounter{}
 	d := NewDirectSource(v.c, DirectSourceOptions{Logger: slog.New(logs), S3: S3Options{MaxAttempts: 2, MaxBackoff: time.Millisecond}})
-	plain := randomBytes(9, 2<<20+77)
+	plain := testutil.RandomBytes(9, 2<<20+77)
 	f := v.libraryFile("src.bin", plain)
 	// Not registered: one GetFile, then direct.
 	v.e.ResetCounters()
@@ -258,7 +251,7 @@ func TestDirectSourceSplittable(t *testing.T) {
 	v := newS3Env(t)
 	ctx := context.Background()
 	d := NewDirectSource(v.c, DirectSourceOptions{S3: S3Options{MaxAttempts: 1, MaxBackoff: time.Millisecond}})
-	plain := randomBytes(17, 100_000)
+	plain := testutil.RandomBytes(17, 100_000)
 	s3f := v.libraryFile("s3.bin", plain)
 	azure := v.libraryFile("azure.bin", plain)
 	azure.Storage.StorageType = "AzureStorage"
@@ -286,7 +279,7 @@ func TestDirectSourceSplittable(t *testing.T) {
 func TestDirectSourceConcurrentFirstReads(t *testing.T) {
 	v := newS3Env(t)
 	d := NewDirectSource(v.c, DirectSourceOptions{})
-	plain := randomBytes(11, 1<<20)
+	plain := testutil.RandomBytes(11, 1<<20)
 	f := v.libraryFile("many.bin", plain)
 	d.Register(f)
 	var wg sync.WaitGroup
@@ -320,7 +313,7 @@ func TestDirectSourceVectoredRead(t *testing.T) {
 	v := newS3Env(t)
 	ctx := context.Background()
 	d := NewDirectSource(v.c, DirectSourceOptions{})
-	plain := randomBytes(13, 3*vecChunk+1000)
+	plain := testutil.RandomBytes(13, 3*vecChunk+1000)
 	f := v.libraryFile("vec.bin", plain)
 	d.Register(f)
 	for _, tc := range []struct {
@@ -393,7 +386,7 @@ func TestDirectSourceWarmsStorageOnRegister(t *testing.T) {
 	ctx := context.Background()
 	d := NewDirectSource(v.c, DirectSourceOptions{})
 	defer d.Close()
-	plain := randomBytes(23, 100_000)
+	plain := testutil.RandomBytes(23, 100_000)
 	f := v.libraryFile("warm.bin", plain)
 	azure := v.libraryFile("azure.bin", plain)
 	azure.Storage.StorageType = "AzureStorage"

@@ -5,13 +5,14 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/rescalefs/rescalefs/upload"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // writer is a test's view of one file of uploads/: it writes through the File and keeps the content
@@ -75,15 +76,6 @@ func sumOf(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func randBytes(seed uint64, n int) []byte {
-	rng := rand.New(rand.NewPCG(seed, 9))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
 // journaledSum is the sha512 the journal holds for upload id, read from its record on disk.
 func journaledSum(t *testing.T, dir, id string) string {
 	t.Helper()
@@ -110,41 +102,41 @@ func TestHashedAsWritten(t *testing.T) {
 		name string
 		do   func(w *writer)
 	}{
-		{"sequential", func(w *writer) { w.append(randBytes(1, 3*mib+5)) }},
+		{"sequential", func(w *writer) { w.append(testutil.RandomBytes(1, 3*mib+5)) }},
 		{"empty", func(w *writer) {}},
 		{"overwrite behind the hasher", func(w *writer) {
-			w.append(randBytes(2, 3*mib))
+			w.append(testutil.RandomBytes(2, 3*mib))
 			w.hashed()
-			w.write(randBytes(3, 1000), mib+7)
+			w.write(testutil.RandomBytes(3, 1000), mib+7)
 		}},
 		{"overwrite at 0 behind the hasher", func(w *writer) {
-			w.append(randBytes(4, 2*mib))
+			w.append(testutil.RandomBytes(4, 2*mib))
 			w.hashed()
 			w.write([]byte("changed"), 0)
 		}},
 		{"truncate shorter", func(w *writer) {
-			w.append(randBytes(5, 2*mib+100))
+			w.append(testutil.RandomBytes(5, 2*mib+100))
 			w.hashed()
 			w.truncate(mib + 3)
 		}},
 		{"truncate longer", func(w *writer) {
-			w.append(randBytes(6, mib))
+			w.append(testutil.RandomBytes(6, mib))
 			w.hashed()
 			w.truncate(2*mib + 1)
 		}},
 		{"rewritten from 0", func(w *writer) {
-			w.append(randBytes(7, 2*mib))
+			w.append(testutil.RandomBytes(7, 2*mib))
 			w.hashed()
 			w.truncate(0)
-			w.append(randBytes(8, mib+mib/2))
+			w.append(testutil.RandomBytes(8, mib+mib/2))
 		}},
 		{"hole", func(w *writer) {
-			w.write(randBytes(9, 64<<10), 0)
-			w.write(randBytes(10, 64<<10), 3*mib)
+			w.write(testutil.RandomBytes(9, 64<<10), 0)
+			w.write(testutil.RandomBytes(10, 64<<10), 3*mib)
 		}},
 		{"backwards", func(w *writer) {
 			for i := 3; i >= 0; i-- {
-				w.write(randBytes(uint64(20+i), mib), int64(i)*mib)
+				w.write(testutil.RandomBytes(uint64(20+i), mib), int64(i)*mib)
 			}
 		}},
 	} {
