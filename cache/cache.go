@@ -183,6 +183,7 @@ type Cache struct {
 	ctx         context.Context // the fetcher's own context: fetches outlive readers
 	cancel      context.CancelFunc
 	sem         chan struct{} // Parallel slots for Source calls
+	hashSlack   hashSlack     // blocks queued for the whole-file hash beyond each Reader's first
 	wg          sync.WaitGroup
 	closed      atomic.Bool
 
@@ -279,6 +280,7 @@ func New(src Source, opts Options) (*Cache, error) {
 		readyList: list.New(),
 		gens:      make(map[string]uint64),
 		sem:       make(chan struct{}, opts.Parallel),
+		hashSlack: newHashSlack(opts.BlockSize),
 	}
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
 	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs

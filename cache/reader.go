@@ -47,7 +47,7 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
 		r.preverified = true
 	default:
-		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed)
+		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed, c.hashSlack)
 	}
 	return r
 }

@@ -21,11 +21,34 @@ var ErrChecksumMismatch = errors.New("cache: whole-file sha512 mismatch")
 // means the file is not being read in order and verification is given up.
 const maxPending = 8
 
-// maxQueued is how many in-order blocks (the one being hashed included) may
-// wait for the hashing goroutine before a read waits for it. One block of
-// overlap is what pipelining needs; more only holds memory (four readers each
-// queueing four 8 MiB blocks came to 128 MiB outside every budget).
-const maxQueued = 1
+// Each verifier may have one in-order block queued (the one being hashed
+// included) before a read waits for the hashing goroutine: that is what
+// pipelining needs, and with a reader's current block it is what the mount
+// reserves per reader. Beyond that, a verifier borrows slack from the Cache's
+// hashSlack, shared by all of them, so that neither side waits for the other's
+// every stall: on two cores the hash, the reader and the copy into the page
+// cache take turns, and with one block of slack the reply path waited for the
+// hash about once per block (100 times in a 1 GiB cp). The slack is bounded in
+// bytes across the Cache, not per verifier: four readers each queueing four
+// 8 MiB blocks came to 128 MiB outside every budget.
+const hashSlackBytes = 32 << 20
+
+// hashSlack holds one token per block queued for hashing beyond each verifier's first (see
+// hashSlackBytes). Verifiers take tokens without waiting and give them back as their queues drain.
+type hashSlack chan struct{}
+
+func newHashSlack(bs int64) hashSlack { return make(hashSlack, max(1, hashSlackBytes/bs)) }
+
+func (s hashSlack) tryTake() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s hashSlack) give() { <-s }
 
 // verifier hashes an object's blocks in index order as reads return them.
 // It hashes the immutable cached blocks, whole, so the check covers exactly
@@ -37,6 +60,7 @@ type verifier struct {
 	want    string
 	nblocks int64
 	hashed  *atomic.Int64 // the Cache's counter of bytes hashed
+	slack   hashSlack     // the Cache's, shared by its verifiers
 
 	// mu protects everything below; cond (on mu) signals progress of the
 	// hashing goroutine (a queue slot freed, the sum done).
@@ -47,6 +71,7 @@ type verifier struct {
 	pending map[int64][]byte // blocks read ahead of next
 	queue   [][]byte         // in-order blocks not yet hashed
 	hashing bool             // a goroutine is draining queue
+	borrow  int              // slack tokens held: at most len(queue)-1, given back as it drains
 	sum     string           // set when every block is hashed, until the verdict is taken
 	state   verifyState
 }
@@ -59,8 +84,8 @@ const (
 	verifyAbandoned // not read in order: no verdict
 )
 
-func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64) *verifier {
-	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks, hashed: hashed,
+func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64, slack hashSlack) *verifier {
+	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks, hashed: hashed, slack: slack,
 		h: sha512x.New(), pending: make(map[int64][]byte)}
 	v.cond = sync.NewCond(&v.mu)
 	return v
@@ -112,8 +137,12 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 	if !completing {
 		// Backpressure: a reader faster than the hashing waits here, after
 		// its blocks are queued, so the queue never sees a block twice or
-		// out of order.
-		for len(v.queue) > maxQueued {
+		// out of order; first it borrows what slack is free.
+		for len(v.queue) > 1+v.borrow {
+			if v.slack.tryTake() {
+				v.borrow++
+				continue
+			}
 			v.cond.Wait()
 		}
 		return "", false
@@ -158,6 +187,10 @@ func (v *verifier) drain() {
 		v.mu.Lock()
 		v.queue[0] = nil
 		v.queue = v.queue[1:]
+		for v.borrow > max(0, len(v.queue)-1) {
+			v.borrow--
+			v.slack.give()
+		}
 		if len(v.queue) == 0 && v.next >= v.nblocks {
 			v.sum = hex.EncodeToString(v.h.Sum(nil))
 		}

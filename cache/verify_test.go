@@ -208,3 +208,89 @@ func (w *readWindow) done(off, n int64) {
 	}
 	w.cond.Broadcast()
 }
+
+// TestHashSlackSharedByReaders: a reader whose whole-file hash is held up runs ahead of it by its one
+// block plus the slack it can borrow from the Cache (not one block, which made the reply path wait for
+// the hash at every block of a cold cp), and then waits; a second reader, with the slack lent out, may
+// queue its one block only. The slack comes back as the queues drain and none is left held.
+func TestHashSlackSharedByReaders(t *testing.T) {
+	const slack, nblocks = 2, 6
+	src := newFake()
+	objA, objB := src.add("a", nblocks*testBS), src.add("b", nblocks*testBS)
+	c := newTestCache(t, src, testOptions(t))
+	c.hashSlack = make(hashSlack, slack)
+	type gated struct {
+		r     *Reader
+		gate  chan struct{}
+		reads chan int64 // offsets whose read returned
+		err   chan error
+	}
+	start := func(obj Object) *gated {
+		sum := sha512.Sum512(src.objects[obj.ID])
+		g := &gated{r: c.NewReader(obj, hex.EncodeToString(sum[:])), gate: make(chan struct{}),
+			reads: make(chan int64, nblocks), err: make(chan error, 1)}
+		g.r.v.h = gatedHash{g.r.v.h, g.gate}
+		go func() {
+			p := make([]byte, testBS)
+			for off := int64(0); off < obj.Size; off += testBS {
+				if _, err := g.r.ReadAt(context.Background(), p, off); err != nil && !errors.Is(err, io.EOF) {
+					g.err <- err
+					return
+				}
+				g.reads <- off
+			}
+			g.err <- nil
+		}()
+		return g
+	}
+	queued := func(g *gated) int {
+		g.r.v.mu.Lock()
+		defer g.r.v.mu.Unlock()
+		return len(g.r.v.queue)
+	}
+	returned := func(g *gated, want int) {
+		t.Helper()
+		for i := range want {
+			select {
+			case off := <-g.reads:
+				if off != int64(i)*testBS {
+					t.Fatalf("read %d returned offset %d", i, off)
+				}
+			case err := <-g.err:
+				t.Fatalf("reader ended early: %v", err)
+			case <-time.After(30 * time.Second): // a hang guard, not a timing
+				t.Fatalf("read %d did not return while %d blocks may be queued", i, 1+slack)
+			}
+		}
+	}
+
+	a := start(objA)
+	// Blocks 0-2 are answered while the hash has not started on block 0; block 3's read queues its
+	// block and waits: nothing is left to borrow, and nothing can drain while the gate is shut.
+	returned(a, 1+slack)
+	eventually(t, "the fourth block queued", func() bool { return queued(a) == 2+slack })
+	if len(a.reads) != 0 || len(c.hashSlack) != slack {
+		t.Fatalf("%d more reads returned, %d of %d slack tokens taken", len(a.reads), len(c.hashSlack), slack)
+	}
+
+	b := start(objB)
+	returned(b, 1)
+	eventually(t, "the second reader's second block queued", func() bool { return queued(b) == 2 })
+	if len(b.reads) != 0 {
+		t.Fatal("the second reader ran ahead of its hash with the slack lent out")
+	}
+
+	for _, g := range []*gated{a, b} {
+		close(g.gate)
+		if err := <-g.err; err != nil {
+			t.Fatal(err)
+		}
+		if !g.r.Verified() {
+			t.Fatalf("%s not verified", g.r.obj.ID)
+		}
+	}
+	if n := len(c.hashSlack); n != 0 {
+		t.Fatalf("%d slack tokens still held after every hash finished", n)
+	}
+	settle(c)
+}
