@@ -32,6 +32,10 @@
 //	+ one block per open Reader               its current block (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
+//	+ hashSlackBytes                          blocks queued for the whole-file
+//	                                          hash beyond each Reader's first, or
+//	                                          pulled by it ahead of the reads,
+//	                                          shared by all Readers
 //
 // whatever the file sizes. Buffers handed out are never mutated or recycled:
 // the garbage collector frees a block once neither a tier nor a reader holds it.

@@ -178,6 +178,28 @@ func (r *request) wait(ctx context.Context) ([][]byte, error) {
 	return r.out, nil
 }
 
+// atHand returns block idx of obj when a fetch has it at hand: unconsumed read-ahead, or a fetch
+// completing (its data set, being stored in the tiers). It neither waits nor fetches, and leaves the
+// block where it is for the reader: the whole-file hash pulls blocks this way (verifier.pullLocked).
+func (c *Cache) atHand(obj Object, idx int64) []byte {
+	k := blockKey{obj.ID, idx}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.ready[k]; ok {
+		return e.Value.(*readyBlock).data
+	}
+	if cl, ok := c.calls[k]; ok {
+		select {
+		case <-cl.done:
+			if cl.err == nil && !cl.dropped {
+				return cl.data
+			}
+		default:
+		}
+	}
+	return nil
+}
+
 // abandon gives up waiting on calls from index i on: a fetch that completes
 // with no waiter left still lands in the tiers for the next reader.
 func (r *request) abandon(from int) {
@@ -415,6 +437,9 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 	c.mu.Unlock()
 	if err != nil {
 		return
+	}
+	if sp.owner != nil && sp.owner.v != nil {
+		sp.owner.v.kick() // its Reader's hash may pull these blocks now
 	}
 	for i, cl := range sp.calls {
 		if !store[i] {

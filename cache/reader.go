@@ -47,7 +47,12 @@ func (c *Cache) NewReader(obj Object, expectedSHA512 string) *Reader {
 	case c.disk != nil && c.disk.verified(obj, c.bs, expectedSHA512):
 		r.preverified = true
 	default:
-		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed, c.hashSlack)
+		r.v = newVerifier(obj, expectedSHA512, c.numBlocks(obj.Size), &c.st.hashed, c.hashSlack, func(idx int64) []byte {
+			if r.gone.Load() {
+				return nil
+			}
+			return c.atHand(obj, idx)
+		})
 	}
 	return r
 }
@@ -214,9 +219,12 @@ func (r *Reader) Verified() bool {
 // cache for whoever reads next.
 func (r *Reader) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.closed = true
 	r.gone.Store(true)
 	r.cur = nil
+	r.mu.Unlock()
+	if r.v != nil {
+		r.v.close() // after r.mu: every lock is a leaf
+	}
 	return nil
 }

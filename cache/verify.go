@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,17 +51,25 @@ func (s hashSlack) tryTake() bool {
 
 func (s hashSlack) give() { <-s }
 
-// verifier hashes an object's blocks in index order as reads return them.
-// It hashes the immutable cached blocks, whole, so the check covers exactly
-// the data the cache serves. Hashing runs beside the reads, on a goroutine
-// that lives while there are queued blocks: a read hands its blocks over and
-// answers at once, and only the read completing the file waits for the sum.
+// verifier hashes an object's blocks in index order. It hashes the immutable
+// cached blocks, whole, so the check covers exactly the data the cache serves.
+// Hashing runs beside the reads, on a goroutine that lives while there are
+// blocks to hash: a read hands its blocks over and answers at once, and only
+// the read completing the file waits for the sum. The goroutine also takes the
+// next blocks itself, before the reader reads them, when the fetcher has them
+// at hand (pulled): then the hash keeps going while the reader is held up
+// elsewhere (by the program it feeds, or by the kernel), and the read
+// completing the file finds the sum nearly done. A pulled block is checked to
+// be the one the reader is served (the same buffer, or else the same bytes).
 type verifier struct {
 	obj     Object
 	want    string
 	nblocks int64
 	hashed  *atomic.Int64 // the Cache's counter of bytes hashed
 	slack   hashSlack     // the Cache's, shared by its verifiers
+	// pull returns block idx if the fetcher has it at hand (nil if not, or if the Reader is closed).
+	// Called without mu.
+	pull func(idx int64) []byte
 
 	// mu protects everything below; cond (on mu) signals progress of the
 	// hashing goroutine (a queue slot freed, the sum done).
@@ -68,12 +77,23 @@ type verifier struct {
 	cond    *sync.Cond
 	h       hash.Hash        // owned by the hashing goroutine while hashing is set
 	next    int64            // next block index to queue for hashing
-	pending map[int64][]byte // blocks read ahead of next
-	queue   [][]byte         // in-order blocks not yet hashed
-	hashing bool             // a goroutine is draining queue
-	borrow  int              // slack tokens held: at most len(queue)-1, given back as it drains
-	sum     string           // set when every block is hashed, until the verdict is taken
+	read    int64            // next block index the reader has to hand over; read <= next
+	pending map[int64][]byte // blocks the reader handed over ahead of read
+	// pulled holds the blocks in [read, next), queued or hashed before the reader handed them
+	// over; each holds a slack token until it does.
+	pulled  map[int64][]byte
+	queue   []queued // in-order blocks not yet hashed
+	byRead  int      // blocks in queue that reads queued (not pulled)
+	hashing bool     // a goroutine is draining queue
+	borrow  int      // slack tokens held for reads' blocks: at most byRead-1, given back as it drains
+	differs bool     // a pulled block was not what the reader was served: the verdict is a mismatch
+	sum     string   // set when every block is hashed, until the verdict is taken
 	state   verifyState
+}
+
+type queued struct {
+	data   []byte
+	pulled bool
 }
 
 type verifyState int
@@ -81,12 +101,16 @@ type verifyState int
 const (
 	verifying verifyState = iota
 	verifyMatched
-	verifyAbandoned // not read in order: no verdict
+	verifyAbandoned // not read in order (or the Reader closed first): no verdict
 )
 
-func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64, slack hashSlack) *verifier {
+// servedDiffers stands for the computed sum when a block hashed ahead of the reader was not the
+// block the reader was then served: the hash does not cover the bytes served, so it cannot match.
+const servedDiffers = "(a block served differs from the one hashed)"
+
+func newVerifier(obj Object, want string, nblocks int64, hashed *atomic.Int64, slack hashSlack, pull func(int64) []byte) *verifier {
 	v := &verifier{obj: obj, want: strings.ToLower(want), nblocks: nblocks, hashed: hashed, slack: slack,
-		h: sha512x.New(), pending: make(map[int64][]byte)}
+		pull: pull, h: sha512x.New(), pending: make(map[int64][]byte), pulled: make(map[int64][]byte)}
 	v.cond = sync.NewCond(&v.mu)
 	return v
 }
@@ -105,40 +129,40 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 	if v.state != verifying {
 		return "", false
 	}
-	before := v.next
+	before := v.read
 	for _, b := range held {
 		switch {
-		case b.idx == v.next:
-			v.enqueueLocked(b.data)
+		case b.idx == v.read:
+			v.handOverLocked(b.data)
 			for {
-				d, ok := v.pending[v.next]
+				d, ok := v.pending[v.read]
 				if !ok {
 					break
 				}
-				delete(v.pending, v.next)
-				v.enqueueLocked(d)
+				delete(v.pending, v.read)
+				v.handOverLocked(d)
 			}
-		case b.idx > v.next:
+		case b.idx > v.read:
 			v.pending[b.idx] = b.data
 			if len(v.pending) > maxPending {
-				v.state = verifyAbandoned
-				v.pending = nil
+				v.abandonLocked()
 				return "", false
 			}
 		}
 	}
 	// Decided before any wait (which lets other reads in): only the call
-	// that queued the last block waits for the verdict.
-	completing := before < v.nblocks && v.next >= v.nblocks
+	// that handed over the last block waits for the verdict.
+	completing := before < v.nblocks && v.read >= v.nblocks
 	if v.nblocks == 0 && before == 0 {
-		v.enqueueLocked(nil) // an empty object: its first read completes it
+		v.read = 1
+		v.enqueueLocked(nil, false) // an empty object: its first read completes it
 		completing = true
 	}
 	if !completing {
 		// Backpressure: a reader faster than the hashing waits here, after
 		// its blocks are queued, so the queue never sees a block twice or
 		// out of order; first it borrows what slack is free.
-		for len(v.queue) > 1+v.borrow {
+		for v.byRead > 1+v.borrow {
 			if v.slack.tryTake() {
 				v.borrow++
 				continue
@@ -151,22 +175,65 @@ func (v *verifier) observe(held []heldBlock) (sum string, complete bool) {
 		v.cond.Wait()
 	}
 	sum, v.sum = v.sum, ""
+	if v.differs {
+		sum = servedDiffers
+	}
 	if sum == v.want {
 		v.state = verifyMatched
 	} else {
 		// Start over: after the drop, a re-read fetches afresh and is checked again.
 		v.h.Reset()
-		v.next = 0
+		v.next, v.read, v.differs = 0, 0, false
 		clear(v.pending)
 	}
 	return sum, true
 }
 
+// handOverLocked takes block v.read from the reader: it is queued for hashing, or, if the hashing
+// pulled it already, checked to be what was hashed.
+func (v *verifier) handOverLocked(b []byte) {
+	idx := v.read
+	v.read++
+	if idx == v.next {
+		v.enqueueLocked(b, false)
+		return
+	}
+	p := v.pulled[idx]
+	delete(v.pulled, idx)
+	v.slack.give()
+	if len(p) != len(b) || len(b) > 0 && &p[0] != &b[0] && !bytes.Equal(p, b) {
+		v.differs = true
+	}
+}
+
+// abandonLocked gives up on a verdict (the reads left the file's order, or the Reader closed) and
+// gives back the slack the pulled blocks hold; blocks queued are still hashed, harmlessly.
+func (v *verifier) abandonLocked() {
+	v.state = verifyAbandoned
+	v.pending = nil
+	for range v.pulled {
+		v.slack.give()
+	}
+	v.pulled = nil
+}
+
+// close is called when the Reader closes: no more blocks come from it.
+func (v *verifier) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.state == verifying {
+		v.abandonLocked()
+	}
+}
+
 // enqueueLocked queues block v.next for hashing and starts the hashing
 // goroutine if none runs. It never waits: the blocks of one read are queued
 // together, under one hold of mu.
-func (v *verifier) enqueueLocked(b []byte) {
-	v.queue = append(v.queue, b)
+func (v *verifier) enqueueLocked(b []byte, pulled bool) {
+	v.queue = append(v.queue, queued{b, pulled})
+	if !pulled {
+		v.byRead++
+	}
 	v.next++
 	if !v.hashing {
 		v.hashing = true
@@ -174,29 +241,69 @@ func (v *verifier) enqueueLocked(b []byte) {
 	}
 }
 
-// drain hashes queued blocks in order until the queue is empty, then exits.
-// The block completing the object also computes the sum.
+// kick starts the hashing goroutine, if none runs, to pull blocks the fetcher has just completed.
+func (v *verifier) kick() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hashing || v.state != verifying || v.pull == nil || v.next >= v.nblocks {
+		return
+	}
+	v.hashing = true
+	go v.drain()
+}
+
+// drain hashes queued blocks in order, pulling the next ones while the fetcher
+// has them, then exits. The block completing the object also computes the sum.
 func (v *verifier) drain() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for len(v.queue) > 0 {
-		b := v.queue[0]
-		v.mu.Unlock()
-		v.h.Write(b) // v.h is ours while hashing is set
-		v.hashed.Add(int64(len(b)))
-		v.mu.Lock()
-		v.queue[0] = nil
-		v.queue = v.queue[1:]
-		for v.borrow > max(0, len(v.queue)-1) {
-			v.borrow--
-			v.slack.give()
+	for {
+		for len(v.queue) > 0 {
+			q := v.queue[0]
+			v.mu.Unlock()
+			v.h.Write(q.data) // v.h is ours while hashing is set
+			v.hashed.Add(int64(len(q.data)))
+			v.mu.Lock()
+			v.queue[0] = queued{}
+			v.queue = v.queue[1:]
+			if !q.pulled {
+				v.byRead--
+			}
+			for v.borrow > max(0, v.byRead-1) {
+				v.borrow--
+				v.slack.give()
+			}
+			if len(v.queue) == 0 && v.next >= v.nblocks {
+				v.sum = hex.EncodeToString(v.h.Sum(nil))
+			}
+			v.cond.Broadcast()
 		}
-		if len(v.queue) == 0 && v.next >= v.nblocks {
-			v.sum = hex.EncodeToString(v.h.Sum(nil))
+		if !v.pullLocked() {
+			break
 		}
-		v.cond.Broadcast()
 	}
 	v.hashing = false
+}
+
+// pullLocked queues block v.next for hashing before the reader hands it over, if the fetcher has it
+// at hand and a slack token is free (the token bounds how far the hash runs ahead, and the memory a
+// pulled block holds should the tiers drop it before the reader comes). It reports whether the
+// queue has blocks again (the reader may have queued some while mu was released to ask the Cache).
+func (v *verifier) pullLocked() bool {
+	if v.pull == nil || v.state != verifying || v.next >= v.nblocks || !v.slack.tryTake() {
+		return len(v.queue) > 0
+	}
+	idx := v.next
+	v.mu.Unlock()
+	b := v.pull(idx) // lock order: verifier.mu is never held while taking Cache.mu
+	v.mu.Lock()
+	if b == nil || v.next != idx || v.state != verifying {
+		v.slack.give()
+		return len(v.queue) > 0
+	}
+	v.pulled[idx] = b
+	v.enqueueLocked(b, true)
+	return true
 }
 
 // verify feeds a read's blocks to the verifier; on a mismatch it drops the

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
@@ -217,7 +218,9 @@ func TestHashSlackSharedByReaders(t *testing.T) {
 	const slack, nblocks = 2, 6
 	src := newFake()
 	objA, objB := src.add("a", nblocks*testBS), src.add("b", nblocks*testBS)
-	c := newTestCache(t, src, testOptions(t))
+	opts := testOptions(t)
+	opts.Readahead = -1 // no read-ahead: the hash has nothing to pull, only what the reads hand over
+	c := newTestCache(t, src, opts)
 	c.hashSlack = make(hashSlack, slack)
 	type gated struct {
 		r     *Reader
@@ -293,4 +296,107 @@ func TestHashSlackSharedByReaders(t *testing.T) {
 		t.Fatalf("%d slack tokens still held after every hash finished", n)
 	}
 	settle(c)
+}
+
+// hashState is a snapshot of a verifier: blocks queued for hashing (next), handed over by the reader
+// (read), pulled ahead of it, and whether its hashing goroutine runs.
+func hashState(v *verifier) (next, read int64, pulled int, hashing bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.next, v.read, len(v.pulled), v.hashing
+}
+
+// TestHashPullsFetchedBlocks: the whole-file hash takes read-ahead blocks as the fetcher completes
+// them, before the reader reads them, as far as the slack lets it; every byte is still hashed once,
+// and the file verified.
+func TestHashPullsFetchedBlocks(t *testing.T) {
+	const slack = 3
+	src := newFake()
+	obj := src.add("obj", 20*testBS+77)
+	sum := sha512.Sum512(src.objects["obj"])
+	c := newTestCache(t, src, testOptions(t))
+	c.hashSlack = make(hashSlack, slack)
+	r := c.NewReader(obj, hex.EncodeToString(sum[:]))
+	// One bulk read of blocks 0-7: its window reads ahead 8 blocks more.
+	if _, err := r.ReadAt(context.Background(), make([]byte, 8*testBS), 0); err != nil {
+		t.Fatal(err)
+	}
+	settle(c)
+	eventually(t, "the hash to pull what the slack allows", func() bool {
+		next, read, pulled, hashing := hashState(r.v)
+		return next == 8+slack && read == 8 && pulled == slack && !hashing
+	})
+	if got := c.Stats().HashedBytes; got != (8+slack)*testBS {
+		t.Fatalf("hashed %d bytes, want %d", got, (8+slack)*testBS)
+	}
+	if len(c.hashSlack) != slack {
+		t.Fatalf("%d slack tokens taken, want %d", len(c.hashSlack), slack)
+	}
+	if got, err := readAll(t, r, obj.Size, 8*testBS); err != nil || !bytes.Equal(got, src.objects["obj"]) {
+		t.Fatalf("err=%v, bytes equal %v", err, bytes.Equal(got, src.objects["obj"]))
+	}
+	if !r.Verified() {
+		t.Fatal("not verified")
+	}
+	if got := c.Stats().HashedBytes; got != obj.Size {
+		t.Fatalf("hashed %d bytes of a %d-byte object", got, obj.Size)
+	}
+	if n := len(c.hashSlack); n != 0 {
+		t.Fatalf("%d slack tokens still held", n)
+	}
+	r.Close()
+	settle(c)
+}
+
+// TestPulledBlockMustBeTheOneServed: a block the hash pulled, then dropped by the cache before the
+// reader came, is fetched again for the reader. Served the same bytes, the file verifies; served other
+// bytes (the platform answered differently the second time), the hash did not cover what was served,
+// and the read completing the file fails as a mismatch instead of calling the file verified.
+func TestPulledBlockMustBeTheOneServed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt bool
+	}{{"same bytes", false}, {"other bytes", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFake()
+			obj := src.add("obj", 12*testBS)
+			good := bytes.Clone(src.objects["obj"])
+			sum := sha512.Sum512(good)
+			opts := testOptions(t)
+			opts.MemoryBytes = -1 // no memory tier: a block dropped from the ready list is gone
+			c := newTestCache(t, src, opts)
+			r := c.NewReader(obj, hex.EncodeToString(sum[:]))
+			if _, err := r.ReadAt(context.Background(), make([]byte, 8*testBS), 0); err != nil {
+				t.Fatal(err)
+			}
+			settle(c)
+			eventually(t, "block 8 pulled", func() bool {
+				next, _, _, hashing := hashState(r.v)
+				return next > 8 && !hashing
+			})
+			c.mu.Lock()
+			e, ok := c.ready[blockKey{obj.ID, 8}]
+			if ok {
+				c.removeReadyLocked(e)
+			}
+			c.mu.Unlock()
+			if !ok {
+				t.Fatal("block 8 not in the ready list")
+			}
+			if tc.corrupt {
+				src.mu.Lock()
+				src.objects["obj"][8*testBS+5] ^= 0xff
+				src.mu.Unlock()
+			}
+			_, err := readAll(t, r, obj.Size, testBS)
+			switch {
+			case tc.corrupt && !errors.Is(err, ErrChecksumMismatch):
+				t.Fatalf("other bytes served than hashed: err %v, verified %v", err, r.Verified())
+			case !tc.corrupt && (err != nil || !r.Verified()):
+				t.Fatalf("same bytes from another buffer: err %v, verified %v", err, r.Verified())
+			}
+			r.Close()
+			settle(c)
+		})
+	}
 }
