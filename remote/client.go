@@ -273,6 +273,10 @@ func (c *Client) doOnce(ctx context.Context, r *request, u *url.URL, accept func
 		}
 		retry, wait := false, time.Duration(-1)
 		resp, err := c.hc.Do(req)
+		if err == nil {
+			// Every read of an answer, ours or io.ReadAll's, stops on a body that spins.
+			resp.Body = guardBody(resp.Body)
+		}
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {

@@ -1,0 +1,54 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// maxEmptyReads bounds the reads in a row that return no byte and no error: a body that keeps doing
+// that (a broken proxy or middlebox, a buggy transport) would make any loop over it spin for ever,
+// io.ReadAll and io.Copy included. (bufio.Reader gives up after 100 such reads too.)
+const maxEmptyReads = 100
+
+// progressBody fails a body with io.ErrNoProgress once maxEmptyReads reads in a row have returned no
+// byte and no error, and on every empty read after that. It is the one guard against spinning bodies:
+// Client.do puts every answer's body behind one, readBody every storage body, and the callers report
+// the error as a body cut short (shortBodyErr), retried as one.
+type progressBody struct {
+	r     io.Reader
+	empty int // reads in a row that returned nothing
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	switch {
+	case n > 0 || err != nil:
+		b.empty = 0
+	case len(p) == 0:
+		// Nothing was asked: not a read that got nothing.
+	default:
+		if b.empty++; b.empty >= maxEmptyReads {
+			return 0, io.ErrNoProgress
+		}
+	}
+	return n, err
+}
+
+// guardBody is body behind a progressBody, closed as body is.
+func guardBody(body io.ReadCloser) io.ReadCloser {
+	return struct {
+		io.Reader
+		io.Closer
+	}{&progressBody{r: body}, body}
+}
+
+// shortBodyErr is the error of a body that broke off before its end: ErrShortBody, with the cause
+// after prefix. The cause is kept as text, as the callers always did, except io.ErrNoProgress, which
+// stays matchable: that body did not break, it spun.
+func shortBodyErr(prefix string, err error) error {
+	if errors.Is(err, io.ErrNoProgress) {
+		return fmt.Errorf("%s%w: %w", prefix, ErrShortBody, io.ErrNoProgress)
+	}
+	return fmt.Errorf("%s%w: %v", prefix, ErrShortBody, err)
+}
