@@ -122,6 +122,7 @@ func New(o Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = NewPolicyHTTPClient(c.policy)
 	}
+	c.hc = guardClient(c.hc)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -273,10 +274,6 @@ func (c *Client) doOnce(ctx context.Context, r *request, u *url.URL, accept func
 		}
 		retry, wait := false, time.Duration(-1)
 		resp, err := c.hc.Do(req)
-		if err == nil {
-			// Every read of an answer, ours or io.ReadAll's, stops on a body that spins.
-			resp.Body = guardBody(resp.Body)
-		}
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {

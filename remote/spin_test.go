@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -204,6 +208,68 @@ func TestBodiesThatSpinGiveUp(t *testing.T) {
 			}
 			if n := st.spins.Load(); n != tc.requests*maxEmptyReads {
 				t.Errorf("%d empty reads, want %d (%d per answer)", n, tc.requests*maxEmptyReads, maxEmptyReads)
+			}
+		})
+	}
+}
+
+// TestS3BodiesThatSpinGiveUp: the storage's answers are read by the SDK as well as by readBody, and the
+// SDK copies an error answer's body with io.Copy (and drains it the same way before closing it), which
+// spins on a body that returns 0, nil: those bodies give up after maxEmptyReads empty reads too (an
+// error answer's in one attempt; a ranged GET's, resumed after each give-up, in each of its attempts).
+func TestS3BodiesThatSpinGiveUp(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		after    int64
+		endpoint string
+		requests int64
+		// drains: reads after the give-up, each answered with io.ErrNoProgress at once (the SDK drains
+		// an error answer's body before it closes it).
+		drains int64
+		call   func(ctx context.Context, s *S3Client, f File) error
+		want   []error
+	}{
+		{name: "GetObject error answer", endpoint: emulator.EndpointS3Get, requests: 1, drains: 1, want: []error{io.ErrNoProgress},
+			call: func(ctx context.Context, s *S3Client, f File) error {
+				f.PathParts.Path += "-missing"
+				return s.ReadRangeDirect(ctx, f, 0, make([]byte, 100))
+			}},
+		{name: "ListParts error answer", endpoint: emulator.EndpointS3ListParts, requests: 1, drains: 1, want: []error{io.ErrNoProgress},
+			call: func(ctx context.Context, s *S3Client, f File) error {
+				_, err := s.SDK().ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(f.PathParts.Container),
+					Key: aws.String(f.PathParts.Path), UploadId: aws.String("no-such-upload")})
+				return err
+			}},
+		{name: "GetObject body", after: 1000, endpoint: emulator.EndpointS3Get, requests: directBodyAttempts,
+			want: []error{ErrShortBody, io.ErrNoProgress},
+			call: func(ctx context.Context, s *S3Client, f File) error {
+				return s.ReadRangeDirect(ctx, f, 0, make([]byte, 100000))
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			v := newS3Env(t)
+			f := v.libraryFile("s.bin", testutil.RandomBytes(9, 200000))
+			st := &spinTransport{base: NewHTTPClient().Transport, ctx: ctx, after: tc.after}
+			s := v.s3(S3Options{HTTPClient: &http.Client{Transport: st}})
+			v.e.ResetCounters()
+			st.armed.Store(true)
+
+			err := tc.call(ctx, s, f)
+			if ctx.Err() != nil {
+				t.Fatalf("still reading after %d empty reads, when the test's deadline passed: %v", st.spins.Load(), err)
+			}
+			for _, w := range tc.want {
+				if !errors.Is(err, w) {
+					t.Errorf("error %v, want one matching %v", err, w)
+				}
+			}
+			if n := v.e.Counters().Requests[tc.endpoint]; n != tc.requests {
+				t.Errorf("%d requests to %s, want %d", n, tc.endpoint, tc.requests)
+			}
+			if n, want := st.spins.Load(), tc.requests*maxEmptyReads+tc.drains; n != want {
+				t.Errorf("%d empty reads, want %d (%d per answer, then %d)", n, want, maxEmptyReads, tc.drains)
 			}
 		})
 	}
