@@ -142,6 +142,7 @@ func readRangeBody(resp *http.Response, start, end int64, dst scatter, done *int
 	}
 	if resp.StatusCode == http.StatusPartialContent {
 		var one [1]byte
+		// Every byte asked for is in: a body that then ends, breaks or spins (io.ErrNoProgress) is not long.
 		if n, _ := io.ReadFull(resp.Body, one[:]); n > 0 {
 			return fmt.Errorf("%w: more than %d bytes", ErrLongBody, want)
 		}
