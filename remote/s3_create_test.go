@@ -13,12 +13,14 @@ import (
 // answer was lost (its body stalled past the idle timeout, or cut) leaves no upload behind, whether
 // the SDK's retry then made a second one (the call succeeds: only that one is left) or every answer
 // was lost (the call fails: none is left). A clean create costs no listing.
+// (The emulator runs the create before the fault takes the answer; a stall before the headers
+// happens before it runs.)
 func TestS3CreateMultipartLeavesNoOrphan(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		fault   emulator.Fault
 		n       int  // answers lost in a row
-		wantErr bool // every attempt's answer was lost
+		wantErr bool // the call fails: no attempt got its answer
 		creates int64
 		lists   int64 // ListMultipartUploads requests
 		aborts  int64
