@@ -100,6 +100,9 @@ type diskTier struct {
 	// waiting counts puts waiting for a writer slot (for tests: the disk is the bottleneck).
 	waiting atomic.Int64
 
+	// unlink deletes one cache file: os.Remove, or a test's hook that holds deletions to make them slow.
+	unlink func(path string) error
+
 	// mu protects index, lru, used, failing and the counters below.
 	mu      sync.Mutex
 	index   map[diskKey]*list.Element // value *diskEntry
@@ -134,7 +137,8 @@ func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
 		return nil, err
 	}
 	d := &diskTier{dir: dir, max: maxBytes, log: log, enc: enc, dec: dec,
-		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters)}
+		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters),
+		unlink: os.Remove}
 	d.rebuild()
 	return d, nil
 }
@@ -242,7 +246,7 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 		d.mu.Unlock()
 		d.log.Warn("corrupt disk cache block deleted; refetching", "file", p, "err", err)
 		d.forget(k, e)
-		os.Remove(p)
+		d.unlink(p)
 		return nil
 	}
 	now := time.Now()
@@ -510,7 +514,7 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 func (d *diskTier) evictLocked(need int64) {
 	for d.used+need > d.max && d.lru.Len() > 0 {
 		de := d.dropLocked(d.lru.Back())
-		os.Remove(d.path(de.key))
+		d.unlink(d.path(de.key))
 	}
 }
 
@@ -532,7 +536,7 @@ func (d *diskTier) remove(obj Object, bs, idx int64) {
 		d.dropLocked(e)
 	}
 	d.mu.Unlock()
-	os.Remove(d.path(k))
+	d.unlink(d.path(k))
 }
 
 // verifiedPath is the marker saying an object's whole-file sha512 matched. Its name does not parse as
@@ -605,7 +609,7 @@ func (d *diskTier) dropObject(objectID string) {
 	d.mu.Unlock()
 	os.Remove(d.verifiedPath(h))
 	for _, p := range paths {
-		os.Remove(p)
+		d.unlink(p)
 	}
 }
 

@@ -1,7 +1,5 @@
 package cache
 
-import "os"
-
 // Reclaim removes least recently used blocks of the disk tier until at least n bytes are freed (or the
 // tier is empty) and returns the bytes freed. It is how a write that must not fail (a file being staged
 // for upload on the same disk) takes room from the cache: cached blocks can always be fetched again.
@@ -23,7 +21,7 @@ func (d *diskTier) reclaim(n int64) int64 {
 	}
 	d.mu.Unlock()
 	for _, p := range paths { // outside the lock: a get of a removed block is a miss
-		os.Remove(p)
+		d.unlink(p)
 	}
 	return freed
 }
