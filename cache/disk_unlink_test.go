@@ -1,0 +1,195 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// holdUnlinks makes every file deletion of d wait until release is called; each reports its path on
+// entered as it starts (never blocking). release is safe to call twice and also runs in cleanup, before
+// the tier's Close, so a failing test leaves no deletion held.
+func holdUnlinks(t *testing.T, d *diskTier) (entered <-chan string, release func()) {
+	t.Helper()
+	ch := make(chan string, 64)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	d.unlink = func(p string) error {
+		select {
+		case ch <- p:
+		default:
+		}
+		<-gate
+		return os.Remove(p)
+	}
+	t.Cleanup(release)
+	return ch, release
+}
+
+// within waits for done; the deadline only stops a test that would hang (nothing is timed): what is
+// blocked on a held deletion never finishes before release.
+func within(t *testing.T, what string, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still blocked behind a held deletion", what)
+	}
+}
+
+// goDone runs f in a goroutine and returns a channel closed when it returns.
+func goDone(f func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	return done
+}
+
+// diskFileBytes is the sum of the sizes of the cache files in dir.
+func diskFileBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	for _, f := range cacheFiles(t, dir) {
+		if fi, err := os.Stat(f); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// TestDiskReadNotBlockedByEvictionUnlinks: while an eviction's file deletion is held (a slow disk), a
+// read of another block is served from the disk tier; the block being deleted is not served; its bytes
+// still count as used until its file is gone, so the budget holds on disk too.
+func TestDiskReadNotBlockedByEvictionUnlinks(t *testing.T) {
+	dir := t.TempDir()
+	src := newFake()
+	obj := src.add("obj", 4*testBS)
+	opts := diskOptions(t, dir)
+	opts.DiskBytes = 3 * diskFileSize(testBS) // room for blocks 0, 1 and 2
+	c := newTestCache(t, src, opts)
+	p := make([]byte, 100)
+	for i := range int64(3) {
+		if _, err := c.ReadAt(context.Background(), obj, p, i*testBS); err != nil {
+			t.Fatal(err)
+		}
+		settle(c)
+	}
+	entered, release := holdUnlinks(t, c.disk)
+	src.reset()
+	hits := c.Stats().DiskHits
+
+	// Block 3 is fetched and put on disk, which evicts block 0: its deletion is held.
+	var err3 error
+	read3 := goDone(func() { _, err3 = c.ReadAt(context.Background(), obj, make([]byte, 100), 3*testBS) })
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("block 3's put never deleted an evicted file")
+	}
+
+	var err2 error
+	got := make([]byte, testBS)
+	read2 := goDone(func() { _, err2 = c.ReadAt(context.Background(), obj, got, 2*testBS) })
+	within(t, "a disk-tier read of block 2 during an eviction", read2)
+	if err2 != nil || !bytes.Equal(got, src.objects["obj"][2*testBS:3*testBS]) {
+		t.Fatalf("block 2: err=%v, bytes equal %v", err2, bytes.Equal(got, src.objects["obj"][2*testBS:3*testBS]))
+	}
+	s := c.Stats()
+	if s.DiskHits != hits+1 || src.numCalls() != 1 {
+		t.Fatalf("block 2: %d disk hits, %d Source calls; want 1 and 1 (block 3's)", s.DiskHits-hits, src.numCalls())
+	}
+	if c.disk.has(obj, testBS, 0) {
+		t.Fatal("block 0 still indexed while its file is being deleted")
+	}
+	if s.DiskBytes > opts.DiskBytes || s.DiskBytes != diskFileBytes(t, dir) {
+		t.Fatalf("during the deletion: %d bytes counted, %d on disk, budget %d", s.DiskBytes, diskFileBytes(t, dir), opts.DiskBytes)
+	}
+
+	release()
+	within(t, "block 3's read", read3)
+	if err3 != nil {
+		t.Fatal(err3)
+	}
+	settle(c)
+	for idx, want := range []bool{false, true, true, true} {
+		if c.disk.has(obj, testBS, int64(idx)) != want {
+			t.Errorf("block %d on disk: %v, want %v", idx, !want, want)
+		}
+	}
+	if s := c.Stats(); s.DiskBytes != opts.DiskBytes || diskFileBytes(t, dir) != opts.DiskBytes || s.DiskBlocks != 3 {
+		t.Fatalf("after: %d bytes counted, %d on disk, %d blocks; want %d, %d, 3", s.DiskBytes, diskFileBytes(t, dir), s.DiskBlocks, opts.DiskBytes, opts.DiskBytes)
+	}
+}
+
+// TestDiskRewriteWhileOldFileDeleted: a block dropped from the disk tier (evicted, reclaimed for a
+// staging file, or dropped with its object) and written again while its old file's deletion is still
+// pending keeps its new file: the delayed deletion removes only the old one.
+func TestDiskRewriteWhileOldFileDeleted(t *testing.T) {
+	full := diskFileSize(testBS)
+	for _, tc := range []struct {
+		name string
+		// drop makes the tier delete block a's file (the deletion is held); it runs in a goroutine.
+		drop func(d *diskTier, a, b Object)
+	}{
+		// b's second block does not fit: a, least recently used, is evicted.
+		{"evicted", func(d *diskTier, a, b Object) { d.put(b, testBS, 1, blockOf(b, 1), nil) }},
+		{"reclaimed", func(d *diskTier, a, b Object) { d.reclaim(1) }},
+		{"dropped", func(d *diskTier, a, b Object) { d.dropObject(a.ID) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			d, err := openDisk(dir, 2*full, testLogger(t)) // a's small file, then room for two blocks of b
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(d.close)
+			// a compresses to one small file, so its rewrite fits beside b's two blocks.
+			a := Object{ID: "a", Size: testBS}
+			aData := bytes.Repeat([]byte("rescale!"), testBS/8)
+			b := Object{ID: "b", Size: 2 * testBS}
+			d.put(a, testBS, 0, aData, nil)
+			d.put(b, testBS, 0, blockOf(b, 0), nil)
+
+			entered, release := holdUnlinks(t, d)
+			dropped := goDone(func() { tc.drop(d, a, b) })
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a's file was never deleted")
+			}
+			var served []byte
+			within(t, "a disk-tier read of a", goDone(func() { served = d.get(a, testBS, 0, testBS) }))
+			if served != nil {
+				t.Fatal("a served while its file is being deleted")
+			}
+			within(t, "the rewrite of a", goDone(func() { d.put(a, testBS, 0, aData, nil) }))
+			release()
+			within(t, "the drop", dropped)
+
+			if got := d.get(a, testBS, 0, testBS); !bytes.Equal(got, aData) {
+				t.Fatalf("a after its old file's delayed deletion: %d bytes, want its new data", len(got))
+			}
+			used, blocks, _, _ := d.stats()
+			if onDisk := diskFileBytes(t, dir); used != onDisk || used > 2*full || int64(len(cacheFiles(t, dir))) != blocks {
+				t.Fatalf("%d bytes counted, %d on disk (budget %d); %d blocks indexed, %d files", used, onDisk, 2*full, blocks, len(cacheFiles(t, dir)))
+			}
+		})
+	}
+}
+
+// blockOf returns block idx of test object obj: incompressible bytes, a pure function of its id and index.
+func blockOf(obj Object, idx int64) []byte {
+	r := rand.New(rand.NewPCG(uint64(idx), uint64(len(obj.ID))))
+	p := make([]byte, min(testBS, obj.Size-idx*testBS))
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	return p
+}
