@@ -193,3 +193,99 @@ func blockOf(obj Object, idx int64) []byte {
 	}
 	return p
 }
+
+// TestDiskCloseWaitsForDeletions: close returns only once the deletions in flight are done (a new tier
+// on the same folder must not index a file an old one is deleting).
+func TestDiskCloseWaitsForDeletions(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDisk(dir, 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	a := Object{ID: "a", Size: testBS}
+	d.put(a, testBS, 0, blockOf(a, 0), nil)
+	entered, release := holdUnlinks(t, d)
+	reclaimed := goDone(func() { d.reclaim(1) })
+	<-entered
+	closed := goDone(d.close)
+	// Wait until close waits for the tier (life is pending for writing); it must not have returned.
+	eventually(t, "close waiting for the deletion", func() bool {
+		select {
+		case <-closed:
+			t.Fatal("close returned while a deletion was in flight")
+		default:
+		}
+		if d.life.TryRLock() {
+			d.life.RUnlock()
+			return false
+		}
+		return true
+	})
+	release()
+	within(t, "close", closed)
+	if files := cacheFiles(t, dir); len(files) != 0 {
+		t.Fatalf("after close: %d cache files, want the deleted one gone", len(files))
+	}
+	within(t, "reclaim", reclaimed)
+}
+
+// TestDiskRestartGenerations: files named without a generation (earlier mounts) and with one are
+// indexed on start; of two files of one block (a rewrite whose old file's deletion a crash cut short)
+// the most recently used is kept and the other deleted; the next write goes on from the highest
+// generation found, never reusing a name.
+func TestDiskRestartGenerations(t *testing.T) {
+	dir := t.TempDir()
+	d1, err := openDisk(dir, 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Object{ID: "a", Size: 3 * testBS}
+	for idx := range int64(3) {
+		d1.put(a, testBS, idx, blockOf(a, idx), nil)
+	}
+	d1.close()
+	k := func(idx int64) diskKey { return diskKey{objHash(a.ID), testBS, idx} }
+	// Block 0 as an earlier mount named it; block 1 twice: an old copy (generation 1, made older)
+	// beside the current file (generation 2).
+	if err := os.Rename(d1.path(k(0), 1), d1.path(k(0), 0)); err != nil {
+		t.Fatal(err)
+	}
+	old := d1.path(k(1), 7)
+	if err := os.Rename(d1.path(k(1), 2), old); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d1.path(k(1), 2), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(old, past, past)
+
+	d2, err := openDisk(dir, 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d2.close)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("the older file of block 1 was kept: %v", err)
+	}
+	for idx := range int64(3) {
+		if got := d2.get(a, testBS, idx, testBS); !bytes.Equal(got, blockOf(a, idx)) {
+			t.Fatalf("block %d after restart: %d bytes, want its data", idx, len(got))
+		}
+	}
+	used, blocks, _, _ := d2.stats()
+	if blocks != 3 || used != diskFileBytes(t, dir) || len(cacheFiles(t, dir)) != 3 {
+		t.Fatalf("%d blocks, %d bytes counted, %d on disk in %d files", blocks, used, diskFileBytes(t, dir), len(cacheFiles(t, dir)))
+	}
+	// A rewrite of block 1 takes generation 8, past the 7 found.
+	d2.remove(a, testBS, 1)
+	d2.put(a, testBS, 1, blockOf(a, 1), nil)
+	if _, err := os.Stat(d2.path(k(1), 8)); err != nil {
+		t.Fatalf("rewrite of block 1: %v", err)
+	}
+}
