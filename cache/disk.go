@@ -132,6 +132,8 @@ type diskTier struct {
 	writers chan struct{}
 	// waiting counts puts waiting for a writer slot (for tests: the disk is the bottleneck).
 	waiting atomic.Int64
+	// waitingRoom counts puts waiting for deletions in flight to free their room (for tests).
+	waitingRoom atomic.Int64
 
 	// unlink deletes one cache file: os.Remove, or a test's hook that holds deletions to make them slow.
 	unlink func(path string) error
@@ -542,7 +544,9 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 		}
 		if d.used+size > d.max && d.deleting > 0 {
 			// The room is promised by deletions in flight (others'): count it only once it is free.
+			d.waitingRoom.Add(1)
 			d.freed.Wait()
+			d.waitingRoom.Add(-1)
 			continue
 		}
 		break // fits, or the rest of used is writes in progress (the last eviction below trims)

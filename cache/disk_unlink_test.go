@@ -289,3 +289,40 @@ func TestDiskRestartGenerations(t *testing.T) {
 		t.Fatalf("rewrite of block 1: %v", err)
 	}
 }
+
+// TestDiskPutWaitsForRoomBeingFreed: a put whose room is being freed by another put's deletion waits
+// for that deletion instead of writing past the budget, so the tier's files stay within it on disk.
+func TestDiskPutWaitsForRoomBeingFreed(t *testing.T) {
+	full := diskFileSize(testBS)
+	dir := t.TempDir()
+	d, err := openDisk(dir, 2*full, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	obj := Object{ID: "obj", Size: 4 * testBS}
+	for idx := range int64(2) {
+		d.put(obj, testBS, idx, blockOf(obj, idx), nil)
+	}
+	entered, release := holdUnlinks(t, d)
+	put2 := goDone(func() { d.put(obj, testBS, 2, blockOf(obj, 2), nil) }) // evicts block 0: held
+	<-entered
+	// Block 1 and the room of block 0, being freed, fill the budget: block 3 waits for the deletion.
+	put3 := goDone(func() { d.put(obj, testBS, 3, blockOf(obj, 3), nil) })
+	eventually(t, "block 3's put waiting for room", func() bool { return d.waitingRoom.Load() > 0 })
+	if n := diskFileBytes(t, dir); n > 2*full {
+		t.Fatalf("%d bytes on disk during the deletion, budget %d", n, 2*full)
+	}
+	release()
+	within(t, "block 2's put", put2)
+	within(t, "block 3's put", put3)
+	used, blocks, _, _ := d.stats()
+	if n := diskFileBytes(t, dir); used != n || n > 2*full || blocks != 2 {
+		t.Fatalf("after: %d bytes counted, %d on disk (budget %d), %d blocks", used, n, 2*full, blocks)
+	}
+	for idx := range int64(2) {
+		if d.has(obj, testBS, idx) {
+			t.Errorf("block %d kept, want the two newest", idx)
+		}
+	}
+}
