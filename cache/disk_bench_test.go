@@ -3,7 +3,10 @@ package cache
 import (
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"sync"
 	"testing"
+	"time"
 )
 
 // The disk tier's own hot paths, without the fetcher: a get of a block held on disk, and a put that
@@ -77,4 +80,51 @@ func BenchmarkDiskPutEvict(b *testing.B) {
 	if _, blocks, _, errs := d.stats(); blocks != n || errs != 0 {
 		b.Fatalf("%d blocks, %d errors; want %d, 0", blocks, errs, n)
 	}
+}
+
+// BenchmarkDiskGetWhileEvicting reads blocks held on disk while another goroutine keeps writing new
+// blocks into the full tier, each evicting one, on a disk whose unlinks take slowUnlink (a slow or
+// network filesystem, modelled by the tier's unlink seam). It reports the gets that found their block
+// gone (evicted: the benchmark's hot blocks should stay) per op.
+func BenchmarkDiskGetWhileEvicting(b *testing.B) {
+	const hot, slots = 4, 32
+	const slowUnlink = 2 * time.Millisecond
+	d, obj, data := benchDiskTier(b, slots)
+	d.unlink = func(p string) error {
+		time.Sleep(slowUnlink)
+		return os.Remove(p)
+	}
+	churn := Object{ID: "bench-churn", Size: 1 << 40}
+	for i := range int64(hot) {
+		d.put(obj, benchDiskBS, i, data, nil)
+	}
+	for i := range int64(slots - hot) {
+		d.put(churn, benchDiskBS, i, data, nil)
+	}
+	for i := range int64(hot) {
+		d.get(obj, benchDiskBS, i, benchDiskBS) // most recently used: the churn evicts its own blocks
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := int64(slots - hot); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.put(churn, benchDiskBS, i, data, nil)
+		}
+	})
+	b.SetBytes(benchDiskBS)
+	var i, missing int64
+	for b.Loop() {
+		if d.get(obj, benchDiskBS, i%hot, benchDiskBS) == nil {
+			missing++
+		}
+		i++
+	}
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(missing)/float64(b.N), "missing/op")
 }
