@@ -137,6 +137,8 @@ type diskTier struct {
 
 	// unlink deletes one cache file: os.Remove, or a test's hook that holds deletions to make them slow.
 	unlink func(path string) error
+	// beforeRead, when a test sets it, runs in get between the index lookup and the file's read.
+	beforeRead func(path string)
 
 	// mu protects index, lru, used, deleting, lastGen, failing and the counters below.
 	mu    sync.Mutex
@@ -308,6 +310,9 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 		return nil
 	}
 	p := d.path(k, gen)
+	if d.beforeRead != nil {
+		d.beforeRead(p)
+	}
 	data, err := d.read(p, obj, bs, idx, want)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Removed by hand (a file taken out of the index is deleted only after): just a miss.

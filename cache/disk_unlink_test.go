@@ -326,3 +326,38 @@ func TestDiskPutWaitsForRoomBeingFreed(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskBlockDroppedWhileReadNotServed: a get that looked a block up just before the block was
+// dropped (here with its object, as after a whole-file checksum mismatch) and reads its file while the
+// deletion is pending does not serve it, although the file is still whole: a miss.
+func TestDiskBlockDroppedWhileReadNotServed(t *testing.T) {
+	d, err := openDisk(t.TempDir(), 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	a := Object{ID: "a", Size: testBS}
+	d.put(a, testBS, 0, blockOf(a, 0), nil)
+	reading := make(chan struct{})
+	readGate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(readGate) }) }
+	t.Cleanup(openGate)
+	d.beforeRead = func(string) {
+		close(reading)
+		<-readGate
+	}
+	var got []byte
+	read := goDone(func() { got = d.get(a, testBS, 0, testBS) })
+	<-reading
+	entered, release := holdUnlinks(t, d)
+	dropped := goDone(func() { d.dropObject(a.ID) })
+	<-entered // a is out of the index; its file is still there
+	openGate()
+	within(t, "the get", read)
+	release()
+	within(t, "the drop", dropped)
+	if got != nil {
+		t.Fatal("a block dropped while it was read was served")
+	}
+}
