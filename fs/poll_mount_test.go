@@ -79,12 +79,14 @@ func TestPollRoundTakesListingsList(t *testing.T) {
 	if got := env.Requests(emulator.EndpointJobs); got != 0 {
 		t.Fatalf("the poller's first list reached the platform %d times, want refused", got)
 	}
+	// Held from now on: the ls asks for none, and the second round's are held whenever it comes (an ls
+	// slower than the interval would let the round list first; the ls then takes the round's list).
+	env.Faulty.Set("JobStatuses", remotetest.Fault{Stall: true})
+	defer env.Faulty.Release()
 	out := run(t, "ls", filepath.Join(env.Dir, "jobs"))
 	if got, want := strings.Fields(out), []string{env.Jobs[0].ID, env.Jobs[1].ID}; !slices.Equal(got, want) {
 		t.Fatalf("ls jobs: %q, want %q", got, want)
 	}
-	env.Faulty.Set("JobStatuses", remotetest.Fault{Stall: true})
-	defer env.Faulty.Release()
 	fusetest.Eventually(t, 30*time.Second, "the second round fetching statuses", func() bool { return env.Faulty.Stalled() > 0 })
 	if got := env.Requests(emulator.EndpointJobs); got != 1 {
 		t.Errorf("the jobs were listed %d times, want once (by the ls)", got)
