@@ -76,7 +76,7 @@ type fsys struct {
 	errs  errLog
 	noted sync.Map // names and ids already logged once
 
-	listMu   sync.Mutex // protects listCall and listSent
+	listMu   sync.Mutex // protects listCall (its callers too) and listSent
 	listCall *flight[time.Time]
 	listSent time.Time        // when the last jobs list applied was sent (zero: none yet)
 	jobCalls flights[jobInfo] // a job's statuses, a job looked up by id: one call per job at a time
