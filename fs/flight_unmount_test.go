@@ -38,9 +38,10 @@ func unmountWithSharedLookups(t *testing.T) {
 	if out, err := exec.Command("ls", filepath.Join(env.Dir, "jobs")).CombinedOutput(); err != nil {
 		t.Fatalf("ls jobs: %v %s", err, out)
 	}
-	// And the poller's first round done: its list may be a second one, sent after the ls was answered,
-	// and landing after the jobs below were added it listed them, so their lookups asked nothing (2 to
-	// 4 runs in 15 failed that way).
+	// And the poller's first round done, so none of it is in flight when the platform freezes. Its list
+	// is the ls's now; it used to be a second one at times, sent after the ls was answered, and landing
+	// after the jobs below were added it listed them, so their lookups asked nothing (2 to 4 runs in 15
+	// failed that way).
 	fusetest.Eventually(t, 30*time.Second, "the poller's first round", func() bool { return env.Mount.PollRounds() >= 1 })
 	emu := p.Emulator()
 	// Several lookups, each its own shared call: each call's cancellation is a race of its own
