@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"container/list"
 	"crypto/sha256"
 	"encoding/binary"
@@ -25,8 +26,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Disk tier layout: DIR/<h[:2]>/<h>-<blockSize>-<index>, h = hex of the first
-// 16 bytes of sha256(objectID) (object ids may hold any byte). Each file is
+// Disk tier layout: DIR/<h[:2]>/<h>-<blockSize>-<index>-<gen>, h = hex of the
+// first 16 bytes of sha256(objectID) (object ids may hold any byte), gen a
+// generation in base 36, new for every write of a block (files written before
+// generations, named without one, are still read). Each file is
 //
 //	header page (diskPage bytes)  magic "RFSB", version, flags, id length,
 //	                              object size, block size, index, plaintext
@@ -47,6 +50,28 @@ import (
 // returned. Files are written to a temp file and renamed, so a reader never
 // sees a partial file; a crash may leave a truncated one, which the checksum
 // catches. Files of version 1 (header and payload unaligned) are still read.
+//
+// Locks, in the order they are taken (never the other way round):
+//
+//	life       RWMutex: read by every operation that reads, writes or deletes
+//	           files (get, put, remove, dropObject, reclaim, markVerified), for
+//	           the whole operation; written by close
+//	writers    a writer slot (put only)
+//	mu         the index, the LRU list and the accounting; held for map and
+//	           list work only, never across a file operation
+//
+// Deleting a file is three steps: under mu its entry leaves the index (from then
+// on the block is a miss, never served), then with mu unlocked the file is
+// unlinked (the filesystem may be slow: readers and writers of other blocks do
+// not wait for it), then under mu again its bytes are counted free. So:
+//   - space is counted free only once it is freed: used includes the files whose
+//     deletion is in flight (deleting), and a put that only such deletions keep
+//     from fitting waits for them (outside mu), so the files of the tier stay
+//     within max on disk as before, not just in the index (up to the writes in
+//     progress, as before);
+//   - a rewrite of a block gets a new generation, so a file name is never
+//     reused and a delayed deletion of an old file cannot remove a newer one;
+//   - close, which takes life for writing, waits for the deletions in flight.
 const (
 	diskMagic    = "RFSB"
 	diskVersion  = 2
@@ -72,7 +97,14 @@ type diskKey struct {
 
 type diskEntry struct {
 	key  diskKey
-	size int64 // file bytes
+	gen  uint64 // names the file (see path)
+	size int64  // file bytes
+}
+
+// doomed is a file taken out of the index whose deletion is in flight (see deleteFiles).
+type doomed struct {
+	path string
+	size int64
 }
 
 // diskTier is the disk tier, LRU-bounded by bytes of files. Access order is
@@ -85,9 +117,10 @@ type diskTier struct {
 	enc *zstd.Encoder // EncodeAll/DecodeAll are safe for concurrent use
 	dec *zstd.Decoder
 
-	// life is held for reading by get and put and for writing by close: it
-	// protects closed and keeps enc/dec open while in use (a closed decoder
-	// would make a good file look corrupt, and it would be deleted).
+	// life is held for reading by every operation on files and for writing by
+	// close: it protects closed, keeps enc/dec open while in use (a closed
+	// decoder would make a good file look corrupt, and it would be deleted), and
+	// makes close wait for deletions in flight.
 	life   sync.RWMutex
 	closed bool
 
@@ -99,13 +132,26 @@ type diskTier struct {
 	writers chan struct{}
 	// waiting counts puts waiting for a writer slot (for tests: the disk is the bottleneck).
 	waiting atomic.Int64
+	// waitingRoom counts puts waiting for deletions in flight to free their room (for tests).
+	waitingRoom atomic.Int64
 
-	// mu protects index, lru, used, failing and the counters below.
-	mu      sync.Mutex
-	index   map[diskKey]*list.Element // value *diskEntry
-	lru     *list.List                // front = most recently used
-	used    int64                     // bytes of indexed files plus writes in progress
-	failing bool                      // the last write failed (log once per failing streak)
+	// unlink deletes one cache file: os.Remove, or a test's hook that holds deletions to make them slow.
+	unlink func(path string) error
+	// beforeRead, when a test sets it, runs in get between the index lookup and the file's read.
+	beforeRead func(path string)
+
+	// mu protects index, lru, used, deleting, lastGen, failing and the counters below.
+	mu    sync.Mutex
+	index map[diskKey]*list.Element // value *diskEntry
+	lru   *list.List                // front = most recently used
+	// used is the bytes of indexed files, of writes in progress and of files being deleted.
+	used int64
+	// deleting is the bytes of files taken out of the index whose deletion is in flight (part of used).
+	deleting int64
+	// freed (on mu) is broadcast whenever a deletion in flight ends.
+	freed   sync.Cond
+	lastGen uint64 // the generation of the latest write, or the highest found on disk
+	failing bool   // the last write failed (log once per failing streak)
 	corrupt int64
 	errs    int64
 }
@@ -134,16 +180,20 @@ func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
 		return nil, err
 	}
 	d := &diskTier{dir: dir, max: maxBytes, log: log, enc: enc, dec: dec,
-		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters)}
+		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters),
+		unlink: os.Remove}
+	d.freed.L = &d.mu
 	d.rebuild()
 	return d, nil
 }
 
 // rebuild indexes the files left by earlier mounts, least recently used
-// (oldest mtime) last, removes temp files, and evicts down to the budget.
+// (oldest mtime) last, removes temp files and all but one file of a block, and
+// evicts down to the budget. Generations go on from the highest found.
 func (d *diskTier) rebuild() {
 	type found struct {
 		key   diskKey
+		gen   uint64
 		size  int64
 		mtime time.Time
 	}
@@ -157,7 +207,7 @@ func (d *diskTier) rebuild() {
 			os.Remove(path)
 			return nil
 		}
-		k, ok := parseDiskName(name)
+		k, gen, ok := parseDiskName(name)
 		if !ok || filepath.Base(filepath.Dir(path)) != k.h[:2] {
 			return nil
 		}
@@ -165,17 +215,34 @@ func (d *diskTier) rebuild() {
 		if err != nil {
 			return nil
 		}
-		all = append(all, found{k, info.Size(), info.ModTime()})
+		all = append(all, found{k, gen, info.Size(), info.ModTime()})
 		return nil
 	})
-	slices.SortFunc(all, func(a, b found) int { return b.mtime.Compare(a.mtime) })
+	slices.SortFunc(all, func(a, b found) int {
+		if c := b.mtime.Compare(a.mtime); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.gen, a.gen)
+	})
+	var dups []string
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, f := range all {
-		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, size: f.size})
+		d.lastGen = max(d.lastGen, f.gen)
+		if _, dup := d.index[f.key]; dup {
+			// Two files of one block: the process ended between a rewrite and the old file's
+			// deletion. Keep the most recently used (the newest when alike) and delete the other.
+			dups = append(dups, d.path(f.key, f.gen))
+			continue
+		}
+		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, gen: f.gen, size: f.size})
 		d.used += f.size
 	}
-	d.evictLocked(0)
+	victims := d.evictLocked(0, nil)
+	d.mu.Unlock()
+	for _, p := range dups {
+		os.Remove(p)
+	}
+	d.deleteFiles(victims)
 }
 
 func objHash(id string) string {
@@ -183,24 +250,35 @@ func objHash(id string) string {
 	return hex.EncodeToString(s[:16])
 }
 
-func (d *diskTier) path(k diskKey) string {
-	return filepath.Join(d.dir, k.h[:2], k.h+"-"+strconv.FormatInt(k.bs, 10)+"-"+strconv.FormatInt(k.idx, 10))
+// path is the file of generation gen of block k; generation 0 is a file named before generations.
+func (d *diskTier) path(k diskKey, gen uint64) string {
+	name := k.h + "-" + strconv.FormatInt(k.bs, 10) + "-" + strconv.FormatInt(k.idx, 10)
+	if gen != 0 {
+		name += "-" + strconv.FormatUint(gen, 36)
+	}
+	return filepath.Join(d.dir, k.h[:2], name)
 }
 
-func parseDiskName(name string) (diskKey, bool) {
+func parseDiskName(name string) (k diskKey, gen uint64, ok bool) {
 	parts := strings.Split(name, "-")
-	if len(parts) != 3 || len(parts[0]) != 32 {
-		return diskKey{}, false
+	if len(parts) != 3 && len(parts) != 4 || len(parts[0]) != 32 {
+		return diskKey{}, 0, false
 	}
 	if _, err := hex.DecodeString(parts[0]); err != nil {
-		return diskKey{}, false
+		return diskKey{}, 0, false
 	}
 	bs, err1 := strconv.ParseInt(parts[1], 10, 64)
 	idx, err2 := strconv.ParseInt(parts[2], 10, 64)
 	if err1 != nil || err2 != nil || bs <= 0 || idx < 0 {
-		return diskKey{}, false
+		return diskKey{}, 0, false
 	}
-	return diskKey{parts[0], bs, idx}, true
+	if len(parts) == 4 {
+		var err error
+		if gen, err = strconv.ParseUint(parts[3], 36, 64); err != nil || gen == 0 {
+			return diskKey{}, 0, false
+		}
+	}
+	return diskKey{parts[0], bs, idx}, gen, true
 }
 
 // has reports whether the block is indexed (without reading or touching it).
@@ -222,27 +300,47 @@ func (d *diskTier) get(obj Object, bs, idx, want int64) []byte {
 	k := diskKey{objHash(obj.ID), bs, idx}
 	d.mu.Lock()
 	e, ok := d.index[k]
+	var gen uint64
 	if ok {
 		d.lru.MoveToFront(e)
+		gen = e.Value.(*diskEntry).gen
 	}
 	d.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	p := d.path(k)
+	p := d.path(k, gen)
+	if d.beforeRead != nil {
+		d.beforeRead(p)
+	}
 	data, err := d.read(p, obj, bs, idx, want)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Gone (evicted meanwhile, or removed by hand): just a miss.
-		d.forget(k, e)
+		// Removed by hand (a file taken out of the index is deleted only after): just a miss.
+		d.mu.Lock()
+		if d.indexedLocked(k, e) {
+			d.dropLocked(e)
+		}
+		d.mu.Unlock()
 		return nil
 	}
 	if err != nil {
 		d.mu.Lock()
 		d.corrupt++
+		var victims []doomed
+		if d.indexedLocked(k, e) {
+			victims = append(victims, d.takeLocked(e))
+		}
 		d.mu.Unlock()
 		d.log.Warn("corrupt disk cache block deleted; refetching", "file", p, "err", err)
-		d.forget(k, e)
-		os.Remove(p)
+		d.deleteFiles(victims)
+		return nil
+	}
+	// Served only if still indexed: a block taken out of the index while it was read (evicted,
+	// reclaimed, dropped with its object) is being deleted, and a miss.
+	d.mu.Lock()
+	ok = d.indexedLocked(k, e)
+	d.mu.Unlock()
+	if !ok {
 		return nil
 	}
 	now := time.Now()
@@ -286,13 +384,10 @@ func (d *diskTier) read(p string, obj Object, bs, idx, want int64) ([]byte, erro
 	return d.decode(hdr, body[:n-diskPage], obj, bs, idx, want)
 }
 
-// forget drops entry e of k from the index if it is still the indexed one.
-func (d *diskTier) forget(k diskKey, e *list.Element) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if cur, ok := d.index[k]; ok && cur == e {
-		d.dropLocked(e)
-	}
+// indexedLocked reports whether e is still the indexed entry of k.
+func (d *diskTier) indexedLocked(k diskKey, e *list.Element) bool {
+	cur, ok := d.index[k]
+	return ok && cur == e
 }
 
 // encode returns the file's header page and payload separately, so an incompressible block (the
@@ -440,19 +535,35 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 		d.mu.Unlock()
 		return
 	}
-	if e, ok := d.index[k]; ok { // already stored (e.g. two mounts' worth of races)
-		d.lru.MoveToFront(e)
-		d.mu.Unlock()
-		return
+	for {
+		if e, ok := d.index[k]; ok { // already stored (a concurrent put of the same block)
+			d.lru.MoveToFront(e)
+			d.mu.Unlock()
+			return
+		}
+		if victims := d.evictLocked(size, nil); len(victims) > 0 {
+			d.mu.Unlock()
+			d.deleteFiles(victims)
+			d.mu.Lock()
+			continue // meanwhile others may have taken the room, or stored this block
+		}
+		if d.used+size > d.max && d.deleting > 0 {
+			// The room is promised by deletions in flight (others'): count it only once it is free.
+			d.waitingRoom.Add(1)
+			d.freed.Wait()
+			d.waitingRoom.Add(-1)
+			continue
+		}
+		break // fits, or the rest of used is writes in progress (the last eviction below trims)
 	}
-	d.evictLocked(size)
 	d.used += size // reserved while writing
+	d.lastGen++
+	gen := d.lastGen
 	d.mu.Unlock()
 
-	err := d.write(k, hdr, payload)
+	err := d.write(k, gen, hdr, payload)
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err != nil {
 		d.used -= size
 		d.errs++
@@ -460,21 +571,24 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 			d.log.Warn("disk cache write failed; serving uncached", "dir", d.dir, "err", err)
 		}
 		d.failing = true
+		d.mu.Unlock()
 		return
 	}
 	if d.failing {
 		d.log.Info("disk cache writes work again", "dir", d.dir)
 	}
 	d.failing = false
-	if e, ok := d.index[k]; ok { // a concurrent put won; ours replaced its file
-		d.used -= e.Value.(*diskEntry).size
-		d.lru.Remove(e)
+	var victims []doomed
+	if e, ok := d.index[k]; ok { // a concurrent put of the same block won the race: ours is newer
+		victims = append(victims, d.takeLocked(e))
 	}
-	d.index[k] = d.lru.PushFront(&diskEntry{key: k, size: size})
-	d.evictLocked(0)
+	d.index[k] = d.lru.PushFront(&diskEntry{key: k, gen: gen, size: size})
+	victims = d.evictLocked(0, victims)
+	d.mu.Unlock()
+	d.deleteFiles(victims)
 }
 
-func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
+func (d *diskTier) write(k diskKey, gen uint64, hdr, payload []byte) error {
 	sub := filepath.Join(d.dir, k.h[:2])
 	if err := os.MkdirAll(sub, 0o700); err != nil {
 		return err
@@ -498,7 +612,7 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, d.path(k))
+		err = os.Rename(tmp, d.path(k, gen))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -506,33 +620,62 @@ func (d *diskTier) write(k diskKey, hdr, payload []byte) error {
 	return err
 }
 
-// evictLocked removes least recently used files until need more bytes fit.
-func (d *diskTier) evictLocked(need int64) {
-	for d.used+need > d.max && d.lru.Len() > 0 {
-		de := d.dropLocked(d.lru.Back())
-		os.Remove(d.path(de.key))
+// evictLocked takes least recently used files out of the index until need more bytes will fit once
+// the deletions in flight are done, and returns them appended to victims: the caller deletes them with
+// deleteFiles once mu is unlocked.
+func (d *diskTier) evictLocked(need int64, victims []doomed) []doomed {
+	for d.used-d.deleting+need > d.max && d.lru.Len() > 0 {
+		victims = append(victims, d.takeLocked(d.lru.Back()))
 	}
+	return victims
 }
 
-// dropLocked removes entry e from the index and the LRU list and returns it; the caller removes its
-// file.
-func (d *diskTier) dropLocked(e *list.Element) *diskEntry {
+// takeLocked takes entry e out of the index (from now on its block is a miss) and counts its file as
+// being deleted; the caller deletes it with deleteFiles once mu is unlocked, holding life for reading
+// from before this call (close waits for it).
+func (d *diskTier) takeLocked(e *list.Element) doomed {
+	de := e.Value.(*diskEntry)
+	d.lru.Remove(e)
+	delete(d.index, de.key)
+	d.deleting += de.size
+	return doomed{d.path(de.key, de.gen), de.size}
+}
+
+// dropLocked takes entry e, whose file is already gone, out of the index and counts its bytes free.
+func (d *diskTier) dropLocked(e *list.Element) {
 	de := e.Value.(*diskEntry)
 	d.lru.Remove(e)
 	delete(d.index, de.key)
 	d.used -= de.size
-	return de
+}
+
+// deleteFiles deletes files taken out of the index (takeLocked), mu not held, and counts each one's
+// bytes free once it is gone. A failed unlink (other than not found) leaves a file the index no longer
+// knows; its bytes are counted free all the same, as before deletions left the lock, and the next
+// start's rebuild finds it again.
+func (d *diskTier) deleteFiles(victims []doomed) {
+	for _, v := range victims {
+		d.unlink(v.path)
+		d.mu.Lock()
+		d.deleting -= v.size
+		d.used -= v.size
+		d.mu.Unlock()
+		d.freed.Broadcast()
+	}
 }
 
 // remove removes one block.
 func (d *diskTier) remove(obj Object, bs, idx int64) {
+	d.life.RLock()
+	defer d.life.RUnlock()
 	k := diskKey{objHash(obj.ID), bs, idx}
+	var victims []doomed
 	d.mu.Lock()
 	if e, ok := d.index[k]; ok {
-		d.dropLocked(e)
+		victims = append(victims, d.takeLocked(e))
 	}
 	d.mu.Unlock()
-	os.Remove(d.path(k))
+	d.deleteFiles(victims)
 }
 
 // verifiedPath is the marker saying an object's whole-file sha512 matched. Its name does not parse as
@@ -593,20 +736,19 @@ func (d *diskTier) verified(obj Object, bs int64, sha string) bool {
 
 // dropObject removes every block of objectID, whatever the block size.
 func (d *diskTier) dropObject(objectID string) {
+	d.life.RLock()
+	defer d.life.RUnlock()
 	h := objHash(objectID)
+	var victims []doomed
 	d.mu.Lock()
-	var paths []string
 	for k, e := range d.index {
 		if k.h == h {
-			d.dropLocked(e)
-			paths = append(paths, d.path(k))
+			victims = append(victims, d.takeLocked(e))
 		}
 	}
 	d.mu.Unlock()
 	os.Remove(d.verifiedPath(h))
-	for _, p := range paths {
-		os.Remove(p)
-	}
+	d.deleteFiles(victims)
 }
 
 func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {

@@ -409,8 +409,8 @@ func TestDiskFilesPageAligned(t *testing.T) {
 		binary.LittleEndian.PutUint64(hdr[36:], xxhash.Sum64(data))
 		k := diskKey{objHash("obj"), testBS, 0}
 		d := &diskTier{dir: dir}
-		os.MkdirAll(filepath.Dir(d.path(k)), 0o700)
-		if err := os.WriteFile(d.path(k), append(append(hdr, "obj"...), data...), 0o600); err != nil {
+		os.MkdirAll(filepath.Dir(d.path(k, 0)), 0o700)
+		if err := os.WriteFile(d.path(k, 0), append(append(hdr, "obj"...), data...), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		c := newTestCache(t, src, diskOptions(t, dir))

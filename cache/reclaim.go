@@ -1,7 +1,5 @@
 package cache
 
-import "os"
-
 // Reclaim removes least recently used blocks of the disk tier until at least n bytes are freed (or the
 // tier is empty) and returns the bytes freed. It is how a write that must not fail (a file being staged
 // for upload on the same disk) takes room from the cache: cached blocks can always be fetched again.
@@ -13,17 +11,17 @@ func (c *Cache) Reclaim(n int64) int64 {
 }
 
 func (d *diskTier) reclaim(n int64) int64 {
+	d.life.RLock() // close waits for these deletions (see the lock order in disk.go)
+	defer d.life.RUnlock()
 	var freed int64
-	var paths []string
+	var victims []doomed
 	d.mu.Lock()
 	for freed < n && d.lru.Len() > 0 {
-		de := d.dropLocked(d.lru.Back())
-		freed += de.size
-		paths = append(paths, d.path(de.key))
+		v := d.takeLocked(d.lru.Back())
+		freed += v.size
+		victims = append(victims, v)
 	}
 	d.mu.Unlock()
-	for _, p := range paths { // outside the lock: a get of a removed block is a miss
-		os.Remove(p)
-	}
+	d.deleteFiles(victims) // outside mu: a get of a block taken out is a miss
 	return freed
 }

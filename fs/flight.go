@@ -12,7 +12,7 @@ type flight[T any] struct {
 	done    chan struct{}
 	val     T
 	err     error
-	callers int // callers that started or joined it; guarded by the owning flights' mu
+	callers int // callers that started or joined it; guarded by the owning flights' mu (fsys.listMu for the jobs list)
 }
 
 // flightGroup is the mount's shared calls: they run under its context (the tree's), and the mount's

@@ -76,8 +76,9 @@ type fsys struct {
 	errs  errLog
 	noted sync.Map // names and ids already logged once
 
-	listMu   sync.Mutex // protects listCall
-	listCall *flight[[]string]
+	listMu   sync.Mutex // protects listCall (its callers too) and listSent
+	listCall *flight[time.Time]
+	listSent time.Time        // when the last jobs list applied was sent (zero: none yet)
 	jobCalls flights[jobInfo] // a job's statuses, a job looked up by id: one call per job at a time
 
 	mounted time.Time // the mtime of the fixed folders

@@ -101,7 +101,7 @@ func (m *jobsModel) applyList(list []remote.Job) (needStatuses, invalid []string
 			m.jobs[j.ID] = r
 		}
 		r.job, r.listed = j, true
-		if r.statuses == nil || r.statusFor != j.JobStatus.Content {
+		if r.needStatuses() {
 			needStatuses = append(needStatuses, j.ID)
 		}
 	}
@@ -114,6 +114,27 @@ func (m *jobsModel) applyList(list []remote.Job) (needStatuses, invalid []string
 	m.loaded = true
 	slices.Sort(needStatuses)
 	return needStatuses, invalid
+}
+
+// needStatuses says whether the job's status history must be (re)fetched: never fetched, or fetched
+// for another list status than the list's.
+func (r *jobRec) needStatuses() bool {
+	return r.statuses == nil || r.statusFor != r.job.JobStatus.Content
+}
+
+// staleStatuses returns the listed jobs whose status history must be (re)fetched (needStatuses), sorted:
+// what the last applyList returned, less what was fetched since.
+func (m *jobsModel) staleStatuses() []string {
+	m.mu.Lock()
+	var out []string
+	for id, r := range m.jobs {
+		if r.listed && r.needStatuses() {
+			out = append(out, id)
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(out)
+	return out
 }
 
 // setStatuses records a job's status history, fetched while its list status was forStatus.

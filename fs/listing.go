@@ -210,31 +210,74 @@ func (f *fsys) loadJobs(ctx context.Context) error {
 	return err
 }
 
-// refreshList starts (or joins) one fetch of the jobs list and applies it to the model. It never
-// notifies the kernel: handlers wait on it, and a notification from under a waiting handler can
-// deadlock on the directory's lock. The poller notifies after it returns.
-func (f *fsys) refreshList() *flight[[]string] {
+// freshList makes sure the model holds a jobs list sent less than maxAge ago, and fetches one only
+// when it does not: a fetch in flight is joined, and a list fetched that recently (the one a listing
+// made just before the poller's round) is taken as it is, since asking again would cost a request to
+// learn the same. It returns when the list it relies on was sent, and whether it started the fetch.
+//
+// Age counts from the request, not its answer: a change made while a long list was being paged
+// through may be missing from it, so the list is only as fresh as its request.
+func (f *fsys) freshList(ctx context.Context, maxAge time.Duration) (sent time.Time, fetched bool, err error) {
+	f.listMu.Lock()
+	if f.listCall == nil && !f.listSent.IsZero() && f.now().Sub(f.listSent) < maxAge {
+		sent = f.listSent
+		f.listMu.Unlock()
+		return sent, false, nil
+	}
+	fetched = f.listCall == nil
+	c := f.refreshListLocked()
+	f.listMu.Unlock()
+	sent, err = c.wait(ctx)
+	return sent, fetched, err
+}
+
+// refreshList starts (or joins) one fetch of the jobs list and applies it to the model; its value is
+// when the list was sent. It never notifies the kernel: handlers wait on it, and a notification from
+// under a waiting handler can deadlock on the directory's lock. The poller notifies after it returns.
+func (f *fsys) refreshList() *flight[time.Time] {
 	f.listMu.Lock()
 	defer f.listMu.Unlock()
+	return f.refreshListLocked()
+}
+
+// refreshListLocked is refreshList with listMu held.
+func (f *fsys) refreshListLocked() *flight[time.Time] {
 	if f.listCall != nil {
+		f.listCall.callers++
 		return f.listCall
 	}
-	f.listCall = startFlight(&f.calls, func(ctx context.Context) ([]string, error) {
+	f.listCall = startFlight(&f.calls, func(ctx context.Context) (time.Time, error) {
+		sent := f.now()
 		list, err := f.client.ListJobs(ctx, nil)
 		if err != nil {
-			return nil, err
+			return time.Time{}, err
 		}
-		need, invalid := f.model.applyList(list)
+		_, invalid := f.model.applyList(list)
 		for _, id := range invalid {
 			if _, dup := f.noted.LoadOrStore("badid\x00"+id, true); !dup {
 				f.log.Warn("ignoring a job with an unusable id", "id", id)
 			}
 		}
-		return need, nil
-	}, func([]string, error) {
+		return sent, nil
+	}, func(sent time.Time, err error) {
 		f.listMu.Lock()
+		if err == nil {
+			f.listSent = sent
+		}
 		f.listCall = nil
 		f.listMu.Unlock()
 	})
+	f.listCall.callers = 1
 	return f.listCall
+}
+
+// listCallers returns how many callers the jobs list in flight has (0: none in flight), so a test can
+// hold the platform's answer until the poller has joined a listing's list.
+func (f *fsys) listCallers() int {
+	f.listMu.Lock()
+	defer f.listMu.Unlock()
+	if f.listCall != nil {
+		return f.listCall.callers
+	}
+	return 0
 }

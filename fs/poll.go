@@ -10,7 +10,9 @@ import (
 
 // The poller refreshes the jobs list every Poll, fetches the status history of every job whose status
 // changed, and then tells the kernel which cached entries are now wrong, so `ls completed/` shows a job
-// that just completed without waiting for any timeout, and without remounting.
+// that just completed without waiting for any timeout, and without remounting. A list less than Poll
+// old that a listing fetched (the mount's first `ls jobs/`) serves a round as well as its own would:
+// the platform limits requests, and on a WAN a large account's list takes seconds.
 //
 // It is the only caller of Notify*: never from inside a handler, never under a lock of ours (the
 // kernel takes the directory's lock to invalidate an entry, and a handler waiting on us may hold it).
@@ -42,10 +44,21 @@ func (p *poller) run() {
 			return
 		case <-t.C:
 		}
-		p.round()
+		t.Reset(p.round())
 		p.rounds.Add(1)
-		t.Reset(p.f.opts.Poll)
 	}
+}
+
+// nextRound is how long the poller waits after a round that relied on a list sent at sent, fetched
+// by the round itself or not. After its own list, a whole interval, as ever. After a list someone else
+// fetched (the first listing of the mount, most often), only until that list is poll old: waiting a
+// whole interval from now would let a change made just after it was sent go unseen for nearly two
+// intervals. Never negative; 0 means at once.
+func nextRound(poll time.Duration, sent time.Time, fetched bool, now time.Time) time.Duration {
+	if fetched {
+		return poll
+	}
+	return max(sent.Add(poll).Sub(now), 0)
 }
 
 // halt stops the poller and waits for a round in progress.
@@ -61,17 +74,22 @@ func (p *poller) halt() {
 // statusParallel bounds the status fetches of one round.
 const statusParallel = 8
 
-// round is one refresh: list, statuses, then notifications.
-func (p *poller) round() {
+// round is one refresh: list, statuses, then notifications; it returns the wait until the next. Its
+// list is less than an interval old, and not necessarily its own: a list fetched meanwhile (a
+// listing's, at mount) serves it, so a mount listed at once costs one list, not two.
+func (p *poller) round() time.Duration {
 	f := p.f
-	need, err := f.refreshList().wait(f.ctx)
+	poll := f.opts.Poll
+	sent, fetched, err := f.freshList(f.ctx, poll)
 	if err != nil {
 		if f.ctx.Err() == nil {
 			f.logErr("refresh the jobs list", err)
 		}
-		return
+		return poll
 	}
-	f.fetchStatuses(need)
+	// Which histories are missing or stale, the model says: a list the round took as it was brings no
+	// answer of its own, and a lookup may have fetched some meanwhile.
+	f.fetchStatuses(f.model.staleStatuses())
 
 	now := makeViews(f.model.list(), f.opts.MaxJobAge, f.now())
 	jobs := changed(p.last.jobs, now.jobs)
@@ -86,13 +104,15 @@ func (p *poller) round() {
 		}
 	}
 	p.last = now
+	next := nextRound(poll, sent, fetched, f.now())
 	if f.ctx.Err() != nil {
-		return
+		return next
 	}
 	notifyNames(f.jobsDir, jobs, true)
 	notifyNames(f.completedDir, completed, false)
 	notifyNames(f.failedDir, failed, false)
 	notifyNames(f.byNameDir, byName, false)
+	return next
 }
 
 // notifyNames invalidates the kernel's entries for names in dir (new names may be cached as missing,

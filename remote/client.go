@@ -122,6 +122,7 @@ func New(o Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = NewPolicyHTTPClient(c.policy)
 	}
+	c.hc = guardClient(c.hc)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

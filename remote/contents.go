@@ -119,7 +119,7 @@ func readRangeBody(resp *http.Response, start, end int64, dst scatter, done *int
 				if errors.Is(err, io.EOF) {
 					return fmt.Errorf("%w: Range ignored and the file has %d bytes", ErrShortBody, n)
 				}
-				return &retryableBody{fmt.Errorf("%w: %v", ErrShortBody, err)}
+				return &retryableBody{shortBodyErr("", err)}
 			}
 		}
 		// Only want bytes are read; the rest of the file is left unread (the connection is dropped).
@@ -137,11 +137,12 @@ func readRangeBody(resp *http.Response, start, end int64, dst scatter, done *int
 			return &retryableBody{fmt.Errorf("%w: body ended %d bytes early", ErrShortBody, left)}
 		}
 		if err != nil && err != io.EOF {
-			return &retryableBody{fmt.Errorf("%w: %v", ErrShortBody, err)}
+			return &retryableBody{shortBodyErr("", err)}
 		}
 	}
 	if resp.StatusCode == http.StatusPartialContent {
 		var one [1]byte
+		// Every byte asked for is in: a body that then ends, breaks or spins (io.ErrNoProgress) is not long.
 		if n, _ := io.ReadFull(resp.Body, one[:]); n > 0 {
 			return fmt.Errorf("%w: more than %d bytes", ErrLongBody, want)
 		}
@@ -224,7 +225,7 @@ func (c *Client) OpenRange(ctx context.Context, fileID string, off, n int64) (io
 				if err == nil && want >= 0 && got != want {
 					err = fmt.Errorf("read %s: %w: %d of %d bytes", id, ErrShortBody, got, want)
 				} else if err != nil {
-					err = fmt.Errorf("read %s: %w: %v", id, ErrShortBody, err)
+					err = shortBodyErr("read "+id+": ", err)
 				}
 				pw.CloseWithError(err)
 				return nil

@@ -164,15 +164,12 @@ func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, s
 	return nil
 }
 
-// maxEmptyReads bounds the reads in a row that return no byte and no error: a body that keeps doing
-// that would make readBody spin forever. (bufio.Reader gives up after 100 such reads too.)
-const maxEmptyReads = 100
-
 // readBody reads left bytes of body into sink, counting them into *done. A body that breaks, ends early
-// or returns nothing maxEmptyReads times in a row (io.ErrNoProgress) is a *retryableBody; an error of
-// the sink is returned as it is.
+// or returns nothing maxEmptyReads times in a row (io.ErrNoProgress, see progressBody) is a
+// *retryableBody; an error of the sink is returned as it is.
 func readBody(body io.Reader, left int64, sink rangeSink, done *int64) error {
-	for empty := 0; left > 0; {
+	body = &progressBody{r: body}
+	for left > 0 {
 		p := sink.Next()
 		if int64(len(p)) > left {
 			p = p[:left]
@@ -182,22 +179,17 @@ func readBody(body io.Reader, left int64, sink rangeSink, done *int64) error {
 		}
 		k, err := body.Read(p)
 		if k > 0 {
-			empty = 0
 			*done += int64(k)
 			left -= int64(k)
 			if err := sink.Advance(k); err != nil {
 				return err
-			}
-		} else if err == nil {
-			if empty++; empty >= maxEmptyReads {
-				return &retryableBody{err: fmt.Errorf("%w: %w", ErrShortBody, io.ErrNoProgress)}
 			}
 		}
 		if err != nil && left > 0 {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return &retryableBody{err: fmt.Errorf("%w: %v", ErrShortBody, err)}
+			return &retryableBody{err: shortBodyErr("", err)}
 		}
 	}
 	return nil

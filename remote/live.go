@@ -37,7 +37,7 @@ func (c *Client) Tail(ctx context.Context, jobID, runID, path string) ([]byte, e
 	err = c.do(ctx, r, func(resp *http.Response) error {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxTail+1))
 		if err != nil {
-			return &retryableBody{fmt.Errorf("tail %s: %w: %v", path, ErrShortBody, err)}
+			return &retryableBody{shortBodyErr("tail "+path+": ", err)}
 		}
 		if len(b) > maxTail {
 			return fmt.Errorf("tail %s: %w: more than %d bytes", path, ErrLongBody, maxTail)

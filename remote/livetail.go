@@ -44,7 +44,7 @@ func (c *Client) TailRange(ctx context.Context, jobID, runID, path string, off, 
 				if errors.Is(err, io.EOF) {
 					return nil // the file is shorter than off: nothing new
 				}
-				return &retryableBody{fmt.Errorf("tail %s: %w: %v", path, ErrShortBody, err)}
+				return &retryableBody{shortBodyErr("tail "+path+": ", err)}
 			}
 		default:
 			return fmt.Errorf("tail %s: %w: unexpected status %d", path, ErrBadRange, resp.StatusCode)
@@ -54,7 +54,7 @@ func (c *Client) TailRange(ctx context.Context, jobID, runID, path string, off, 
 		}
 		got, err := io.ReadAll(io.LimitReader(body, maxTail+1))
 		if err != nil {
-			return &retryableBody{fmt.Errorf("tail %s: %w: %v", path, ErrShortBody, err)}
+			return &retryableBody{shortBodyErr("tail "+path+": ", err)}
 		}
 		if len(got) > maxTail {
 			return fmt.Errorf("tail %s: %w: more than %d bytes", path, ErrLongBody, maxTail)

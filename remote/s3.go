@@ -94,6 +94,7 @@ func (c *Client) NewS3Client(ctx context.Context, o S3Options) (*S3Client, error
 	if hc == nil {
 		hc = NewPolicyHTTPClient(c.policy)
 	}
+	hc = guardClient(hc) // the SDK copies error answers with io.Copy
 	log := o.Logger
 	if log == nil {
 		log = c.log

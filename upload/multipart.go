@@ -93,19 +93,17 @@ func (e *Engine) startObject(ctx context.Context, u *upload, s3c *remote.S3Clien
 	// Once sent, the upload may exist on the storage and only the answer tells its id: a cancel of this
 	// upload (ctx) waits for the answer, so that the id is journaled and the withdrawal aborts the
 	// upload, rather than leaving it behind unknown. Only Close cuts it short (the engine's context).
-	out, err := s3c.SDK().CreateMultipartUpload(e.engineCtx(), &s3.CreateMultipartUploadInput{
-		Bucket:   aws.String(r.Bucket),
-		Key:      aws.String(r.ObjectKey),
-		Metadata: map[string]string{"iv": r.IV},
-	})
+	// The key is fresh: a create whose answer was lost is aborted by the storage client (see
+	// remote.S3Client.CreateMultipartUpload), not left behind.
+	uploadID, err := s3c.CreateMultipartUpload(e.engineCtx(), r.Bucket, r.ObjectKey, map[string]string{"iv": r.IV})
 	if err != nil {
-		return r, fmt.Errorf("create multipart upload: %w", err)
+		return r, err
 	}
 	if err := e.j.resetParts(u.id); err != nil {
 		return r, err
 	}
 	u.confirmed.Store(0)
-	return e.update(u, func(r *record) { r.S3UploadID = aws.ToString(out.UploadId) })
+	return e.update(u, func(r *record) { r.S3UploadID = uploadID })
 }
 
 // forgetObject drops the multipart upload from the record: the next attempt starts a new one.

@@ -4,15 +4,26 @@ package cbc
 
 import "golang.org/x/sys/cpu"
 
-// useAESNI says whether RangeDecrypter decrypts with cbcDecryptAESNI: on a CPU with AES-NI. Tests turn
+// useAESNI says whether RangeDecrypter decrypts with decryptAESNI: on a CPU with AES-NI. Tests turn
 // it off to run the fallback (crypto/aes one block at a time); build with -tags purego to leave the
 // assembly out altogether.
 var useAESNI = cpu.X86.HasAES
+
+// useVAES says whether decryptAESNI runs cbcDecryptVAES rather than cbcDecryptAESNI: on a CPU with VAES
+// and AVX2, which it needs for VEX-encoded VAESDEC on YMM registers, VBROADCASTI128 and VINSERTI128.
+// x/sys/cpu reports VAES only on a CPU with AVX-512 (HasAVX512VAES), although the YMM forms do not need
+// AVX-512; a CPU with VAES and no AVX-512 (AMD Zen 3, Intel Alder Lake) keeps cbcDecryptAESNI. Tests turn
+// it off to run cbcDecryptAESNI.
+var useVAES = cpu.X86.HasAES && cpu.X86.HasAVX2 && cpu.X86.HasAVX512VAES
 
 // decryptAESNI CBC-decrypts the whole blocks of b in place, chained from *iv, and leaves their last
 // ciphertext block in *iv. It needs useAESNI.
 func decryptAESNI(k *decKeys, iv *[BlockSize]byte, b []byte) {
 	if len(b) < BlockSize {
+		return
+	}
+	if useVAES {
+		cbcDecryptVAES(k.nr, &k.rk[0], &iv[0], &b[0], len(b)/BlockSize)
 		return
 	}
 	cbcDecryptAESNI(k.nr, &k.rk[0], &iv[0], &b[0], len(b)/BlockSize)
@@ -25,3 +36,9 @@ func decryptAESNI(k *decKeys, iv *[BlockSize]byte, b []byte) {
 //
 //go:noescape
 func cbcDecryptAESNI(nr int, rk, iv, b *byte, n int)
+
+// cbcDecryptVAES is cbcDecryptAESNI with VAES, in cbc_vaes_amd64.s: two blocks per instruction in the
+// lanes of a YMM register, 16 blocks at once. It needs useVAES.
+//
+//go:noescape
+func cbcDecryptVAES(nr int, rk, iv, b *byte, n int)

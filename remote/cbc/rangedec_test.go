@@ -34,25 +34,29 @@ func feed(d *RangeDecrypter, ct []byte, pieces []int) (stashed int, err error) {
 }
 
 // forEachPath runs f once for each way RangeDecrypter can decrypt on this machine: with crypto/aes (the
-// fallback, forced through useAESNI) and, on a CPU with AES-NI, with the assembly; it checks that a new
-// decrypter takes the path asked for.
+// fallback, forced through useAESNI) and, on a CPU with AES-NI, with the assembly, 8 blocks at a time
+// (useVAES forced off) and, on a CPU with VAES, 16 at a time; it checks that a new decrypter takes the
+// path asked for.
 func forEachPath(t *testing.T, f func(t *testing.T)) {
-	saved := useAESNI
-	t.Cleanup(func() { useAESNI = saved })
-	paths := []bool{false}
-	if saved {
-		paths = append(paths, true)
+	savedAESNI, savedVAES := useAESNI, useVAES
+	t.Cleanup(func() { useAESNI, useVAES = savedAESNI, savedVAES })
+	paths := []string{"generic"}
+	if savedAESNI {
+		paths = append(paths, "aesni")
 	}
-	for _, aesni := range paths {
-		useAESNI = aesni
+	if savedVAES {
+		paths = append(paths, "vaes")
+	}
+	for _, path := range paths {
+		useAESNI, useVAES = path != "generic", path == "vaes"
 		d, err := NewRangeDecrypter(NewKey(), 100, 0, [][]byte{make([]byte, 100)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.aesni != aesni {
-			t.Fatalf("useAESNI %v: the decrypter's aesni is %v", aesni, d.aesni)
+		if d.aesni != useAESNI {
+			t.Fatalf("useAESNI %v: the decrypter's aesni is %v", useAESNI, d.aesni)
 		}
-		t.Run(map[bool]string{false: "generic", true: "aesni"}[aesni], f)
+		t.Run(path, f)
 	}
 }
 

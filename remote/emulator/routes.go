@@ -43,6 +43,7 @@ const (
 	EndpointS3ListParts       = "s3.multipart.list-parts"
 	EndpointS3Complete        = "s3.multipart.complete"
 	EndpointS3Abort           = "s3.multipart.abort"
+	EndpointS3ListUploads     = "s3.multipart.list-uploads"
 	EndpointS3Other           = "s3.other"
 
 	EndpointAdmin = "emulator.admin"

@@ -67,6 +67,8 @@ func s3Endpoint(r *http.Request) string {
 		}
 	case q.Has("uploads") && r.Method == http.MethodPost:
 		return EndpointS3CreateMultipart
+	case !obj && q.Has("uploads") && r.Method == http.MethodGet:
+		return EndpointS3ListUploads
 	case obj && r.Method == http.MethodGet && len(q) == 0 || obj && r.Method == http.MethodGet && q.Has("partNumber"):
 		return EndpointS3Get
 	case obj && r.Method == http.MethodHead:
