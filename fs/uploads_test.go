@@ -429,6 +429,14 @@ func TestUploadENOSPC(t *testing.T) {
 		}
 	})
 	env := uploadEnv(t, fusetest.Options{Uploads: fusetest.UploadOptions{Dir: dir, Settle: time.Hour}})
+	free := func() int64 {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			t.Fatalf("statfs %s: %v", dir, err)
+		}
+		return int64(st.Bavail) * st.Bsize
+	}
+	empty := free() // the engine's folders made, no staging file yet
 	f, err := os.Create(filepath.Join(env.Dir, "uploads", "huge.bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -444,10 +452,14 @@ func TestUploadENOSPC(t *testing.T) {
 	if !errors.Is(werr, syscall.ENOSPC) {
 		t.Fatalf("writing 4 MiB into a 2 MiB staging disk: %v, want ENOSPC", werr)
 	}
-	// Removing the file frees the space.
+	// Removing the file frees the space: its staging file is removed at once, and its data closed once
+	// the kernel has released the writer's handle. The kernel sends that RELEASE on its own time after
+	// close(2) has returned, so the unlink may come first; until the release, the handle could still
+	// read and write the removed file (as on any filesystem), and its blocks stay in use.
 	if err := os.Remove(filepath.Join(env.Dir, "uploads", "huge.bin")); err != nil {
 		t.Fatal(err)
 	}
+	fusetest.Eventually(t, 10*time.Second, "huge.bin's staging space freed", func() bool { return free() >= empty })
 	writeFile(t, filepath.Join(env.Dir, "uploads", "fits.bin"), buf)
 }
 
