@@ -26,6 +26,9 @@ type Engine interface {
 	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
 	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
 	Rename(id, name string) error
+	// Supersede books library files that upload id's publication replaces (deleted once it is
+	// published).
+	Supersede(id string, fileIDs ...string) error
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
@@ -264,6 +267,9 @@ type File struct {
 	timer          *time.Timer // the settle (or hold) timer, when armed
 	tgen           uint64      // bumped at every arm or stop: a stale firing does nothing
 	ph             prehash     // the sha512 of the staging data, computed as it is written (hash.go)
+	// stale are the library files published under names the file had left by then (EvPublishStale):
+	// the next version queued supersedes them, so they are deleted once it is published.
+	stale []string
 }
 
 // toLocked applies ev. A refused transition is a bug of the caller: logged, and the state kept.
@@ -712,6 +718,13 @@ func (f *File) enqueueLocked() (superseded string) {
 	if err == nil {
 		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
 	}
+	if err == nil && len(f.stale) > 0 {
+		if serr := f.set.o.Engine.Supersede(id, f.stale...); serr != nil {
+			// Published anyway; the stale publications then stay in the library.
+			f.set.o.Log.Warn("book the publications under names the file has left", "path", f.rel, "upload", id, "err", serr)
+		}
+		f.stale = nil
+	}
 	if err != nil {
 		if !errors.Is(err, upload.ErrClosed) {
 			f.note = "not queued: " + err.Error()
@@ -855,7 +868,11 @@ func (s *Set) Done(st upload.Status) *File {
 		return nil // a newer version is on its way
 	}
 	if st.Name != f.name {
-		// Renamed while the old name was on its way: published again under the new one.
+		// Renamed while the old name was on its way: published again under the new one, which then
+		// supersedes the publication under the name the user left (the platform has no rename).
+		if st.FileID != "" {
+			f.stale = append(f.stale, st.FileID)
+		}
 		f.toLocked(EvPublishStale)
 		f.armLocked()
 		return nil
