@@ -679,6 +679,11 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	cancelled := u.cancelled
 	e.mu.Unlock()
 	switch {
+	case err == nil && cancelled:
+		// Withdrawn (removed or replaced in uploads/) while its publishing request was on its way,
+		// and published all the same: the library must not keep a version the user removed or
+		// replaced (if it landed last, files/ would show it). Cancel owns the rest of the clean-up.
+		e.unpublish(u, f)
 	case err == nil:
 		e.finish(u, f)
 	case cancelled || ctx.Err() != nil:
@@ -862,8 +867,22 @@ func (e *Engine) deleteSuperseded(u *upload, published string) {
 	}
 }
 
-// supersededTimeout bounds the deletion of one superseded file (its retries included).
+// supersededTimeout bounds the deletion of one superseded or withdrawn file (its retries included).
 const supersededTimeout = 30 * time.Second
+
+// unpublish deletes the library file f that cancelled upload u published all the same.
+func (e *Engine) unpublish(u *upload, f remote.File) {
+	ctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
+	err := e.c.DeleteFile(ctx, f.ID)
+	cancel()
+	if err != nil && !errors.Is(err, remote.ErrNotFound) {
+		e.log.Warn("upload: a file cancelled while it was being published stays in the library", "upload", u.id,
+			"file", f.ID, "name", f.Name, "err", err)
+		return
+	}
+	e.log.Info("upload: deleted the publication of a file cancelled while it was being published", "upload", u.id,
+		"file", f.ID, "name", f.Name)
+}
 
 // moveAside moves a damaged upload's files into damaged/ and reports it.
 func (e *Engine) moveAside(u *upload, reason string) {
