@@ -451,7 +451,7 @@ func TestUploadENOSPC(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount tmpfs: %v", err)
+			t.Errorf("unmount tmpfs: %v; files of it still open: %q", err, openUnder(dir))
 			_ = unix.Unmount(dir, unix.MNT_DETACH)
 		}
 	})
@@ -488,6 +488,18 @@ func TestUploadENOSPC(t *testing.T) {
 	}
 	fusetest.Eventually(t, 10*time.Second, "huge.bin's staging space freed", func() bool { return free() >= empty })
 	writeFile(t, filepath.Join(env.Dir, "uploads", "fits.bin"), buf)
+}
+
+// openUnder lists the files under dir this process has open (what keeps a filesystem busy).
+func openUnder(dir string) []string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var open []string
+	for _, e := range ents {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(p, dir+"/") {
+			open = append(open, p)
+		}
+	}
+	return open
 }
 
 // TestUploadsOnlyWritablePlace: outside uploads/ everything stays EROFS, inside the usual errors.

@@ -81,6 +81,11 @@ type Set struct {
 	// hashBufs holds the buffers of the hashers (hash.go), one per chunk being hashed: taking one
 	// is the bound on hashing at once.
 	hashBufs chan []byte
+	// hashing counts the hasher goroutines (hashLoop); Add under mu, and never once final is set:
+	// SettleAll(true) waits for them before it closes the data files they read.
+	hashing sync.WaitGroup
+	// stopHashing is closed by SettleAll(true): a hasher waiting for a buffer gives up.
+	stopHashing chan struct{}
 
 	// final: SettleAll(true) ran, the data files are closed and no handler comes any more, so no timer
 	// may be armed (a late Done of a renamed file would queue closed data after the mount is gone).
@@ -101,7 +106,8 @@ func NewSet(o Options) *Set {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}, hashBufs: make(chan []byte, hashers)}
+	s := &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}, hashBufs: make(chan []byte, hashers),
+		stopHashing: make(chan struct{})}
 	for range hashers {
 		s.hashBufs <- nil // allocated on first use
 	}
@@ -911,7 +917,15 @@ func (s *Set) Rejected(st upload.Status) {
 // closed is left behind in staging.
 func (s *Set) SettleAll(final bool) {
 	if final {
-		s.final.Store(true) // before any file is looked at: a Done racing with this arms nothing
+		s.mu.Lock()
+		if !s.final.Swap(true) { // before any file is looked at: a Done racing with this arms nothing
+			close(s.stopHashing)
+		}
+		s.mu.Unlock()
+		// The hashers stop before the data files they read are closed: one still reading would keep
+		// its file's descriptor (and its disk) in use after the mount is gone. The sums they leave
+		// unfinished are computed by the engine instead.
+		s.hashing.Wait()
 	}
 	all := s.all()
 	for _, f := range all {
