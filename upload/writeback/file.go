@@ -74,9 +74,12 @@ type Options struct {
 type Set struct {
 	o Options
 
-	mu    sync.Mutex // guards the fields below
-	byID  map[string]*File
-	files map[*File]struct{} // every live file, for SettleAll
+	mu   sync.Mutex // guards the fields below
+	byID map[string]*File
+	// files are the files whose data is open, for SettleAll: every live one, and those gone (removed,
+	// published) while a handle still has them open, until its release. A release the kernel never
+	// sends (the mount ended first) leaves the data to SettleAll(true) to close.
+	files map[*File]struct{}
 
 	// hashBufs holds the buffers of the hashers (hash.go), one per chunk being hashed: taking one
 	// is the bound on hashing at once.
@@ -648,6 +651,7 @@ func (f *File) Release(writable bool) {
 	}
 	if f.state.Terminal() && f.opens == 0 {
 		f.data.Close()
+		f.set.untrack(f)
 	}
 }
 
@@ -749,7 +753,7 @@ func (f *File) enqueueLocked() (superseded string) {
 }
 
 // goneLocked ends the file: no timer, the staging file removed (the descriptor stays open for
-// handles still reading or writing it, and is closed by the last release).
+// handles still reading or writing it, and is closed by the last release, or by SettleAll(true)).
 func (f *File) goneLocked() {
 	f.stopLocked()
 	if f.owned {
@@ -759,6 +763,7 @@ func (f *File) goneLocked() {
 	}
 	if f.opens == 0 {
 		f.data.Close()
+		f.set.untrack(f)
 	}
 }
 
@@ -774,7 +779,6 @@ func (f *File) Remove() {
 	f.id = ""
 	f.goneLocked()
 	f.mu.Unlock()
-	f.set.untrack(f)
 	f.set.cancel(id)
 }
 
@@ -885,7 +889,6 @@ func (s *Set) Done(st upload.Status) *File {
 	}
 	f.toLocked(EvPublish)
 	f.goneLocked()
-	s.untrack(f)
 	return f
 }
 

@@ -58,3 +58,32 @@ func TestSettleAllFinalStopsHashers(t *testing.T) {
 		t.Error("a hasher started after the mount's end")
 	}
 }
+
+// TestSettleAllFinalClosesGoneFiles: a file removed (or published) while a handle still has it open
+// keeps its data open for that handle until the release; when the mount ends first, the kernel never
+// sends that release, and the mount's end closes the data. Before, it stayed open (and its disk
+// space in use) for the life of the process.
+func TestSettleAllFinalClosesGoneFiles(t *testing.T) {
+	s, _ := newTestSet(t, t.TempDir())
+	f, err := s.NewFile(Spec{Name: "a.txt", Rel: "a.txt", Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("removed while open"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Remove()
+	f.mu.RLock()
+	data := f.data
+	f.mu.RUnlock()
+	if _, err := data.Stat(); err != nil {
+		t.Fatalf("the data of a file removed while open: %v, want it open for the handle", err)
+	}
+	s.SettleAll(true) // the handle's release never comes
+	if _, err := data.Stat(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("the data of a removed file after the mount's end: %v, want it closed", err)
+	}
+}
