@@ -28,10 +28,13 @@ func TestUploadRejectedFailsPermanently(t *testing.T) {
 	data := testutil.RandomBytes(60, 70_000)
 	writeFile(t, path, data)
 
-	fusetest.Eventually(t, publishDue, "refused.txt failed permanently", func() bool {
-		return strings.HasPrefix(xattrOf(t, path), "failed permanently: ")
+	// Waited for in the write-back state's words: the engine's own status says "failed permanently"
+	// too, from the moment it books the refusal until it has told the uploads layer (OnRejected), and
+	// the xattr shows the engine's words while the file is still Queued there.
+	fusetest.Eventually(t, publishDue, "refused.txt failed permanently in uploads/", func() bool {
+		return strings.HasSuffix(xattrOf(t, path), writeback.RejectedHint)
 	})
-	if s := xattrOf(t, path); !strings.HasSuffix(s, writeback.RejectedHint) || !strings.Contains(s, "400") {
+	if s := xattrOf(t, path); !strings.HasPrefix(s, "failed permanently: ") || !strings.Contains(s, "400") {
 		t.Errorf("xattr of the refused file: %q (want the write-back state's words, with the 400)", s)
 	}
 	// A later, independent upload goes through; the refused one was not sent again meanwhile (the

@@ -94,6 +94,7 @@ type Platform interface {
 	RegisterFile(ctx context.Context, reg remote.FileRegistration) (remote.File, error)
 	UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error)
 	LibraryFiles(ctx context.Context, search string) ([]remote.File, error)
+	DeleteFile(ctx context.Context, fileID string) error
 }
 
 var _ Platform = (*remote.Client)(nil)
@@ -532,6 +533,34 @@ func (e *Engine) Rename(id, name string) error {
 	return nil
 }
 
+// Supersede books library files that upload id's publication replaces: files an earlier upload of
+// the same file in uploads/ published under a name the user had left by then (renamed while its
+// publishing request was on its way). They are journaled with the upload and deleted once it is
+// published (after a restart too), never before: until then they hold the only copy on the platform.
+func (e *Engine) Supersede(id string, fileIDs ...string) error {
+	e.mu.Lock()
+	u, ok := e.ups[id]
+	e.mu.Unlock()
+	if !ok {
+		return ErrUnknown
+	}
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	if _, ok := e.ups[id]; !ok || u.cancelled {
+		e.mu.Unlock()
+		return ErrUnknown
+	}
+	for _, f := range fileIDs {
+		if f != "" && !slices.Contains(u.rec.Supersedes, f) {
+			u.rec.Supersedes = append(u.rec.Supersedes, f)
+		}
+	}
+	r := u.rec
+	e.mu.Unlock()
+	return e.j.save(&r)
+}
+
 // Snapshot lists pending uploads (oldest first), then damaged ones, then recently finished ones.
 func (e *Engine) Snapshot() []Status {
 	now := e.now()
@@ -650,6 +679,11 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	cancelled := u.cancelled
 	e.mu.Unlock()
 	switch {
+	case err == nil && cancelled:
+		// Withdrawn (removed or replaced in uploads/) while its publishing request was on its way,
+		// and published all the same: the library must not keep a version the user removed or
+		// replaced (if it landed last, files/ would show it). Cancel owns the rest of the clean-up.
+		e.unpublish(u, f)
 	case err == nil:
 		e.finish(u, f)
 	case cancelled || ctx.Err() != nil:
@@ -773,8 +807,11 @@ func (e *Engine) retryDelay(n int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// finish removes a confirmed upload's data and journal and tells OnDone.
+// finish removes a confirmed upload's data and journal and tells OnDone. The files it supersedes are
+// deleted first: a crash before the record says done publishes nothing twice (the next attempt finds
+// the publication) and deletes them then.
 func (e *Engine) finish(u *upload, f remote.File) {
+	e.deleteSuperseded(u, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
 	u.rec.State = StateDone
@@ -804,6 +841,47 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	if e.o.OnDone != nil {
 		e.o.OnDone(st, f)
 	}
+}
+
+// deleteSuperseded deletes the library files u's publication (file published) replaces. One already
+// gone is fine; one that cannot be deleted is left in the library, and said so in the log.
+func (e *Engine) deleteSuperseded(u *upload, published string) {
+	e.mu.Lock()
+	ids, name := slices.Clone(u.rec.Supersedes), u.rec.Name
+	e.mu.Unlock()
+	for _, id := range ids {
+		if id == published {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
+		err := e.c.DeleteFile(ctx, id)
+		cancel()
+		switch {
+		case err == nil:
+			e.log.Info("upload: deleted the publication under a name the file has left", "upload", u.id, "name", name, "file", id)
+		case errors.Is(err, remote.ErrNotFound):
+		default:
+			e.log.Warn("upload: a publication under a name the file has left stays in the library", "upload", u.id,
+				"name", name, "file", id, "err", err)
+		}
+	}
+}
+
+// supersededTimeout bounds the deletion of one superseded or withdrawn file (its retries included).
+const supersededTimeout = 30 * time.Second
+
+// unpublish deletes the library file f that cancelled upload u published all the same.
+func (e *Engine) unpublish(u *upload, f remote.File) {
+	ctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
+	err := e.c.DeleteFile(ctx, f.ID)
+	cancel()
+	if err != nil && !errors.Is(err, remote.ErrNotFound) {
+		e.log.Warn("upload: a file cancelled while it was being published stays in the library", "upload", u.id,
+			"file", f.ID, "name", f.Name, "err", err)
+		return
+	}
+	e.log.Info("upload: deleted the publication of a file cancelled while it was being published", "upload", u.id,
+		"file", f.ID, "name", f.Name)
 }
 
 // moveAside moves a damaged upload's files into damaged/ and reports it.

@@ -55,6 +55,10 @@ type record struct {
 	ObjectDone    bool   `json:"objectDone,omitempty"`    // CompleteMultipartUpload succeeded
 	PublishedSent bool   `json:"publishedSent,omitempty"` // a publishing request may have reached the platform
 
+	// Supersedes are library files this upload's publication replaces (Engine.Supersede): deleted once
+	// it is published, never before (until then they hold the only copy on the platform).
+	Supersedes []string `json:"supersedes,omitempty"`
+
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
 	NextTry   time.Time `json:"nextTry,omitzero"`

@@ -449,7 +449,7 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 	if err != nil {
 		return remote.File{}, err
 	}
-	f, err := e.c.RegisterFile(ctx, remote.FileRegistration{
+	f, err := e.c.RegisterFile(e.publishCtx(), remote.FileRegistration{
 		TypeID:               remote.TypeInput,
 		Name:                 r.Name,
 		EncodedEncryptionKey: r.Key,

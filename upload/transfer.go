@@ -141,13 +141,20 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 }
 
 // beginPublish marks u as being published (Rename now fails with ErrPublishing) and journals that a
-// publishing request may reach the platform, with the name it carries.
+// publishing request may reach the platform, with the name it carries. The publishing request itself
+// runs under publishCtx.
 func (e *Engine) beginPublish(u *upload) (record, error) {
 	return e.update(u, func(r *record) {
 		u.publishing, u.sent = true, r.Name
 		r.PublishedSent = true
 	})
 }
+
+// publishCtx is the context of a publishing request: the engine's, which only Close ends, not the
+// attempt's, which a cancel of the upload ends too. A request cut on its way may still publish the
+// file, and then nobody knows the file's id; let through, it answers, and a cancelled upload's
+// publication is deleted (attempt).
+func (e *Engine) publishCtx() context.Context { return e.engineCtx() }
 
 func (e *Engine) endPublish(u *upload) {
 	e.mu.Lock()
@@ -170,7 +177,7 @@ func (e *Engine) sendSmall(ctx context.Context, u *upload) (remote.File, error) 
 	body := &partBody{r: f, plainLen: r.Size}
 	u.inflight.Store(body, struct{}{})
 	defer u.inflight.Delete(body)
-	file, err := e.c.UploadSmall(ctx, r.Name, body, r.Size, remote.TypeInput)
+	file, err := e.c.UploadSmall(e.publishCtx(), r.Name, body, r.Size, remote.TypeInput)
 	if err != nil {
 		return remote.File{}, fmt.Errorf("upload %s: %w", r.Name, err)
 	}

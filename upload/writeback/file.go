@@ -26,6 +26,9 @@ type Engine interface {
 	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
 	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
 	Rename(id, name string) error
+	// Supersede books library files that upload id's publication replaces (deleted once it is
+	// published).
+	Supersede(id string, fileIDs ...string) error
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
@@ -71,13 +74,21 @@ type Options struct {
 type Set struct {
 	o Options
 
-	mu    sync.Mutex // guards the fields below
-	byID  map[string]*File
-	files map[*File]struct{} // every live file, for SettleAll
+	mu   sync.Mutex // guards the fields below
+	byID map[string]*File
+	// files are the files whose data is open, for SettleAll: every live one, and those gone (removed,
+	// published) while a handle still has them open, until its release. A release the kernel never
+	// sends (the mount ended first) leaves the data to SettleAll(true) to close.
+	files map[*File]struct{}
 
 	// hashBufs holds the buffers of the hashers (hash.go), one per chunk being hashed: taking one
 	// is the bound on hashing at once.
 	hashBufs chan []byte
+	// hashing counts the hasher goroutines (hashLoop); Add under mu, and never once final is set:
+	// SettleAll(true) waits for them before it closes the data files they read.
+	hashing sync.WaitGroup
+	// stopHashing is closed by SettleAll(true): a hasher waiting for a buffer gives up.
+	stopHashing chan struct{}
 
 	// final: SettleAll(true) ran, the data files are closed and no handler comes any more, so no timer
 	// may be armed (a late Done of a renamed file would queue closed data after the mount is gone).
@@ -98,7 +109,8 @@ func NewSet(o Options) *Set {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}, hashBufs: make(chan []byte, hashers)}
+	s := &Set{o: o, byID: map[string]*File{}, files: map[*File]struct{}{}, hashBufs: make(chan []byte, hashers),
+		stopHashing: make(chan struct{})}
 	for range hashers {
 		s.hashBufs <- nil // allocated on first use
 	}
@@ -264,6 +276,9 @@ type File struct {
 	timer          *time.Timer // the settle (or hold) timer, when armed
 	tgen           uint64      // bumped at every arm or stop: a stale firing does nothing
 	ph             prehash     // the sha512 of the staging data, computed as it is written (hash.go)
+	// stale are the library files published under names the file had left by then (EvPublishStale):
+	// the next version queued supersedes them, so they are deleted once it is published.
+	stale []string
 }
 
 // toLocked applies ev. A refused transition is a bug of the caller: logged, and the state kept.
@@ -636,6 +651,7 @@ func (f *File) Release(writable bool) {
 	}
 	if f.state.Terminal() && f.opens == 0 {
 		f.data.Close()
+		f.set.untrack(f)
 	}
 }
 
@@ -712,6 +728,13 @@ func (f *File) enqueueLocked() (superseded string) {
 	if err == nil {
 		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
 	}
+	if err == nil && len(f.stale) > 0 {
+		if serr := f.set.o.Engine.Supersede(id, f.stale...); serr != nil {
+			// Published anyway; the stale publications then stay in the library.
+			f.set.o.Log.Warn("book the publications under names the file has left", "path", f.rel, "upload", id, "err", serr)
+		}
+		f.stale = nil
+	}
 	if err != nil {
 		if !errors.Is(err, upload.ErrClosed) {
 			f.note = "not queued: " + err.Error()
@@ -730,7 +753,7 @@ func (f *File) enqueueLocked() (superseded string) {
 }
 
 // goneLocked ends the file: no timer, the staging file removed (the descriptor stays open for
-// handles still reading or writing it, and is closed by the last release).
+// handles still reading or writing it, and is closed by the last release, or by SettleAll(true)).
 func (f *File) goneLocked() {
 	f.stopLocked()
 	if f.owned {
@@ -740,6 +763,7 @@ func (f *File) goneLocked() {
 	}
 	if f.opens == 0 {
 		f.data.Close()
+		f.set.untrack(f)
 	}
 }
 
@@ -755,7 +779,6 @@ func (f *File) Remove() {
 	f.id = ""
 	f.goneLocked()
 	f.mu.Unlock()
-	f.set.untrack(f)
 	f.set.cancel(id)
 }
 
@@ -855,14 +878,17 @@ func (s *Set) Done(st upload.Status) *File {
 		return nil // a newer version is on its way
 	}
 	if st.Name != f.name {
-		// Renamed while the old name was on its way: published again under the new one.
+		// Renamed while the old name was on its way: published again under the new one, which then
+		// supersedes the publication under the name the user left (the platform has no rename).
+		if st.FileID != "" {
+			f.stale = append(f.stale, st.FileID)
+		}
 		f.toLocked(EvPublishStale)
 		f.armLocked()
 		return nil
 	}
 	f.toLocked(EvPublish)
 	f.goneLocked()
-	s.untrack(f)
 	return f
 }
 
@@ -894,7 +920,15 @@ func (s *Set) Rejected(st upload.Status) {
 // closed is left behind in staging.
 func (s *Set) SettleAll(final bool) {
 	if final {
-		s.final.Store(true) // before any file is looked at: a Done racing with this arms nothing
+		s.mu.Lock()
+		if !s.final.Swap(true) { // before any file is looked at: a Done racing with this arms nothing
+			close(s.stopHashing)
+		}
+		s.mu.Unlock()
+		// The hashers stop before the data files they read are closed: one still reading would keep
+		// its file's descriptor (and its disk) in use after the mount is gone. The sums they leave
+		// unfinished are computed by the engine instead.
+		s.hashing.Wait()
 	}
 	all := s.all()
 	for _, f := range all {

@@ -53,12 +53,20 @@ func (f *File) hashClosedLocked() {
 	f.hashKickLocked()
 }
 
-// hashKickLocked starts the hasher when there is content it has not hashed.
+// hashKickLocked starts the hasher when there is content it has not hashed (and the mount is not
+// gone: SettleAll(true)).
 func (f *File) hashKickLocked() {
 	ph := &f.ph
 	if ph.running || ph.stopped || !f.owned || f.state.Terminal() || ph.off >= f.size {
 		return
 	}
+	s := f.set
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.final.Load() {
+		return
+	}
+	s.hashing.Add(1)
 	ph.running = true
 	go f.hashLoop()
 }
@@ -87,10 +95,11 @@ func (f *File) hashSumLocked() string {
 // file stops being ours, or a change stops it. The chunk is read and hashed without File.mu (writes
 // go on meanwhile); it counts only if no change reset the state in between.
 func (f *File) hashLoop() {
+	defer f.set.hashing.Done()
 	for {
 		f.mu.Lock()
 		ph := &f.ph
-		if ph.stopped || !f.owned || f.state.Terminal() || ph.off >= f.size {
+		if ph.stopped || !f.owned || f.state.Terminal() || ph.off >= f.size || f.set.final.Load() {
 			ph.running = false
 			f.mu.Unlock()
 			return
@@ -119,9 +128,15 @@ func (f *File) hashLoop() {
 	}
 }
 
-// hashChunk adds data [a, b) to h, with one of the Set's hashing buffers (waiting for one).
+// hashChunk adds data [a, b) to h, with one of the Set's hashing buffers (waiting for one, unless the
+// mount is gone).
 func (s *Set) hashChunk(h hash.Hash, data *os.File, a, b int64) bool {
-	buf := <-s.hashBufs
+	var buf []byte
+	select {
+	case buf = <-s.hashBufs:
+	case <-s.stopHashing:
+		return false
+	}
 	defer func() { s.hashBufs <- buf }()
 	if buf == nil {
 		buf = make([]byte, hashChunk)
