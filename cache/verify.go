@@ -34,8 +34,10 @@ const maxPending = 8
 // 8 MiB blocks came to 128 MiB outside every budget.
 const hashSlackBytes = 32 << 20
 
-// hashSlack holds one token per block queued for hashing beyond each verifier's first (see
-// hashSlackBytes). Verifiers take tokens without waiting and give them back as their queues drain.
+// hashSlack holds one token per block queued for hashing beyond each verifier's first, or pulled
+// by its hash ahead of its reader (see hashSlackBytes and verifier.pullLocked). Verifiers take tokens
+// without waiting and give them back as their queues drain and their readers catch up. A reader that
+// stops early (head of a large file) keeps the few it pulled until it closes; others then do without.
 type hashSlack chan struct{}
 
 func newHashSlack(bs int64) hashSlack { return make(hashSlack, max(1, hashSlackBytes/bs)) }
