@@ -503,27 +503,15 @@ func (e *Engine) Rename(id, name string) error {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("upload: bad name %q", name)
 	}
-	e.mu.Lock()
-	u, ok := e.ups[id]
-	e.mu.Unlock()
-	if !ok {
-		return ErrUnknown
-	}
-	u.jmu.Lock()
-	defer u.jmu.Unlock()
-	e.mu.Lock()
-	if _, ok := e.ups[id]; !ok || u.cancelled {
-		e.mu.Unlock()
-		return ErrUnknown
-	}
-	publishing := u.publishing
-	u.rec.Name = name
-	if u.rec.State == StateRejected { // another name may be accepted: tried again
-		u.rec.State, u.rec.NextTry = StateQueued, time.Time{}
-	}
-	r := u.rec
-	e.mu.Unlock()
-	if err := e.j.save(&r); err != nil {
+	var publishing bool
+	err := e.editRecord(id, func(u *upload) {
+		publishing = u.publishing
+		u.rec.Name = name
+		if u.rec.State == StateRejected { // another name may be accepted: tried again
+			u.rec.State, u.rec.NextTry = StateQueued, time.Time{}
+		}
+	})
+	if err != nil {
 		return err
 	}
 	e.nudge()
@@ -538,6 +526,18 @@ func (e *Engine) Rename(id, name string) error {
 // publishing request was on its way). They are journaled with the upload and deleted once it is
 // published (after a restart too), never before: until then they hold the only copy on the platform.
 func (e *Engine) Supersede(id string, fileIDs ...string) error {
+	return e.editRecord(id, func(u *upload) {
+		for _, f := range fileIDs {
+			if f != "" && !slices.Contains(u.rec.Supersedes, f) {
+				u.rec.Supersedes = append(u.rec.Supersedes, f)
+			}
+		}
+	})
+}
+
+// editRecord applies edit to the record of pending upload id under its journal lock and e.mu, then
+// journals the record. ErrUnknown when the upload is gone or cancelled.
+func (e *Engine) editRecord(id string, edit func(u *upload)) error {
 	e.mu.Lock()
 	u, ok := e.ups[id]
 	e.mu.Unlock()
@@ -551,11 +551,7 @@ func (e *Engine) Supersede(id string, fileIDs ...string) error {
 		e.mu.Unlock()
 		return ErrUnknown
 	}
-	for _, f := range fileIDs {
-		if f != "" && !slices.Contains(u.rec.Supersedes, f) {
-			u.rec.Supersedes = append(u.rec.Supersedes, f)
-		}
-	}
+	edit(u)
 	r := u.rec
 	e.mu.Unlock()
 	return e.j.save(&r)
