@@ -187,7 +187,7 @@ type Cache struct {
 	ctx         context.Context // the fetcher's own context: fetches outlive readers
 	cancel      context.CancelFunc
 	sem         chan struct{} // Parallel slots for Source calls
-	hashSlack   hashSlack     // blocks queued for the whole-file hash beyond each Reader's first
+	hashSlack   hashSlack     // blocks queued for the whole-file hash beyond each Reader's first, or pulled ahead of it
 	wg          sync.WaitGroup
 	closed      atomic.Bool
 
