@@ -81,7 +81,7 @@ func (r *jobRec) info() jobInfo {
 // and the ids whose status history must be (re)fetched are returned: new jobs and jobs whose list status
 // changed. Invalid ids (anything but letters, digits, '_' and '-') are dropped and returned apart, to be
 // logged.
-func (m *jobsModel) applyList(list []remote.Job) (needStatuses, invalid []string) {
+func (m *jobsModel) applyList(list []remote.Job) (invalid []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := make(map[string]bool, len(list))
@@ -101,9 +101,6 @@ func (m *jobsModel) applyList(list []remote.Job) (needStatuses, invalid []string
 			m.jobs[j.ID] = r
 		}
 		r.job, r.listed = j, true
-		if r.needStatuses() {
-			needStatuses = append(needStatuses, j.ID)
-		}
 	}
 	for id, r := range m.jobs {
 		if !seen[id] && r.listed {
@@ -112,8 +109,7 @@ func (m *jobsModel) applyList(list []remote.Job) (needStatuses, invalid []string
 		}
 	}
 	m.loaded = true
-	slices.Sort(needStatuses)
-	return needStatuses, invalid
+	return invalid
 }
 
 // needStatuses says whether the job's status history must be (re)fetched: never fetched, or fetched
@@ -122,8 +118,7 @@ func (r *jobRec) needStatuses() bool {
 	return r.statuses == nil || r.statusFor != r.job.JobStatus.Content
 }
 
-// staleStatuses returns the listed jobs whose status history must be (re)fetched (needStatuses), sorted:
-// what the last applyList returned, less what was fetched since.
+// staleStatuses returns the listed jobs whose status history must be (re)fetched (needStatuses), sorted.
 func (m *jobsModel) staleStatuses() []string {
 	m.mu.Lock()
 	var out []string

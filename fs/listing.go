@@ -252,7 +252,7 @@ func (f *fsys) refreshListLocked() *flight[time.Time] {
 		if err != nil {
 			return time.Time{}, err
 		}
-		_, invalid := f.model.applyList(list)
+		invalid := f.model.applyList(list)
 		for _, id := range invalid {
 			if _, dup := f.noted.LoadOrStore("badid\x00"+id, true); !dup {
 				f.log.Warn("ignoring a job with an unusable id", "id", id)

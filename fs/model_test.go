@@ -230,13 +230,13 @@ func statuses(pairs ...any) remote.Statuses {
 func TestJobsModel(t *testing.T) {
 	t0 := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	m := newJobsModel()
-	need, invalid := m.applyList([]remote.Job{
+	invalid := m.applyList([]remote.Job{
 		job("A1", "old", "Completed", t0),
 		job("B2", "new", "Completed", t0.Add(time.Hour)),
 		job("C3", "running", "Executing", t0.Add(2*time.Hour)),
 		job("../x", "evil", "Completed", t0),
 	})
-	if !slices.Equal(need, []string{"A1", "B2", "C3"}) || !slices.Equal(invalid, []string{"../x"}) {
+	if need := m.staleStatuses(); !slices.Equal(need, []string{"A1", "B2", "C3"}) || !slices.Equal(invalid, []string{"../x"}) {
 		t.Fatalf("need %v invalid %v", need, invalid)
 	}
 	m.setStatuses("A1", statuses("Completed", t0.Add(10*24*time.Hour), "Executing", t0), "Completed")
@@ -265,12 +265,12 @@ func TestJobsModel(t *testing.T) {
 
 	// Next poll: C3 completed, B2 gone, D4 new. Only changed jobs need their statuses again.
 	before := makeViews(m.list(), 0, now)
-	need, _ = m.applyList([]remote.Job{
+	m.applyList([]remote.Job{
 		job("A1", "old", "Completed", t0),
 		job("C3", "running", "Completed", t0.Add(2*time.Hour)),
 		job("D4", "fresh", "Pending", now),
 	})
-	if !slices.Equal(need, []string{"C3", "D4"}) {
+	if need := m.staleStatuses(); !slices.Equal(need, []string{"C3", "D4"}) {
 		t.Errorf("need %v", need)
 	}
 	m.setStatuses("C3", statuses("Completed", now, "Executing", t0.Add(3*time.Hour)), "Completed")
