@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 type rangeCall struct {
@@ -274,11 +276,5 @@ func settle(c *Cache) {
 // eventually polls cond (no timing is asserted; the deadline only stops a hung test).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, what, cond)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
@@ -77,16 +78,6 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// waitFor waits until cond holds, checking every few milliseconds, and fails the test after a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-	}
-}
-
 // pollEnv is a model over the emulator with a poller the test starts, on a clock the test moves.
 type pollEnv struct {
 	f     *fsys
@@ -101,7 +92,7 @@ func (e *pollEnv) startPoller() { e.p = e.f.startPoller() }
 // waitRound waits for the poller's first round to finish.
 func (e *pollEnv) waitRound(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the poller's first round", func() bool { return e.p.rounds.Load() >= 1 })
+	testutil.Eventually(t, time.Minute, "the poller's first round", func() bool { return e.p.rounds.Load() >= 1 })
 }
 
 // listing is what `ls jobs/` asks of the model.
@@ -141,9 +132,9 @@ func TestPollerTakesFreshList(t *testing.T) {
 			defer e.emu.SetFrozen(false)
 			done := make(chan error, 1)
 			go func() { done <- e.f.loadJobs(context.Background()) }()
-			waitFor(t, "the listing's list held by the frozen platform", func() bool { return e.emu.Holding() > 0 })
+			testutil.Eventually(t, time.Minute, "the listing's list held by the frozen platform", func() bool { return e.emu.Holding() > 0 })
 			e.startPoller()
-			waitFor(t, "the poller waiting on the same list", func() bool { return e.f.listCallers() >= 2 })
+			testutil.Eventually(t, time.Minute, "the poller waiting on the same list", func() bool { return e.f.listCallers() >= 2 })
 			e.emu.SetFrozen(false)
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -232,8 +223,8 @@ func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.advance(50 * time.Millisecond)
-	waitFor(t, "the poller listing the job added", func() bool { _, ok := e.f.model.get(added.ID); return ok })
-	waitFor(t, "the round done", func() bool { return len(e.f.model.staleStatuses()) == 0 })
+	testutil.Eventually(t, time.Minute, "the poller listing the job added", func() bool { _, ok := e.f.model.get(added.ID); return ok })
+	testutil.Eventually(t, time.Minute, "the round done", func() bool { return len(e.f.model.staleStatuses()) == 0 })
 	c := emu.Counters()
 	if got := c.Requests[emulator.EndpointJobs]; got != 2 {
 		t.Errorf("jobs.list %d, want 2", got)

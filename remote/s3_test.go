@@ -394,7 +394,7 @@ func TestDirectSourceWarmsStorageOnRegister(t *testing.T) {
 	credentials := func() int64 { return v.e.Counters().Requests[emulator.EndpointCredentials] }
 
 	d.Register(azure, f)
-	waitFor(t, "the credentials request a listing starts", func() bool {
+	testutil.Eventually(t, 30*time.Second, "the credentials request a listing starts", func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		e, ok := d.stores[f.Storage.ID]
@@ -415,7 +415,7 @@ func TestDirectSourceWarmsStorageOnRegister(t *testing.T) {
 	d2 := NewDirectSource(v.c, DirectSourceOptions{})
 	v.e.SetFaults(emulator.Faults{Frozen: true})
 	d2.Register(f)
-	waitFor(t, "the held credentials request", func() bool { return v.e.Holding() == 1 })
+	testutil.Eventually(t, 30*time.Second, "the held credentials request", func() bool { return v.e.Holding() == 1 })
 	d2.mu.Lock()
 	fl := d2.flights[f.Storage.ID]
 	d2.mu.Unlock()
@@ -430,15 +430,5 @@ func TestDirectSourceWarmsStorageOnRegister(t *testing.T) {
 	d2.mu.Unlock()
 	if flights != 0 {
 		t.Fatalf("%d storage clients being created after Close", flights)
-	}
-}
-
-// waitFor polls cond until it holds (no timing is asserted; the deadline only stops a hung test).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

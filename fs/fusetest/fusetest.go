@@ -18,6 +18,7 @@ import (
 
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/remote/remotetest"
@@ -262,16 +263,7 @@ func Unmount(t testing.TB, m *fs.Mounted, dir string) {
 // Eventually polls cond until it holds or the deadline passes (never a fixed sleep).
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(delay)
-	}
+	testutil.Eventually(t, within, what, cond)
 }
 
 // Plaintext returns a file's stored plaintext, what every read must return.

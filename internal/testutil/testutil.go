@@ -1,7 +1,11 @@
 // Package testutil holds helpers the tests of several packages share.
 package testutil
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
 
 // RandomBytes returns n pseudo-random bytes, the same for the same seed: file contents that do not
 // compress and that a test can generate again to compare with.
@@ -12,4 +16,20 @@ func RandomBytes(seed uint64, n int) []byte {
 		b[i] = byte(rng.Uint32())
 	}
 	return b
+}
+
+// Eventually polls cond until it holds, failing the test after within: a deadline that only stops a
+// hung test, never a timing the test asserts, and never a fixed sleep in its place.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(delay)
+	}
 }
