@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,29 +59,11 @@ func TestStaleStatuses(t *testing.T) {
 	}
 }
 
-// testClock is a clock a test moves by hand.
-type testClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // pollEnv is a model over the emulator with a poller the test starts, on a clock the test moves.
 type pollEnv struct {
 	f     *fsys
 	emu   *emulator.Emulator
-	clock *testClock
+	clock *testutil.Clock
 	p     *poller
 }
 
@@ -143,13 +124,13 @@ func TestPollerTakesFreshList(t *testing.T) {
 		}, 1},
 		{"a listing nearly an interval old: taken", func(t *testing.T, e *pollEnv) {
 			e.listing(t)
-			e.clock.advance(poll - time.Second)
+			e.clock.Advance(poll - time.Second)
 			e.startPoller()
 			e.waitRound(t)
 		}, 1},
 		{"a listing an interval old: the poller lists", func(t *testing.T, e *pollEnv) {
 			e.listing(t)
-			e.clock.advance(poll)
+			e.clock.Advance(poll)
 			e.startPoller()
 			e.waitRound(t)
 		}, 2},
@@ -163,8 +144,8 @@ func TestPollerTakesFreshList(t *testing.T) {
 				}
 			}
 			e := &pollEnv{f: newFsys(Options{Poll: poll}, client, nil), emu: emu,
-				clock: &testClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}}
-			e.f.now = e.clock.now
+				clock: testutil.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))}
+			e.f.now = e.clock.Now
 			t.Cleanup(func() { // the mount's order (Mounted.stop)
 				e.f.cancel()
 				if e.p != nil {
@@ -202,8 +183,8 @@ func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &pollEnv{f: newFsys(Options{Poll: poll}, client, nil), emu: emu,
-		clock: &testClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}}
-	e.f.now = e.clock.now
+		clock: testutil.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))}
+	e.f.now = e.clock.Now
 	t.Cleanup(func() {
 		e.f.cancel()
 		if e.p != nil {
@@ -212,7 +193,7 @@ func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 		e.f.calls.close()
 	})
 	e.listing(t)
-	e.clock.advance(poll - 50*time.Millisecond)
+	e.clock.Advance(poll - 50*time.Millisecond)
 	e.startPoller()
 	e.waitRound(t)
 	if got := emu.Counters().Requests[emulator.EndpointJobs]; got != 1 {
@@ -222,7 +203,7 @@ func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(50 * time.Millisecond)
+	e.clock.Advance(50 * time.Millisecond)
 	testutil.Eventually(t, time.Minute, "the poller listing the job added", func() bool { _, ok := e.f.model.get(added.ID); return ok })
 	testutil.Eventually(t, time.Minute, "the round done", func() bool { return len(e.f.model.staleStatuses()) == 0 })
 	c := emu.Counters()
