@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -275,4 +276,26 @@ func (e *Engine) Cleanups() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.gone)
+}
+
+// Unpublish books library files that uploads of this engine published and that nothing replaces any
+// more (stale publications of a file removed from uploads/ before its new version was queued): they
+// are journaled in a clean-up record, then deleted in the background (retried, across a restart).
+// name is the file's, for the log.
+func (e *Engine) Unpublish(name string, fileIDs ...string) error {
+	ids := slices.DeleteFunc(slices.Clone(fileIDs), func(s string) bool { return s == "" })
+	if len(ids) == 0 {
+		return nil
+	}
+	if name == "" {
+		name = "?"
+	}
+	id := newID()
+	r := record{ID: id, Name: name, Data: filepath.Join(e.pending, id), State: StateDone, Created: e.now(),
+		Supersedes: ids}
+	if err := e.j.save(&r); err != nil {
+		return err
+	}
+	e.startCleanup(&upload{id: id, rec: r, withdrawn: true}, nil, false)
+	return nil
 }

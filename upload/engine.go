@@ -584,6 +584,33 @@ func (e *Engine) Supersede(id string, fileIDs ...string) error {
 	})
 }
 
+// Handover moves the files upload from supersedes to upload to: to is a new version of the same file
+// in uploads/ that replaces from (which the caller then cancels), so the stale publications are
+// deleted once to is published, not when from is withdrawn (until then they may hold the only copy
+// of the file on the platform). They are journaled with to before they leave from's record.
+func (e *Engine) Handover(from, to string) error {
+	e.mu.Lock()
+	fu, ok := e.ups[from]
+	var ids []string
+	if ok {
+		ids = slices.Clone(fu.rec.Supersedes)
+	}
+	e.mu.Unlock()
+	if !ok || len(ids) == 0 {
+		return nil
+	}
+	if err := e.Supersede(to, ids...); err != nil {
+		return err
+	}
+	err := e.editRecord(from, func(u *upload) {
+		u.rec.Supersedes = slices.DeleteFunc(u.rec.Supersedes, func(s string) bool { return slices.Contains(ids, s) })
+	})
+	if errors.Is(err, ErrUnknown) {
+		return nil // published (deleted them) or cancelled meanwhile: to's booking stands
+	}
+	return err
+}
+
 // editRecord applies edit to the record of pending upload id under its journal lock and e.mu, then
 // journals the record. ErrUnknown when the upload is gone or cancelled.
 func (e *Engine) editRecord(id string, edit func(u *upload)) error {
@@ -862,7 +889,7 @@ func (e *Engine) retryDelay(n int) time.Duration {
 // deletion failed: a clean-up record, retried, across a restart too), the data removed, and OnDone
 // told.
 func (e *Engine) finish(u *upload, f remote.File) {
-	if e.republish(u, f) {
+	if e.landedCancelled(u, f) || e.republish(u, f) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
@@ -909,6 +936,20 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	}
 }
 
+// landedCancelled books f, published by u, for deletion when u was cancelled since the attempt
+// looked (a cancel that lost the race with the answer): its withdrawal deletes it (attempt).
+func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !u.cancelled {
+		return false
+	}
+	u.landed = f.ID
+	return true
+}
+
 // republish handles a publication under a name the file has left (u was renamed while its publishing
 // request was out): the file f is booked as superseded and u queued again under its current name, in
 // one journal write; a multipart upload sends a new object (f holds the old one, and f's deletion
@@ -923,6 +964,10 @@ func (e *Engine) republish(u *upload, f remote.File) bool {
 		return false
 	}
 	sent := u.sent
+	if u.cancelled {
+		e.mu.Unlock()
+		return false
+	}
 	r := &u.rec
 	if !slices.Contains(r.Supersedes, f.ID) {
 		r.Supersedes = append(r.Supersedes, f.ID)
