@@ -154,3 +154,57 @@ func TestCancelWhilePublishingReturns(t *testing.T) {
 		})
 	}
 }
+
+// firstHeld lets every small upload through, except that it holds the first one's answer (the file
+// stored) until the request's context ends.
+type firstHeld struct {
+	*remote.Client
+	calls  atomic.Int32
+	fileID atomic.Value // string: the file the first request stored
+}
+
+func (a *firstHeld) UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error) {
+	first := a.calls.Add(1) == 1
+	f, err := a.Client.UploadSmall(ctx, name, r, size, typeID)
+	if err != nil || !first {
+		return f, err
+	}
+	a.fileID.Store(f.ID)
+	<-ctx.Done()
+	return remote.File{}, ctx.Err()
+}
+
+// TestCancelWhilePublishingKeepsCurrent: a file written again with the same bytes while its first
+// version's publishing request is out (the first version cancelled, its answer then lost to a
+// restart): the new version is published under the same name with the same content, so the look for
+// the lost publication finds both. Only the cancelled one is deleted: the engine journaled the new
+// version's file with the withdrawn upload (Keep) when it published it; the current version stays.
+func TestCancelWhilePublishingKeepsCurrent(t *testing.T) {
+	p := newPlatform(t, false)
+	fh := &firstHeld{Client: p.c}
+	dir := t.TempDir()
+	o := p.engineOpts(dir)
+	o.Client = fh
+	h := startEngine(t, o)
+	data := randomData(100, 1800)
+	first := enqueue(t, h.eng, "same.txt", data)
+	waitFor(t, func() bool { return fh.fileID.Load() != nil })
+	if err := h.eng.Cancel(first); err != nil {
+		t.Fatal(err)
+	}
+	current := h.wait(enqueue(t, h.eng, "same.txt", data))
+	h.eng.Close() // the first request's answer is lost
+
+	h = startEngine(t, p.engineOpts(dir))
+	waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
+	if !p.deleted(fh.fileID.Load().(string)) {
+		t.Error("the cancelled version's publication stays in the library")
+	}
+	if p.deleted(current.ID) {
+		t.Error("the current version was deleted")
+	}
+	if n := p.requests(emulator.EndpointFileDelete); n != 1 {
+		t.Errorf("%d deletions, want 1", n)
+	}
+	journalEmpty(t, dir)
+}

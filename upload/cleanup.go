@@ -200,7 +200,8 @@ func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
 
 // lookWithdrawn finds what the lost publishing requests of withdrawn upload r published, under each
 // name they carried: the files findPublished matches, less those other uploads published (Keep) or
-// the engine still has to publish from the same content (ambiguous: kept, and said so).
+// the engine still has to publish from the same content (ambiguous: an error, so the look is made
+// again once that one is published and its file is in Keep).
 func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error) {
 	names := r.Sent
 	if len(names) == 0 {
@@ -216,8 +217,8 @@ func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error)
 			switch {
 			case slices.Contains(r.Keep, f.ID) || slices.Contains(out, f.ID):
 			case e.sameContentPending(r):
-				e.log.Warn("upload: a publication of a withdrawn upload may be another upload's; kept", "upload", r.ID,
-					"file", f.ID, "name", f.Name)
+				// Its publication would look the same: wait until it is published (then in Keep).
+				return nil, fmt.Errorf("%s may be the publication of another upload of the same content, still pending", f.ID)
 			default:
 				out = append(out, f.ID)
 			}

@@ -895,6 +895,14 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	left := e.deleteSuperseded(u, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
+	if u.cancelled {
+		// Cancelled during the deletions: the withdrawal's, its record the clean-up's (see
+		// landedCancelled), which deletes what is left of Supersedes too.
+		u.landed = f.ID
+		e.mu.Unlock()
+		u.jmu.Unlock()
+		return
+	}
 	u.rec.State = StateDone
 	u.rec.Supersedes = left
 	u.rec.PublishedSent, u.rec.Sent = false, nil
