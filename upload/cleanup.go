@@ -35,10 +35,11 @@ import (
 // errWithdrawn ends an attempt whose upload a cancel has withdrawn: nothing more is journaled or sent.
 var errWithdrawn = errors.New("upload: withdrawn")
 
-// cancelWait bounds how long a cancel waits for the upload's running attempt to stop. A publishing
-// request is not cut by a cancel (a request cut on its way may publish the file unknown to anyone),
-// and its answer can take as long as the client's retries (about a minute) when the platform stalls:
-// a cancel stops waiting after cancelWait and leaves the outcome to the upload's clean-up.
+// cancelWait bounds a cancel's wait on the network: for the upload's running attempt to stop, then
+// for the abort of its multipart upload. A publishing request is not cut by a cancel (a request cut
+// on its way may publish the file unknown to anyone), and its answer can take as long as the client's
+// retries (about a minute) when the platform stalls: a cancel stops waiting after cancelWait and
+// leaves the outcome (and an abort not answered in time) to the upload's clean-up.
 const cancelWait = 3 * time.Second
 
 // isCleanup reports a record kept only to delete what its upload left on the platform.

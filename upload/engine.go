@@ -490,13 +490,15 @@ func (e *Engine) withdraw(u *upload) error {
 	e.mu.Lock()
 	stop, done := u.stop, u.done
 	e.mu.Unlock()
+	// One bound for the whole cancel: waiting for the attempt, then aborting its multipart upload.
+	deadline := time.Now().Add(cancelWait)
 	returned := true
 	if stop != nil {
 		stop()
 		if e.o.stopped != nil {
 			e.o.stopped(id)
 		}
-		t := time.NewTimer(cancelWait)
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-done:
 		case <-t.C:
@@ -513,15 +515,16 @@ func (e *Engine) withdraw(u *upload) error {
 	delete(e.ups, id)
 	e.mu.Unlock()
 	if returned && r.S3UploadID != "" && !r.ObjectDone {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		if err := e.abort(ctx, &r); err != nil {
-			// Abandoned uploads expire on their own after about 7 days.
-			e.log.Warn("upload: abort multipart upload", "upload", id, "name", r.Name, "err", err)
+			// Not within the cancel's bound: the clean-up tries again (journaled).
+			e.log.Warn("upload: abort multipart upload; retried in the background", "upload", id, "name", r.Name, "err", err)
+		} else {
+			r.S3UploadID = ""
 		}
 		cancel()
-		r.S3UploadID = ""
 	}
-	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != ""
+	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone
 	var err error
 	if owed {
 		r.Withdrawn, r.State, r.NextTry = true, StateQueued, time.Time{}
