@@ -896,6 +896,12 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
+	// Withdrawn uploads of the same content never take this publication for one of theirs: booked
+	// before u's record goes (and before u.jmu is taken: keepSiblings takes theirs).
+	e.mu.Lock()
+	sum, size := u.rec.SHA512, u.rec.Size
+	e.mu.Unlock()
+	e.keepSiblings(u.id, sum, size, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
 	if u.cancelled {
@@ -912,8 +918,6 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	r := u.rec
 	st := e.statusLocked(u, e.now())
 	e.mu.Unlock()
-	// Withdrawn uploads of the same content never take this publication for one of theirs.
-	e.keepSiblings(u.id, r.SHA512, r.Size, f.ID)
 	// Marked done first: a crash during the removals leaves a record that load only cleans up (or, with
 	// deletions left, a clean-up record).
 	if err := e.j.save(&r); err != nil {
