@@ -228,3 +228,40 @@ func TestStaleFileRemoved(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelAbortRetried: the abort of a cancelled multipart upload that the storage does not take
+// within the cancel's bound (every abort answered 5xx) is journaled with the withdrawn upload and
+// retried until the storage takes it. Before, the cancel logged it and the upload was abandoned.
+func TestCancelAbortRetried(t *testing.T) {
+	p := newPlatform(t, false)
+	dir := t.TempDir()
+	o := p.engineOpts(dir)
+	o.SmallThreshold = -1
+	b := newBlocker(2)
+	o.beforePart = b.hook
+	h := startEngine(t, o)
+	id := enqueue(t, h.eng, "abort.bin", randomData(101, 2*testPart))
+	b.waitReached(t)
+	p.e.SetFaults(emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointS3Abort}})
+	if err := h.eng.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.eng.Cleanups(); n != 1 {
+		t.Fatalf("%d clean-ups after an abort refused, want 1", n)
+	}
+	p.e.SetFaults(emulator.Faults{})
+	waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
+	ok := int64(0)
+	for status, n := range p.e.Counters().Statuses[emulator.EndpointS3Abort] {
+		if status/100 == 2 {
+			ok += n
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d aborts taken, want 1", ok)
+	}
+	if n := p.requests(emulator.EndpointRegister); n != 0 {
+		t.Errorf("the cancelled upload was registered %d times", n)
+	}
+	journalEmpty(t, dir)
+}
