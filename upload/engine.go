@@ -10,7 +10,9 @@
 //
 // Folder layout under Options.Dir:
 //
-//	journal/   <id>.json (the record), <id>.parts (finished parts, append-only)
+//	journal/   <id>.json (the record), <id>.parts (finished parts, append-only); a record whose
+//	           upload is over but whose leftovers on the platform are still to be deleted stays,
+//	           without data, until they are (a clean-up record: cleanup.go)
 //	pending/   <id>: the data of each queued upload, owned by the engine (0600)
 //	staging/   scratch files the fs layer writes before Enqueue (CreateStaging), each with a record
 //	           <file>.json of its path in uploads/ and whether its writer closed it (staging.go)
@@ -23,6 +25,7 @@
 // jmu serialises the journal writes of one upload (record rewrite and part appends), so a record copy
 // taken under Engine.mu is written in the order it was taken. Engine.mu guards the in-memory state
 // and is never held across I/O to the network; s3mu is a leaf held while the S3 client is created.
+// Nobody holds two uploads' jmu at once.
 package upload
 
 import (
