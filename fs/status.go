@@ -38,6 +38,10 @@ type Status struct {
 	Publishing int              `json:"publishing"`
 	Downloads  []DownloadStatus `json:"downloads"`       // files open for reading, live files of running jobs included
 	Extra      any              `json:"extra,omitempty"` // Options.StatusExtra
+	// Cleanups counts the uploads over whose leftovers on the platform rescalefs still has to delete
+	// (a cancelled upload's publication, stale publications under names a file left): journaled,
+	// retried, after a restart too.
+	Cleanups int `json:"cleanups,omitempty"`
 	// PID is the mount process: `rescalefs unmount` waits for it to release the cache directory.
 	PID int `json:"pid"`
 	// Platform says when the platform last answered and how many calls wait on it (and why).
@@ -77,6 +81,7 @@ func (f *fsys) status() Status {
 	if f.io.up != nil {
 		s.Uploads = f.io.up.eng.Snapshot()
 		s.Settling, s.Publishing = f.io.up.set.Pending()
+		s.Cleanups = f.io.up.eng.Cleanups()
 	}
 	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {

@@ -10,7 +10,9 @@
 //
 // Folder layout under Options.Dir:
 //
-//	journal/   <id>.json (the record), <id>.parts (finished parts, append-only)
+//	journal/   <id>.json (the record), <id>.parts (finished parts, append-only); a record whose
+//	           upload is over but whose leftovers on the platform are still to be deleted stays,
+//	           without data, until they are (a clean-up record: cleanup.go)
 //	pending/   <id>: the data of each queued upload, owned by the engine (0600)
 //	staging/   scratch files the fs layer writes before Enqueue (CreateStaging), each with a record
 //	           <file>.json of its path in uploads/ and whether its writer closed it (staging.go)
@@ -23,6 +25,7 @@
 // jmu serialises the journal writes of one upload (record rewrite and part appends), so a record copy
 // taken under Engine.mu is written in the order it was taken. Engine.mu guards the in-memory state
 // and is never held across I/O to the network; s3mu is a leaf held while the S3 client is created.
+// Nobody holds two uploads' jmu at once.
 package upload
 
 import (
@@ -155,6 +158,9 @@ type Engine struct {
 	staged   []Staged // staging files found by New, until TakeStaged
 	finished []Status // recently done
 	running  int
+	// gone are the clean-up records (cleanup.go): uploads over, whose leftovers on the platform are
+	// still to be deleted; by id.
+	gone map[string]*upload
 	// rejected is told of each upload the platform refused for good (SetOnRejected); nil = nobody.
 	rejected func(Status)
 	ctx      context.Context // set by Start
@@ -183,8 +189,15 @@ type upload struct {
 	publishing bool   // the name is on its way to the platform
 	sent       string // the name the last publishing request carried (or an earlier one was found under)
 	cancelled  bool
-	stop       context.CancelFunc // cancels the running attempt
-	done       chan struct{}      // closed when the running attempt returns
+	// withdrawn: out of ups, its record its clean-up's (update journals nothing more)
+	withdrawn bool
+	// landed is the file a cancelled attempt's publishing request published all the same (its answer
+	// came in after the cancel): the clean-up deletes it.
+	landed string
+	// cleaning: a clean-up goroutine runs for it
+	cleaning bool
+	stop     context.CancelFunc // cancels the running attempt
+	done     chan struct{}      // closed when the running attempt returns
 	// verified: size and sha512 checked against the data in this engine's life (or computed by its
 	// writer as it wrote it: EnqueueHashed)
 	verified bool
@@ -232,7 +245,7 @@ func New(o Options) (*Engine, error) {
 	if o.FailAfter <= 0 {
 		o.FailAfter = DefaultFailAfter
 	}
-	e := &Engine{o: o, c: o.Client, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), ups: map[string]*upload{},
+	e := &Engine{o: o, c: o.Client, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), ups: map[string]*upload{}, gone: map[string]*upload{},
 		parts: make(chan struct{}, o.UploadParallel)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -290,6 +303,11 @@ func (e *Engine) Start(ctx context.Context) {
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	e.wg.Add(1)
 	go e.schedule(e.ctx)
+	for _, u := range e.gone { // clean-ups the journal holds from an earlier life
+		u.cleaning = true
+		e.wg.Add(1)
+		go e.cleanup(e.ctx, u, nil, false)
+	}
 }
 
 // engineCtx is Start's context, cancelled by Close only: for a request that a cancel of its upload
@@ -464,34 +482,71 @@ func (e *Engine) CancelsDone() <-chan struct{} {
 	return e.withdrawn
 }
 
-// withdraw is the work of a cancel once u is marked cancelled.
+// withdraw is the work of a cancel once u is marked cancelled. It waits at most cancelWait for the
+// running attempt: one whose publishing request is still out then is left to finish on its own,
+// and what it may publish is deleted by the upload's clean-up (cleanup.go), journaled first, so that
+// a restart deletes it too. What else may be on the platform (files u superseded, an earlier
+// request's publication whose answer was lost, a multipart upload created while the cancel did not
+// wait) goes the same way.
 func (e *Engine) withdraw(u *upload) error {
 	id := u.id
 	e.mu.Lock()
 	stop, done := u.stop, u.done
 	e.mu.Unlock()
+	// One bound for the whole cancel: waiting for the attempt, then aborting its multipart upload.
+	deadline := time.Now().Add(cancelWait)
+	returned := true
 	if stop != nil {
 		stop()
 		if e.o.stopped != nil {
 			e.o.stopped(id)
 		}
-		<-done
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-done:
+		case <-t.C:
+			returned = false
+			e.log.Info("upload: cancelled while its publishing request is out; its outcome is handled when it comes",
+				"upload", id)
+		}
+		t.Stop()
 	}
 	u.jmu.Lock()
-	defer u.jmu.Unlock()
 	e.mu.Lock()
-	r := u.rec
+	u.withdrawn = true
+	r, landed := u.rec, u.landed
 	delete(e.ups, id)
 	e.mu.Unlock()
-	if r.S3UploadID != "" && !r.ObjectDone {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if returned && r.S3UploadID != "" && !r.ObjectDone {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		if err := e.abort(ctx, &r); err != nil {
-			// Abandoned uploads expire on their own after about 7 days.
-			e.log.Warn("upload: abort multipart upload", "upload", id, "name", r.Name, "err", err)
+			// Not within the cancel's bound: the clean-up tries again (journaled).
+			e.log.Warn("upload: abort multipart upload; retried in the background", "upload", id, "name", r.Name, "err", err)
+		} else {
+			r.S3UploadID = ""
 		}
 		cancel()
 	}
-	err := errors.Join(removeIfExists(r.Data), e.j.remove(id), syncDir(e.pending))
+	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone
+	var err error
+	if owed {
+		r.Withdrawn, r.State, r.NextTry = true, StateQueued, time.Time{}
+		e.mu.Lock()
+		u.rec = r
+		e.mu.Unlock()
+		// The record first: a crash after it deletes what is owed on the next start.
+		err = errors.Join(e.j.save(&r), removeIfExists(e.j.partsPath(id)), removeIfExists(r.Data), syncDir(e.pending))
+	} else {
+		err = errors.Join(removeIfExists(r.Data), e.j.remove(id), syncDir(e.pending))
+	}
+	u.jmu.Unlock()
+	if owed {
+		var wait <-chan struct{}
+		if !returned {
+			wait = done
+		}
+		e.startCleanup(u, wait, true)
+	}
 	e.nudge()
 	return err
 }
@@ -535,6 +590,33 @@ func (e *Engine) Supersede(id string, fileIDs ...string) error {
 	})
 }
 
+// Handover moves the files upload from supersedes to upload to: to is a new version of the same file
+// in uploads/ that replaces from (which the caller then cancels), so the stale publications are
+// deleted once to is published, not when from is withdrawn (until then they may hold the only copy
+// of the file on the platform). They are journaled with to before they leave from's record.
+func (e *Engine) Handover(from, to string) error {
+	e.mu.Lock()
+	fu, ok := e.ups[from]
+	var ids []string
+	if ok {
+		ids = slices.Clone(fu.rec.Supersedes)
+	}
+	e.mu.Unlock()
+	if !ok || len(ids) == 0 {
+		return nil
+	}
+	if err := e.Supersede(to, ids...); err != nil {
+		return err
+	}
+	err := e.editRecord(from, func(u *upload) {
+		u.rec.Supersedes = slices.DeleteFunc(u.rec.Supersedes, func(s string) bool { return slices.Contains(ids, s) })
+	})
+	if errors.Is(err, ErrUnknown) {
+		return nil // published (deleted them) or cancelled meanwhile: to's booking stands
+	}
+	return err
+}
+
 // editRecord applies edit to the record of pending upload id under its journal lock and e.mu, then
 // journals the record. ErrUnknown when the upload is gone or cancelled.
 func (e *Engine) editRecord(id string, edit func(u *upload)) error {
@@ -547,7 +629,8 @@ func (e *Engine) editRecord(id string, edit func(u *upload)) error {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
-	if _, ok := e.ups[id]; !ok || u.cancelled {
+	if _, ok := e.ups[id]; !ok || u.cancelled || u.rec.State == StateDone {
+		// Done: published, its record on its way out; a new name is the fs layer's to send again.
 		e.mu.Unlock()
 		return ErrUnknown
 	}
@@ -678,8 +761,10 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 	case err == nil && cancelled:
 		// Withdrawn (removed or replaced in uploads/) while its publishing request was on its way,
 		// and published all the same: the library must not keep a version the user removed or
-		// replaced (if it landed last, files/ would show it). Cancel owns the rest of the clean-up.
-		e.unpublish(u, f)
+		// replaced (if it landed last, files/ would show it). The withdrawal's clean-up deletes it.
+		e.mu.Lock()
+		u.landed = f.ID
+		e.mu.Unlock()
 	case err == nil:
 		e.finish(u, f)
 	case cancelled || ctx.Err() != nil:
@@ -803,22 +888,48 @@ func (e *Engine) retryDelay(n int) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// finish removes a confirmed upload's data and journal and tells OnDone. The files it supersedes are
-// deleted first: a crash before the record says done publishes nothing twice (the next attempt finds
-// the publication) and deletes them then.
+// finish books a confirmed publication. One under a name the file has left (renamed while the
+// request was out) is stale: the upload goes on under its new name, the stale file booked in its
+// Supersedes in the same journal write, so that neither a crash nor anything else leaves it behind.
+// Else the files it supersedes are deleted, the record marked done (still holding those whose
+// deletion failed: a clean-up record, retried, across a restart too), the data removed, and OnDone
+// told.
 func (e *Engine) finish(u *upload, f remote.File) {
-	e.deleteSuperseded(u, f.ID)
+	if e.landedCancelled(u, f) || e.republish(u, f) {
+		return
+	}
+	left := e.deleteSuperseded(u, f.ID)
+	// Withdrawn uploads of the same content never take this publication for one of theirs: booked
+	// before u's record goes (and before u.jmu is taken: keepSiblings takes theirs).
+	e.mu.Lock()
+	sum, size := u.rec.SHA512, u.rec.Size
+	e.mu.Unlock()
+	e.keepSiblings(u.id, sum, size, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
+	if u.cancelled {
+		// Cancelled during the deletions: the withdrawal's, its record the clean-up's (see
+		// landedCancelled), which deletes what is left of Supersedes too.
+		u.landed = f.ID
+		e.mu.Unlock()
+		u.jmu.Unlock()
+		return
+	}
 	u.rec.State = StateDone
+	u.rec.Supersedes = left
+	u.rec.PublishedSent, u.rec.Sent = false, nil
 	r := u.rec
 	st := e.statusLocked(u, e.now())
 	e.mu.Unlock()
-	// Marked done first: a crash during the removals leaves a record that load only cleans up.
+	// Marked done first: a crash during the removals leaves a record that load only cleans up (or, with
+	// deletions left, a clean-up record).
 	if err := e.j.save(&r); err != nil {
 		e.log.Error("upload: journal", "upload", u.id, "err", err)
 	}
-	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), e.j.remove(u.id))
+	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), removeIfExists(e.j.partsPath(u.id)))
+	if len(left) == 0 {
+		err = errors.Join(err, e.j.remove(u.id))
+	}
 	u.jmu.Unlock()
 	if err != nil {
 		e.log.Error("upload: clean up after publishing", "upload", u.id, "err", err)
@@ -831,20 +942,77 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		st.Name = u.sent
 	}
 	delete(e.ups, u.id)
+	u.withdrawn = true // its record, if any, is its clean-up's
 	e.finished = append(e.finished, st)
 	e.mu.Unlock()
 	e.log.Info("upload published", "upload", u.id, "name", r.Name, "file", f.ID, "size", r.Size)
+	if len(left) > 0 {
+		e.startCleanup(u, nil, false)
+	}
 	if e.o.OnDone != nil {
 		e.o.OnDone(st, f)
 	}
 }
 
-// deleteSuperseded deletes the library files u's publication (file published) replaces. One already
-// gone is fine; one that cannot be deleted is left in the library, and said so in the log.
-func (e *Engine) deleteSuperseded(u *upload, published string) {
+// landedCancelled books f, published by u, for deletion when u was cancelled since the attempt
+// looked (a cancel that lost the race with the answer): its withdrawal deletes it (attempt).
+func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !u.cancelled {
+		return false
+	}
+	u.landed = f.ID
+	return true
+}
+
+// republish handles a publication under a name the file has left (u was renamed while its publishing
+// request was out): the file f is booked as superseded and u queued again under its current name, in
+// one journal write; a multipart upload sends a new object (f holds the old one, and f's deletion
+// must not take the new publication's data with it). It reports false for a publication under the
+// current name.
+func (e *Engine) republish(u *upload, f remote.File) bool {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	if u.sent == "" || u.sent == u.rec.Name {
+		e.mu.Unlock()
+		return false
+	}
+	sent := u.sent
+	if u.cancelled {
+		e.mu.Unlock()
+		return false
+	}
+	r := &u.rec
+	if !slices.Contains(r.Supersedes, f.ID) {
+		r.Supersedes = append(r.Supersedes, f.ID)
+	}
+	r.PublishedSent, r.Sent = false, nil
+	if r.ObjectDone || r.S3UploadID != "" {
+		r.S3UploadID, r.ObjectDone = "", false
+	}
+	r.State, r.NextTry = StateQueued, time.Time{}
+	rc := *r
+	e.mu.Unlock()
+	u.confirmed.Store(0)
+	e.log.Info("upload: published under a name the file has left; publishing it under its new one", "upload", u.id,
+		"sent", sent, "name", rc.Name, "stale", f.ID)
+	if err := e.j.save(&rc); err != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", err)
+	}
+	return true
+}
+
+// deleteSuperseded deletes the library files u's publication (file published) replaces, and returns
+// those it could not delete (one already gone is fine).
+func (e *Engine) deleteSuperseded(u *upload, published string) []string {
 	e.mu.Lock()
 	ids, name := slices.Clone(u.rec.Supersedes), u.rec.Name
 	e.mu.Unlock()
+	var left []string
 	for _, id := range ids {
 		if id == published {
 			continue
@@ -857,28 +1025,16 @@ func (e *Engine) deleteSuperseded(u *upload, published string) {
 			e.log.Info("upload: deleted the publication under a name the file has left", "upload", u.id, "name", name, "file", id)
 		case errors.Is(err, remote.ErrNotFound):
 		default:
-			e.log.Warn("upload: a publication under a name the file has left stays in the library", "upload", u.id,
+			e.log.Warn("upload: deleting a publication under a name the file has left failed; retried later", "upload", u.id,
 				"name", name, "file", id, "err", err)
+			left = append(left, id)
 		}
 	}
+	return left
 }
 
 // supersededTimeout bounds the deletion of one superseded or withdrawn file (its retries included).
 const supersededTimeout = 30 * time.Second
-
-// unpublish deletes the library file f that cancelled upload u published all the same.
-func (e *Engine) unpublish(u *upload, f remote.File) {
-	ctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
-	err := e.c.DeleteFile(ctx, f.ID)
-	cancel()
-	if err != nil && !errors.Is(err, remote.ErrNotFound) {
-		e.log.Warn("upload: a file cancelled while it was being published stays in the library", "upload", u.id,
-			"file", f.ID, "name", f.Name, "err", err)
-		return
-	}
-	e.log.Info("upload: deleted the publication of a file cancelled while it was being published", "upload", u.id,
-		"file", f.ID, "name", f.Name)
-}
 
 // moveAside moves a damaged upload's files into damaged/ and reports it.
 func (e *Engine) moveAside(u *upload, reason string) {
@@ -938,6 +1094,12 @@ func (e *Engine) load() error {
 		r, err := readRecord(filepath.Join(e.j.dir, name), e.pending)
 		if err != nil {
 			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
+			continue
+		}
+		if r.isCleanup() {
+			// Over, but leftovers on the platform are still to be deleted: the clean-up does it (Start).
+			_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(id)))
+			e.gone[id] = &upload{id: id, rec: *r, withdrawn: true}
 			continue
 		}
 		if _, err := os.Stat(r.Data); errors.Is(err, fs.ErrNotExist) && r.Source != "" && r.State != StateDone {

@@ -54,10 +54,23 @@ type record struct {
 	PartSize      int64  `json:"partSize,omitempty"`
 	ObjectDone    bool   `json:"objectDone,omitempty"`    // CompleteMultipartUpload succeeded
 	PublishedSent bool   `json:"publishedSent,omitempty"` // a publishing request may have reached the platform
+	// Sent are the names the publishing requests carried since the last known outcome (PublishedSent):
+	// where a publication whose answer was lost is looked for. A record without (written before they
+	// were kept) is looked for under Name.
+	Sent []string `json:"sent,omitempty"`
 
 	// Supersedes are library files this upload's publication replaces (Engine.Supersede): deleted once
 	// it is published, never before (until then they hold the only copy on the platform).
 	Supersedes []string `json:"supersedes,omitempty"`
+
+	// Withdrawn: cancelled (removed or replaced in uploads/) while something of it may be on the
+	// platform: a publication whose answer is not in (PublishedSent), files it superseded, a
+	// multipart upload to abort. The data is gone; the record stays until those are deleted, so that
+	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
+	Withdrawn bool `json:"withdrawn,omitempty"`
+	// Keep are library files of the same content that other uploads of this engine published while
+	// this one was withdrawn: a look for this one's lost publication never takes them for it.
+	Keep []string `json:"keep,omitempty"`
 
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`

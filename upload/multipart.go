@@ -85,7 +85,7 @@ func (e *Engine) startObject(ctx context.Context, u *upload, s3c *remote.S3Clien
 		r.ObjectKey = objectKey(st.ConnectionSettings.PathBase, r.Name)
 		r.StorageID, r.StorageType, r.StorageEncr = st.ID, st.StorageType, st.EncryptionType
 		r.PartSize = e.partSizeFor(r.Size)
-		r.S3UploadID, r.ObjectDone, r.PublishedSent = "", false, false
+		r.S3UploadID, r.ObjectDone, r.PublishedSent, r.Sent = "", false, false, nil
 	})
 	if err != nil {
 		return r, err
@@ -99,7 +99,7 @@ func (e *Engine) startObject(ctx context.Context, u *upload, s3c *remote.S3Clien
 	if err != nil {
 		return r, err
 	}
-	if err := e.j.resetParts(u.id); err != nil {
+	if err := e.resetParts(u); err != nil {
 		return r, err
 	}
 	u.confirmed.Store(0)
@@ -108,7 +108,7 @@ func (e *Engine) startObject(ctx context.Context, u *upload, s3c *remote.S3Clien
 
 // forgetObject drops the multipart upload from the record: the next attempt starts a new one.
 func (e *Engine) forgetObject(u *upload) error {
-	_, err := e.update(u, func(r *record) { r.S3UploadID, r.ObjectDone, r.PublishedSent = "", false, false })
+	_, err := e.update(u, func(r *record) { r.S3UploadID, r.ObjectDone, r.PublishedSent, r.Sent = "", false, false, nil })
 	u.confirmed.Store(0)
 	return err
 }
@@ -363,7 +363,20 @@ func (e *Engine) journaledParts(id, s3UploadID string) (map[int32]partRecord, er
 func (e *Engine) appendPart(u *upload, p partRecord) error {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
+	if e.isWithdrawn(u) {
+		return errWithdrawn
+	}
 	return e.j.appendPart(u.id, p)
+}
+
+// resetParts starts u's empty parts log (a new multipart upload).
+func (e *Engine) resetParts(u *upload) error {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	if e.isWithdrawn(u) {
+		return errWithdrawn
+	}
+	return e.j.resetParts(u.id)
 }
 
 // sendPart uploads one encrypted part with its Content-MD5 and checks the ETag S3 answers.
@@ -460,6 +473,7 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 		FileChecksums:        []remote.Checksum{{HashFunction: "sha512", FileHash: r.SHA512}},
 	})
 	if err != nil {
+		e.refused(u, err)
 		if errors.Is(err, remote.ErrBadRequest) {
 			// The platform refused the object (size or checksum): send a fresh one next time.
 			_ = e.forgetObject(u)

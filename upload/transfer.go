@@ -3,10 +3,12 @@ package upload
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +31,7 @@ func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 	if r.PublishedSent {
 		// An earlier attempt may have published it and died before journaling that: look first, so a
 		// crash never makes two library files of one upload.
-		if f, ok, err := e.findPublished(ctx, &r); err != nil {
+		if f, ok, err := e.lookEarlier(ctx, u, r); err != nil {
 			return remote.File{}, err
 		} else if ok {
 			e.mu.Lock()
@@ -55,15 +57,27 @@ func (e *Engine) snapshotRec(u *upload) record {
 	return u.rec
 }
 
-// update changes u's record and journals it durably before returning.
+// update changes u's record and journals it durably before returning. Once u is withdrawn (an attempt
+// a cancel stopped waiting for), the record is its clean-up's: the change is kept in memory only (the
+// clean-up reads it: a multipart upload to abort) and errWithdrawn ends the attempt.
 func (e *Engine) update(u *upload, change func(r *record)) (record, error) {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
 	change(&u.rec)
-	r := u.rec
+	r, withdrawn := u.rec, u.withdrawn
 	e.mu.Unlock()
+	if withdrawn {
+		return r, errWithdrawn
+	}
 	return r, e.j.save(&r)
+}
+
+// isWithdrawn: u's record belongs to its clean-up (cleanup.go); nothing else journals it.
+func (e *Engine) isWithdrawn(u *upload) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return u.withdrawn
 }
 
 // verify makes sure the data is what the record says: on the first attempt it fixes size and sha512
@@ -144,10 +158,34 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 // publishing request may reach the platform, with the name it carries. The publishing request itself
 // runs under publishCtx.
 func (e *Engine) beginPublish(u *upload) (record, error) {
-	return e.update(u, func(r *record) {
-		u.publishing, u.sent = true, r.Name
-		r.PublishedSent = true
-	})
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	if u.cancelled || u.withdrawn {
+		// Cancelled before its publishing request left: it never leaves (a cancel then knows for sure
+		// that nothing of this attempt is published).
+		r := u.rec
+		e.mu.Unlock()
+		return r, errWithdrawn
+	}
+	u.publishing, u.sent = true, u.rec.Name
+	u.rec.PublishedSent = true
+	if !slices.Contains(u.rec.Sent, u.rec.Name) {
+		u.rec.Sent = append(u.rec.Sent, u.rec.Name)
+	}
+	r := u.rec
+	e.mu.Unlock()
+	return r, e.j.save(&r)
+}
+
+// refused books a refusal of u's publishing request (a 4xx): nothing was published, and no earlier
+// request is left unknown either (transfer looked for them before this one was sent).
+func (e *Engine) refused(u *upload, err error) {
+	var ae *remote.APIError
+	if !errors.As(err, &ae) || ae.Status >= 500 {
+		return
+	}
+	_, _ = e.update(u, func(r *record) { r.PublishedSent, r.Sent = false, nil })
 }
 
 // publishCtx is the context of a publishing request: the engine's, which only Close ends, not the
@@ -179,6 +217,7 @@ func (e *Engine) sendSmall(ctx context.Context, u *upload) (remote.File, error) 
 	defer u.inflight.Delete(body)
 	file, err := e.c.UploadSmall(e.publishCtx(), r.Name, body, r.Size, remote.TypeInput)
 	if err != nil {
+		e.refused(u, err)
 		return remote.File{}, fmt.Errorf("upload %s: %w", r.Name, err)
 	}
 	u.confirmed.Store(r.Size)
@@ -191,17 +230,29 @@ func (e *Engine) sendSmall(ctx context.Context, u *upload) (remote.File, error) 
 // this time), under the name's longest run of letters and digits (storedNameStem), for a name it
 // may have stored ours as (storedAs): else a lost answer would publish the file twice.
 func (e *Engine) findPublished(ctx context.Context, r *record) (remote.File, bool, error) {
-	searches := []string{r.Name}
-	if stem := storedNameStem(r.Name); stem != r.Name {
+	files, err := e.findPublications(ctx, r, r.Name)
+	if err != nil || len(files) == 0 {
+		return remote.File{}, false, err
+	}
+	return files[0], true, nil
+}
+
+// findPublications is every library file findPublished takes for a publication of r under name (the
+// exact name's first), less the files r supersedes (stale publications of its own, known already)
+// and those another of the names r's requests carried (Sent) matches exactly.
+func (e *Engine) findPublications(ctx context.Context, r *record, name string) ([]remote.File, error) {
+	searches := []string{name}
+	if stem := storedNameStem(name); stem != name {
 		searches = append(searches, stem)
 	}
+	var out []remote.File
 	for i, search := range searches {
 		files, err := e.c.LibraryFiles(ctx, search)
 		if err != nil {
-			return remote.File{}, false, fmt.Errorf("look for an earlier publication of %s: %w", r.Name, err)
+			return nil, fmt.Errorf("look for an earlier publication of %s: %w", name, err)
 		}
 		for _, f := range files {
-			if i == 0 && f.Name != r.Name || !storedAs(r.Name, f.Name) || f.DecryptedSize != r.Size || f.SHA512() != r.SHA512 {
+			if i == 0 && f.Name != name || !storedAs(name, f.Name) || f.DecryptedSize != r.Size || f.SHA512() != r.SHA512 {
 				continue
 			}
 			if r.ObjectKey != "" && r.ObjectDone && f.PathParts.Path != r.ObjectKey {
@@ -210,10 +261,70 @@ func (e *Engine) findPublished(ctx context.Context, r *record) (remote.File, boo
 			if !f.DateUploaded.IsZero() && f.DateUploaded.Before(r.Created.Add(-time.Minute)) {
 				continue // an older upload of the same content, not ours
 			}
-			return f, true, nil
+			if slices.Contains(r.Supersedes, f.ID) || f.Name != name && slices.Contains(r.Sent, f.Name) {
+				continue
+			}
+			if !slices.ContainsFunc(out, func(o remote.File) bool { return o.ID == f.ID }) {
+				out = append(out, f)
+			}
 		}
 	}
-	return remote.File{}, false, nil
+	return out, nil
+}
+
+// lookEarlier looks for what the publishing requests of u whose answers were lost (a crash, a cut
+// connection) published: under its current name, the publication (returned); under a name the file
+// has left since (renamed while a request was out, then a crash), stale publications, booked in
+// Supersedes so that they are deleted once the current name is published. A multipart upload whose
+// object a stale publication holds sends a new object: the stale file's deletion must not take the
+// current one's data with it.
+func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.File, bool, error) {
+	names := r.Sent
+	if len(names) == 0 {
+		names = []string{r.Name}
+	}
+	var stale []string
+	var cur remote.File
+	found := false
+	for _, name := range names {
+		files, err := e.findPublications(ctx, &r, name)
+		if err != nil {
+			return remote.File{}, false, err
+		}
+		if name == r.Name {
+			if len(files) > 0 {
+				cur, found = files[0], true
+			}
+			continue
+		}
+		for _, f := range files {
+			if !slices.Contains(r.Keep, f.ID) {
+				stale = append(stale, f.ID)
+			}
+		}
+	}
+	if len(stale) == 0 {
+		return cur, found, nil
+	}
+	e.log.Info("upload: found publications under names the file has left; deleted once it is published", "upload", u.id,
+		"name", r.Name, "files", stale)
+	_, err := e.update(u, func(r *record) {
+		for _, id := range stale {
+			if !slices.Contains(r.Supersedes, id) {
+				r.Supersedes = append(r.Supersedes, id)
+			}
+		}
+		if !found {
+			r.PublishedSent, r.Sent = false, nil
+			if r.ObjectDone {
+				r.S3UploadID, r.ObjectDone = "", false
+			}
+		}
+	})
+	if err != nil {
+		return remote.File{}, false, err
+	}
+	return cur, found, nil
 }
 
 // storedAs reports whether the platform may have stored a file sent as sent under the name stored

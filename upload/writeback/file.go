@@ -29,6 +29,11 @@ type Engine interface {
 	// Supersede books library files that upload id's publication replaces (deleted once it is
 	// published).
 	Supersede(id string, fileIDs ...string) error
+	// Handover moves the files upload from supersedes to upload to, a new version replacing it: they
+	// are deleted once to is published, where from's withdrawal would delete them at once.
+	Handover(from, to string) error
+	// Unpublish deletes (journaled, in the background) publications that nothing replaces any more.
+	Unpublish(name string, fileIDs ...string) error
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
@@ -735,6 +740,13 @@ func (f *File) enqueueLocked() (superseded string) {
 		}
 		f.stale = nil
 	}
+	if err == nil && f.id != "" {
+		// A new version of a queued file: the old one's stale publications stay until this one is
+		// published; a removal (Remove), not a rewrite, deletes them with the withdrawn upload.
+		if herr := f.set.o.Engine.Handover(f.id, id); herr != nil {
+			f.set.o.Log.Warn("hand the stale publications to the new version", "path", f.rel, "upload", id, "err", herr)
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, upload.ErrClosed) {
 			f.note = "not queued: " + err.Error()
@@ -777,6 +789,14 @@ func (f *File) Remove() {
 	}
 	id := f.id
 	f.id = ""
+	if len(f.stale) > 0 {
+		// Stale publications not yet handed to a new version: the file is gone, so nothing will
+		// replace them (a withdrawn upload's own go with it: Engine.CancelNoWait).
+		if err := f.set.o.Engine.Unpublish(f.name, f.stale...); err != nil {
+			f.set.o.Log.Warn("delete the publications under names the file left", "path", f.rel, "err", err)
+		}
+		f.stale = nil
+	}
 	f.goneLocked()
 	f.mu.Unlock()
 	f.set.cancel(id)

@@ -1,0 +1,303 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/rescalefs/rescalefs/remote"
+)
+
+// Clean-up records. An upload can leave things on the platform that rescalefs must delete after the
+// upload itself is over:
+//
+//   - a withdrawn upload (cancelled: removed or replaced in uploads/) whose publishing request was
+//     out: the request may publish it after the cancel has returned (a cancel waits at most
+//     cancelWait for it), or after a crash, when nobody knows the answer;
+//   - the files a withdrawn upload superseded (stale publications under names its file left): the
+//     file is gone, so they are stale with nothing to replace them;
+//   - the files a published upload superseded whose deletion failed.
+//
+// Each stays journaled (its record, Withdrawn or done with Supersedes left, its data removed) until
+// all of it is deleted, and is retried with the upload backoff (in this engine's life and after a
+// restart): no stale copy left behind by rescalefs stays on the platform for good.
+//
+// What is deleted: file ids the engine got from the platform for this upload (a publication whose
+// answer came in after the cancel, the Supersedes booked by the fs layer), and, for a request whose
+// answer never came, what findPublished matches under the names it carried (same size and sha512,
+// and object for a multipart upload, uploaded after the upload was queued) less the files other
+// uploads of this engine published with the same content (Keep): never a file rescalefs did not
+// publish, nor the current version of a file.
+
+// errWithdrawn ends an attempt whose upload a cancel has withdrawn: nothing more is journaled or sent.
+var errWithdrawn = errors.New("upload: withdrawn")
+
+// cancelWait bounds a cancel's wait on the network: for the upload's running attempt to stop, then
+// for the abort of its multipart upload. A publishing request is not cut by a cancel (a request cut
+// on its way may publish the file unknown to anyone), and its answer can take as long as the client's
+// retries (about a minute) when the platform stalls: a cancel stops waiting after cancelWait and
+// leaves the outcome (and an abort not answered in time) to the upload's clean-up.
+const cancelWait = 3 * time.Second
+
+// isCleanup reports a record kept only to delete what its upload left on the platform.
+func (r *record) isCleanup() bool {
+	return r.Withdrawn || r.State == StateDone && len(r.Supersedes) > 0
+}
+
+// startCleanup runs the clean-up of u (its record journaled as a clean-up record) in the background,
+// after done (the attempt a cancel stopped waiting for; nil when none runs) is closed. counted: the
+// cancel's first pass is awaited by CancelsDone. Nothing starts once the engine is closed or before
+// Start: the record stays for the next start.
+func (e *Engine) startCleanup(u *upload, done <-chan struct{}, counted bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gone[u.id] = u
+	if e.closed || e.ctx == nil || u.cleaning {
+		return
+	}
+	u.cleaning = true
+	if counted {
+		if e.withdrawing++; e.withdrawn == nil {
+			e.withdrawn = make(chan struct{})
+		}
+	}
+	e.wg.Add(1)
+	go e.cleanup(e.ctx, u, done, counted)
+}
+
+// cleanup deletes what u left on the platform, retrying with the upload backoff until all of it is
+// gone (then the record is removed) or ctx ends (the record stays for the next start).
+func (e *Engine) cleanup(ctx context.Context, u *upload, done <-chan struct{}, counted bool) {
+	defer e.wg.Done()
+	uncount := func() {
+		if counted {
+			counted = false
+			e.withdrawDone()
+		}
+	}
+	defer uncount()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if err := e.bookLanded(u); err != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", err)
+	}
+	for n := 1; ; n++ {
+		err := e.cleanOnce(ctx, u)
+		if err == nil {
+			u.jmu.Lock()
+			rerr := e.j.remove(u.id)
+			e.mu.Lock()
+			delete(e.gone, u.id)
+			u.cleaning = false
+			e.mu.Unlock()
+			u.jmu.Unlock()
+			if rerr != nil {
+				e.log.Error("upload: journal", "upload", u.id, "err", rerr)
+			}
+			return
+		}
+		uncount()
+		if ctx.Err() != nil {
+			return
+		}
+		wait := e.retryDelay(n)
+		e.log.Warn("upload: clean-up on the platform failed, will retry", "upload", u.id, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// bookLanded journals the outcome of the attempt a cancel stopped waiting for: the file its
+// publishing request published (to delete), or, when it was answered with a refusal, that nothing is
+// left to look for.
+func (e *Engine) bookLanded(u *upload) error {
+	return e.editCleanup(u, func(r *record) {
+		if u.landed != "" {
+			if !slices.Contains(r.Supersedes, u.landed) {
+				r.Supersedes = append(r.Supersedes, u.landed)
+			}
+			r.PublishedSent, r.Sent = false, nil
+		}
+	})
+}
+
+// editCleanup changes the clean-up record of u and journals it.
+func (e *Engine) editCleanup(u *upload, change func(r *record)) error {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	change(&u.rec)
+	r := u.rec
+	e.mu.Unlock()
+	return e.j.save(&r)
+}
+
+// cleanOnce makes one pass: abort the multipart upload left (a cancel that did not wait for its
+// create), look for a publication whose answer never came, delete every file owed. Each step done is
+// journaled, so a restart does not do it again.
+func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
+	r := e.snapshotRec(u)
+	if r.S3UploadID != "" && !r.ObjectDone {
+		actx, cancel := context.WithTimeout(ctx, supersededTimeout)
+		err := e.abort(actx, &r)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("abort multipart upload: %w", err)
+		}
+		if err := e.editCleanup(u, func(r *record) { r.S3UploadID = "" }); err != nil {
+			return err
+		}
+	}
+	if r.Withdrawn && r.PublishedSent {
+		found, err := e.lookWithdrawn(ctx, &r)
+		if err != nil {
+			return err
+		}
+		err = e.editCleanup(u, func(r *record) {
+			for _, f := range found {
+				if !slices.Contains(r.Supersedes, f) {
+					r.Supersedes = append(r.Supersedes, f)
+				}
+			}
+			r.PublishedSent, r.Sent = false, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	r = e.snapshotRec(u)
+	var errs []error
+	for _, id := range r.Supersedes {
+		dctx, cancel := context.WithTimeout(ctx, supersededTimeout)
+		err := e.c.DeleteFile(dctx, id)
+		cancel()
+		if err != nil && !errors.Is(err, remote.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", id, err))
+			continue
+		}
+		e.log.Info("upload: deleted a publication rescalefs left behind", "upload", u.id, "name", r.Name, "file", id,
+			"withdrawn", r.Withdrawn)
+		if err := e.editCleanup(u, func(r *record) {
+			r.Supersedes = slices.DeleteFunc(r.Supersedes, func(s string) bool { return s == id })
+		}); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lookWithdrawn finds what the lost publishing requests of withdrawn upload r published, under each
+// name they carried: the files findPublished matches, less those other uploads published (Keep) or
+// the engine still has to publish from the same content (ambiguous: an error, so the look is made
+// again once that one is published and its file is in Keep).
+func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error) {
+	names := r.Sent
+	if len(names) == 0 {
+		names = []string{r.Name}
+	}
+	var out []string
+	for _, name := range names {
+		files, err := e.findPublications(ctx, r, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			switch {
+			case slices.Contains(r.Keep, f.ID) || slices.Contains(out, f.ID):
+			case e.sameContentPending(r):
+				// Its publication would look the same: wait until it is published (then in Keep).
+				return nil, fmt.Errorf("%s may be the publication of another upload of the same content, still pending", f.ID)
+			default:
+				out = append(out, f.ID)
+			}
+		}
+	}
+	return out, nil
+}
+
+// sameContentPending reports another pending upload of r's content: its publication would look like
+// r's, so no match can be taken for r's.
+func (e *Engine) sameContentPending(r *record) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, o := range e.ups {
+		if o.id != r.ID && o.rec.SHA512 == r.SHA512 && o.rec.Size == r.Size {
+			return true
+		}
+	}
+	return false
+}
+
+// keepSiblings books f, just published by upload id from content (sum, size), in the Keep of the
+// withdrawn uploads of the same content, so that a look for their lost publications never takes f for
+// one of theirs. Called before id's own record is removed: a crash in between leaves id's record.
+func (e *Engine) keepSiblings(id, sum string, size int64, f string) {
+	e.mu.Lock()
+	var sibs []*upload
+	for _, m := range []map[string]*upload{e.ups, e.gone} {
+		for _, o := range m {
+			if o.id != id && (o.cancelled || o.withdrawn) && o.rec.SHA512 == sum && o.rec.Size == size {
+				sibs = append(sibs, o)
+			}
+		}
+	}
+	e.mu.Unlock()
+	for _, o := range sibs {
+		o.jmu.Lock()
+		e.mu.Lock()
+		if !slices.Contains(o.rec.Keep, f) {
+			o.rec.Keep = append(o.rec.Keep, f)
+		}
+		r, save := o.rec, o.withdrawn
+		e.mu.Unlock()
+		if save { // else the withdrawal journals it with the rest
+			if err := e.j.save(&r); err != nil {
+				e.log.Error("upload: journal", "upload", o.id, "err", err)
+			}
+		}
+		o.jmu.Unlock()
+	}
+}
+
+// Cleanups is the number of uploads whose leftovers on the platform are still to be deleted
+// (withdrawn uploads whose publication may have landed, stale publications not yet deleted).
+func (e *Engine) Cleanups() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.gone)
+}
+
+// Unpublish books library files that uploads of this engine published and that nothing replaces any
+// more (stale publications of a file removed from uploads/ before its new version was queued): they
+// are journaled in a clean-up record, then deleted in the background (retried, across a restart).
+// name is the file's, for the log.
+func (e *Engine) Unpublish(name string, fileIDs ...string) error {
+	ids := slices.DeleteFunc(slices.Clone(fileIDs), func(s string) bool { return s == "" })
+	if len(ids) == 0 {
+		return nil
+	}
+	if name == "" {
+		name = "?"
+	}
+	id := newID()
+	r := record{ID: id, Name: name, Data: filepath.Join(e.pending, id), State: StateDone, Created: e.now(),
+		Supersedes: ids}
+	if err := e.j.save(&r); err != nil {
+		return err
+	}
+	e.startCleanup(&upload{id: id, rec: r, withdrawn: true}, nil, false)
+	return nil
+}
