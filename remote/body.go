@@ -16,8 +16,9 @@ const maxEmptyReads = 100
 // progressBody fails a body with io.ErrNoProgress once maxEmptyReads reads in a row have returned no
 // byte and no error, and on every empty read after that. It is the one guard against spinning bodies:
 // the HTTP clients of Client and S3Client put every answer's body behind one (guardClient), so our
-// loops, io.ReadAll, io.Copy and the SDK's readers all stop; readBody puts whatever it is given behind
-// one too. Our callers report the error as a body cut short (shortBodyErr), retried as one.
+// loops, io.ReadAll, io.Copy and the SDK's readers all stop; readBody puts a body that is not one of
+// those answers' behind one too. Our callers report the error as a body cut short (shortBodyErr),
+// retried as one.
 type progressBody struct {
 	r     io.Reader
 	empty int // reads in a row that returned nothing
