@@ -166,9 +166,13 @@ func (s *S3Client) getRange(ctx context.Context, f File, cstart, length int64, s
 
 // readBody reads left bytes of body into sink, counting them into *done. A body that breaks, ends early
 // or returns nothing maxEmptyReads times in a row (io.ErrNoProgress, see progressBody) is a
-// *retryableBody; an error of the sink is returned as it is.
+// *retryableBody; an error of the sink is returned as it is. An answer's body from our clients is
+// already behind the guard's progressBody (guardedBody) and is read as it is: a second guard would
+// only count the same empty reads twice. Any other body gets one.
 func readBody(body io.Reader, left int64, sink rangeSink, done *int64) error {
-	body = &progressBody{r: body}
+	if _, guarded := body.(*guardedBody); !guarded {
+		body = &progressBody{r: body}
+	}
 	for left > 0 {
 		p := sink.Next()
 		if int64(len(p)) > left {

@@ -132,7 +132,7 @@ func NewPolicyHTTPClient(p Policy) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
-		Transport:     &policyTransport{base: t, idle: p.IdleTimeout},
+		Transport:     &policyTransport{base: t, idle: p.IdleTimeout, afterFunc: realAfterFunc},
 		CheckRedirect: checkRedirect,
 	}
 }
@@ -152,9 +152,22 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // policyTransport puts an idle timer on both bodies of each request and reports progress to the
 // call's budget (found in the request's context).
 type policyTransport struct {
-	base *http.Transport
-	idle time.Duration
+	base      *http.Transport
+	idle      time.Duration
+	afterFunc afterFunc // makes the idle timers: realAfterFunc, or a test's hand-moved clock
 }
+
+// afterFunc starts a timer that calls f once d has passed, as time.AfterFunc does. The idle timers
+// are made with one so that a test moves their clock by hand instead of waiting out a real timeout.
+type afterFunc func(d time.Duration, f func()) policyTimer
+
+// policyTimer is the part of *time.Timer the idle timers use.
+type policyTimer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+func realAfterFunc(d time.Duration, f func()) policyTimer { return time.AfterFunc(d, f) }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.
 func (t *policyTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
@@ -167,7 +180,7 @@ func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && req.ContentLength > 0 {
 		// The request body: the transport reads it as it sends; a Read not asked for within idle
 		// means the socket stopped draining (the peer stopped reading).
-		sent = newIdleTimer(t.idle, cancel)
+		sent = newIdleTimer(t.idle, cancel, t.afterFunc)
 		r2.Body = &sendBody{rc: req.Body, t: sent, pc: pc}
 		sent.arm()
 	}
@@ -191,20 +204,24 @@ func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel(nil)
 		return resp, nil
 	}
-	resp.Body = &idleBody{rc: resp.Body, t: newIdleTimer(t.idle, cancel), ctx: ctx, cancel: cancel, pc: pc}
+	resp.Body = &idleBody{rc: resp.Body, t: newIdleTimer(t.idle, cancel, t.afterFunc), ctx: ctx, cancel: cancel, pc: pc}
 	return resp, nil
 }
 
 // idleTimer cancels a request when armed for longer than its timeout.
 type idleTimer struct {
 	d     time.Duration
-	timer *time.Timer
+	timer policyTimer
 	fired atomic.Bool
 }
 
-func newIdleTimer(d time.Duration, cancel context.CancelCauseFunc) *idleTimer {
+// newIdleTimer makes a stopped idle timer with after (nil: real time).
+func newIdleTimer(d time.Duration, cancel context.CancelCauseFunc, after afterFunc) *idleTimer {
+	if after == nil {
+		after = realAfterFunc
+	}
 	it := &idleTimer{d: d}
-	it.timer = time.AfterFunc(time.Hour, func() {
+	it.timer = after(time.Hour, func() {
 		it.fired.Store(true)
 		cancel(fmt.Errorf("%w: no byte for %v", ErrStalled, d))
 	})

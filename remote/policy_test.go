@@ -2,7 +2,8 @@ package remote
 
 // The network policy against the emulator's silent faults (stalled bodies, stalls before the headers, a
 // frozen platform) over real HTTP, with the policy's numbers scaled down so a test takes seconds. These
-// tests use the real clock: the policy's timers are wall-clock timers by nature. What they assert is
+// tests use the real clock, but for TestPolicySilentFaultsRetried's idle timers, which run on a clock
+// it moves by hand (the idle timeout is the one the policy lets a test inject). What they assert is
 // the policy's account of what happened (which error, how many budgets ran out, which requests went
 // out), never how long it took, beyond "not before the budget" (load only makes things later) and a
 // watchdog ten times the bound that stops a call the budget never ends.
@@ -11,12 +12,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -26,10 +31,19 @@ var testPolicy = Policy{DialTimeout: time.Second, HeaderTimeout: 500 * time.Mill
 
 func newPolicyEnv(t *testing.T) (*env, File) {
 	t.Helper()
+	return newPolicyEnvWith(t, nil)
+}
+
+// newPolicyEnvWith is newPolicyEnv with tweak applied to the client's options last.
+func newPolicyEnvWith(t *testing.T, tweak func(*Options)) (*env, File) {
+	t.Helper()
 	v := newEnv(t, emulator.Options{}, func(o *Options) {
 		o.Sleep, o.Now = nil, nil // real time: the policy's timers are real
 		o.MinBackoff, o.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
 		o.Policy = testPolicy
+		if tweak != nil {
+			tweak(o)
+		}
 	})
 	j := v.job(emulator.JobSpec{Files: []emulator.FileSpec{{RelativePath: "big.bin", Size: 1 << 20}}})
 	files, err := v.c.JobFiles(context.Background(), j.ID, "big.bin")
@@ -39,20 +53,140 @@ func newPolicyEnv(t *testing.T) (*env, File) {
 	return v, files[0]
 }
 
+// handTimers are the policy's idle timers on a testutil.Clock: they fire when the test moves the clock
+// past their deadline, never by themselves.
+type handTimers struct {
+	clk    *testutil.Clock
+	mu     sync.Mutex // guards timers, and each timer's at and active
+	timers []*handTimer
+}
+
+type handTimer struct {
+	h      *handTimers
+	f      func()
+	at     time.Time // the deadline, when active
+	active bool
+}
+
+func (h *handTimers) afterFunc(d time.Duration, f func()) policyTimer {
+	t := &handTimer{h: h, f: f}
+	h.mu.Lock()
+	h.timers = append(h.timers, t)
+	h.mu.Unlock()
+	t.Reset(d)
+	return t
+}
+
+func (t *handTimer) Reset(d time.Duration) bool {
+	at := t.h.clk.Now().Add(d)
+	t.h.mu.Lock()
+	defer t.h.mu.Unlock()
+	was := t.active
+	t.at, t.active = at, true
+	return was
+}
+
+func (t *handTimer) Stop() bool {
+	t.h.mu.Lock()
+	defer t.h.mu.Unlock()
+	was := t.active
+	t.active = false
+	return was
+}
+
+// advance moves the clock on by d and fires the timers then due; it returns how many fired.
+func (h *handTimers) advance(d time.Duration) int {
+	h.clk.Advance(d)
+	now := h.clk.Now()
+	h.mu.Lock()
+	var due []*handTimer
+	for _, t := range h.timers {
+		if t.active && !t.at.After(now) {
+			t.active = false
+			due = append(due, t)
+		}
+	}
+	h.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+	return len(due)
+}
+
+// contentsTransport counts the bytes the client has read of the file contents answers' bodies.
+type contentsTransport struct {
+	base http.RoundTripper
+	read atomic.Int64
+}
+
+func (t *contentsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err == nil && strings.HasSuffix(req.URL.Path, "/contents/") {
+		resp.Body = &countedBody{ReadCloser: resp.Body, n: &t.read}
+	}
+	return resp, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
 // A body that stops half way and stays silent, and an answer that never starts, are each retried after
-// the idle (or header) timeout, and the read returns the right bytes.
+// the idle (or header) timeout, and the read returns the right bytes. The idle timers run on a clock
+// the test moves by hand, once the client has read all the stalled body gave; the header timeout is
+// net/http's own (real time). The budget is the default minute, far beyond either: it only stops a
+// read the timeouts failed to cut, so load cannot make the test fail.
 func TestPolicySilentFaultsRetried(t *testing.T) {
 	for _, fault := range []emulator.Fault{emulator.FaultStall, emulator.FaultStallHeaders} {
 		t.Run(fault.String(), func(t *testing.T) {
-			v, f := newPolicyEnv(t)
+			timers := &handTimers{clk: testutil.NewClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))}
+			var counted *contentsTransport
+			v, f := newPolicyEnvWith(t, func(o *Options) {
+				o.Policy.Budget = DefaultBudget
+				if fault == emulator.FaultStallHeaders {
+					return
+				}
+				o.Policy.HeaderTimeout = DefaultHeaderTimeout
+				hc := NewPolicyHTTPClient(o.Policy)
+				hc.Transport.(*policyTransport).afterFunc = timers.afterFunc
+				counted = &contentsTransport{base: hc.Transport}
+				hc.Transport = counted
+				o.HTTPClient = hc
+			})
 			plain := v.plaintext(f.ID)
 			v.e.ResetCounters()
 			v.e.FailNext(emulator.EndpointContents, 1, fault)
 			p := make([]byte, 600000)
+			done := make(chan error, 1)
+			go func() { done <- v.c.ReadRange(context.Background(), f.ID, 1000, p) }()
+			if fault == emulator.FaultStall {
+				// The stall: the emulator holds the answer and the client has read every byte it
+				// sent. From here only the idle timer ends the silence; it fires when the clock has
+				// moved the idle timeout past the client's last Read (which may still be starting).
+				testutil.Eventually(t, 20*time.Second, "the client to read all of the stalled body", func() bool {
+					return v.e.Holding() == 1 && counted.read.Load() == v.e.Counters().BytesOut[emulator.EndpointContents]
+				})
+				testutil.Eventually(t, 20*time.Second, "the stalled body's idle timer to fire", func() bool {
+					return timers.advance(testPolicy.IdleTimeout) > 0
+				})
+			}
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(2 * DefaultBudget):
+				t.Fatal("the read did not end within two budgets")
+			}
 			// No error is the proof that the silence was cut by the idle (or header) timeout: had the
 			// silent attempt not been given up on, the budget would have run out on it (the stall
 			// lasts until the client goes away) and the read failed with ErrUnavailable.
-			if err := v.c.ReadRange(context.Background(), f.ID, 1000, p); err != nil {
+			if err != nil {
 				t.Fatalf("read after a %s: %v", fault, err)
 			}
 			if n := v.c.Health().GaveUp; n != 0 {
@@ -67,16 +201,10 @@ func TestPolicySilentFaultsRetried(t *testing.T) {
 			if n := v.e.Counters().Faults[fault.String()]; n != 1 {
 				t.Errorf("%d %s faults injected, want 1", n, fault)
 			}
-			if v.e.Holding() != 0 {
-				// The stalled handler must end once the client gave up on it.
-				deadline := time.Now().Add(5 * time.Second)
-				for v.e.Holding() != 0 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				if h := v.e.Holding(); h != 0 {
-					t.Errorf("%d requests still held by the emulator after the client moved on", h)
-				}
-			}
+			// The stalled handler must end once the client gave up on it.
+			testutil.Eventually(t, 20*time.Second, "the emulator to let the stalled request go", func() bool {
+				return v.e.Holding() == 0
+			})
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // stallingBody gives data a byte per read, each byte after stall reads that return 0, nil, and after
@@ -92,5 +94,40 @@ func TestReadBodyGivesUpOnEmptyReads(t *testing.T) {
 				t.Errorf("%d reads of the body, want %d", body.reads, want)
 			}
 		})
+	}
+}
+
+// TestReadBodyGuardsOnce: an answer's body from our clients is already behind the guard
+// (guardedBody); readBody reads it as it is, without a second progressBody around it (which cost an
+// allocation per read and counted the same empty reads twice), and still gives up on it when it spins.
+func TestReadBodyGuardsOnce(t *testing.T) {
+	data := testutil.RandomBytes(5, 4096)
+	r := bytes.NewReader(data)
+	body := &guardedBody{progressBody: progressBody{r: r}, rc: io.NopCloser(nil)}
+	sink := &sliceSink{buf: make([]byte, len(data))}
+	var done int64
+	// Everything is made outside the run: what it allocates, readBody does.
+	allocs := testing.AllocsPerRun(100, func() {
+		r.Reset(data)
+		sink.n, done = 0, 0
+		if err := readBody(body, int64(len(data)), sink, &done); err != nil || done != int64(len(data)) {
+			t.Fatalf("read %d bytes: %v", done, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("readBody of a guarded body makes %v allocations, want none: it wraps the body again", allocs)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	spin := &stallingBody{ctx: ctx}
+	body = &guardedBody{progressBody: progressBody{r: spin}, rc: io.NopCloser(nil)}
+	done = 0
+	err := readBody(body, 10, &sliceSink{buf: make([]byte, 10)}, &done)
+	if ctx.Err() != nil {
+		t.Fatalf("readBody still reading after %d reads, when the test's deadline passed: %v", spin.reads, err)
+	}
+	if !errors.Is(err, io.ErrNoProgress) || spin.reads != maxEmptyReads {
+		t.Errorf("error %v after %d reads, want io.ErrNoProgress after %d", err, spin.reads, maxEmptyReads)
 	}
 }

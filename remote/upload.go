@@ -85,10 +85,11 @@ func (c *Client) UploadSmall(ctx context.Context, name string, r io.Reader, size
 	return f, err
 }
 
-// sharedSource is the upload source shared by the attempts of one upload. The transport may still be
+// sharedSource is the upload source shared by the attempts of one upload. The transport may go on
 // reading an attempt's body in its own goroutine after the answer came (a 429 sent before the body was
-// read), so the source is read under a lock and a new attempt retires the readers of earlier ones
-// before it rewinds.
+// read); the guard's loan (body.go) ends that before do closes the answer, so before a retry rewinds
+// and before UploadSmall returns. The source is still read under a lock, and a new attempt retires the
+// readers of earlier ones, so that a transport below that broke the rule could not interleave reads.
 type sharedSource struct {
 	mu      sync.Mutex // guards r, n and attempt
 	r       io.Reader
