@@ -190,6 +190,9 @@ type Cache struct {
 	hashSlack   hashSlack     // blocks queued for the whole-file hash beyond each Reader's first, or pulled ahead of it
 	wg          sync.WaitGroup
 	closed      atomic.Bool
+	// fetched, when a test sets it, runs in a span's goroutine once its Source call has returned and
+	// before its result is handed on (complete): tests hold a fetch there.
+	fetched func(sp *span)
 
 	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes and gens.
 	mu   sync.Mutex

@@ -50,6 +50,10 @@ type span struct {
 	// Prefetch). Its bytes were admitted into the fetch budget when it was planned (reserved in
 	// inflightBytes), and its blocks, unconsumed, are not evicted for another reader's read-ahead.
 	owner *Reader
+	// counted is what the span holds in Cache.inflightBytes (its length once admitted, else 0).
+	// complete gives it back under the same hold of Cache.mu in which the blocks join the ready list:
+	// given back earlier, read-ahead admitted in between took the budget those blocks still use.
+	counted int64
 }
 
 // request is what a read waits for: blocks already at hand plus calls.
@@ -255,10 +259,13 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			readahead: readahead,
 			owner:     owner,
 		}
+		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
+		if owner != nil {
+			sp.counted = sp.length // reserved by readahead
+		}
 		if j-i == 1 && owner != nil {
 			sp.split = readaheadSplit(idx[i] - readerAt)
 		}
-		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
 		c.takeSlots(sp)
 		c.wg.Add(1)
 		go c.fetch(sp)
@@ -288,12 +295,7 @@ func (c *Cache) takeSlots(sp *span) {
 func (c *Cache) fetch(sp *span) {
 	defer c.wg.Done()
 	if !sp.slot && !c.acquire() {
-		if sp.owner != nil { // a Reader's read-ahead was admitted (counted) when it was planned
-			c.mu.Lock()
-			c.inflightBytes -= sp.length
-			c.mu.Unlock()
-		}
-		c.complete(sp, nil, ErrClosed)
+		c.complete(sp, nil, ErrClosed) // gives back what a Reader's read-ahead reserved
 		return
 	}
 	if sp.owner == nil {
@@ -306,6 +308,7 @@ func (c *Cache) fetch(sp *span) {
 		c.evictReadyLocked(sp.length, c.fetchBudget, false)
 		c.evictReadyLocked(sp.length, c.fetchBudget, true)
 		c.inflightBytes += sp.length
+		sp.counted = sp.length
 		c.mu.Unlock()
 	}
 	c.startedCall()
@@ -318,12 +321,12 @@ func (c *Cache) fetch(sp *span) {
 	}
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
-	c.mu.Lock()
-	c.inflightBytes -= sp.length
-	c.mu.Unlock()
 	if err != nil {
 		c.st.fetchErrors.Add(1)
 		blocks = nil
+	}
+	if c.fetched != nil {
+		c.fetched(sp)
 	}
 	// The slot is kept while complete stores the blocks: a disk write waits for a writer rather
 	// than being skipped, and meanwhile the blocks it pins count against Parallel like a request in
@@ -411,13 +414,15 @@ func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 // complete hands a span's result to its calls' waiters, then stores the
 // blocks in the tiers. Calls stay registered while they are stored, so a
 // reader arriving meanwhile gets the data at once instead of refetching (a
-// ristretto Set is not visible immediately).
+// ristretto Set is not visible immediately). It gives back the span's
+// counted bytes, and its read-ahead blocks nobody waits for take their place.
 func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 	if blocks == nil {
 		blocks = make([][]byte, len(sp.calls))
 	}
 	store := make([]bool, len(sp.calls))
 	c.mu.Lock()
+	c.inflightBytes -= sp.counted
 	for i, cl := range sp.calls {
 		cl.data, cl.err = blocks[i], err
 		close(cl.done)

@@ -3,7 +3,9 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 )
@@ -101,4 +103,111 @@ func TestReadaheadJoinedWhileStoringLeavesReady(t *testing.T) {
 	}
 	release()
 	settle(c)
+}
+
+// readFrom reads r sequentially from off to the end of the object in chunks of chunk bytes.
+func readFrom(r *Reader, off, size int64, chunk int) error {
+	p := make([]byte, chunk)
+	for off < size {
+		n, err := r.ReadAt(context.Background(), p, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("no progress at %d", off)
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// callsOf counts the calls registered for objectID (fetches in flight or completing).
+func callsOf(c *Cache, objectID string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k := range c.calls {
+		if k.id == objectID {
+			n++
+		}
+	}
+	return n
+}
+
+// A Reader's read-ahead stays counted in the fetch budget from the moment it is admitted until a
+// reader takes it: also between its Source call's return and its blocks reaching the ready list. Its
+// bytes used to leave the budget first (fetch subtracted them, then complete added them to the ready
+// list under a second hold of Cache.mu): another Reader's read-ahead admitted in that gap took the
+// misses' headroom, and the next miss then dropped a live Reader's read-ahead, fetched a second time
+// when that Reader got there. Under load the gap is wide, and TestConcurrentReadersKeepTheirReadahead
+// failed with a block fetched twice; here a test hook holds a span in it.
+func TestReadaheadCountedUntilReady(t *testing.T) {
+	const nblocks = 96
+	src := newFake()
+	opts := testOptions(t)
+	opts.MemoryBytes = -1 // nothing to fall back on: a dropped block is fetched again
+	opts.Readahead = 4 << 20
+	c := newTestCache(t, src, opts)
+	a, b := src.add("a", nblocks*testBS), src.add("b", nblocks*testBS)
+	other := src.add("c", testBS)
+	ra := c.NewReader(a, "")
+	defer ra.Close()
+	held, release := make(chan *span, 16), make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	c.fetched = func(sp *span) {
+		if sp.owner == ra {
+			held <- sp
+			<-release
+		}
+	}
+	const chunk = 512 << 10 // a bulk read: 8 blocks, read-ahead starts at 8 blocks
+	p := make([]byte, chunk)
+	if _, err := ra.ReadAt(context.Background(), p, 0); err != nil {
+		t.Fatal(err)
+	}
+	// a's read-ahead (blocks 8..15, two spans) has arrived and is held before its blocks are ready.
+	var heldBlocks int
+	for heldBlocks < 8 {
+		heldBlocks += len((<-held).calls)
+	}
+	// b reads 2 MiB and plans its read-ahead up to EOF, as far as the budget admits it. Each read
+	// waits for the read-ahead before it to arrive, so it plans with nothing of b's in flight.
+	rb := c.NewReader(b, "")
+	defer rb.Close()
+	for off := int64(0); off < 4*chunk; off += chunk {
+		eventually(t, "b's read-ahead fetched", func() bool { return callsOf(c, b.ID) == 0 })
+		if _, err := rb.ReadAt(context.Background(), p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "b's read-ahead fetched", func() bool { return callsOf(c, b.ID) == 0 })
+	close(release)
+	eventually(t, "a's read-ahead ready", func() bool { return callsOf(c, a.ID) == 0 })
+	// One block missed by a third read: it fits in the misses' headroom unless read-ahead took it.
+	if _, err := c.ReadAt(context.Background(), other, make([]byte, testBS), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := readFrom(ra, chunk, a.Size, chunk); err != nil {
+		t.Fatal(err)
+	}
+	if err := readFrom(rb, 4*chunk, b.Size, chunk); err != nil {
+		t.Fatal(err)
+	}
+	settle(c)
+	for _, obj := range []Object{a, b} {
+		for idx, n := range src.blockFetches(obj.ID, testBS) {
+			if n != 1 {
+				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
+			}
+		}
+	}
+	if s := c.Stats(); s.ReadaheadDropped != 0 {
+		t.Errorf("read-ahead blocks dropped: %d", s.ReadaheadDropped)
+	}
 }
