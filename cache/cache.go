@@ -160,10 +160,13 @@ type Stats struct {
 	HashedBytes        int64 // bytes fed to whole-file sha512s
 
 	// What reads wait on now (waits.go): readers blocked on a fetch; of the fetches, those waiting
-	// for a Parallel slot (the others in flight are InFlight) and those backing off after a failed
-	// Source call, with what the latest one failed with.
+	// for a Parallel slot (the others in flight are InFlight), those waiting for room in the fetch
+	// budget (misses beyond the headroom Readers' read-ahead leaves them, waiting for other misses
+	// to end rather than drop a Reader's read-ahead) and those backing off after a failed Source
+	// call, with what the latest one failed with.
 	ReadsWaiting int64
 	SlotWaits    int64
+	RoomWaits    int64
 	RetryWaits   int64
 	RetryError   string
 }
@@ -194,7 +197,8 @@ type Cache struct {
 	// before its result is handed on (complete): tests hold a fetch there.
 	fetched func(sp *span)
 
-	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes and gens.
+	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes, raInflight, roomWaiters
+	// and gens.
 	mu   sync.Mutex
 	shut bool // Close has begun: no new fetch goroutines (wg.Add) after this
 	// calls holds every block whose fetch is in flight or completing (data
@@ -207,6 +211,14 @@ type Cache struct {
 	readyList     *list.List
 	readyBytes    int64
 	inflightBytes int64 // bytes of request buffers in flight (read-ahead or not)
+	// raInflight is the part of inflightBytes that Readers' read-ahead reserved: those bytes do not
+	// free room when their fetch ends (they move to the ready list). The rest does, soon: misses,
+	// Prefetch and disk loads in flight, which a fetch waiting for room waits for (makeRoomLocked).
+	raInflight int64
+	// room is signalled (on mu) when the fetch budget may have room again, for fetches waiting in
+	// makeRoomLocked; roomWaiters counts them, so nothing is signalled when nobody waits.
+	room        *sync.Cond
+	roomWaiters int
 	// gens counts Drops per object; memory keys include it, so blocks of a
 	// dropped object (ristretto cannot enumerate keys) become unreachable.
 	gens map[string]uint64
@@ -289,6 +301,7 @@ func New(src Source, opts Options) (*Cache, error) {
 		sem:       make(chan struct{}, opts.Parallel),
 		hashSlack: newHashSlack(opts.BlockSize),
 	}
+	c.room = sync.NewCond(&c.mu)
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
 	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
 	c.raHeadroom = max(c.bs, c.fetchBudget/8)
@@ -457,6 +470,7 @@ func (c *Cache) Stats() Stats {
 func (c *Cache) Cancel() {
 	c.mu.Lock()
 	c.shut = true
+	c.roomFreedLocked() // fetches waiting for room give up
 	c.mu.Unlock()
 	c.cancel()
 }

@@ -238,7 +238,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 	c.mu.Lock()
 	if c.shut {
 		if owner != nil {
-			c.unreserveLocked(obj, calls)
+			c.unreserveLocked(obj, calls, true)
 		}
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
@@ -299,14 +299,16 @@ func (c *Cache) fetch(sp *span) {
 		return
 	}
 	if sp.owner == nil {
-		c.mu.Lock()
 		// Keep unconsumed read-ahead plus every request buffer in flight (a
-		// reader's misses too, not only read-ahead) within one budget:
-		// abandoned read-ahead goes first, then the oldest (usually in a
-		// tier anyway, or its reader moved on). A Reader's read-ahead was
-		// admitted when planned and is counted already.
-		c.evictReadyLocked(sp.length, c.fetchBudget, false)
-		c.evictReadyLocked(sp.length, c.fetchBudget, true)
+		// reader's misses too, not only read-ahead) within one budget. A
+		// Reader's read-ahead was admitted when planned and is counted already.
+		c.mu.Lock()
+		if !c.makeRoomLocked(sp.length) {
+			c.mu.Unlock()
+			c.releaseSlots(1 + sp.extra)
+			c.complete(sp, nil, ErrClosed)
+			return
+		}
 		c.inflightBytes += sp.length
 		sp.counted = sp.length
 		c.mu.Unlock()
@@ -422,7 +424,13 @@ func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 	}
 	store := make([]bool, len(sp.calls))
 	c.mu.Lock()
-	c.inflightBytes -= sp.counted
+	if sp.counted > 0 {
+		c.inflightBytes -= sp.counted
+		if sp.owner != nil {
+			c.raInflight -= sp.counted
+		}
+		c.roomFreedLocked()
+	}
 	for i, cl := range sp.calls {
 		cl.data, cl.err = blocks[i], err
 		close(cl.done)
@@ -504,6 +512,41 @@ func (c *Cache) evictReadyLocked(need, limit int64, all bool) bool {
 	return c.readyBytes+c.inflightBytes+need <= limit
 }
 
+// makeRoomLocked makes room in the fetch budget for need more bytes of a span no Reader's read-ahead
+// admitted (a miss, Prefetch, a block the disk no longer had). Abandoned read-ahead goes first. Then,
+// while fetches that give their bytes back soon are in flight (other misses; Readers' read-ahead
+// leaves its headroom to them), it waits for them, as for a Parallel slot, rather than drop a live
+// Reader's read-ahead: that Reader would fetch it again, and stall on it. With none in flight, only
+// the Readers could make room, and they may not read again (one stopped, or all of them wait on
+// misses): it drops the oldest read-ahead, as it always did. It reports false when the Cache is
+// shutting down. The wait is on Cache.mu (room), so it adds no lock.
+func (c *Cache) makeRoomLocked(need int64) bool {
+	waiting := false
+	for !c.shut && !c.evictReadyLocked(need, c.fetchBudget, false) && c.inflightBytes > c.raInflight {
+		if !waiting {
+			waiting = true
+			c.waits.room.Add(1)
+			defer c.waits.room.Add(-1)
+		}
+		c.roomWaiters++
+		c.room.Wait()
+		c.roomWaiters--
+	}
+	if c.shut {
+		return false
+	}
+	c.evictReadyLocked(need, c.fetchBudget, true)
+	return true
+}
+
+// roomFreedLocked wakes the fetches waiting for room: bytes left the budget (a fetch ended, a block
+// was read or dropped), a Reader closed (its read-ahead may go), or the Cache is shutting down.
+func (c *Cache) roomFreedLocked() {
+	if c.roomWaiters > 0 {
+		c.room.Broadcast()
+	}
+}
+
 // admitReadaheadLocked reserves n bytes of a Reader's read-ahead in the fetch budget if they fit
 // without evicting other live Readers' unconsumed read-ahead: with several sequential readers, the
 // newest read-ahead used to evict the oldest, which its reader then fetched or read from disk again
@@ -514,6 +557,7 @@ func (c *Cache) admitReadaheadLocked(n int64) bool {
 		return false
 	}
 	c.inflightBytes += n
+	c.raInflight += n
 	return true
 }
 
@@ -522,6 +566,7 @@ func (c *Cache) removeReadyLocked(e *list.Element) {
 	c.readyList.Remove(e)
 	delete(c.ready, rb.key)
 	c.readyBytes -= int64(len(rb.data))
+	c.roomFreedLocked()
 }
 
 // readahead starts background fetches of blocks [from, to) of obj that no
@@ -603,12 +648,17 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader, rea
 	return stop
 }
 
-// unreserveLocked gives back the fetch budget readahead reserved for calls (in inflightBytes) when they
-// will not be started.
-func (c *Cache) unreserveLocked(obj Object, calls []*call) {
+// unreserveLocked gives back the fetch budget readahead reserved for calls (in inflightBytes; owned:
+// a Reader's read-ahead, also in raInflight) when they will not be started.
+func (c *Cache) unreserveLocked(obj Object, calls []*call, owned bool) {
 	for _, cl := range calls {
-		c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+		n := c.blockLen(obj, cl.key.idx)
+		c.inflightBytes -= n
+		if owned {
+			c.raInflight -= n
+		}
 	}
+	c.roomFreedLocked()
 }
 
 // startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
@@ -620,7 +670,7 @@ func (c *Cache) startDiskLoads(obj Object, calls []*call) {
 	}
 	c.mu.Lock()
 	if c.shut {
-		c.unreserveLocked(obj, calls)
+		c.unreserveLocked(obj, calls, false)
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
 		return
@@ -641,6 +691,7 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 	defer func() {
 		c.mu.Lock()
 		c.inflightBytes -= n
+		c.roomFreedLocked()
 		c.mu.Unlock()
 	}()
 	if c.closed.Load() {

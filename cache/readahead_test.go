@@ -211,3 +211,82 @@ func TestReadaheadCountedUntilReady(t *testing.T) {
 		t.Errorf("read-ahead blocks dropped: %d", s.ReadaheadDropped)
 	}
 }
+
+// fillReadahead has r read obj sequentially, 512 KiB at a time, for reads reads, each once the
+// read-ahead before it has arrived: with the test budget (64 blocks, 8 left to misses) the reader is
+// then at block 8*reads with its read-ahead planned up to EOF as far as the budget admits it.
+func fillReadahead(t *testing.T, c *Cache, r *Reader, reads int) {
+	t.Helper()
+	p := make([]byte, 512<<10)
+	for i := range reads {
+		eventually(t, "read-ahead fetched", func() bool { return callsOf(c, r.obj.ID) == 0 })
+		if _, err := r.ReadAt(context.Background(), p, int64(i)*int64(len(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "read-ahead fetched", func() bool { return callsOf(c, r.obj.ID) == 0 })
+}
+
+// Misses beyond the headroom that Readers' read-ahead leaves them wait for the misses in flight to end
+// rather than drop a live Reader's unconsumed read-ahead, which that Reader would fetch again (a cp
+// stalled and its bytes fetched twice, so that another cp's read went ahead a little sooner). Here one
+// reader's read-ahead fills its share of the budget, and three misses of 4 blocks each arrive while
+// the first two are in flight (8 blocks: the whole headroom).
+func TestMissesWaitRatherThanDropReadahead(t *testing.T) {
+	const nblocks = 96
+	src := newFake()
+	opts := testOptions(t)
+	opts.MemoryBytes = -1 // nothing to fall back on: a dropped block is fetched again
+	opts.Readahead = 4 << 20
+	c := newTestCache(t, src, opts)
+	a := src.add("a", nblocks*testBS)
+	other := src.add("c", 12*testBS)
+	ra := c.NewReader(a, "")
+	defer ra.Close()
+	fillReadahead(t, c, ra, 4)
+	if s := c.Stats(); s.ReadaheadBytes != c.fetchBudget-c.raHeadroom {
+		t.Fatalf("read-ahead held %d bytes, want the budget less the misses' headroom, %d", s.ReadaheadBytes, c.fetchBudget-c.raHeadroom)
+	}
+
+	gate := make(chan struct{})
+	src.mu.Lock()
+	src.gate = gate
+	src.mu.Unlock()
+	const miss = 4 * testBS
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i := range 3 {
+		wg.Go(func() {
+			_, err := c.ReadAt(context.Background(), other, make([]byte, miss), int64(i)*miss)
+			errs <- err
+		})
+	}
+	// Two misses are at the Source; the third either waits for room or (the defect) dropped read-ahead
+	// to make it and is at the Source too.
+	eventually(t, "misses started or waiting for room", func() bool {
+		n := len(src.blockFetches(other.ID, testBS)) / 4
+		return n == 3 || n == 2 && c.Stats().RoomWaits == 1
+	})
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := readFrom(ra, 4*512<<10, a.Size, 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	settle(c)
+	for _, obj := range []Object{a, other} {
+		for idx, n := range src.blockFetches(obj.ID, testBS) {
+			if n != 1 {
+				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
+			}
+		}
+	}
+	if s := c.Stats(); s.ReadaheadDropped != 0 || s.RoomWaits != 0 {
+		t.Errorf("read-ahead blocks dropped %d, fetches still waiting for room %d", s.ReadaheadDropped, s.RoomWaits)
+	}
+}

@@ -223,8 +223,12 @@ func (r *Reader) Close() error {
 	r.gone.Store(true)
 	r.cur = nil
 	r.mu.Unlock()
+	// After r.mu (every lock is a leaf): fetches waiting for room may drop this Reader's read-ahead now.
+	r.c.mu.Lock()
+	r.c.roomFreedLocked()
+	r.c.mu.Unlock()
 	if r.v != nil {
-		r.v.close() // after r.mu: every lock is a leaf
+		r.v.close()
 	}
 	return nil
 }
