@@ -290,3 +290,111 @@ func TestMissesWaitRatherThanDropReadahead(t *testing.T) {
 		t.Errorf("read-ahead blocks dropped %d, fetches still waiting for room %d", s.ReadaheadDropped, s.RoomWaits)
 	}
 }
+
+// A miss waiting for room ends: Close ends it (the read fails with ErrClosed and Close returns), and a
+// reader whose context ends stops waiting at once while the fetch goes on for the tiers.
+func TestMissWaitingForRoomEnds(t *testing.T) {
+	for _, how := range []string{"close", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			src := newFake()
+			opts := testOptions(t)
+			opts.MemoryBytes = -1
+			opts.Readahead = 4 << 20
+			c := newTestCache(t, src, opts)
+			a := src.add("a", 96*testBS)
+			other := src.add("c", 12*testBS)
+			ra := c.NewReader(a, "")
+			defer ra.Close()
+			fillReadahead(t, c, ra, 4)
+			gate := make(chan struct{})
+			src.mu.Lock()
+			src.gate = gate
+			src.mu.Unlock()
+			openGate := sync.OnceFunc(func() { close(gate) })
+			defer openGate()
+
+			const miss = 4 * testBS
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			errs := make([]error, 3)
+			var wg sync.WaitGroup
+			for i := range 2 {
+				wg.Go(func() { _, errs[i] = c.ReadAt(context.Background(), other, make([]byte, miss), int64(i)*miss) })
+			}
+			eventually(t, "two misses at the Source", func() bool { return len(src.blockFetches(other.ID, testBS)) == 8 })
+			third := make(chan struct{})
+			go func() {
+				defer close(third)
+				_, errs[2] = c.ReadAt(ctx, other, make([]byte, miss), 2*miss)
+			}()
+			eventually(t, "the third miss waiting for room", func() bool { return c.Stats().RoomWaits == 1 })
+
+			switch how {
+			case "close":
+				closed := make(chan struct{})
+				go func() { c.Close(); close(closed) }()
+				<-third
+				wg.Wait()
+				<-closed
+				for i, err := range errs {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("read %d: %v, want ErrClosed", i, err)
+					}
+				}
+				if n := len(src.blockFetches(other.ID, testBS)); n != 8 {
+					t.Errorf("%d blocks requested, want 8: the waiting miss went on after Close", n)
+				}
+			case "cancel":
+				cancel()
+				<-third // while the other two are still at the Source: it did not wait for room
+				if !errors.Is(errs[2], context.Canceled) {
+					t.Errorf("cancelled read: %v", errs[2])
+				}
+				openGate()
+				wg.Wait()
+				for i, err := range errs[:2] {
+					if err != nil {
+						t.Errorf("read %d: %v", i, err)
+					}
+				}
+				settle(c) // the abandoned miss is fetched once there is room
+				for idx, n := range src.blockFetches(other.ID, testBS) {
+					if n != 1 {
+						t.Errorf("c block %d fetched %d times", idx, n)
+					}
+				}
+				if s := c.Stats(); s.ReadaheadDropped != 0 || s.RoomWaits != 0 {
+					t.Errorf("read-ahead blocks dropped %d, fetches waiting for room %d", s.ReadaheadDropped, s.RoomWaits)
+				}
+			}
+		})
+	}
+}
+
+// With no fetch in flight whose end would make room, a miss the budget has no room for does not wait
+// for the Readers, which may never read again (this one stopped; or all of them wait on misses): it
+// drops the oldest read-ahead, as much as it needs. That takes a miss larger than the misses' headroom
+// (here 8 blocks, and 4 with Parallel 4).
+func TestMissWithNothingInFlightDropsReadahead(t *testing.T) {
+	src := newFake()
+	opts := testOptions(t)
+	opts.MemoryBytes = -1
+	opts.Parallel = 4 // budget 32 blocks, 4 left to misses
+	opts.Readahead = 4 << 20
+	c := newTestCache(t, src, opts)
+	a := src.add("a", 96*testBS)
+	other := src.add("c", 8*testBS)
+	ra := c.NewReader(a, "")
+	defer ra.Close()
+	fillReadahead(t, c, ra, 3)
+	if s := c.Stats(); s.ReadaheadBytes != c.fetchBudget-c.raHeadroom {
+		t.Fatalf("read-ahead held %d bytes, want %d", s.ReadaheadBytes, c.fetchBudget-c.raHeadroom)
+	}
+	if _, err := c.ReadAt(context.Background(), other, make([]byte, other.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Stats(); s.ReadaheadDropped != 4 || s.ReadaheadBytes != c.fetchBudget-c.raHeadroom-4*testBS {
+		t.Errorf("read-ahead dropped %d blocks and holds %d bytes, want 4 dropped", s.ReadaheadDropped, s.ReadaheadBytes)
+	}
+}
+
