@@ -608,8 +608,14 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader, rea
 	stop := to
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
+	// A Reader's reads since the plan may have claimed its first blocks (read under Cache.mu: a
+	// read that claimed them had set readTo before).
+	behind := int64(0)
+	if owner != nil {
+		behind = owner.readTo.Load()
+	}
 	for i := from; i < to; i++ {
-		if !missing[i-from] {
+		if !missing[i-from] || i < behind {
 			continue
 		}
 		k := blockKey{obj.ID, i}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -398,3 +399,112 @@ func TestMissWithNothingInFlightDropsReadahead(t *testing.T) {
 	}
 }
 
+// Four streaming copies, each with several reads in flight at once as the kernel sends them (a read
+// lands up to two reads off where the stream ended): their misses together exceed the misses'
+// headroom, yet none drops another's read-ahead, and every block is fetched exactly once.
+func TestConcurrentReadersWithReadsInFlight(t *testing.T) {
+	const readers, nblocks, inflight, chunk = 4, 96, 3, 128 << 10
+	src := newFake()
+	opts := testOptions(t)
+	opts.MemoryBytes = -1
+	opts.Readahead = 4 << 20
+	c := newTestCache(t, src, opts)
+	var objs []Object
+	for i := range readers {
+		objs = append(objs, src.add(fmt.Sprintf("obj%d", i), nblocks*testBS))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, readers*inflight)
+	for _, obj := range objs {
+		r := c.NewReader(obj, "")
+		defer r.Close()
+		var next atomic.Int64 // the next chunk to read
+		if _, err := r.ReadAt(context.Background(), make([]byte, chunk), 0); err != nil {
+			t.Fatal(err)
+		}
+		next.Store(chunk) // the stream has begun: its later reads come concurrently
+		for range inflight {
+			wg.Go(func() {
+				p := make([]byte, chunk)
+				for {
+					off := next.Add(chunk) - chunk
+					if off >= obj.Size {
+						return
+					}
+					n, err := r.ReadAt(context.Background(), p, off)
+					if err == nil && !bytes.Equal(p[:n], src.objects[obj.ID][off:off+chunk]) {
+						err = fmt.Errorf("%s at %d: wrong bytes", obj.ID, off)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	settle(c)
+	for _, obj := range objs {
+		for idx, n := range src.blockFetches(obj.ID, testBS) {
+			if n != 1 {
+				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
+			}
+		}
+	}
+	if s := c.Stats(); s.ReadaheadDropped != 0 || s.BytesFetched != readers*nblocks*testBS {
+		t.Errorf("read-ahead blocks dropped %d, bytes fetched %d of %d", s.ReadaheadDropped, s.BytesFetched, readers*nblocks*testBS)
+	}
+}
+
+// A read's read-ahead is planned when the read starts and issued once its own blocks are claimed. The
+// kernel sends a handle's reads concurrently, so a later read may meanwhile claim and read the first
+// blocks of that plan; they must not then be read ahead again behind the reader (fetched, or loaded
+// from disk, a second time to sit unread in the budget until Close). Here the first read waits in the
+// disk tier while the second reads the block the first planned to read ahead.
+func TestReadaheadNotBehindConcurrentReads(t *testing.T) {
+	src := newFake()
+	opts := diskOptions(t, t.TempDir())
+	opts.Readahead = testBS // one block ahead
+	c := newTestCache(t, src, opts)
+	obj := src.add("obj", 8*testBS)
+	if _, err := c.ReadAt(context.Background(), obj, make([]byte, obj.Size), 0); err != nil {
+		t.Fatal(err) // every block on disk
+	}
+	settle(c)
+	var gets atomic.Int32
+	inGet, release := make(chan struct{}), make(chan struct{})
+	c.disk.beforeRead = func(string) {
+		if gets.Add(1) == 1 {
+			close(inGet)
+			<-release
+		}
+	}
+	r := c.NewReader(obj, "")
+	defer r.Close()
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.ReadAt(context.Background(), make([]byte, testBS), 0) // plans block 1 ahead
+		first <- err
+	}()
+	<-inGet
+	if _, err := r.ReadAt(context.Background(), make([]byte, testBS), testBS); err != nil { // reads block 1
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	settle(c)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.ready {
+		if k.idx < 2 {
+			t.Errorf("block %d read ahead after the reader read it", k.idx)
+		}
+	}
+}
