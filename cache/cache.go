@@ -13,7 +13,10 @@
 // Every other lock is a leaf, never held while taking another: Reader.mu is
 // released before the Reader calls into the Cache; Cache.mu is released before
 // any Source call, disk-tier call or ristretto call; verifier.mu is taken on
-// its own; ristretto's internal locks are leaves.
+// its own; ristretto's internal locks are leaves. Cache.room is a condition on
+// Cache.mu (a fetch waiting for room in the fetch budget releases Cache.mu
+// while it waits), not another lock; Reader.readTo is an atomic that readahead
+// reads under Cache.mu instead of taking Reader.mu there.
 //
 // # Memory bound
 //
@@ -22,7 +25,11 @@
 //	MemoryBytes                              ristretto (cost = block length)
 //	+ Parallel * MaxRequestSize (x2 briefly)  request buffers in flight together
 //	                                          with read-ahead blocks not yet
-//	                                          consumed (x2: a multi-block
+//	                                          consumed (the fetch budget: a
+//	                                          miss that finds it full waits for
+//	                                          the misses in flight to end, or
+//	                                          with none, drops the oldest
+//	                                          read-ahead) (x2: a multi-block
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
 //	                                          VectorSource fills them). A fetch
