@@ -13,7 +13,10 @@
 // Every other lock is a leaf, never held while taking another: Reader.mu is
 // released before the Reader calls into the Cache; Cache.mu is released before
 // any Source call, disk-tier call or ristretto call; verifier.mu is taken on
-// its own; ristretto's internal locks are leaves.
+// its own; ristretto's internal locks are leaves. Cache.room is a condition on
+// Cache.mu (a fetch waiting for room in the fetch budget releases Cache.mu
+// while it waits), not another lock; Reader.readTo is an atomic that readahead
+// reads under Cache.mu instead of taking Reader.mu there.
 //
 // # Memory bound
 //
@@ -22,7 +25,11 @@
 //	MemoryBytes                              ristretto (cost = block length)
 //	+ Parallel * MaxRequestSize (x2 briefly)  request buffers in flight together
 //	                                          with read-ahead blocks not yet
-//	                                          consumed (x2: a multi-block
+//	                                          consumed (the fetch budget: a
+//	                                          miss that finds it full waits for
+//	                                          the misses in flight to end, or
+//	                                          with none, drops the oldest
+//	                                          read-ahead) (x2: a multi-block
 //	                                          response of a plain Source is
 //	                                          copied into per-block buffers; a
 //	                                          VectorSource fills them). A fetch
@@ -160,10 +167,13 @@ type Stats struct {
 	HashedBytes        int64 // bytes fed to whole-file sha512s
 
 	// What reads wait on now (waits.go): readers blocked on a fetch; of the fetches, those waiting
-	// for a Parallel slot (the others in flight are InFlight) and those backing off after a failed
-	// Source call, with what the latest one failed with.
+	// for a Parallel slot (the others in flight are InFlight), those waiting for room in the fetch
+	// budget (misses beyond the headroom Readers' read-ahead leaves them, waiting for other misses
+	// to end rather than drop a Reader's read-ahead) and those backing off after a failed Source
+	// call, with what the latest one failed with.
 	ReadsWaiting int64
 	SlotWaits    int64
+	RoomWaits    int64
 	RetryWaits   int64
 	RetryError   string
 }
@@ -190,8 +200,12 @@ type Cache struct {
 	hashSlack   hashSlack     // blocks queued for the whole-file hash beyond each Reader's first, or pulled ahead of it
 	wg          sync.WaitGroup
 	closed      atomic.Bool
+	// fetched, when a test sets it, runs in a span's goroutine once its Source call has returned and
+	// before its result is handed on (complete): tests hold a fetch there.
+	fetched func(sp *span)
 
-	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes and gens.
+	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes, raInflight, roomWaiters
+	// and gens.
 	mu   sync.Mutex
 	shut bool // Close has begun: no new fetch goroutines (wg.Add) after this
 	// calls holds every block whose fetch is in flight or completing (data
@@ -204,6 +218,14 @@ type Cache struct {
 	readyList     *list.List
 	readyBytes    int64
 	inflightBytes int64 // bytes of request buffers in flight (read-ahead or not)
+	// raInflight is the part of inflightBytes that Readers' read-ahead reserved: those bytes do not
+	// free room when their fetch ends (they move to the ready list). The rest does, soon: misses,
+	// Prefetch and disk loads in flight, which a fetch waiting for room waits for (makeRoomLocked).
+	raInflight int64
+	// room is signalled (on mu) when the fetch budget may have room again, for fetches waiting in
+	// makeRoomLocked; roomWaiters counts them, so nothing is signalled when nobody waits.
+	room        *sync.Cond
+	roomWaiters int
 	// gens counts Drops per object; memory keys include it, so blocks of a
 	// dropped object (ristretto cannot enumerate keys) become unreachable.
 	gens map[string]uint64
@@ -286,6 +308,7 @@ func New(src Source, opts Options) (*Cache, error) {
 		sem:       make(chan struct{}, opts.Parallel),
 		hashSlack: newHashSlack(opts.BlockSize),
 	}
+	c.room = sync.NewCond(&c.mu)
 	c.minReqBlk = min(c.maxReqBlk, max(1, ceilDiv(opts.MinRequestSize, c.bs)))
 	c.fetchBudget = int64(opts.Parallel) * c.maxReqBlk * c.bs
 	c.raHeadroom = max(c.bs, c.fetchBudget/8)
@@ -454,6 +477,7 @@ func (c *Cache) Stats() Stats {
 func (c *Cache) Cancel() {
 	c.mu.Lock()
 	c.shut = true
+	c.roomFreedLocked() // fetches waiting for room give up
 	c.mu.Unlock()
 	c.cancel()
 }

@@ -50,6 +50,10 @@ type span struct {
 	// Prefetch). Its bytes were admitted into the fetch budget when it was planned (reserved in
 	// inflightBytes), and its blocks, unconsumed, are not evicted for another reader's read-ahead.
 	owner *Reader
+	// counted is what the span holds in Cache.inflightBytes (its length once admitted, else 0).
+	// complete gives it back under the same hold of Cache.mu in which the blocks join the ready list:
+	// given back earlier, read-ahead admitted in between took the budget those blocks still use.
+	counted int64
 }
 
 // request is what a read waits for: blocks already at hand plus calls.
@@ -234,7 +238,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 	c.mu.Lock()
 	if c.shut {
 		if owner != nil {
-			c.unreserveLocked(obj, calls)
+			c.unreserveLocked(obj, calls, true)
 		}
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
@@ -255,10 +259,13 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			readahead: readahead,
 			owner:     owner,
 		}
+		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
+		if owner != nil {
+			sp.counted = sp.length // reserved by readahead
+		}
 		if j-i == 1 && owner != nil {
 			sp.split = readaheadSplit(idx[i] - readerAt)
 		}
-		sp.length = min(obj.Size, (idx[j-1]+1)*c.bs) - sp.off
 		c.takeSlots(sp)
 		c.wg.Add(1)
 		go c.fetch(sp)
@@ -288,24 +295,22 @@ func (c *Cache) takeSlots(sp *span) {
 func (c *Cache) fetch(sp *span) {
 	defer c.wg.Done()
 	if !sp.slot && !c.acquire() {
-		if sp.owner != nil { // a Reader's read-ahead was admitted (counted) when it was planned
-			c.mu.Lock()
-			c.inflightBytes -= sp.length
-			c.mu.Unlock()
-		}
-		c.complete(sp, nil, ErrClosed)
+		c.complete(sp, nil, ErrClosed) // gives back what a Reader's read-ahead reserved
 		return
 	}
 	if sp.owner == nil {
-		c.mu.Lock()
 		// Keep unconsumed read-ahead plus every request buffer in flight (a
-		// reader's misses too, not only read-ahead) within one budget:
-		// abandoned read-ahead goes first, then the oldest (usually in a
-		// tier anyway, or its reader moved on). A Reader's read-ahead was
-		// admitted when planned and is counted already.
-		c.evictReadyLocked(sp.length, c.fetchBudget, false)
-		c.evictReadyLocked(sp.length, c.fetchBudget, true)
+		// reader's misses too, not only read-ahead) within one budget. A
+		// Reader's read-ahead was admitted when planned and is counted already.
+		c.mu.Lock()
+		if !c.makeRoomLocked(sp.length) {
+			c.mu.Unlock()
+			c.releaseSlots(1 + sp.extra)
+			c.complete(sp, nil, ErrClosed)
+			return
+		}
 		c.inflightBytes += sp.length
+		sp.counted = sp.length
 		c.mu.Unlock()
 	}
 	c.startedCall()
@@ -318,12 +323,12 @@ func (c *Cache) fetch(sp *span) {
 	}
 	err := c.readRange(sp, blocks)
 	c.st.inFlight.Add(-1)
-	c.mu.Lock()
-	c.inflightBytes -= sp.length
-	c.mu.Unlock()
 	if err != nil {
 		c.st.fetchErrors.Add(1)
 		blocks = nil
+	}
+	if c.fetched != nil {
+		c.fetched(sp)
 	}
 	// The slot is kept while complete stores the blocks: a disk write waits for a writer rather
 	// than being skipped, and meanwhile the blocks it pins count against Parallel like a request in
@@ -411,13 +416,21 @@ func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 // complete hands a span's result to its calls' waiters, then stores the
 // blocks in the tiers. Calls stay registered while they are stored, so a
 // reader arriving meanwhile gets the data at once instead of refetching (a
-// ristretto Set is not visible immediately).
+// ristretto Set is not visible immediately). It gives back the span's
+// counted bytes, and its read-ahead blocks nobody waits for take their place.
 func (c *Cache) complete(sp *span, blocks [][]byte, err error) {
 	if blocks == nil {
 		blocks = make([][]byte, len(sp.calls))
 	}
 	store := make([]bool, len(sp.calls))
 	c.mu.Lock()
+	if sp.counted > 0 {
+		c.inflightBytes -= sp.counted
+		if sp.owner != nil {
+			c.raInflight -= sp.counted
+		}
+		c.roomFreedLocked()
+	}
 	for i, cl := range sp.calls {
 		cl.data, cl.err = blocks[i], err
 		close(cl.done)
@@ -499,6 +512,41 @@ func (c *Cache) evictReadyLocked(need, limit int64, all bool) bool {
 	return c.readyBytes+c.inflightBytes+need <= limit
 }
 
+// makeRoomLocked makes room in the fetch budget for need more bytes of a span no Reader's read-ahead
+// admitted (a miss, Prefetch, a block the disk no longer had). Abandoned read-ahead goes first. Then,
+// while fetches that give their bytes back soon are in flight (other misses; Readers' read-ahead
+// leaves its headroom to them), it waits for them, as for a Parallel slot, rather than drop a live
+// Reader's read-ahead: that Reader would fetch it again, and stall on it. With none in flight, only
+// the Readers could make room, and they may not read again (one stopped, or all of them wait on
+// misses): it drops the oldest read-ahead, as it always did. It reports false when the Cache is
+// shutting down. The wait is on Cache.mu (room), so it adds no lock.
+func (c *Cache) makeRoomLocked(need int64) bool {
+	waiting := false
+	for !c.shut && !c.evictReadyLocked(need, c.fetchBudget, false) && c.inflightBytes > c.raInflight {
+		if !waiting {
+			waiting = true
+			c.waits.room.Add(1)
+			defer c.waits.room.Add(-1)
+		}
+		c.roomWaiters++
+		c.room.Wait()
+		c.roomWaiters--
+	}
+	if c.shut {
+		return false
+	}
+	c.evictReadyLocked(need, c.fetchBudget, true)
+	return true
+}
+
+// roomFreedLocked wakes the fetches waiting for room: bytes left the budget (a fetch ended, a block
+// was read or dropped), a Reader closed (its read-ahead may go), or the Cache is shutting down.
+func (c *Cache) roomFreedLocked() {
+	if c.roomWaiters > 0 {
+		c.room.Broadcast()
+	}
+}
+
 // admitReadaheadLocked reserves n bytes of a Reader's read-ahead in the fetch budget if they fit
 // without evicting other live Readers' unconsumed read-ahead: with several sequential readers, the
 // newest read-ahead used to evict the oldest, which its reader then fetched or read from disk again
@@ -509,6 +557,7 @@ func (c *Cache) admitReadaheadLocked(n int64) bool {
 		return false
 	}
 	c.inflightBytes += n
+	c.raInflight += n
 	return true
 }
 
@@ -517,6 +566,7 @@ func (c *Cache) removeReadyLocked(e *list.Element) {
 	c.readyList.Remove(e)
 	delete(c.ready, rb.key)
 	c.readyBytes -= int64(len(rb.data))
+	c.roomFreedLocked()
 }
 
 // readahead starts background fetches of blocks [from, to) of obj that no
@@ -558,8 +608,14 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader, rea
 	stop := to
 	c.mu.Lock()
 	gen = c.gens[obj.ID]
+	// A Reader's reads since the plan may have claimed its first blocks (read under Cache.mu: a
+	// read that claimed them had set readTo before).
+	behind := int64(0)
+	if owner != nil {
+		behind = owner.readTo.Load()
+	}
 	for i := from; i < to; i++ {
-		if !missing[i-from] {
+		if !missing[i-from] || i < behind {
 			continue
 		}
 		k := blockKey{obj.ID, i}
@@ -598,12 +654,17 @@ func (c *Cache) readahead(obj Object, from, to, reqBlk int64, owner *Reader, rea
 	return stop
 }
 
-// unreserveLocked gives back the fetch budget readahead reserved for calls (in inflightBytes) when they
-// will not be started.
-func (c *Cache) unreserveLocked(obj Object, calls []*call) {
+// unreserveLocked gives back the fetch budget readahead reserved for calls (in inflightBytes; owned:
+// a Reader's read-ahead, also in raInflight) when they will not be started.
+func (c *Cache) unreserveLocked(obj Object, calls []*call, owned bool) {
 	for _, cl := range calls {
-		c.inflightBytes -= c.blockLen(obj, cl.key.idx)
+		n := c.blockLen(obj, cl.key.idx)
+		c.inflightBytes -= n
+		if owned {
+			c.raInflight -= n
+		}
 	}
+	c.roomFreedLocked()
 }
 
 // startDiskLoads reads blocks of a sequential reader ahead from the disk tier, so a re-read from disk
@@ -615,7 +676,7 @@ func (c *Cache) startDiskLoads(obj Object, calls []*call) {
 	}
 	c.mu.Lock()
 	if c.shut {
-		c.unreserveLocked(obj, calls)
+		c.unreserveLocked(obj, calls, false)
 		c.mu.Unlock()
 		c.complete(&span{obj: obj, calls: calls}, nil, ErrClosed)
 		return
@@ -636,6 +697,7 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 	defer func() {
 		c.mu.Lock()
 		c.inflightBytes -= n
+		c.roomFreedLocked()
 		c.mu.Unlock()
 	}()
 	if c.closed.Load() {

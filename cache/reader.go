@@ -34,6 +34,10 @@ type Reader struct {
 
 	// gone is set by Close: read-ahead left unconsumed may then be evicted for other readers'.
 	gone atomic.Bool
+	// readTo is the first block after the furthest read of the sequential stream (0: not
+	// sequential), set with next. readahead reads it under Cache.mu: a plan issued after later
+	// reads claimed (and maybe read) its first blocks skips them (see Reader.read's hook).
+	readTo atomic.Int64
 }
 
 // NewReader returns a Reader of obj for one open file. If expectedSHA512 (hex)
@@ -99,9 +103,11 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 			raFrom, raTo, reqBlk = r.planLocked(max(end, r.next), int64(len(p)) >= bulkRead)
 			readerAt = ceilDiv(end, c.bs)
 			r.next = max(end, r.next)
+			r.readTo.Store(ceilDiv(r.next, c.bs))
 		} else {
 			r.window, r.raNext = 0, 0
 			r.next = end
+			r.readTo.Store(0)
 		}
 	}
 	r.mu.Unlock()
@@ -109,10 +115,16 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	var hook func()
 	if raTo > raFrom {
 		hook = func() {
-			if stop := c.readahead(r.obj, raFrom, raTo, reqBlk, r, readerAt); stop < raTo {
-				// The budget is full: plan the rest again on a later read.
+			// The kernel sends a handle's reads concurrently: later reads may have passed the
+			// start of this plan meanwhile, claiming those blocks as their own and maybe reading
+			// them already. readahead skips them (readTo): with no tier to keep them, they would
+			// be fetched a second time, to sit unread in the budget until Close.
+			stop := c.readahead(r.obj, raFrom, raTo, reqBlk, r, readerAt)
+			if stop < raTo {
+				// The budget is full: plan the rest again on a later read, but not what reads
+				// since have claimed.
 				r.mu.Lock()
-				r.raNext = min(r.raNext, stop)
+				r.raNext = max(min(r.raNext, stop), r.readTo.Load())
 				r.mu.Unlock()
 			}
 		}
@@ -223,8 +235,12 @@ func (r *Reader) Close() error {
 	r.gone.Store(true)
 	r.cur = nil
 	r.mu.Unlock()
+	// After r.mu (every lock is a leaf): fetches waiting for room may drop this Reader's read-ahead now.
+	r.c.mu.Lock()
+	r.c.roomFreedLocked()
+	r.c.mu.Unlock()
 	if r.v != nil {
-		r.v.close() // after r.mu: every lock is a leaf
+		r.v.close()
 	}
 	return nil
 }

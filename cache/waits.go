@@ -12,6 +12,7 @@ import (
 type waits struct {
 	readers  atomic.Int64           // readers blocked on a fetch not yet done
 	slot     atomic.Int64           // fetches waiting for a Parallel slot
+	room     atomic.Int64           // fetches waiting for room in the fetch budget (makeRoomLocked)
 	retrying atomic.Int64           // fetches backing off before another Source call
 	lastErr  atomic.Pointer[string] // what the latest fetch to back off failed with
 }
@@ -62,6 +63,7 @@ func (w *waits) backoff(err error) (resume func()) {
 // fill sets the waiting fields of s.
 func (w *waits) fill(s *Stats) {
 	s.ReadsWaiting, s.SlotWaits, s.RetryWaits = w.readers.Load(), w.slot.Load(), w.retrying.Load()
+	s.RoomWaits = w.room.Load()
 	if p := w.lastErr.Load(); p != nil && s.RetryWaits > 0 {
 		s.RetryError = *p
 	}
