@@ -150,14 +150,12 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 }
 
 // A sequential stream whose read is at least bulkRead (a streaming copy: the kernel's read-ahead turns
-// cp's and cat's first 128 KiB read of a file into a 256 KiB request, and later ones into requests of
-// up to 1 MiB, the largest FUSE read) starts its window at startWindowBlocks instead of one: the first
-// read waits for its own block, and with a one-block window the rest of the read-ahead could only be
-// planned after that block arrived, a whole request's time later. Smaller reads (a header sniffed: the
-// kernel makes a first read of up to 64 KiB at most a 128 KiB request; random access) start at one
-// block, so they cost no more than before.
+// cp's and cat's first 128 KiB read of a file into a 512 KiB request, and later ones into requests of
+// up to 1 MiB, the largest FUSE read) starts its window at startWindowBlocks instead of one: the first read waits for its own block, and with a one-block window the rest of the read-ahead
+// could only be planned after that block arrived, a whole request's time later. Smaller reads (a
+// header sniffed, random access) start at one block, so they cost no more than before.
 const (
-	bulkRead          = 256 << 10
+	bulkRead          = 512 << 10
 	startWindowBlocks = 8
 )
 

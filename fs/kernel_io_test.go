@@ -15,9 +15,8 @@ import (
 // TestKernelIOSizes checks the two sizes the kernel and the programs copying out of a mount take from
 // it (issue 11): files say st_blksize 128 KiB, so cp writes its destination in 128 KiB writes (1 MiB
 // writes cost a cold cp 1.2-1.6 CPU seconds per GiB more on a VM that returns free memory to its
-// // host), files in uploads/ 1 MiB (cp's buffer sizes its FUSE writes there), and the mount's kernel
-// read-ahead is 1 MiB, so a streaming read arrives as 1 MiB requests. The read-ahead is raised through
-// the mount's bdi, which needs root, as these tests run.
+// host), files in uploads/ 1 MiB (cp's buffer sizes its FUSE writes there), and the mount's kernel read-ahead is 8 MiB, so a sequential reader has eight 1 MiB requests
+// out at once. The read-ahead is raised through the mount's bdi, which needs root, as these tests run.
 func TestKernelIOSizes(t *testing.T) {
 	env := fusetest.Mount(t, fusetest.Options{Jobs: sampleJobs(), Uploads: fusetest.UploadOptions{Enabled: true}})
 	var st unix.Stat_t
@@ -47,7 +46,7 @@ func TestKernelIOSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(b)); got != "1024" {
-		t.Errorf("%s: %s KiB, want 1024", bdi, got)
+	if got := strings.TrimSpace(string(b)); got != "8192" {
+		t.Errorf("%s: %s KiB, want 8192", bdi, got)
 	}
 }
