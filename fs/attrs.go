@@ -28,11 +28,6 @@ const (
 // 128 KiB costs nothing measurable: reads are served from the page cache either way.
 const fileBlksize = 128 << 10
 
-// uploadBlksize is the st_blksize of files in uploads/: 1 MiB, the largest FUSE write. There cp's
-// buffer sizes the writes into the mount, and without the kernel's write-back cache each write is one
-// FUSE request, so a copy into uploads/ sends 1 MiB requests rather than eight times as many of 128 KiB.
-const uploadBlksize = 1 << 20
-
 func setTimes(a *fuse.Attr, t time.Time) {
 	if t.IsZero() {
 		return

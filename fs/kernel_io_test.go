@@ -15,10 +15,10 @@ import (
 // TestKernelIOSizes checks the two sizes the kernel and the programs copying out of a mount take from
 // it (issue 11): files say st_blksize 128 KiB, so cp writes its destination in 128 KiB writes (1 MiB
 // writes cost a cold cp 1.2-1.6 CPU seconds per GiB more on a VM that returns free memory to its
-// host), files in uploads/ 1 MiB (cp's buffer sizes its FUSE writes there), and the mount's kernel read-ahead is 8 MiB, so a sequential reader has eight 1 MiB requests
+// host), and the mount's kernel read-ahead is 8 MiB, so a sequential reader has eight 1 MiB requests
 // out at once. The read-ahead is raised through the mount's bdi, which needs root, as these tests run.
 func TestKernelIOSizes(t *testing.T) {
-	env := fusetest.Mount(t, fusetest.Options{Jobs: sampleJobs(), Uploads: fusetest.UploadOptions{Enabled: true}})
+	env := fusetest.Mount(t, fusetest.Options{Jobs: sampleJobs()})
 	var st unix.Stat_t
 	p := filepath.Join(env.Dir, "jobs/Done1/results/forces.dat")
 	if err := unix.Stat(p, &st); err != nil {
@@ -26,17 +26,6 @@ func TestKernelIOSizes(t *testing.T) {
 	}
 	if st.Blksize != 128<<10 {
 		t.Errorf("st_blksize %d, want %d", st.Blksize, 128<<10)
-	}
-	// In uploads/ cp's buffer sizes the FUSE writes instead (no write-back cache: one request a write).
-	up := filepath.Join(env.Dir, "uploads/sizes.bin")
-	if err := os.WriteFile(up, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Stat(up, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Blksize != 1<<20 {
-		t.Errorf("uploads/: st_blksize %d, want %d", st.Blksize, 1<<20)
 	}
 	if err := unix.Stat(env.Dir, &st); err != nil {
 		t.Fatal(err)
