@@ -16,17 +16,9 @@ const (
 	linkMode = syscall.S_IFLNK | 0o777
 )
 
-// fileBlksize is the st_blksize of files. cp, cat and friends size their buffer from it (coreutils takes
-// the larger of the source's and the destination's, at least 128 KiB), so it sets the size of every
-// write of a copy out of the mount into its destination. It is 128 KiB, what cp uses between local
-// files, not 1 MiB: the size of the FUSE requests does not follow it (the kernel's read-ahead sends
-// up to 1 MiB per request whatever the reads), but the destination's cost does. ext4 caches a 1 MiB
-// write in large folios, and on a VM whose free memory goes back to the host (virtio-balloon free page
-// reporting, as on our CI machines) each large folio is fresh host memory: writing 1 GiB with 1 MiB
-// writes took 1.2-1.4 s of system time against 0.2 s with 128 KiB ones (dd after 5 s idle), and a cold
-// cp out of the mount spent 1.2-1.6 CPU seconds against 0.4-0.9 (issue 11's note). On other machines
-// 128 KiB costs nothing measurable: reads are served from the page cache either way.
-const fileBlksize = 128 << 10
+// fileBlksize is the st_blksize of files: cp, rsync and friends size their reads from it, and 1 MiB
+// (the largest FUSE read) means few, large requests.
+const fileBlksize = 1 << 20
 
 func setTimes(a *fuse.Attr, t time.Time) {
 	if t.IsZero() {
