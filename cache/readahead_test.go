@@ -18,10 +18,7 @@ import (
 func TestConcurrentReadersKeepTheirReadahead(t *testing.T) {
 	const readers, nblocks = 4, 96
 	src := newFake()
-	opts := testOptions(t)
-	opts.MemoryBytes = -1
-	opts.Readahead = 4 << 20 // each reader's window alone is the whole budget (8 * 512 KiB)
-	c := newTestCache(t, src, opts)
+	c := newReadaheadOnlyCache(t, src)
 	var objs []Object
 	for i := range readers {
 		objs = append(objs, src.add(fmt.Sprintf("obj%d", i), nblocks*testBS))
@@ -135,10 +132,7 @@ func callsOf(c *Cache, objectID string) int {
 func TestReadaheadCountedUntilReady(t *testing.T) {
 	const nblocks = 96
 	src := newFake()
-	opts := testOptions(t)
-	opts.MemoryBytes = -1 // nothing to fall back on: a dropped block is fetched again
-	opts.Readahead = 4 << 20
-	c := newTestCache(t, src, opts)
+	c := newReadaheadOnlyCache(t, src)
 	a, b := src.add("a", nblocks*testBS), src.add("b", nblocks*testBS)
 	other := src.add("c", testBS)
 	ra := c.NewReader(a, "")
@@ -231,10 +225,7 @@ func fillReadahead(t *testing.T, c *Cache, r *Reader, reads int) {
 func TestMissesWaitRatherThanDropReadahead(t *testing.T) {
 	const nblocks = 96
 	src := newFake()
-	opts := testOptions(t)
-	opts.MemoryBytes = -1 // nothing to fall back on: a dropped block is fetched again
-	opts.Readahead = 4 << 20
-	c := newTestCache(t, src, opts)
+	c := newReadaheadOnlyCache(t, src)
 	a := src.add("a", nblocks*testBS)
 	other := src.add("c", 12*testBS)
 	ra := c.NewReader(a, "")
@@ -293,10 +284,7 @@ func TestMissWaitingForRoomEnds(t *testing.T) {
 	for _, how := range []string{"close", "cancel"} {
 		t.Run(how, func(t *testing.T) {
 			src := newFake()
-			opts := testOptions(t)
-			opts.MemoryBytes = -1
-			opts.Readahead = 4 << 20
-			c := newTestCache(t, src, opts)
+			c := newReadaheadOnlyCache(t, src)
 			a := src.add("a", 96*testBS)
 			other := src.add("c", 12*testBS)
 			ra := c.NewReader(a, "")
@@ -400,10 +388,7 @@ func TestMissWithNothingInFlightDropsReadahead(t *testing.T) {
 func TestConcurrentReadersWithReadsInFlight(t *testing.T) {
 	const readers, nblocks, inflight, chunk = 4, 96, 3, 128 << 10
 	src := newFake()
-	opts := testOptions(t)
-	opts.MemoryBytes = -1
-	opts.Readahead = 4 << 20
-	c := newTestCache(t, src, opts)
+	c := newReadaheadOnlyCache(t, src)
 	var objs []Object
 	for i := range readers {
 		objs = append(objs, src.add(fmt.Sprintf("obj%d", i), nblocks*testBS))
@@ -511,4 +496,15 @@ func checkFetchedOnce(t *testing.T, c *Cache, src *fakeSource, objs []Object) {
 	if s := c.Stats(); s.ReadaheadDropped != 0 || s.BytesFetched != size {
 		t.Errorf("read-ahead blocks dropped %d, bytes fetched %d of %d", s.ReadaheadDropped, s.BytesFetched, size)
 	}
+}
+
+// newReadaheadOnlyCache is a cache over src with no memory tier (nothing to fall back on: a block
+// dropped unread is fetched again, so the tests count it) and 4 MiB of read-ahead per reader (with the
+// test block size, one reader's window alone is the whole fetch budget).
+func newReadaheadOnlyCache(t *testing.T, src *fakeSource) *Cache {
+	t.Helper()
+	opts := testOptions(t)
+	opts.MemoryBytes = -1
+	opts.Readahead = 4 << 20
+	return newTestCache(t, src, opts)
 }

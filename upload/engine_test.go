@@ -165,24 +165,14 @@ func TestUploadNoSuchUploadStartsAgain(t *testing.T) {
 func TestUploadCancelAborts(t *testing.T) {
 	p := newPlatform(t, false)
 	dir := t.TempDir()
-	o := p.engineOpts(dir)
-	o.SmallThreshold = -1
-	b := newBlocker(2)
-	o.beforePart = b.hook
-	h := startEngine(t, o)
-	id := enqueue(t, h.eng, "cancel.bin", randomData(9, 2*testPart))
-	b.waitReached(t)
+	h, id := startMidMultipart(t, p, dir, "cancel.bin", randomData(9, 2*testPart))
 	if err := h.eng.Cancel(id); err != nil {
 		t.Fatal(err)
 	}
 	if n := p.requests(emulator.EndpointS3Abort); n != 1 {
 		t.Fatalf("%d aborts, want 1", n)
 	}
-	for _, d := range []string{"pending", "journal"} {
-		if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
-			t.Errorf("%s not empty after cancel: %v", d, ents)
-		}
-	}
+	journalEmpty(t, dir)
 	if h.eng.Pending() != 0 || h.eng.Cancel(id) != ErrUnknown {
 		t.Fatal("cancelled upload still known")
 	}

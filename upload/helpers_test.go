@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -241,4 +242,28 @@ func (b *blocker) waitReached(t *testing.T) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// journalEmpty fails t unless the engine in dir keeps no upload: no data file and no journal record.
+func journalEmpty(t *testing.T, dir string) {
+	t.Helper()
+	for _, d := range []string{"pending", "journal"} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
+			t.Errorf("%s not empty: %v", d, ents)
+		}
+	}
+}
+
+// startMidMultipart starts an engine in dir and a multipart upload of data named name, and returns once
+// the upload is held before sending its second part (its multipart upload created, one part stored).
+func startMidMultipart(t *testing.T, p *platform, dir, name string, data []byte) (*harness, string) {
+	t.Helper()
+	o := p.engineOpts(dir)
+	o.SmallThreshold = -1
+	b := newBlocker(2)
+	o.beforePart = b.hook
+	h := startEngine(t, o)
+	id := enqueue(t, h.eng, name, data)
+	b.waitReached(t)
+	return h, id
 }

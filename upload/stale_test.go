@@ -65,15 +65,6 @@ func (p *platform) deleted(id string) bool {
 	return f.IsDeleted
 }
 
-func journalEmpty(t *testing.T, dir string) {
-	t.Helper()
-	for _, d := range []string{"pending", "journal"} {
-		if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
-			t.Errorf("%s not empty: %v", d, ents)
-		}
-	}
-}
-
 // TestStaleCrashBeforeNextVersion (case a): a file renamed while its publishing request was out is
 // published under the name it left; the mount stops (or crashes) right after. The next start
 // publishes it under its new name and deletes the stale copy: the engine books the stale file and
@@ -235,13 +226,7 @@ func TestStaleFileRemoved(t *testing.T) {
 func TestCancelAbortRetried(t *testing.T) {
 	p := newPlatform(t, false)
 	dir := t.TempDir()
-	o := p.engineOpts(dir)
-	o.SmallThreshold = -1
-	b := newBlocker(2)
-	o.beforePart = b.hook
-	h := startEngine(t, o)
-	id := enqueue(t, h.eng, "abort.bin", randomData(101, 2*testPart))
-	b.waitReached(t)
+	h, id := startMidMultipart(t, p, dir, "abort.bin", randomData(101, 2*testPart))
 	p.e.SetFaults(emulator.Faults{ErrorRate: 1, Endpoints: []string{emulator.EndpointS3Abort}})
 	if err := h.eng.Cancel(id); err != nil {
 		t.Fatal(err)
