@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -366,15 +367,10 @@ func TestUploadFailedStaysAndRetries(t *testing.T) {
 	p.checkPublished(h.wait(id), "later.txt", []byte("hello"))
 }
 
+// waitFor waits up to a minute for cond, as the other packages' tests do (testutil.Eventually).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 60*time.Second, "the condition", cond)
 }
 
 func partsJournaled(t *testing.T, dir, id string) int {
