@@ -84,10 +84,55 @@ func TestCompletionScripts(t *testing.T) {
 			t.Errorf("%q: code %d, want %d", args, code, exitUsage)
 		}
 	}
-	if _, err := exec.LookPath("zsh"); err == nil {
-		_, script, _ := runCmd(t, nil, "completion", "zsh")
-		if out, err := exec.Command("zsh", "-n", "-c", script).CombinedOutput(); err != nil {
-			t.Errorf("zsh -n: %v: %s", err, out)
+	// zsh runs completion functions only inside its line editor, so the zsh script is checked for
+	// syntax here (bash and fish complete for real in the tests above and below).
+	_, script, _ := runCmd(t, nil, "completion", "zsh")
+	if out, err := exec.Command("zsh", "-n", "-c", script).CombinedOutput(); err != nil {
+		t.Errorf("zsh -n: %v (.ci/run installs zsh): %s", err, out)
+	}
+}
+
+// TestCompletionFish sources the fish script into a real fish and asks it what it completes
+// (`complete -C`, which prints each candidate and its description).
+func TestCompletionFish(t *testing.T) {
+	code, script, stderr := runCmd(t, nil, "completion", "fish")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("code %d, stderr %q", code, stderr)
+	}
+	path := filepath.Join(t.TempDir(), "rescalefs.fish")
+	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string // the command line so far, the last word being completed
+		want string // the only candidate
+	}{
+		{"rescalefs mo", "mount"},
+		{"rescalefs sta", "status"},
+		{"rescalefs sub", "submit"},
+		{"rescalefs com", "completion"},
+		{"rescalefs mount --cache-d", "--cache-dir"},
+		{"rescalefs mount --dir", "--direct-reads"},
+		{"rescalefs status --w", "--watch"},
+		{"rescalefs demo --large", "--large-size"},
+		{"rescalefs emulator --sample-j", "--sample-jobs"},
+		{"rescalefs completion fi", "fish"},
+	} {
+		// -N: no config files of the machine's user; the line is passed as an argument, not quoted
+		// into the script.
+		out, err := exec.Command("fish", "-N", "-c", `source $argv[1]; complete -C $argv[2]`, path, tc.line).CombinedOutput()
+		var got []string
+		for line := range strings.Lines(string(out)) {
+			candidate, _, _ := strings.Cut(strings.TrimRight(line, "\n"), "\t")
+			got = append(got, candidate)
 		}
+		if err != nil || len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%q completes to %q (%v), want %q", tc.line, got, err, tc.want)
+		}
+	}
+	// A command's flags are not offered for another command.
+	out, err := exec.Command("fish", "-N", "-c", `source $argv[1]; complete -C $argv[2]`, path, "rescalefs status --cache-d").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "--cache-dir") {
+		t.Errorf("status offers mount's --cache-dir (%v): %s", err, out)
 	}
 }
