@@ -149,8 +149,9 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	return b, err
 }
 
-// A sequential stream whose read is at least bulkRead (a streaming copy: cp, cat and rsync read
-// 1 MiB at a time, the kernel's largest FUSE read) starts its window at startWindowBlocks instead of
+// A sequential stream whose read is at least bulkRead (a streaming copy: the kernel's read-ahead turns
+// cp's and cat's first 256 KiB read of a file into a 512 KiB request, and later ones into requests of
+// up to 1 MiB, the largest FUSE read) starts its window at startWindowBlocks instead of
 // one: the first read waits for its own block, and with a one-block window the rest of the read-ahead
 // could only be planned after that block arrived, a whole request's time later. Smaller reads (a
 // header sniffed, random access) start at one block, so they cost no more than before.

@@ -397,6 +397,7 @@ func (lf *liveFile) fillAttr(a *fuse.Attr) {
 	lf.mu.Unlock()
 	if final != nil {
 		fileAttr(a, final)
+		a.Blksize = requestBlksize // still read through this node, DIRECT_IO
 		return
 	}
 	if mtime.IsZero() {
@@ -405,7 +406,7 @@ func (lf *liveFile) fillAttr(a *fuse.Attr) {
 	a.Mode = fileMode
 	a.Nlink = 1
 	a.Size = uint64(max(size, 0))
-	a.Blksize = fileBlksize
+	a.Blksize = requestBlksize
 	a.Blocks = (a.Size + 511) / 512
 	setTimes(a, mtime)
 }

@@ -448,7 +448,7 @@ func uploadAttr(w writeback.Attr, a *fuse.Attr) {
 	a.Mode = syscall.S_IFREG | w.Mode
 	a.Nlink = w.Nlink
 	a.Size = uint64(w.Size)
-	a.Blksize = fileBlksize
+	a.Blksize = requestBlksize
 	a.Blocks = (a.Size + 511) / 512
 	a.SetTimes(&w.Atime, &w.Mtime, &w.Ctime)
 }
