@@ -244,24 +244,23 @@ func (d *diskTier) rebuild() {
 		}
 		return cmp.Compare(b.gen, a.gen)
 	})
-	var dups []string
+	var dups []doomed
 	d.mu.Lock()
 	for _, f := range all {
 		d.lastGen = max(d.lastGen, f.gen)
+		d.used += f.size
 		if _, dup := d.index[f.key]; dup {
 			// Two files of one block: the process ended between a rewrite and the old file's
-			// deletion. Keep the most recently used (the newest when alike) and delete the other.
-			dups = append(dups, d.path(f.key, f.gen))
+			// deletion. Keep the most recently used (the newest when alike) and delete the other
+			// (counted used until it is gone, as a file taken out of the index).
+			d.deleting += f.size
+			dups = append(dups, doomed{d.path(f.key, f.gen), f.size})
 			continue
 		}
 		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, gen: f.gen, size: f.size})
-		d.used += f.size
 	}
-	victims := d.evictLocked(0, nil)
+	victims := d.evictLocked(0, dups)
 	d.mu.Unlock()
-	for _, p := range dups {
-		os.Remove(p)
-	}
 	d.deleteFiles(victims)
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,5 +140,56 @@ func TestDiskFailedUnlinkStaysUsed(t *testing.T) {
 			undo()
 			check("again, a's files deletable", tc.after, tc.free(d, b), tc.freed[1])
 		})
+	}
+}
+
+// TestDiskRestartUndeletableDuplicate: of two files of one block found on start (a crash between a
+// rewrite and the old file's deletion), the one the tier fails to delete stays counted used until a
+// later deletion of it works.
+func TestDiskRestartUndeletableDuplicate(t *testing.T) {
+	dir := t.TempDir()
+	d1, err := openDisk(dir, 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Object{ID: "a", Size: testBS}
+	d1.put(a, testBS, 0, blockOf(a, 0), nil)
+	d1.close()
+	k := diskKey{objHash(a.ID), testBS, 0}
+	raw, err := os.ReadFile(d1.path(k, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := d1.path(k, 7) // an older copy (older mtime): the one rebuild deletes
+	if err := os.WriteFile(old, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	undo := undeletable(t, filepath.Dir(old))
+
+	d2, err := openDisk(dir, 1<<30, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d2.close)
+	check := func(when string, files int) {
+		t.Helper()
+		used, blocks, _, _ := d2.stats()
+		if onDisk := diskFileBytes(t, dir); used != onDisk || blocks != 1 || len(cacheFiles(t, dir)) != files {
+			t.Errorf("%s: %d bytes counted used, %d on disk in %d files (want %d), %d blocks indexed (want 1)",
+				when, used, onDisk, len(cacheFiles(t, dir)), files, blocks)
+		}
+	}
+	check("the old copy undeletable", 2)
+	undo()
+	if freed := d2.reclaim(1); freed != int64(len(raw)) {
+		t.Errorf("reclaim freed %d bytes, want the old copy's %d", freed, len(raw))
+	}
+	check("the old copy deleted", 1)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("the old copy: %v", err)
 	}
 }
