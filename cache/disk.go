@@ -71,7 +71,13 @@ import (
 //     progress, as before);
 //   - a rewrite of a block gets a new generation, so a file name is never
 //     reused and a delayed deletion of an old file cannot remove a newer one;
-//   - close, which takes life for writing, waits for the deletions in flight.
+//   - close, which takes life for writing, waits for the deletions in flight;
+//   - a file whose unlink fails (other than not found: EACCES, EPERM, EBUSY, EROFS, EIO) is still on
+//     disk, so its bytes stay counted used: it is kept aside (stuck) and its deletion retried when room
+//     is wanted (a put that needs room, at most every stuckRetryInterval; every reclaim). Counted free,
+//     the tier would write past max on disk, and Reclaim would report room it had not made. A put
+//     that only stuck files keep from fitting is skipped (served uncached), not written past max.
+//     The next start's rebuild indexes the stuck files that are still there.
 const (
 	diskMagic    = "RFSB"
 	diskVersion  = 2
@@ -140,7 +146,8 @@ type diskTier struct {
 	// beforeRead, when a test sets it, runs in get between the index lookup and the file's read.
 	beforeRead func(path string)
 
-	// mu protects index, lru, used, deleting, lastGen, failing and the counters below.
+	// mu protects index, lru, used, deleting, stuck, stuckBytes, retryStuckAt, lastGen, failing and
+	// the counters below.
 	mu    sync.Mutex
 	index map[diskKey]*list.Element // value *diskEntry
 	lru   *list.List                // front = most recently used
@@ -148,6 +155,16 @@ type diskTier struct {
 	used int64
 	// deleting is the bytes of files taken out of the index whose deletion is in flight (part of used).
 	deleting int64
+	// stuck are the files taken out of the index whose unlink failed (other than not found): still on
+	// disk, so stuckBytes are part of used. retryStuckAt is when a put may retry them next; stuckWarned
+	// says their failure was logged (once until a retry deletes them all).
+	stuck        []doomed
+	stuckBytes   int64
+	retryStuckAt time.Time
+	stuckWarned  bool
+	// retryStuckEvery spaces a put's retries of stuck files: each retry is an unlink per stuck file,
+	// and a put needing room comes with nearly every block once the tier is full.
+	retryStuckEvery time.Duration
 	// freed (on mu) is broadcast whenever a deletion in flight ends.
 	freed   sync.Cond
 	lastGen uint64 // the generation of the latest write, or the highest found on disk
@@ -155,6 +172,9 @@ type diskTier struct {
 	corrupt int64
 	errs    int64
 }
+
+// stuckRetryInterval is how often a put needing room retries the deletion of files whose unlink failed.
+const stuckRetryInterval = 10 * time.Second
 
 // maxDiskWriters is how many blocks may be written to disk at once: enough to keep a disk busy (O_DIRECT
 // writes wait for the device), few enough that encoding buffers stay small. Puts beyond it wait.
@@ -181,7 +201,7 @@ func openDisk(dir string, maxBytes int64, log *slog.Logger) (*diskTier, error) {
 	}
 	d := &diskTier{dir: dir, max: maxBytes, log: log, enc: enc, dec: dec,
 		index: make(map[diskKey]*list.Element), lru: list.New(), writers: make(chan struct{}, maxDiskWriters),
-		unlink: os.Remove}
+		unlink: os.Remove, retryStuckEvery: stuckRetryInterval}
 	d.freed.L = &d.mu
 	d.rebuild()
 	return d, nil
@@ -224,24 +244,23 @@ func (d *diskTier) rebuild() {
 		}
 		return cmp.Compare(b.gen, a.gen)
 	})
-	var dups []string
+	var dups []doomed
 	d.mu.Lock()
 	for _, f := range all {
 		d.lastGen = max(d.lastGen, f.gen)
+		d.used += f.size
 		if _, dup := d.index[f.key]; dup {
 			// Two files of one block: the process ended between a rewrite and the old file's
-			// deletion. Keep the most recently used (the newest when alike) and delete the other.
-			dups = append(dups, d.path(f.key, f.gen))
+			// deletion. Keep the most recently used (the newest when alike) and delete the other
+			// (counted used until it is gone, as a file taken out of the index).
+			d.deleting += f.size
+			dups = append(dups, doomed{d.path(f.key, f.gen), f.size})
 			continue
 		}
 		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, gen: f.gen, size: f.size})
-		d.used += f.size
 	}
-	victims := d.evictLocked(0, nil)
+	victims := d.evictLocked(0, dups)
 	d.mu.Unlock()
-	for _, p := range dups {
-		os.Remove(p)
-	}
 	d.deleteFiles(victims)
 }
 
@@ -535,13 +554,19 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 		d.mu.Unlock()
 		return
 	}
+	retried := false // the stuck files, once per put at most
 	for {
 		if e, ok := d.index[k]; ok { // already stored (a concurrent put of the same block)
 			d.lru.MoveToFront(e)
 			d.mu.Unlock()
 			return
 		}
-		if victims := d.evictLocked(size, nil); len(victims) > 0 {
+		var victims []doomed
+		if !retried && d.used-d.deleting+size > d.max {
+			retried = true
+			victims = d.takeStuckLocked(false)
+		}
+		if victims := d.evictLocked(size, victims); len(victims) > 0 {
 			d.mu.Unlock()
 			d.deleteFiles(victims)
 			d.mu.Lock()
@@ -553,6 +578,12 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 			d.freed.Wait()
 			d.waitingRoom.Add(-1)
 			continue
+		}
+		if d.used+size > d.max && d.stuckBytes > 0 {
+			// Nothing left to evict, and files the tier cannot delete hold the room: written, the
+			// block would take the tier past max on disk, with nothing to trim it by.
+			d.mu.Unlock()
+			return
 		}
 		break // fits, or the rest of used is writes in progress (the last eviction below trims)
 	}
@@ -649,19 +680,51 @@ func (d *diskTier) dropLocked(e *list.Element) {
 	d.used -= de.size
 }
 
-// deleteFiles deletes files taken out of the index (takeLocked), mu not held, and counts each one's
-// bytes free once it is gone. A failed unlink (other than not found) leaves a file the index no longer
-// knows; its bytes are counted free all the same, as before deletions left the lock, and the next
-// start's rebuild finds it again.
-func (d *diskTier) deleteFiles(victims []doomed) {
+// deleteFiles deletes files taken out of the index (takeLocked, takeStuckLocked), mu not held, counts
+// each one's bytes free once it is gone (or was already: not found), and returns the bytes freed. A
+// file whose unlink fails otherwise is still on disk: its bytes stay used and it joins the stuck files,
+// to be deleted again when room is wanted.
+func (d *diskTier) deleteFiles(victims []doomed) (freed int64) {
+	var warn error
 	for _, v := range victims {
-		d.unlink(v.path)
+		err := d.unlink(v.path)
 		d.mu.Lock()
 		d.deleting -= v.size
-		d.used -= v.size
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			d.used -= v.size
+			freed += v.size
+			if len(d.stuck) == 0 {
+				d.stuckWarned = false
+			}
+		} else {
+			d.stuck = append(d.stuck, v)
+			d.stuckBytes += v.size
+			if !d.stuckWarned && warn == nil {
+				d.stuckWarned, warn = true, err
+			}
+		}
 		d.mu.Unlock()
 		d.freed.Broadcast()
 	}
+	if warn != nil {
+		d.log.Warn("disk cache cannot delete a file; its room stays used, deletion retried later", "dir", d.dir, "err", warn)
+	}
+	return freed
+}
+
+// takeStuckLocked takes the stuck files back for deletion (counted as being deleted again, as
+// takeLocked counts a file): always with force (Reclaim), else only when retryStuckAt has passed. The
+// caller deletes them with deleteFiles once mu is unlocked, holding life for reading.
+func (d *diskTier) takeStuckLocked(force bool) []doomed {
+	if len(d.stuck) == 0 || !force && time.Now().Before(d.retryStuckAt) {
+		return nil
+	}
+	victims := d.stuck
+	d.stuck = nil
+	d.deleting += d.stuckBytes
+	d.stuckBytes = 0
+	d.retryStuckAt = time.Now().Add(d.retryStuckEvery)
+	return victims
 }
 
 // remove removes one block.

@@ -23,14 +23,19 @@ type Reader struct {
 	// its own checksum), so it is not hashed again.
 	preverified bool
 
-	// mu protects next, window, raNext, cur, closed and failed.
+	// mu protects next, window, raNext, recent, recentAt, cur, closed and failed.
 	mu     sync.Mutex
-	next   int64      // offset where the last read ended
-	window int64      // read-ahead window in bytes; 0 = not sequential
-	raNext int64      // first block not yet considered for read-ahead
-	cur    *heldBlock // the last block read, so reads within it skip the tiers
-	closed bool
-	failed error // a whole-file mismatch this Reader saw: every later read fails with it
+	next   int64 // offset where the last read ended (in a stream: the furthest read's end)
+	window int64 // read-ahead window in bytes; 0 = not sequential
+	raNext int64 // first block not yet considered for read-ahead
+	// recent are the latest reads outside a stream, since the last seek out of one ([0] and [1]:
+	// start and end; recentAt is the next slot to fill): the kernel sends a stream's first reads
+	// concurrently too, so they arrive out of order, and these tell such a start (coveredToLocked).
+	recent   [recentReads][2]int64
+	recentAt int
+	cur      *heldBlock // the last block read, so reads within it skip the tiers
+	closed   bool
+	failed   error // a whole-file mismatch this Reader saw: every later read fails with it
 
 	// gone is set by Close: read-ahead left unconsumed may then be evicted for other readers'.
 	gone atomic.Bool
@@ -99,12 +104,25 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	var raFrom, raTo, reqBlk, readerAt int64
 	if off >= 0 && off < size && len(p) > 0 {
 		end := min(off+int64(len(p)), size)
-		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next)) {
-			raFrom, raTo, reqBlk = r.planLocked(max(end, r.next), int64(len(p)) >= bulkRead)
+		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next) ||
+			r.window == 0 && off == r.coveredToLocked(r.next)) {
+			to := max(end, r.next)
+			if r.window == 0 {
+				// A stream starts here: its reads so far may have arrived out of order, some
+				// beyond this one. Read-ahead starts after them, not behind them.
+				to = r.coveredToLocked(to)
+			}
+			raFrom, raTo, reqBlk = r.planLocked(to, int64(len(p)) >= bulkRead)
 			readerAt = ceilDiv(end, c.bs)
-			r.next = max(end, r.next)
+			r.next = to
 			r.readTo.Store(ceilDiv(r.next, c.bs))
 		} else {
+			if r.window > 0 { // a seek: the reads of the stream before are no start of a new one
+				r.recentAt = 0
+				clear(r.recent[:])
+			}
+			r.recent[r.recentAt] = [2]int64{off, end}
+			r.recentAt = (r.recentAt + 1) % recentReads
 			r.window, r.raNext = 0, 0
 			r.next = end
 			r.readTo.Store(0)
@@ -211,6 +229,30 @@ const maxReorder = 4 << 20
 
 func reordered(off, next int64) bool {
 	return off != next && off >= next-maxReorder && off <= next+maxReorder
+}
+
+// recentReads is how many of the latest reads outside a stream coveredToLocked looks at: enough for
+// the first reads of a stream the kernel has in flight at once (four 1 MiB reads were seen).
+const recentReads = 8
+
+// coveredToLocked returns where the bytes read contiguously from at on end: at itself, or the end of
+// the recent reads (outside a stream) that, chained, cover at onwards. The kernel's concurrent reads
+// make a stream's start arrive out of order, and the read ending where the last one began (1 MiB,
+// then 0) moved next back behind the furthest read. So a stream starts where the reads so far cover
+// up to (1 MiB, 0, then 2 MiB is the third read of a stream, not a seek), and its read-ahead starts
+// after the furthest of them (2 MiB, 0, then 1 MiB plans from 3 MiB, not from 2 MiB: a block read
+// already would be fetched again). A backward scan (tac) never reads where its reads cover up to, and
+// random reads seldom chain, so neither looks like a stream.
+func (r *Reader) coveredToLocked(at int64) int64 {
+	for moved := true; moved; {
+		moved = false
+		for _, rd := range r.recent {
+			if rd[0] <= at && at < rd[1] {
+				at, moved = rd[1], true
+			}
+		}
+	}
+	return at
 }
 
 // Window returns the current read-ahead window in bytes (0 when not sequential).

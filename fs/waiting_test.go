@@ -25,6 +25,15 @@ func TestWaitingOf(t *testing.T) {
 			&remote.HealthSnapshot{Down: true, Retrying: 1, RetryError: "GET x: 503"},
 			[]string{"not answering", "1 platform calls retrying after: GET x: 503", "1 reads backing off after: cut",
 				"3 reads waiting for a --parallel slot (2 in flight)"}},
+		// A miss beyond the misses' headroom waits for other misses to end rather than drop a reader's
+		// read-ahead (cache.Stats.RoomWaits): that is why it waits, not the platform's answer.
+		{"no room in the fetch budget", &cache.Stats{ReadsWaiting: 3, InFlight: 2, RoomWaits: 1},
+			&remote.HealthSnapshot{Calls: 2},
+			[]string{"1 reads waiting for room in the fetch budget, full of read-ahead, until other reads' fetches end (2 in flight)"}},
+		{"backing off, no slot, no room", &cache.Stats{ReadsWaiting: 6, InFlight: 2, SlotWaits: 3, RoomWaits: 2, RetryWaits: 1, RetryError: "cut"},
+			&remote.HealthSnapshot{},
+			[]string{"1 reads backing off after: cut", "3 reads waiting for a --parallel slot (2 in flight)",
+				"2 reads waiting for room in the fetch budget"}},
 		{"throttled", &cache.Stats{ReadsWaiting: 1, InFlight: 1},
 			&remote.HealthSnapshot{Throttled: 1, ThrottledUntil: now.Add(90 * time.Second)},
 			[]string{"1 platform calls throttled (429) until 13:01:30 UTC (in 1m30s)"}},
