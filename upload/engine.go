@@ -194,6 +194,9 @@ type upload struct {
 	// landed is the file a cancelled attempt's publishing request published all the same (its answer
 	// came in after the cancel): the clean-up deletes it.
 	landed string
+	// unsure is the file the running attempt took for the publication of an earlier request whose
+	// answer was lost without it being certainly ours (lookEarlier): never deleted by the engine.
+	unsure string
 	// cleaning: a clean-up goroutine runs for it
 	cleaning bool
 	stop     context.CancelFunc // cancels the running attempt
@@ -763,7 +766,7 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 		// and published all the same: the library must not keep a version the user removed or
 		// replaced (if it landed last, files/ would show it). The withdrawal's clean-up deletes it.
 		e.mu.Lock()
-		u.landed = f.ID
+		e.landLocked(u, f.ID)
 		e.mu.Unlock()
 	case err == nil:
 		e.finish(u, f)
@@ -899,18 +902,12 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
-	// Withdrawn uploads of the same content never take this publication for one of theirs: booked
-	// before u's record goes (and before u.jmu is taken: keepSiblings takes theirs).
-	e.mu.Lock()
-	sum, size := u.rec.SHA512, u.rec.Size
-	e.mu.Unlock()
-	e.keepSiblings(u.id, sum, size, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
 	if u.cancelled {
 		// Cancelled during the deletions: the withdrawal's, its record the clean-up's (see
 		// landedCancelled), which deletes what is left of Supersedes too.
-		u.landed = f.ID
+		e.landLocked(u, f.ID)
 		e.mu.Unlock()
 		u.jmu.Unlock()
 		return
@@ -964,8 +961,19 @@ func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
 	if !u.cancelled {
 		return false
 	}
-	u.landed = f.ID
+	e.landLocked(u, f.ID)
 	return true
+}
+
+// landLocked books f, published by u although u was cancelled, for u's withdrawal to delete; unless
+// f was only taken for u's publication (u.unsure): then it may be another tool's, and stays.
+func (e *Engine) landLocked(u *upload, f string) {
+	if f == u.unsure {
+		e.log.Warn("upload: cancelled; the file taken for its publication after a lost answer is left in the library: "+
+			"nothing tells it from another tool's upload of the same file", "upload", u.id, "name", u.rec.Name, "file", f)
+		return
+	}
+	u.landed = f
 }
 
 // republish handles a publication under a name the file has left (u was renamed while its publishing
@@ -987,7 +995,10 @@ func (e *Engine) republish(u *upload, f remote.File) bool {
 		return false
 	}
 	r := &u.rec
-	if !slices.Contains(r.Supersedes, f.ID) {
+	if f.ID == u.unsure {
+		e.log.Warn("upload: the file taken for its publication under a name it has left is left in the library: "+
+			"nothing tells it from another tool's upload of the same file", "upload", u.id, "sent", sent, "file", f.ID)
+	} else if !slices.Contains(r.Supersedes, f.ID) {
 		r.Supersedes = append(r.Supersedes, f.ID)
 	}
 	r.PublishedSent, r.Sent = false, nil

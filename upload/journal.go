@@ -68,9 +68,6 @@ type record struct {
 	// multipart upload to abort. The data is gone; the record stays until those are deleted, so that
 	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
 	Withdrawn bool `json:"withdrawn,omitempty"`
-	// Keep are library files of the same content that other uploads of this engine published while
-	// this one was withdrawn: a look for this one's lost publication never takes them for it.
-	Keep []string `json:"keep,omitempty"`
 
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
