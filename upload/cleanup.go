@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -46,6 +45,12 @@ const cancelWait = 3 * time.Second
 // isCleanup reports a record kept only to delete what its upload left on the platform.
 func (r *record) isCleanup() bool {
 	return r.Withdrawn || r.State == StateDone && len(r.Supersedes) > 0
+}
+
+// renamedDone reports a record published (done) and renamed before the fs layer took the
+// confirmation: to publish again under its new name.
+func (r *record) renamedDone() bool {
+	return r.State == StateDone && r.PublishedName != "" && r.Name != r.PublishedName
 }
 
 // startCleanup runs the clean-up of u (its record journaled as a clean-up record) in the background,
@@ -239,26 +244,4 @@ func (e *Engine) Cleanups() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.gone)
-}
-
-// Unpublish books library files that uploads of this engine published and that nothing replaces any
-// more (stale publications of a file removed from uploads/ before its new version was queued): they
-// are journaled in a clean-up record, then deleted in the background (retried, across a restart).
-// name is the file's, for the log.
-func (e *Engine) Unpublish(name string, fileIDs ...string) error {
-	ids := slices.DeleteFunc(slices.Clone(fileIDs), func(s string) bool { return s == "" })
-	if len(ids) == 0 {
-		return nil
-	}
-	if name == "" {
-		name = "?"
-	}
-	id := newID()
-	r := record{ID: id, Name: name, Data: filepath.Join(e.pending, id), State: StateDone, Created: e.now(),
-		Supersedes: ids}
-	if err := e.j.save(&r); err != nil {
-		return err
-	}
-	e.startCleanup(&upload{id: id, rec: r, withdrawn: true}, nil, false)
-	return nil
 }

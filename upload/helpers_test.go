@@ -239,11 +239,6 @@ func (b *blocker) waitReached(t *testing.T) {
 	}
 }
 
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
 // journalEmpty fails t unless the engine in dir keeps no upload: no data file and no journal record.
 func journalEmpty(t *testing.T, dir string) {
 	t.Helper()
