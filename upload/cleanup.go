@@ -25,12 +25,13 @@ import (
 // restart): no stale copy left behind by rescalefs stays on the platform for good.
 //
 // What is deleted: file ids the engine got from the platform for this upload (a publication whose
-// answer came in after the cancel, the Supersedes booked by the fs layer), and, for a request whose
-// answer never came, what findPublished matches under the names it carried (same size and sha512,
-// uploaded after the upload was queued) that holds the object the upload stored (ours): never a file
-// rescalefs did not publish, nor the current version of a file. A small upload's lost publication
-// cannot be told from another tool's upload of the same file (the platform chooses where it stores
-// it): it is left in the library and logged, since deleting the other tool's file would lose it.
+// answer came in after the cancel, its stale publications under names its file left), and, for a
+// request whose answer never came, what findPublished matches under the names it carried (same size
+// and sha512, uploaded after the upload was queued) that holds the object the upload stored (ours):
+// never a file rescalefs did not publish, nor the current version of a file. A small upload's lost
+// publication cannot be told from another tool's upload of the same file (the platform chooses where
+// it stores it): it is left in the library and logged, since deleting the other tool's file would
+// lose it.
 
 // errWithdrawn ends an attempt whose upload a cancel has withdrawn: nothing more is journaled or sent.
 var errWithdrawn = errors.New("upload: withdrawn")

@@ -971,13 +971,16 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		u.jmu.Unlock()
 		return
 	}
-	delete(e.ups, u.id)
-	u.withdrawn = true // its record, if any, is its clean-up's
 	e.mu.Unlock()
 	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), removeIfExists(e.j.partsPath(u.id)))
 	if len(left) == 0 {
 		err = errors.Join(err, e.j.remove(u.id))
 	}
+	// Out of ups once its files are gone (a Rename waiting for jmu finds nothing then).
+	e.mu.Lock()
+	delete(e.ups, u.id)
+	u.withdrawn = true // its record, if any, is its clean-up's
+	e.mu.Unlock()
 	u.jmu.Unlock()
 	if err != nil {
 		e.log.Error("upload: clean up after publishing", "upload", u.id, "err", err)

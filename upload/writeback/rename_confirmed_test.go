@@ -180,3 +180,67 @@ func TestRenameRacingConfirmation(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveRacingConfirmation: a queued file removed from uploads/ after the platform confirmed its
+// publication, before the fs layer took that confirmation (the removal comes while the engine's
+// OnDone runs). uploads/ said the file is gone before it left for files/, so the publication is
+// deleted, as for a removal while the publishing request is out. Before, the engine had forgotten
+// the upload by then: the removal withdrew nothing and the file stayed published.
+func TestRemoveRacingConfirmation(t *testing.T) {
+	emu, err := emulator.New(emulator.Options{APIKey: "test-key-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MinBackoff: time.Millisecond,
+		MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var s atomic.Pointer[Set]
+	var file atomic.Pointer[File]
+	published := make(chan upload.Status, 4)
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		OnDone: func(st upload.Status, _ remote.File) {
+			file.Load().Remove() // the user's rm, before the fs layer takes the confirmation
+			if got := s.Load().Done(st); got != nil {
+				t.Error("a removed file was taken out of uploads/ as published")
+			}
+			published <- st
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	s.Store(NewSet(Options{Engine: eng, Settle: time.Hour}))
+	f, _ := queuedFile(t, s.Load(), "a.txt")
+	file.Store(f)
+	eng.Start(context.Background())
+	st := <-published
+	mustState(t, f, Cancelled)
+	select {
+	case <-eng.CancelsDone():
+	case <-time.After(time.Minute):
+		t.Fatal("the cancel never finished")
+	}
+	testutil.Eventually(t, time.Minute, "the clean-ups", func() bool { return eng.Cleanups() == 0 })
+	if got, err := c.GetFile(context.Background(), st.FileID); err != nil || !got.IsDeleted {
+		t.Errorf("the removed file's publication: deleted %v (%v), want deleted", got.IsDeleted, err)
+	}
+	if n := emu.Counters().Requests[emulator.EndpointFileDelete]; n != 1 {
+		t.Errorf("%d deletions, want 1", n)
+	}
+	if n := eng.Pending(); n != 0 {
+		t.Errorf("%d pending, want 0", n)
+	}
+	testutil.Eventually(t, time.Minute, "an empty journal", func() bool {
+		for _, d := range []string{"pending", "journal"} {
+			if ents, _ := os.ReadDir(filepath.Join(dir, d)); len(ents) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
