@@ -74,3 +74,61 @@ func TestStatusCleanups(t *testing.T) {
 		t.Errorf("the removed file was registered %d times", n)
 	}
 }
+
+// TestStatusCleanupsDeleteRefused: .rescalefs/status counts a withdrawn upload's clean-up while the
+// platform refuses to delete what it published. A file removed from uploads/ while its publishing
+// request is held (the platform frozen) is withdrawn at once; the request then publishes it all the
+// same, and its deletion is refused (5xx) every time: counted as long as it is owed, through the
+// clean-up's retries; 0 once the platform takes the deletion.
+func TestStatusCleanupsDeleteRefused(t *testing.T) {
+	env := uploadEnv(t, fusetest.Options{})
+	env.Emulator.SetFrozen(true)
+	t.Cleanup(func() { env.Emulator.SetFaults(emulator.Faults{}); env.Emulator.SetFrozen(false) })
+	path := filepath.Join(env.Dir, "uploads", "removed.txt")
+	writeFile(t, path, testutil.RandomBytes(121, 3000))
+	fusetest.Eventually(t, 30*time.Second, "the publishing request held", func() bool {
+		return env.Requests(emulator.EndpointUpload) == 1
+	})
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	// The cancel waits a bounded time for the request, then leaves its outcome to the clean-up.
+	fusetest.Eventually(t, 30*time.Second, "the withdrawn upload's clean-up counted", func() bool {
+		return readStatus(t, env).Cleanups == 1
+	})
+
+	// The request publishes the file; every deletion of it is refused.
+	env.Emulator.SetFaults(emulator.Faults{Frozen: true, ErrorRate: 1, Endpoints: []string{emulator.EndpointFileDelete}})
+	env.Emulator.SetFrozen(false)
+	deletes := func() int64 { return env.Requests(emulator.EndpointFileDelete) }
+	fusetest.Eventually(t, 30*time.Second, "two refused deletions", func() bool { return deletes() >= 2 })
+	if st := readStatus(t, env); st.Cleanups != 1 {
+		t.Fatalf("%d clean-ups while the deletion is refused, want 1", st.Cleanups)
+	}
+
+	env.Emulator.SetFaults(emulator.Faults{})
+	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
+		return readStatus(t, env).Cleanups == 0
+	})
+	taken := int64(0)
+	for status, n := range env.Emulator.Counters().Statuses[emulator.EndpointFileDelete] {
+		if status/100 == 2 {
+			taken += n
+		}
+	}
+	if taken != 1 {
+		t.Errorf("%d deletions taken, want 1", taken)
+	}
+	files, err := env.Client.LibraryFiles(fusetest.Context(t), "removed.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !f.IsDeleted {
+			t.Errorf("the removed file stays in the library: %+v", f)
+		}
+	}
+	if n := env.Requests(emulator.EndpointUpload); n != 1 {
+		t.Errorf("%d publishing requests, want 1", n)
+	}
+}
