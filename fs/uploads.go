@@ -91,9 +91,9 @@ func (u *uploads) drop(w *writeback.File) {
 	u.mu.Unlock()
 }
 
-// done is the engine's OnDone, run on its own goroutine: the file leaves uploads/ (unless it was
-// written or renamed meanwhile) and the library is refreshed so it shows in files/.
-func (u *uploads) done(st upload.Status, file remote.File) {
+// done is the rest of the engine's OnDone, run on its own goroutine: the file w (nil: written or
+// renamed meanwhile) leaves uploads/ and the library is refreshed so it shows in files/.
+func (u *uploads) done(st upload.Status, file remote.File, w *writeback.File) {
 	f := u.f
 	if f.opts.FileSeen != nil {
 		f.opts.FileSeen(file)
@@ -102,7 +102,7 @@ func (u *uploads) done(st upload.Status, file remote.File) {
 	f.lib.fetched = time.Time{} // the next look at files/ refetches
 	f.lib.mu.Unlock()
 
-	if w := u.set.Done(st); w != nil {
+	if w != nil {
 		u.mu.Lock()
 		n := u.nodes[w]
 		delete(u.nodes, w)
@@ -519,15 +519,17 @@ func (n *uploadFile) Setxattr(context.Context, string, []byte, uint32) syscall.E
 func (n *uploadFile) Removexattr(context.Context, string) syscall.Errno { return syscall.ENOTSUP }
 
 // UploadDone is the upload engine's OnDone for this mount (give it to upload.Options.OnDone through a
-// closure set before the engine starts): the file leaves uploads/ and shows in files/. It returns at
-// once; the work runs on its own goroutine, so no lock of the engine is held while the kernel is told.
-// WaitUploads waits for those goroutines.
+// closure set before the engine starts): the file leaves uploads/ and shows in files/. The file's
+// state is booked before it returns (the engine keeps the upload's data and record until then, so a
+// rename racing the confirmation is never lost: writeback.Set.Done); the rest runs on its own
+// goroutine, so that the engine does not wait while the kernel is told. WaitUploads waits for those.
 func (m *Mounted) UploadDone(st upload.Status, f remote.File) {
 	if up := m.fsys.io.up; up != nil {
+		w := up.set.Done(st)
 		up.dones.Add(1)
 		go func() {
 			defer up.dones.Done()
-			up.done(st, f)
+			up.done(st, f, w)
 		}()
 	}
 }

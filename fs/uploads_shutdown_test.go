@@ -13,10 +13,10 @@ import (
 )
 
 // TestUploadDoneDuringUnmount: the engine's confirmation of an upload that arrives while the mount
-// shuts down (here of a file renamed while its old name was on its way, which re-arms the settle timer)
-// is booked before the shutdown's wait step returns, and arms no timer on the closed data of a mount
-// that is gone; nothing is left running. UploadDone's goroutine used to be waited for by nobody, and
-// could arm a settle timer after the unmount.
+// shuts down is booked before the shutdown's wait step returns, and arms no timer on the closed data
+// of a mount that is gone; nothing is left running. UploadDone's goroutine used to be waited for by
+// nobody, and could arm a settle timer after the unmount (a confirmation under a name the file had
+// left re-armed it then; the engine now publishes such a file again itself).
 func TestUploadDoneDuringUnmount(t *testing.T) {
 	fusetest.CheckLeaks(t)
 	env := uploadEnv(t, fusetest.Options{})
@@ -38,11 +38,11 @@ func TestUploadDoneDuringUnmount(t *testing.T) {
 	})
 
 	// The shutdown order of cmd/rescalefs/life.go: unmount, settle, then the engine, which confirms
-	// the old name as it closes, then the wait.
+	// the upload as it closes, then the wait.
 	fusetest.Unmount(t, env.Mount, env.Dir)
 	env.Mount.SettleUploads()
-	env.Mount.UploadDone(upload.Status{ID: id, Name: "before-rename.txt", State: upload.StateDone},
-		remote.File{ID: "f-late", Name: "before-rename.txt"})
+	env.Mount.UploadDone(upload.Status{ID: id, Name: "late.txt", State: upload.StateDone},
+		remote.File{ID: "f-late", Name: "late.txt"})
 	env.Engine.Close()
 	env.Mount.WaitUploads()
 

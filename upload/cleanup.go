@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -26,11 +25,13 @@ import (
 // restart): no stale copy left behind by rescalefs stays on the platform for good.
 //
 // What is deleted: file ids the engine got from the platform for this upload (a publication whose
-// answer came in after the cancel, the Supersedes booked by the fs layer), and, for a request whose
-// answer never came, what findPublished matches under the names it carried (same size and sha512,
-// and object for a multipart upload, uploaded after the upload was queued) less the files other
-// uploads of this engine published with the same content (Keep): never a file rescalefs did not
-// publish, nor the current version of a file.
+// answer came in after the cancel, its stale publications under names its file left), and, for a
+// request whose answer never came, what findPublished matches under the names it carried (same size
+// and sha512, uploaded after the upload was queued) that holds the object the upload stored (ours):
+// never a file rescalefs did not publish, nor the current version of a file. A small upload's lost
+// publication cannot be told from another tool's upload of the same file (the platform chooses where
+// it stores it): it is left in the library and logged, since deleting the other tool's file would
+// lose it.
 
 // errWithdrawn ends an attempt whose upload a cancel has withdrawn: nothing more is journaled or sent.
 var errWithdrawn = errors.New("upload: withdrawn")
@@ -45,6 +46,12 @@ const cancelWait = 3 * time.Second
 // isCleanup reports a record kept only to delete what its upload left on the platform.
 func (r *record) isCleanup() bool {
 	return r.Withdrawn || r.State == StateDone && len(r.Supersedes) > 0
+}
+
+// renamedDone reports a record published (done) and renamed before the fs layer took the
+// confirmation: to publish again under its new name.
+func (r *record) renamedDone() bool {
+	return r.State == StateDone && r.PublishedName != "" && r.Name != r.PublishedName
 }
 
 // startCleanup runs the clean-up of u (its record journaled as a clean-up record) in the background,
@@ -200,15 +207,15 @@ func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
 }
 
 // lookWithdrawn finds what the lost publishing requests of withdrawn upload r published, under each
-// name they carried: the files findPublished matches, less those other uploads published (Keep) or
-// the engine still has to publish from the same content (ambiguous: an error, so the look is made
-// again once that one is published and its file is in Keep).
+// name they carried: the files findPublished matches that are certainly r's (ours). The others may
+// be another tool's uploads of the same file (a small upload's publication cannot be told from
+// them): they stay in the library, and the log names them.
 func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error) {
 	names := r.Sent
 	if len(names) == 0 {
 		names = []string{r.Name}
 	}
-	var out []string
+	var out, unsure []string
 	for _, name := range names {
 		files, err := e.findPublications(ctx, r, name)
 		if err != nil {
@@ -216,60 +223,20 @@ func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error)
 		}
 		for _, f := range files {
 			switch {
-			case slices.Contains(r.Keep, f.ID) || slices.Contains(out, f.ID):
-			case e.sameContentPending(r):
-				// Its publication would look the same: wait until it is published (then in Keep).
-				return nil, fmt.Errorf("%s may be the publication of another upload of the same content, still pending", f.ID)
-			default:
+			case slices.Contains(out, f.ID) || slices.Contains(unsure, f.ID):
+			case ours(r, f):
 				out = append(out, f.ID)
+			default:
+				unsure = append(unsure, f.ID)
 			}
 		}
+	}
+	if len(unsure) > 0 {
+		e.log.Warn("upload: files like the lost publication of a cancelled upload are in the library; left there: "+
+			"nothing tells them from another tool's upload of the same file", "upload", r.ID, "name", r.Name,
+			"files", unsure)
 	}
 	return out, nil
-}
-
-// sameContentPending reports another pending upload of r's content: its publication would look like
-// r's, so no match can be taken for r's.
-func (e *Engine) sameContentPending(r *record) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, o := range e.ups {
-		if o.id != r.ID && o.rec.SHA512 == r.SHA512 && o.rec.Size == r.Size {
-			return true
-		}
-	}
-	return false
-}
-
-// keepSiblings books f, just published by upload id from content (sum, size), in the Keep of the
-// withdrawn uploads of the same content, so that a look for their lost publications never takes f for
-// one of theirs. Called before id's own record is removed: a crash in between leaves id's record.
-func (e *Engine) keepSiblings(id, sum string, size int64, f string) {
-	e.mu.Lock()
-	var sibs []*upload
-	for _, m := range []map[string]*upload{e.ups, e.gone} {
-		for _, o := range m {
-			if o.id != id && (o.cancelled || o.withdrawn) && o.rec.SHA512 == sum && o.rec.Size == size {
-				sibs = append(sibs, o)
-			}
-		}
-	}
-	e.mu.Unlock()
-	for _, o := range sibs {
-		o.jmu.Lock()
-		e.mu.Lock()
-		if !slices.Contains(o.rec.Keep, f) {
-			o.rec.Keep = append(o.rec.Keep, f)
-		}
-		r, save := o.rec, o.withdrawn
-		e.mu.Unlock()
-		if save { // else the withdrawal journals it with the rest
-			if err := e.j.save(&r); err != nil {
-				e.log.Error("upload: journal", "upload", o.id, "err", err)
-			}
-		}
-		o.jmu.Unlock()
-	}
 }
 
 // Cleanups is the number of uploads whose leftovers on the platform are still to be deleted
@@ -278,26 +245,4 @@ func (e *Engine) Cleanups() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.gone)
-}
-
-// Unpublish books library files that uploads of this engine published and that nothing replaces any
-// more (stale publications of a file removed from uploads/ before its new version was queued): they
-// are journaled in a clean-up record, then deleted in the background (retried, across a restart).
-// name is the file's, for the log.
-func (e *Engine) Unpublish(name string, fileIDs ...string) error {
-	ids := slices.DeleteFunc(slices.Clone(fileIDs), func(s string) bool { return s == "" })
-	if len(ids) == 0 {
-		return nil
-	}
-	if name == "" {
-		name = "?"
-	}
-	id := newID()
-	r := record{ID: id, Name: name, Data: filepath.Join(e.pending, id), State: StateDone, Created: e.now(),
-		Supersedes: ids}
-	if err := e.j.save(&r); err != nil {
-		return err
-	}
-	e.startCleanup(&upload{id: id, rec: r, withdrawn: true}, nil, false)
-	return nil
 }

@@ -29,6 +29,7 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -194,6 +195,9 @@ type upload struct {
 	// landed is the file a cancelled attempt's publishing request published all the same (its answer
 	// came in after the cancel): the clean-up deletes it.
 	landed string
+	// unsure is the file the running attempt took for the publication of an earlier request whose
+	// answer was lost without it being certainly ours (lookEarlier): never deleted by the engine.
+	unsure string
 	// cleaning: a clean-up goroutine runs for it
 	cleaning bool
 	stop     context.CancelFunc // cancels the running attempt
@@ -339,7 +343,7 @@ func (e *Engine) Pending() int {
 	defer e.mu.Unlock()
 	n := 0
 	for _, u := range e.ups {
-		if !u.cancelled {
+		if !u.cancelled && u.rec.State != StateDone { // done: OnDone is being told (finish)
 			n++
 		}
 	}
@@ -559,8 +563,10 @@ func (e *Engine) Rename(id, name string) error {
 		return fmt.Errorf("upload: bad name %q", name)
 	}
 	var publishing bool
-	err := e.editRecord(id, func(u *upload) {
-		publishing = u.publishing
+	err := e.editRecord(id, true, func(u *upload) {
+		// Done: the fs layer has not taken the confirmation yet (finish), so the file may still be
+		// renamed: published as it was, it is published again under the new name.
+		publishing = u.publishing || u.rec.State == StateDone
 		u.rec.Name = name
 		if u.rec.State == StateRejected { // another name may be accepted: tried again
 			u.rec.State, u.rec.NextTry = StateQueued, time.Time{}
@@ -576,12 +582,12 @@ func (e *Engine) Rename(id, name string) error {
 	return nil
 }
 
-// Supersede books library files that upload id's publication replaces: files an earlier upload of
-// the same file in uploads/ published under a name the user had left by then (renamed while its
-// publishing request was on its way). They are journaled with the upload and deleted once it is
-// published (after a restart too), never before: until then they hold the only copy on the platform.
+// Supersede books library files that upload id's publication replaces: stale publications of the
+// same file in uploads/ under a name the user had left by then (Handover moves them from an upload to
+// the version replacing it). They are journaled with the upload and deleted once it is published
+// (after a restart too), never before: until then they hold the only copy on the platform.
 func (e *Engine) Supersede(id string, fileIDs ...string) error {
-	return e.editRecord(id, func(u *upload) {
+	return e.editRecord(id, false, func(u *upload) {
 		for _, f := range fileIDs {
 			if f != "" && !slices.Contains(u.rec.Supersedes, f) {
 				u.rec.Supersedes = append(u.rec.Supersedes, f)
@@ -608,7 +614,7 @@ func (e *Engine) Handover(from, to string) error {
 	if err := e.Supersede(to, ids...); err != nil {
 		return err
 	}
-	err := e.editRecord(from, func(u *upload) {
+	err := e.editRecord(from, false, func(u *upload) {
 		u.rec.Supersedes = slices.DeleteFunc(u.rec.Supersedes, func(s string) bool { return slices.Contains(ids, s) })
 	})
 	if errors.Is(err, ErrUnknown) {
@@ -618,8 +624,9 @@ func (e *Engine) Handover(from, to string) error {
 }
 
 // editRecord applies edit to the record of pending upload id under its journal lock and e.mu, then
-// journals the record. ErrUnknown when the upload is gone or cancelled.
-func (e *Engine) editRecord(id string, edit func(u *upload)) error {
+// journals the record. ErrUnknown when the upload is gone or cancelled, or done unless done is true
+// (published, its confirmation being told: finish).
+func (e *Engine) editRecord(id string, done bool, edit func(u *upload)) error {
 	e.mu.Lock()
 	u, ok := e.ups[id]
 	e.mu.Unlock()
@@ -629,8 +636,7 @@ func (e *Engine) editRecord(id string, edit func(u *upload)) error {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
-	if _, ok := e.ups[id]; !ok || u.cancelled || u.rec.State == StateDone {
-		// Done: published, its record on its way out; a new name is the fs layer's to send again.
+	if _, ok := e.ups[id]; !ok || u.cancelled || u.rec.State == StateDone && !done {
 		e.mu.Unlock()
 		return ErrUnknown
 	}
@@ -647,7 +653,8 @@ func (e *Engine) Snapshot() []Status {
 	defer e.mu.Unlock()
 	out := make([]Status, 0, len(e.ups)+len(e.broken)+len(e.finished))
 	for _, u := range e.ups {
-		if !u.cancelled { // withdrawn: its clean-up is under way
+		// Withdrawn: its clean-up is under way; done: in finished (OnDone is being told).
+		if !u.cancelled && u.rec.State != StateDone {
 			out = append(out, e.statusLocked(u, now))
 		}
 	}
@@ -763,7 +770,7 @@ func (e *Engine) attempt(ctx context.Context, u *upload) {
 		// and published all the same: the library must not keep a version the user removed or
 		// replaced (if it landed last, files/ would show it). The withdrawal's clean-up deletes it.
 		e.mu.Lock()
-		u.landed = f.ID
+		e.landLocked(u, f.ID)
 		e.mu.Unlock()
 	case err == nil:
 		e.finish(u, f)
@@ -891,66 +898,96 @@ func (e *Engine) retryDelay(n int) time.Duration {
 // finish books a confirmed publication. One under a name the file has left (renamed while the
 // request was out) is stale: the upload goes on under its new name, the stale file booked in its
 // Supersedes in the same journal write, so that neither a crash nor anything else leaves it behind.
-// Else the files it supersedes are deleted, the record marked done (still holding those whose
-// deletion failed: a clean-up record, retried, across a restart too), the data removed, and OnDone
-// told.
+// Else the files it supersedes are deleted and the record marked done (still holding those whose
+// deletion failed: a clean-up record, retried, across a restart too), and OnDone told.
+//
+// The data and the done record stay until OnDone has returned: until the fs layer has taken the
+// confirmation, the file is still in uploads/, and a rename there (Rename) or a removal (Cancel)
+// still reaches this upload. A rename is journaled in the done record and the upload published again
+// under the new name (after a crash too: load); a removal deletes the publication. Once OnDone has
+// returned, the file has left uploads/ and the record goes.
 func (e *Engine) finish(u *upload, f remote.File) {
 	if e.landedCancelled(u, f) || e.republish(u, f) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
-	// Withdrawn uploads of the same content never take this publication for one of theirs: booked
-	// before u's record goes (and before u.jmu is taken: keepSiblings takes theirs).
-	e.mu.Lock()
-	sum, size := u.rec.SHA512, u.rec.Size
-	e.mu.Unlock()
-	e.keepSiblings(u.id, sum, size, f.ID)
 	u.jmu.Lock()
 	e.mu.Lock()
 	if u.cancelled {
 		// Cancelled during the deletions: the withdrawal's, its record the clean-up's (see
 		// landedCancelled), which deletes what is left of Supersedes too.
-		u.landed = f.ID
+		e.landLocked(u, f.ID)
 		e.mu.Unlock()
+		u.jmu.Unlock()
+		return
+	}
+	// The name sent, not the record's (a Rename during the request changed that) nor the one the
+	// platform stored (it may store a name differently): only a rename is a rename.
+	sent := cmp.Or(u.sent, u.rec.Name)
+	if u.rec.Name != sent { // renamed during the deletions
+		rc := e.republishLocked(u, f, sent)
+		e.mu.Unlock()
+		e.saveRepublished(u, rc)
 		u.jmu.Unlock()
 		return
 	}
 	u.rec.State = StateDone
 	u.rec.Supersedes = left
 	u.rec.PublishedSent, u.rec.Sent = false, nil
+	u.rec.Published, u.rec.PublishedName = f.ID, sent
 	r := u.rec
 	st := e.statusLocked(u, e.now())
 	e.mu.Unlock()
-	// Marked done first: a crash during the removals leaves a record that load only cleans up (or, with
-	// deletions left, a clean-up record).
 	if err := e.j.save(&r); err != nil {
 		e.log.Error("upload: journal", "upload", u.id, "err", err)
 	}
+	u.jmu.Unlock()
+	st.State, st.Done, st.Error, st.Path, st.FileID, st.Finished, st.Name = StateDone, r.Size, "", "", f.ID, e.now(), sent
+	e.mu.Lock()
+	e.finished = append(e.finished, st)
+	e.mu.Unlock()
+	if e.o.OnDone != nil {
+		e.o.OnDone(st, f)
+	}
+
+	u.jmu.Lock()
+	e.mu.Lock()
+	if u.cancelled || u.rec.Name != sent { // not published for good after all
+		e.finished = slices.DeleteFunc(e.finished, func(s Status) bool { return s.ID == u.id })
+	}
+	switch {
+	case u.cancelled:
+		// Removed (or taken back under a temporary name) before the fs layer took the confirmation:
+		// the withdrawal deletes the publication (uploads/ said the file is gone).
+		e.landLocked(u, f.ID)
+		e.mu.Unlock()
+		u.jmu.Unlock()
+		return
+	case u.rec.Name != sent:
+		// Renamed before the fs layer took the confirmation (the rename is journaled: Rename).
+		rc := e.republishLocked(u, f, sent)
+		e.mu.Unlock()
+		e.saveRepublished(u, rc)
+		u.jmu.Unlock()
+		return
+	}
+	e.mu.Unlock()
 	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), removeIfExists(e.j.partsPath(u.id)))
 	if len(left) == 0 {
 		err = errors.Join(err, e.j.remove(u.id))
 	}
+	// Out of ups once its files are gone (a Rename waiting for jmu finds nothing then).
+	e.mu.Lock()
+	delete(e.ups, u.id)
+	u.withdrawn = true // its record, if any, is its clean-up's
+	e.mu.Unlock()
 	u.jmu.Unlock()
 	if err != nil {
 		e.log.Error("upload: clean up after publishing", "upload", u.id, "err", err)
 	}
-	st.State, st.Done, st.Error, st.Path, st.FileID, st.Finished = StateDone, r.Size, "", "", f.ID, e.now()
-	e.mu.Lock()
-	if u.sent != "" {
-		// The name sent, not the record's (a Rename during the publishing request changed that) nor
-		// the one the platform stored (it may store a name differently): only a rename is a rename.
-		st.Name = u.sent
-	}
-	delete(e.ups, u.id)
-	u.withdrawn = true // its record, if any, is its clean-up's
-	e.finished = append(e.finished, st)
-	e.mu.Unlock()
 	e.log.Info("upload published", "upload", u.id, "name", r.Name, "file", f.ID, "size", r.Size)
 	if len(left) > 0 {
 		e.startCleanup(u, nil, false)
-	}
-	if e.o.OnDone != nil {
-		e.o.OnDone(st, f)
 	}
 }
 
@@ -964,30 +1001,47 @@ func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
 	if !u.cancelled {
 		return false
 	}
-	u.landed = f.ID
+	e.landLocked(u, f.ID)
 	return true
 }
 
+// landLocked books f, published by u although u was cancelled, for u's withdrawal to delete; unless
+// f was only taken for u's publication (u.unsure): then it may be another tool's, and stays.
+func (e *Engine) landLocked(u *upload, f string) {
+	if f == u.unsure {
+		e.log.Warn("upload: cancelled; the file taken for its publication after a lost answer is left in the library: "+
+			"nothing tells it from another tool's upload of the same file", "upload", u.id, "name", u.rec.Name, "file", f)
+		return
+	}
+	u.landed = f
+}
+
 // republish handles a publication under a name the file has left (u was renamed while its publishing
-// request was out): the file f is booked as superseded and u queued again under its current name, in
-// one journal write; a multipart upload sends a new object (f holds the old one, and f's deletion
-// must not take the new publication's data with it). It reports false for a publication under the
-// current name.
+// request was out): see republishLocked. It reports false for a publication under the current name.
 func (e *Engine) republish(u *upload, f remote.File) bool {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
-	if u.sent == "" || u.sent == u.rec.Name {
+	if u.sent == "" || u.sent == u.rec.Name || u.cancelled {
 		e.mu.Unlock()
 		return false
 	}
-	sent := u.sent
-	if u.cancelled {
-		e.mu.Unlock()
-		return false
-	}
+	rc := e.republishLocked(u, f, u.sent)
+	e.mu.Unlock()
+	e.saveRepublished(u, rc)
+	return true
+}
+
+// republishLocked books f, published as sent, a name u has left, as superseded, and queues u again
+// under its current name; a multipart upload sends a new object (f holds the old one, and f's
+// deletion must not take the new publication's data with it). It returns the record for
+// saveRepublished to journal in one write. u.jmu and e.mu held.
+func (e *Engine) republishLocked(u *upload, f remote.File, sent string) record {
 	r := &u.rec
-	if !slices.Contains(r.Supersedes, f.ID) {
+	if f.ID == u.unsure {
+		e.log.Warn("upload: the file taken for its publication under a name it has left is left in the library: "+
+			"nothing tells it from another tool's upload of the same file", "upload", u.id, "sent", sent, "file", f.ID)
+	} else if !slices.Contains(r.Supersedes, f.ID) {
 		r.Supersedes = append(r.Supersedes, f.ID)
 	}
 	r.PublishedSent, r.Sent = false, nil
@@ -995,15 +1049,19 @@ func (e *Engine) republish(u *upload, f remote.File) bool {
 		r.S3UploadID, r.ObjectDone = "", false
 	}
 	r.State, r.NextTry = StateQueued, time.Time{}
-	rc := *r
-	e.mu.Unlock()
-	u.confirmed.Store(0)
+	r.Published, r.PublishedName = "", ""
 	e.log.Info("upload: published under a name the file has left; publishing it under its new one", "upload", u.id,
-		"sent", sent, "name", rc.Name, "stale", f.ID)
+		"sent", sent, "name", r.Name, "stale", f.ID)
+	return *r
+}
+
+// saveRepublished journals the record republishLocked made. u.jmu held.
+func (e *Engine) saveRepublished(u *upload, rc record) {
+	u.confirmed.Store(0)
 	if err := e.j.save(&rc); err != nil {
 		e.log.Error("upload: journal", "upload", u.id, "err", err)
 	}
-	return true
+	e.nudge()
 }
 
 // deleteSuperseded deletes the library files u's publication (file published) replaces, and returns
@@ -1096,6 +1154,16 @@ func (e *Engine) load() error {
 			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
 			continue
 		}
+		if r.renamedDone() && fileExists(r.Data) {
+			// Published, then renamed before the fs layer took the confirmation, then a crash:
+			// published again under the new name, the publication under the old one superseded.
+			u := &upload{id: id, rec: *r}
+			rc := e.republishLocked(u, remote.File{ID: r.Published}, r.PublishedName)
+			if err := e.j.save(&rc); err != nil {
+				return fmt.Errorf("upload: journal: %w", err)
+			}
+			r = &rc
+		}
 		if r.isCleanup() {
 			// Over, but leftovers on the platform are still to be deleted: the clean-up does it (Start).
 			_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(id)))
@@ -1137,6 +1205,11 @@ func (e *Engine) load() error {
 		}
 	}
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // lostData is the data path of an upload whose record cannot be read: by convention pending/<id>.

@@ -129,7 +129,17 @@ func startEngine(t *testing.T, o Options) *harness {
 	return h
 }
 
-// wait returns the file the upload id was published as.
+// holds reports whether the engine still has upload id among its pending uploads (a published one
+// stays there, its data and record kept, until OnDone has returned: finish).
+func (e *Engine) holds(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.ups[id]
+	return ok
+}
+
+// wait returns the file the upload id was published as, once the engine is done with it (its data
+// and record removed).
 func (h *harness) wait(id string) remote.File {
 	h.t.Helper()
 	deadline := time.After(60 * time.Second)
@@ -138,6 +148,7 @@ func (h *harness) wait(id string) remote.File {
 		f, ok := h.done[id]
 		h.mu.Unlock()
 		if ok {
+			waitFor(h.t, func() bool { return !h.eng.holds(id) })
 			return f
 		}
 		select {
@@ -237,11 +248,6 @@ func (b *blocker) waitReached(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("part never reached")
 	}
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // journalEmpty fails t unless the engine in dir keeps no upload: no data file and no journal record.

@@ -59,6 +59,12 @@ type record struct {
 	// were kept) is looked for under Name.
 	Sent []string `json:"sent,omitempty"`
 
+	// Published is the library file the platform confirmed (State done), PublishedName the name its
+	// request carried. The record stays until the fs layer has taken the confirmation (finish): one
+	// renamed meanwhile (Name differs) is published again under Name, after a crash too (load).
+	Published     string `json:"published,omitempty"`
+	PublishedName string `json:"publishedName,omitempty"`
+
 	// Supersedes are library files this upload's publication replaces (Engine.Supersede): deleted once
 	// it is published, never before (until then they hold the only copy on the platform).
 	Supersedes []string `json:"supersedes,omitempty"`
@@ -68,9 +74,6 @@ type record struct {
 	// multipart upload to abort. The data is gone; the record stays until those are deleted, so that
 	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
 	Withdrawn bool `json:"withdrawn,omitempty"`
-	// Keep are library files of the same content that other uploads of this engine published while
-	// this one was withdrawn: a look for this one's lost publication never takes them for it.
-	Keep []string `json:"keep,omitempty"`
 
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`

@@ -22,7 +22,7 @@ import (
 // transfer runs one attempt of u: check the data, then publish it in one POST or as a multipart upload.
 func (e *Engine) transfer(ctx context.Context, u *upload) (remote.File, error) {
 	e.mu.Lock()
-	u.rec.State, u.sent = StateUploading, ""
+	u.rec.State, u.sent, u.unsure = StateUploading, "", ""
 	e.mu.Unlock()
 	if err := e.verify(ctx, u); err != nil {
 		return remote.File{}, err
@@ -278,12 +278,17 @@ func (e *Engine) findPublications(ctx context.Context, r *record, name string) (
 // Supersedes so that they are deleted once the current name is published. A multipart upload whose
 // object a stale publication holds sends a new object: the stale file's deletion must not take the
 // current one's data with it.
+//
+// Only a file that is certainly u's (ours) is booked for deletion; one that may be another tool's
+// upload of the same bytes is left in the library and logged. A file taken for the publication that
+// is not certainly u's is kept in u.unsure: nothing of the engine deletes it later either (a cancel
+// or a rename racing the answer would).
 func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.File, bool, error) {
 	names := r.Sent
 	if len(names) == 0 {
 		names = []string{r.Name}
 	}
-	var stale []string
+	var stale, unsure []string
 	var cur remote.File
 	found := false
 	for _, name := range names {
@@ -298,16 +303,31 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 			continue
 		}
 		for _, f := range files {
-			if !slices.Contains(r.Keep, f.ID) {
+			if ours(&r, f) {
 				stale = append(stale, f.ID)
+			} else {
+				unsure = append(unsure, f.ID)
 			}
 		}
 	}
-	if len(stale) == 0 {
+	if len(unsure) > 0 {
+		e.log.Warn("upload: files like the lost publication of an upload under a name it has left are in the library; "+
+			"left there: nothing tells them from another tool's upload of the same file", "upload", u.id,
+			"name", r.Name, "files", unsure)
+	}
+	e.mu.Lock()
+	u.unsure = ""
+	if found && !ours(&r, cur) {
+		u.unsure = cur.ID
+	}
+	e.mu.Unlock()
+	if len(stale) == 0 && (found || len(unsure) == 0) {
 		return cur, found, nil
 	}
-	e.log.Info("upload: found publications under names the file has left; deleted once it is published", "upload", u.id,
-		"name", r.Name, "files", stale)
+	if len(stale) > 0 {
+		e.log.Info("upload: found publications under names the file has left; deleted once it is published", "upload", u.id,
+			"name", r.Name, "files", stale)
+	}
 	_, err := e.update(u, func(r *record) {
 		for _, id := range stale {
 			if !slices.Contains(r.Supersedes, id) {
@@ -325,6 +345,17 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 		return remote.File{}, false, err
 	}
 	return cur, found, nil
+}
+
+// ours reports whether library file f is certainly the publication of a request of r: it holds the
+// object r's direct upload stored, whose key rescalefs chose (random: rescale-api.md, "Uploading").
+// A small upload's request (POST /api/v2/files/contents/) carries only the name, the type and the
+// bytes; the platform chooses where it stores them and their key, so its publication cannot be told
+// from another tool's upload of the same bytes under the same name, and is never taken for ours where
+// taking it would delete it.
+func ours(r *record, f remote.File) bool {
+	return r.ObjectKey != "" && r.ObjectDone && f.PathParts.Path == r.ObjectKey &&
+		(r.Bucket == "" || f.PathParts.Container == r.Bucket)
 }
 
 // storedAs reports whether the platform may have stored a file sent as sent under the name stored

@@ -26,14 +26,9 @@ type Engine interface {
 	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
 	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
 	Rename(id, name string) error
-	// Supersede books library files that upload id's publication replaces (deleted once it is
-	// published).
-	Supersede(id string, fileIDs ...string) error
 	// Handover moves the files upload from supersedes to upload to, a new version replacing it: they
 	// are deleted once to is published, where from's withdrawal would delete them at once.
 	Handover(from, to string) error
-	// Unpublish deletes (journaled, in the background) publications that nothing replaces any more.
-	Unpublish(name string, fileIDs ...string) error
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
@@ -281,9 +276,6 @@ type File struct {
 	timer          *time.Timer // the settle (or hold) timer, when armed
 	tgen           uint64      // bumped at every arm or stop: a stale firing does nothing
 	ph             prehash     // the sha512 of the staging data, computed as it is written (hash.go)
-	// stale are the library files published under names the file had left by then (EvPublishStale):
-	// the next version queued supersedes them, so they are deleted once it is published.
-	stale []string
 }
 
 // toLocked applies ev. A refused transition is a bug of the caller: logged, and the state kept.
@@ -733,13 +725,6 @@ func (f *File) enqueueLocked() (superseded string) {
 	if err == nil {
 		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
 	}
-	if err == nil && len(f.stale) > 0 {
-		if serr := f.set.o.Engine.Supersede(id, f.stale...); serr != nil {
-			// Published anyway; the stale publications then stay in the library.
-			f.set.o.Log.Warn("book the publications under names the file has left", "path", f.rel, "upload", id, "err", serr)
-		}
-		f.stale = nil
-	}
 	if err == nil && f.id != "" {
 		// A new version of a queued file: the old one's stale publications stay until this one is
 		// published; a removal (Remove), not a rewrite, deletes them with the withdrawn upload.
@@ -789,14 +774,6 @@ func (f *File) Remove() {
 	}
 	id := f.id
 	f.id = ""
-	if len(f.stale) > 0 {
-		// Stale publications not yet handed to a new version: the file is gone, so nothing will
-		// replace them (a withdrawn upload's own go with it: Engine.CancelNoWait).
-		if err := f.set.o.Engine.Unpublish(f.name, f.stale...); err != nil {
-			f.set.o.Log.Warn("delete the publications under names the file left", "path", f.rel, "err", err)
-		}
-		f.stale = nil
-	}
 	f.goneLocked()
 	f.mu.Unlock()
 	f.set.cancel(id)
@@ -850,14 +827,15 @@ func (f *File) Rename(name, rel string) error {
 
 // renameQueuedLocked renames the queued upload in the engine. The engine records the new name at once,
 // even while an attempt is sending the old one (ErrPublishing): every later attempt carries it, and
-// nothing has to ask again. If that attempt publishes the old name, Done sees it and the file is sent
-// again under this one; if it fails, the next attempt sends this one.
+// nothing has to ask again. If that attempt publishes the old name, the engine publishes the upload
+// again under this one (the publication under the old name superseded); if it fails, the next attempt
+// sends this one.
 func (f *File) renameQueuedLocked() {
 	err := f.set.o.Engine.Rename(f.id, f.name)
 	switch {
 	case err == nil, errors.Is(err, upload.ErrPublishing):
 	case errors.Is(err, upload.ErrUnknown):
-		// Published meanwhile: Done compares the names.
+		// Gone from the engine (its confirmation taken, or cancelled): nothing is left to rename.
 	default:
 		f.set.o.Log.Error("rename upload", "upload", f.id, "err", err)
 	}
@@ -878,8 +856,13 @@ func (f *File) Moved(rel string) {
 // Done books the engine's confirmation of upload st, published under st.Name: the name the engine
 // sent, never the one the platform stored (which may differ: a name the platform stores differently
 // must not look renamed, or it would be sent again and again). It returns the file that leaves
-// uploads/ (Published), or nil: none of ours, or one written or renamed since (a renamed one is sent
-// again under its new name).
+// uploads/ (Published), or nil: none of ours, or one written or renamed since. A renamed one stays
+// Queued: the engine, told of the rename before this (Rename, under the file's lock), publishes the
+// upload again under the new name and supersedes the publication under the old one.
+//
+// The engine keeps the upload's data and its done record until Done has returned (a rename until
+// then is journaled with it, so a crash cannot lose it): call Done from the engine's OnDone itself,
+// not later.
 func (s *Set) Done(st upload.Status) *File {
 	s.mu.Lock()
 	f := s.byID[st.ID]
@@ -893,19 +876,14 @@ func (s *Set) Done(st upload.Status) *File {
 	if f.id != st.ID {
 		return nil
 	}
+	if f.state == Queued && st.Name != f.name {
+		// Renamed while the old name was on its way: the engine publishes it again (see above).
+		s.track(f, st.ID)
+		return nil
+	}
 	f.id = ""
 	if f.state != Queued {
 		return nil // a newer version is on its way
-	}
-	if st.Name != f.name {
-		// Renamed while the old name was on its way: published again under the new one, which then
-		// supersedes the publication under the name the user left (the platform has no rename).
-		if st.FileID != "" {
-			f.stale = append(f.stale, st.FileID)
-		}
-		f.toLocked(EvPublishStale)
-		f.armLocked()
-		return nil
 	}
 	f.toLocked(EvPublish)
 	f.goneLocked()

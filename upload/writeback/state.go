@@ -57,24 +57,23 @@ func (s State) Terminal() bool { return s == Published || s == Cancelled }
 type Event uint8
 
 const (
-	EvWrite        Event = iota + 1 // a write or truncate succeeded
-	EvWriteFailed                   // a write or truncate failed: bytes are missing
-	EvRewrite                       // truncated to nothing: written again from the start
-	EvClose                         // the last writer closed it, under a plain name
-	EvCloseTemp                     // the last writer closed it, under a temporary name
-	EvRenamePlain                   // renamed to a plain name
-	EvRenameTemp                    // renamed to a temporary name
-	EvEnqueue                       // the engine took it (journaled)
-	EvHoldOver                      // a temporary name was left alone long enough: no rename is coming
-	EvPublish                       // the platform confirmed it under its current name
-	EvPublishStale                  // the platform confirmed it under a name it has since left
-	EvReject                        // the platform refused it for good
-	EvRemove                        // unlinked, or replaced by a rename
+	EvWrite       Event = iota + 1 // a write or truncate succeeded
+	EvWriteFailed                  // a write or truncate failed: bytes are missing
+	EvRewrite                      // truncated to nothing: written again from the start
+	EvClose                        // the last writer closed it, under a plain name
+	EvCloseTemp                    // the last writer closed it, under a temporary name
+	EvRenamePlain                  // renamed to a plain name
+	EvRenameTemp                   // renamed to a temporary name
+	EvEnqueue                      // the engine took it (journaled)
+	EvHoldOver                     // a temporary name was left alone long enough: no rename is coming
+	EvPublish                      // the platform confirmed it under its current name
+	EvReject                       // the platform refused it for good
+	EvRemove                       // unlinked, or replaced by a rename
 )
 
 var eventNames = [...]string{EvWrite: "write", EvWriteFailed: "write-failed", EvRewrite: "rewrite",
 	EvClose: "close", EvCloseTemp: "close-temp", EvRenamePlain: "rename-plain", EvRenameTemp: "rename-temp",
-	EvEnqueue: "enqueue", EvHoldOver: "hold-over", EvPublish: "publish", EvPublishStale: "publish-stale",
+	EvEnqueue: "enqueue", EvHoldOver: "hold-over", EvPublish: "publish",
 	EvReject: "reject", EvRemove: "remove"}
 
 func (e Event) String() string {
@@ -88,7 +87,7 @@ func (e Event) String() string {
 var (
 	States = []State{Writing, Settling, Held, Queued, Published, WriteFailed, CutOff, Cancelled, Rejected}
 	Events = []Event{EvWrite, EvWriteFailed, EvRewrite, EvClose, EvCloseTemp, EvRenamePlain, EvRenameTemp,
-		EvEnqueue, EvHoldOver, EvPublish, EvPublishStale, EvReject, EvRemove}
+		EvEnqueue, EvHoldOver, EvPublish, EvReject, EvRemove}
 )
 
 // table is every transition there is. A pair missing from it is refused (Next returns an error): the
@@ -121,7 +120,8 @@ var table = map[State]map[Event]State{
 		EvClose: Queued, EvCloseTemp: Queued, // a close without a write changes nothing
 		EvRenamePlain: Queued, // the engine publishes it under the new name
 		EvRenameTemp:  Held,   // taken back from the engine
-		EvPublish:     Published, EvPublishStale: Settling, EvReject: Rejected,
+		// A confirmation under a name the file has left is no event: the engine publishes it again.
+		EvPublish: Published, EvReject: Rejected,
 		EvRemove: Cancelled,
 	},
 	WriteFailed: {

@@ -10,16 +10,16 @@ import (
 // order of Events): the state after the event, or "-" where the event is refused. TestTable checks
 // Next against every cell, so a change of the table is a change of this grid too.
 const grid = `
-            write  wfail  rewrite close  closeT renP   renT   enq    hold   pub    stale  reject remove
-writing     W      WF     W      S      H      W      W      -      -      -      -      -      X
-settling    W      WF     W      S      H      S      H      Q      -      -      -      -      X
-held        W      WF     W      S      H      S      H      -      S      -      -      -      X
-queued      W      WF     W      Q      Q      Q      H      -      -      P      S      R      X
-published   -      -      -      -      -      -      -      -      -      -      -      -      -
-writefail   WF     WF     W      WF     WF     WF     WF     -      -      -      -      -      X
-cutoff      W      WF     W      S      H      CO     CO     -      -      -      -      -      X
-cancelled   -      -      -      -      -      -      -      -      -      -      -      -      -
-rejected    W      WF     W      R      R      S      H      -      -      -      -      -      X
+            write  wfail  rewrite close  closeT renP   renT   enq    hold   pub    reject remove
+writing     W      WF     W      S      H      W      W      -      -      -      -      X
+settling    W      WF     W      S      H      S      H      Q      -      -      -      X
+held        W      WF     W      S      H      S      H      -      S      -      -      X
+queued      W      WF     W      Q      Q      Q      H      -      -      P      R      X
+published   -      -      -      -      -      -      -      -      -      -      -      -
+writefail   WF     WF     W      WF     WF     WF     WF     -      -      -      -      X
+cutoff      W      WF     W      S      H      CO     CO     -      -      -      -      X
+cancelled   -      -      -      -      -      -      -      -      -      -      -      -
+rejected    W      WF     W      R      R      S      H      -      -      -      -      X
 `
 
 var gridStates = map[string]State{"W": Writing, "S": Settling, "H": Held, "Q": Queued, "P": Published,

@@ -1,0 +1,171 @@
+package upload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+)
+
+// A publishing request whose answer is lost (a crash, an unmount) is looked for in the library by
+// the next start. Another tool (the web UI, another client) may have published the same bytes under
+// the same name meanwhile: that file is theirs, and rescalefs must never delete it.
+
+// answerLost lets every publishing request reach the platform (the file is stored) and then loses
+// its answer: it waits until the request's context ends (the engine's Close, standing for a crash).
+type answerLost struct {
+	*remote.Client
+	stored atomic.Int32
+	fileID atomic.Value // string: the file the last request stored
+}
+
+func (a *answerLost) lose(ctx context.Context, f remote.File, err error) (remote.File, error) {
+	if err != nil {
+		return f, err
+	}
+	a.fileID.Store(f.ID)
+	a.stored.Add(1)
+	<-ctx.Done()
+	return remote.File{}, ctx.Err()
+}
+
+func (a *answerLost) UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error) {
+	f, err := a.Client.UploadSmall(ctx, name, r, size, typeID)
+	return a.lose(ctx, f, err)
+}
+
+func (a *answerLost) RegisterFile(ctx context.Context, reg remote.FileRegistration) (remote.File, error) {
+	f, err := a.Client.RegisterFile(ctx, reg)
+	return a.lose(ctx, f, err)
+}
+
+// logBuffer is a log the test reads back; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLostPublicationOtherToolKept: an upload withdrawn (removed from uploads/) while its publishing
+// request is out, whose answer is then lost to a crash; before the next start another tool publishes
+// the same bytes under the same name. The next start's look for the lost publication finds both
+// files. A direct (multipart) upload's own publication holds the object rescalefs chose (its key is
+// random): it is deleted, the other tool's file is not. A small upload's request carries only the
+// name and the bytes, so its publication cannot be told from the other tool's: neither is deleted,
+// and the log names them. Before, both were deleted: the other tool's file was lost.
+func TestLostPublicationOtherToolKept(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		size      int
+		small     int64 // SmallThreshold
+		oursGoes  bool
+		deletions int64
+	}{
+		{name: "small", size: 2600, small: 0, oursGoes: false, deletions: 0},
+		{name: "multipart", size: testPart + 100, small: -1, oursGoes: true, deletions: 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPlatform(t, false)
+			dir := t.TempDir()
+			lost := &answerLost{Client: p.c}
+			o := p.engineOpts(dir)
+			o.Client, o.SmallThreshold = lost, c.small
+			h := startEngine(t, o)
+			data := randomData(110, c.size)
+			id := enqueue(t, h.eng, "shared.txt", data)
+			waitFor(t, func() bool { return lost.stored.Load() == 1 })
+			if err := h.eng.CancelNoWait(id); err != nil {
+				t.Fatal(err)
+			}
+			h.eng.Close() // the crash: the answer is lost, the withdrawn upload journaled
+			ours := lost.fileID.Load().(string)
+			theirs := p.uploadStale("shared.txt", data) // another tool, in the same window
+
+			logs := &logBuffer{}
+			o = p.engineOpts(dir)
+			o.SmallThreshold = c.small
+			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			h = startEngine(t, o)
+			waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
+			if p.deleted(theirs.ID) {
+				t.Error("the other tool's file was deleted")
+			}
+			if got := p.deleted(ours); got != c.oursGoes {
+				t.Errorf("the lost publication deleted: %v, want %v", got, c.oursGoes)
+			}
+			if n := p.requests(emulator.EndpointFileDelete); n != c.deletions {
+				t.Errorf("%d deletions, want %d", n, c.deletions)
+			}
+			if !c.oursGoes {
+				for _, want := range []string{ours, theirs.ID} {
+					if !strings.Contains(logs.String(), want) {
+						t.Errorf("the log does not name %s, left in the library:\n%s", want, logs.String())
+					}
+				}
+			}
+			journalEmpty(t, dir)
+		})
+	}
+}
+
+// TestLostStaleOtherToolKept: a small upload renamed while its publishing request was out, whose
+// answer was then lost to a crash, and another tool's upload of the same bytes under the old name in
+// that window. The next start publishes the file under its new name; neither file under the old
+// name is deleted (nothing tells ours from theirs), and the log says so. Before, both were booked
+// as stale publications of the upload and deleted once it was published.
+func TestLostStaleOtherToolKept(t *testing.T) {
+	p := newPlatform(t, false)
+	dir := t.TempDir()
+	lost := &answerLost{Client: p.c}
+	o := p.engineOpts(dir)
+	o.Client = lost
+	h := startEngine(t, o)
+	data := randomData(111, 2700)
+	id := enqueue(t, h.eng, "draft.txt", data)
+	waitFor(t, func() bool { return lost.stored.Load() == 1 })
+	if err := h.eng.Rename(id, "final.txt"); !errors.Is(err, ErrPublishing) {
+		t.Fatalf("rename while publishing: %v, want ErrPublishing", err)
+	}
+	h.eng.Close()
+	ours := lost.fileID.Load().(string)
+	theirs := p.uploadStale("draft.txt", data)
+
+	logs := &logBuffer{}
+	o = p.engineOpts(dir)
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	h = startEngine(t, o)
+	p.checkPublished(h.wait(id), "final.txt", data)
+	waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
+	if p.deleted(theirs.ID) {
+		t.Error("the other tool's file was deleted")
+	}
+	if p.deleted(ours) {
+		t.Error("a file that cannot be told from the other tool's was deleted")
+	}
+	if n := p.requests(emulator.EndpointFileDelete); n != 0 {
+		t.Errorf("%d deletions, want 0", n)
+	}
+	if !strings.Contains(logs.String(), theirs.ID) {
+		t.Errorf("the log does not name %s, left in the library:\n%s", theirs.ID, logs.String())
+	}
+	journalEmpty(t, dir)
+}
