@@ -254,17 +254,16 @@ func TestPolicyFrozenPlatform(t *testing.T) {
 
 	thawed := time.Now()
 	v.e.SetFrozen(false)
-	deadline := time.Now().Add(testPolicy.FailureMemory + 5*time.Second)
-	for {
-		err := v.c.ReadRange(ctx, f.ID, 0, p)
-		if err == nil {
-			break
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("the last read's error: %v", lastErr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the platform is back but reads still fail: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	}()
+	testutil.Eventually(t, testPolicy.FailureMemory+5*time.Second, "reads to succeed once the platform is back", func() bool {
+		lastErr = v.c.ReadRange(ctx, f.ID, 0, p)
+		return lastErr == nil
+	})
 	if h := v.c.Health(); h.Down || !h.LastAnswer.After(thawed) {
 		t.Errorf("health after the platform came back: %+v", h)
 	}
@@ -295,12 +294,7 @@ func TestPolicyBlipInvisible(t *testing.T) {
 	done := make(chan error, 1)
 	p := make([]byte, 300000)
 	go func() { done <- v.c.ReadRange(context.Background(), f.ID, 0, p) }()
-	for deadline := time.Now().Add(5 * time.Second); v.e.Holding() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the read never reached the frozen platform")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the read to reach the frozen platform", func() bool { return v.e.Holding() > 0 })
 	v.e.SetFrozen(false)
 	if err := <-done; err != nil {
 		t.Fatalf("a blip shorter than the budget failed the read: %v", err)
