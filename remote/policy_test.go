@@ -210,7 +210,7 @@ func TestPolicySilentFaultsRetried(t *testing.T) {
 			if !bytes.Equal(p, plain[1000:601000]) {
 				t.Fatal("wrong bytes")
 			}
-			if n := v.requests(emulator.EndpointContents, 2); n != 2 {
+			if n := v.requests(emulator.EndpointContents); n != 2 {
 				t.Errorf("%d requests, want 2 (the stalled one and its retry)", n)
 			}
 			if n := v.e.Counters().Faults[fault.String()]; n != 1 {
