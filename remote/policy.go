@@ -125,13 +125,12 @@ func NewPolicyHTTPClient(p Policy) *http.Client {
 		// HTTP/1.1 on purpose: parallel ranges then go over parallel TCP connections, each with its own
 		// window, which is what beats one stream over a long fat pipe; HTTP/2 would multiplex them
 		// over one connection.
-		ForceAttemptHTTP2:   false,
-		MaxIdleConns:        128,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: p.DialTimeout,
-		// A backstop only: policyTransport's own header timer ends the wait at HeaderTimeout.
-		ResponseHeaderTimeout: 2 * p.HeaderTimeout,
+		ForceAttemptHTTP2:     false,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   p.DialTimeout,
+		ResponseHeaderTimeout: 2 * p.HeaderTimeout, // a backstop: policyTransport's header timer ends the wait
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
@@ -167,7 +166,7 @@ type policyTransport struct {
 // real timeout.
 type afterFunc func(d time.Duration, f func()) policyTimer
 
-// policyTimer is the part of *time.Timer the idle timers use.
+// policyTimer is the part of *time.Timer the header and idle timers use.
 type policyTimer interface {
 	Reset(d time.Duration) bool
 	Stop() bool
@@ -245,6 +244,9 @@ func (h *headerTimer) start(after afterFunc, d time.Duration, cancel context.Can
 	defer h.mu.Unlock()
 	if h.stopped {
 		return
+	}
+	if after == nil {
+		after = realAfterFunc
 	}
 	h.timer = after(d, func() {
 		h.fired.Store(true)
