@@ -57,15 +57,12 @@ func guardClient(hc *http.Client) *http.Client {
 // request body until the answer's body is closed.
 type guardTransport struct {
 	base http.RoundTripper
-	// endWaits, when set (tests only), is called when a loan ends while the transport is inside a
-	// Read of the body: the end then waits for that Read.
-	endWaits func()
 }
 
 func (t *guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var l *loan
 	if req.Body != nil && req.Body != http.NoBody {
-		l = &loan{waits: t.endWaits}
+		l = &loan{}
 		r2 := *req // RoundTrip must not change the caller's request
 		r2.Body = l.lend(req.Body)
 		if gb := req.GetBody; gb != nil {
@@ -131,8 +128,6 @@ type loan struct {
 	mu     sync.Mutex // guards ended and bodies
 	ended  bool
 	bodies []*lentBody
-
-	waits func() // see guardTransport.endWaits
 }
 
 // lend wraps rc in a body that reads only while the loan lasts.
@@ -166,9 +161,6 @@ func (l *loan) end() {
 	bodies := l.bodies
 	l.mu.Unlock()
 	reading := !l.reading.TryLock()
-	if reading && l.waits != nil {
-		l.waits()
-	}
 	// Closing before waiting ends a Read that waits on a pipe (the transport itself may close a body
 	// during a Read); a Read of a file finishes on its own (and some bodies' Close waits for it).
 	for _, b := range bodies {

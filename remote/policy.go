@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,8 @@ import (
 //   - A body that sends no byte for IdleTimeout is a stalled body: the request is cancelled and the
 //     error (ErrStalled) is retryable, like a cut connection.
 //   - An answer whose headers take longer than HeaderTimeout after the request was sent fails the same
-//     way (a frozen platform accepts connections and answers nothing).
+//     way (a frozen platform accepts connections and answers nothing). The transport's own
+//     ResponseHeaderTimeout, at twice that, is only a backstop.
 //   - A call (an API request with its retries, or one ranged read with its fall-backs) that makes no
 //     progress for Budget fails with ErrUnavailable, and so does one that has not finished Budget
 //     after its first failed attempt (a platform that trickles half a body and stalls, again and
@@ -128,11 +130,12 @@ func NewPolicyHTTPClient(p Policy) *http.Client {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   p.DialTimeout,
-		ResponseHeaderTimeout: p.HeaderTimeout,
+		ResponseHeaderTimeout: 2 * p.HeaderTimeout, // a backstop: policyTransport's header timer ends the wait
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{
-		Transport:     &policyTransport{base: t, idle: p.IdleTimeout, afterFunc: realAfterFunc},
+		Transport: &policyTransport{base: t, header: p.HeaderTimeout, idle: p.IdleTimeout,
+			afterFunc: realAfterFunc},
 		CheckRedirect: checkRedirect,
 	}
 }
@@ -149,19 +152,21 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// policyTransport puts an idle timer on both bodies of each request and reports progress to the
-// call's budget (found in the request's context).
+// policyTransport puts a timer on the wait for each answer's headers and an idle timer on both bodies,
+// and reports progress to the call's budget (found in the request's context).
 type policyTransport struct {
 	base      *http.Transport
+	header    time.Duration // from the request written to the answer's headers
 	idle      time.Duration
-	afterFunc afterFunc // makes the idle timers: realAfterFunc, or a test's hand-moved clock
+	afterFunc afterFunc // makes the header and idle timers: realAfterFunc, or a test's hand-moved clock
 }
 
-// afterFunc starts a timer that calls f once d has passed, as time.AfterFunc does. The idle timers
-// are made with one so that a test moves their clock by hand instead of waiting out a real timeout.
+// afterFunc starts a timer that calls f once d has passed, as time.AfterFunc does. The header and
+// idle timers are made with one so that a test moves their clock by hand instead of waiting out a
+// real timeout.
 type afterFunc func(d time.Duration, f func()) policyTimer
 
-// policyTimer is the part of *time.Timer the idle timers use.
+// policyTimer is the part of *time.Timer the header and idle timers use.
 type policyTimer interface {
 	Reset(d time.Duration) bool
 	Stop() bool
@@ -184,14 +189,30 @@ func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r2.Body = &sendBody{rc: req.Body, t: sent, pc: pc}
 		sent.arm()
 	}
+	headers := &headerTimer{}
+	if t.header > 0 {
+		r2 = r2.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(w httptrace.WroteRequestInfo) {
+				if w.Err == nil {
+					headers.start(t.afterFunc, t.header, cancel)
+				}
+			},
+		}))
+	}
 	resp, err := t.base.RoundTrip(r2)
+	headers.stop()
 	if sent != nil {
 		sent.stop()
 	}
 	if err != nil {
 		cancel(nil)
 		pc.fail()
-		if errors.Is(context.Cause(ctx), ErrStalled) {
+		switch {
+		case headers.fired.Load() && !errors.Is(err, ErrStalled):
+			return nil, fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		case headers.fired.Load():
+			return nil, err // the cause itself
+		case errors.Is(context.Cause(ctx), ErrStalled):
 			return nil, fmt.Errorf("%w: sending the request body: %w", ErrStalled, err)
 		}
 		return nil, err
@@ -206,6 +227,40 @@ func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &idleBody{rc: resp.Body, t: newIdleTimer(t.idle, cancel, t.afterFunc), ctx: ctx, cancel: cancel, pc: pc}
 	return resp, nil
+}
+
+// headerTimer cancels a request whose answer's headers have not come within the header timeout of
+// the request being written, as the transport's ResponseHeaderTimeout would (it starts at the same
+// point), but on the policy's clock.
+type headerTimer struct {
+	mu      sync.Mutex  // guards timer and stopped
+	timer   policyTimer // nil until the request is written
+	stopped bool        // RoundTrip has returned: a request written later (an early answer) is not timed
+	fired   atomic.Bool
+}
+
+func (h *headerTimer) start(after afterFunc, d time.Duration, cancel context.CancelCauseFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
+	}
+	if after == nil {
+		after = realAfterFunc
+	}
+	h.timer = after(d, func() {
+		h.fired.Store(true)
+		cancel(fmt.Errorf("%w: no answer for %v after the request", ErrStalled, d))
+	})
+}
+
+func (h *headerTimer) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	if h.timer != nil {
+		h.timer.Stop()
+	}
 }
 
 // idleTimer cancels a request when armed for longer than its timeout.

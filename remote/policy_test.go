@@ -1,12 +1,20 @@
 package remote
 
 // The network policy against the emulator's silent faults (stalled bodies, stalls before the headers, a
-// frozen platform) over real HTTP, with the policy's numbers scaled down so a test takes seconds. These
-// tests use the real clock, but for TestPolicySilentFaultsRetried's idle timers, which run on a clock
-// it moves by hand (the idle timeout is the one the policy lets a test inject). What they assert is
-// the policy's account of what happened (which error, how many budgets ran out, which requests went
-// out), never how long it took, beyond "not before the budget" (load only makes things later) and a
-// watchdog ten times the bound that stops a call the budget never ends.
+// frozen platform) over real HTTP, with the policy's numbers scaled down (testPolicy) so a test takes
+// seconds.
+//
+// Clocks: TestPolicySilentFaultsRetried runs the policy's header and idle timers on a clock it moves by
+// hand (policyTransport.afterFunc), once the emulator holds the silent request; its real-time numbers
+// (the default header timeout and budget) only stop a read those timers failed to cut. The other tests
+// run on the real clock, because what they exercise is the budget, whose timer is real time.
+//
+// What they assert is the policy's account of what happened (which error, how many calls ran out of
+// budget, which requests reached the emulator), never how long it took, beyond "not before the budget"
+// (load only makes things later). Bounds on real time only stop a hung test: watchdog fails a call
+// still running ten times the budget and a header wait later, TestPolicySilentFaultsRetried's read
+// must end within two default budgets, and the waits for the emulator's or the client's state are
+// testutil.Eventually conditions.
 
 import (
 	"bytes"
@@ -139,10 +147,12 @@ func (b *countedBody) Read(p []byte) (int, error) {
 }
 
 // A body that stops half way and stays silent, and an answer that never starts, are each retried after
-// the idle (or header) timeout, and the read returns the right bytes. The idle timers run on a clock
-// the test moves by hand, once the client has read all the stalled body gave; the header timeout is
-// net/http's own (real time). The budget is the default minute, far beyond either: it only stops a
-// read the timeouts failed to cut, so load cannot make the test fail.
+// the idle (or header) timeout, and the read returns the right bytes. The policy's idle and header
+// timers run on a clock the test moves by hand: for a stalled body once the client has read all it
+// gave, for stalled headers once the emulator holds the request. The real-time numbers (the default
+// header timeout, its backstop twice that in net/http, and the default budget of a minute) are far
+// beyond anything the test waits for: they only stop a read the hand-moved timers failed to cut, so
+// load cannot make the test fail.
 func TestPolicySilentFaultsRetried(t *testing.T) {
 	for _, fault := range []emulator.Fault{emulator.FaultStall, emulator.FaultStallHeaders} {
 		t.Run(fault.String(), func(t *testing.T) {
@@ -150,9 +160,6 @@ func TestPolicySilentFaultsRetried(t *testing.T) {
 			var counted *contentsTransport
 			v, f := newPolicyEnvWith(t, func(o *Options) {
 				o.Policy.Budget = DefaultBudget
-				if fault == emulator.FaultStallHeaders {
-					return
-				}
 				o.Policy.HeaderTimeout = DefaultHeaderTimeout
 				hc := NewPolicyHTTPClient(o.Policy)
 				hc.Transport.(*policyTransport).afterFunc = timers.afterFunc
@@ -176,6 +183,14 @@ func TestPolicySilentFaultsRetried(t *testing.T) {
 				testutil.Eventually(t, 20*time.Second, "the stalled body's idle timer to fire", func() bool {
 					return timers.advance(testPolicy.IdleTimeout) > 0
 				})
+			} else {
+				// The request is held before the headers: only the header timer ends the silence. It
+				// fires when the clock has moved the header timeout past the request written (which
+				// the client may be about to report).
+				testutil.Eventually(t, 20*time.Second, "the emulator to hold the request", func() bool { return v.e.Holding() == 1 })
+				testutil.Eventually(t, 20*time.Second, "the header timer to fire", func() bool {
+					return timers.advance(DefaultHeaderTimeout) > 0
+				})
 			}
 			var err error
 			select {
@@ -195,7 +210,7 @@ func TestPolicySilentFaultsRetried(t *testing.T) {
 			if !bytes.Equal(p, plain[1000:601000]) {
 				t.Fatal("wrong bytes")
 			}
-			if n := v.requests(emulator.EndpointContents, 2); n != 2 {
+			if n := v.requests(emulator.EndpointContents); n != 2 {
 				t.Errorf("%d requests, want 2 (the stalled one and its retry)", n)
 			}
 			if n := v.e.Counters().Faults[fault.String()]; n != 1 {
@@ -254,17 +269,16 @@ func TestPolicyFrozenPlatform(t *testing.T) {
 
 	thawed := time.Now()
 	v.e.SetFrozen(false)
-	deadline := time.Now().Add(testPolicy.FailureMemory + 5*time.Second)
-	for {
-		err := v.c.ReadRange(ctx, f.ID, 0, p)
-		if err == nil {
-			break
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("the last read's error: %v", lastErr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the platform is back but reads still fail: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	}()
+	testutil.Eventually(t, testPolicy.FailureMemory+5*time.Second, "reads to succeed once the platform is back", func() bool {
+		lastErr = v.c.ReadRange(ctx, f.ID, 0, p)
+		return lastErr == nil
+	})
 	if h := v.c.Health(); h.Down || !h.LastAnswer.After(thawed) {
 		t.Errorf("health after the platform came back: %+v", h)
 	}
@@ -295,12 +309,7 @@ func TestPolicyBlipInvisible(t *testing.T) {
 	done := make(chan error, 1)
 	p := make([]byte, 300000)
 	go func() { done <- v.c.ReadRange(context.Background(), f.ID, 0, p) }()
-	for deadline := time.Now().Add(5 * time.Second); v.e.Holding() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the read never reached the frozen platform")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the read to reach the frozen platform", func() bool { return v.e.Holding() > 0 })
 	v.e.SetFrozen(false)
 	if err := <-done; err != nil {
 		t.Fatalf("a blip shorter than the budget failed the read: %v", err)

@@ -203,7 +203,7 @@ func TestBodiesThatSpinGiveUp(t *testing.T) {
 			if len(tc.want) == 0 && err != nil {
 				t.Errorf("error %v, want none", err)
 			}
-			if n := v.requests(tc.endpoint, tc.requests); n != tc.requests {
+			if n := v.requests(tc.endpoint); n != tc.requests {
 				t.Errorf("%d requests to %s, want %d", n, tc.endpoint, tc.requests)
 			}
 			if n := st.spins.Load(); n != tc.requests*maxEmptyReads {

@@ -87,7 +87,8 @@ type faultInjector struct {
 	next map[string][]Fault // FailNext queues: endpoint ("" = any) -> faults still to inject
 	thaw chan struct{}      // closed when a freeze ends; nil when nobody waits
 
-	holding atomic.Int64 // requests held now by a freeze or a stall (no lock)
+	holding  atomic.Int64 // requests held now by a freeze or a stall (no lock)
+	delaying atomic.Int64 // requests waiting out the latency now (no lock)
 }
 
 // Holding is the number of requests held now by a freeze or a stall: tests wait on it instead of
@@ -166,7 +167,7 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		return false
 	}
 	f, kind := e.faults.decide(rt.endpoint)
-	if f.Latency > 0 && !sleepCtx(r.Context(), f.Latency) {
+	if f.Latency > 0 && !e.faults.delay(r, f.Latency) {
 		return false
 	}
 	if f.Bandwidth > 0 {
