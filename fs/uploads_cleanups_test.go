@@ -61,13 +61,7 @@ func TestStatusCleanups(t *testing.T) {
 	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
 		return readStatus(t, env).Cleanups == 0
 	})
-	taken := int64(0)
-	for status, n := range env.Emulator.Counters().Statuses[emulator.EndpointS3Abort] {
-		if status/100 == 2 {
-			taken += n
-		}
-	}
-	if taken != 1 {
+	if taken := env.Emulator.Counters().Succeeded(emulator.EndpointS3Abort); taken != 1 {
 		t.Errorf("%d aborts taken, want 1", taken)
 	}
 	if n := env.Requests(emulator.EndpointRegister); n != 0 {
@@ -110,13 +104,7 @@ func TestStatusCleanupsDeleteRefused(t *testing.T) {
 	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
 		return readStatus(t, env).Cleanups == 0
 	})
-	taken := int64(0)
-	for status, n := range env.Emulator.Counters().Statuses[emulator.EndpointFileDelete] {
-		if status/100 == 2 {
-			taken += n
-		}
-	}
-	if taken != 1 {
+	if taken := env.Emulator.Counters().Succeeded(emulator.EndpointFileDelete); taken != 1 {
 		t.Errorf("%d deletions taken, want 1", taken)
 	}
 	files, err := env.Client.LibraryFiles(fusetest.Context(t), "removed.txt")

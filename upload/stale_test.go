@@ -236,13 +236,7 @@ func TestCancelAbortRetried(t *testing.T) {
 	}
 	p.e.SetFaults(emulator.Faults{})
 	waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
-	ok := int64(0)
-	for status, n := range p.e.Counters().Statuses[emulator.EndpointS3Abort] {
-		if status/100 == 2 {
-			ok += n
-		}
-	}
-	if ok != 1 {
+	if ok := p.e.Counters().Succeeded(emulator.EndpointS3Abort); ok != 1 {
 		t.Errorf("%d aborts taken, want 1", ok)
 	}
 	if n := p.requests(emulator.EndpointRegister); n != 0 {

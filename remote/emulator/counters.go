@@ -99,6 +99,17 @@ func (c Counters) Total() int64 {
 	return n
 }
 
+// Succeeded counts the requests to endpoint answered with a 2xx status.
+func (c Counters) Succeeded(endpoint string) int64 {
+	var n int64
+	for status, k := range c.Statuses[endpoint] {
+		if status/100 == 2 {
+			n += k
+		}
+	}
+	return n
+}
+
 // countingBody counts the request body bytes a handler reads, as it reads them.
 type countingBody struct {
 	r        io.ReadCloser

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"io/fs"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -72,17 +71,7 @@ func TestRenameRacingConfirmation(t *testing.T) {
 			name = "crash"
 		}
 		t.Run(name, func(t *testing.T) {
-			emu, err := emulator.New(emulator.Options{APIKey: "test-key-0123456789"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(emu)
-			t.Cleanup(func() { srv.Close(); emu.Close() })
-			c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MinBackoff: time.Millisecond,
-				MaxBackoff: 20 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
+			emu, c := platform(t)
 			dir, snap := t.TempDir(), t.TempDir()
 			var client upload.Platform = c
 			if crash {
@@ -187,17 +176,7 @@ func TestRenameRacingConfirmation(t *testing.T) {
 // deleted, as for a removal while the publishing request is out. Before, the engine had forgotten
 // the upload by then: the removal withdrew nothing and the file stayed published.
 func TestRemoveRacingConfirmation(t *testing.T) {
-	emu, err := emulator.New(emulator.Options{APIKey: "test-key-0123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MinBackoff: time.Millisecond,
-		MaxBackoff: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, c := platform(t)
 	dir := t.TempDir()
 	var s atomic.Pointer[Set]
 	var file atomic.Pointer[File]

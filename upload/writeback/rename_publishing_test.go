@@ -31,16 +31,7 @@ func (c *countingRename) Rename(id, name string) error {
 // answers ErrPublishing, so nothing has to ask again later. The request in flight fails; the next
 // attempt publishes the new name, and only it.
 func TestRenameWhilePublishing(t *testing.T) {
-	emu, err := emulator.New(emulator.Options{APIKey: "test-key-0123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu, c := platform(t)
 	fc := remotetest.NewFaulty(c)
 	// The first publishing request is held, then lost.
 	fc.Set("UploadSmall", remotetest.Fault{Stall: true, Err: errors.New("injected: the publish is lost"), Times: 1})
@@ -122,4 +113,22 @@ func TestRenameWhilePublishingAsksOnce(t *testing.T) {
 		mustState(t, f, Queued)
 		s.SettleAll(true)
 	})
+}
+
+// platform serves a fresh emulator over loopback HTTP and returns it with a client of it whose
+// retries back off briefly (1 to 20 ms), closed at the test's end.
+func platform(t *testing.T) (*emulator.Emulator, *remote.Client) {
+	t.Helper()
+	emu, err := emulator.New(emulator.Options{APIKey: "test-key-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	c, err := remote.New(remote.Options{BaseURL: srv.URL, APIKey: emu.APIKey(), MinBackoff: time.Millisecond,
+		MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return emu, c
 }
