@@ -36,7 +36,7 @@
 //	                                          keeps its Parallel slot until its
 //	                                          blocks are on disk, so blocks
 //	                                          waiting for the disk count here.
-//	+ one block per open Reader               its current block (a verifying
+//	+ two blocks per open Reader              the last two it read (a verifying
 //	                                          Reader may hold up to maxPending
 //	                                          more while reads arrive out of order)
 //	+ hashSlackBytes                          blocks queued for the whole-file
@@ -339,20 +339,21 @@ func (c *Cache) BlockSize() int64 { return c.bs }
 // read-ahead. ctx bounds only this caller's wait: a fetch it started goes on
 // for other waiters. On a fetch error no bytes are returned.
 func (c *Cache) ReadAt(ctx context.Context, obj Object, p []byte, off int64) (int, error) {
-	b, _, err := c.readAt(ctx, obj, p, off, nil, nil, false)
+	b, _, err := c.readAt(ctx, obj, p, off, heldPair{}, nil, nil, false)
 	return len(b), err
 }
 
-// readAt is ReadAt with a reader's current block (cur, may be nil) and an
+// readAt is ReadAt with the blocks a reader holds (held, may be empty), an
 // optional hook run after the read's own blocks are claimed and before
-// waiting for them (read-ahead is issued there, so it queues behind them). It
-// returns the blocks read, for the reader's bookkeeping: none when cur alone
-// served the read (the reader has seen that block already).
+// waiting for them (read-ahead is issued there, so it queues behind them), and
+// an optional atHand, given the claimed blocks already at hand then, in order. It
+// returns the blocks read, for the reader's bookkeeping: none when a held block
+// alone served the read (the reader has seen that block already).
 //
 // It returns the bytes read: p[:n], or with ref a sub-slice of the one cached
 // block holding the whole range (never to be written to), which spares a copy
 // when the caller only hands the bytes on (a FUSE reply).
-func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur *heldBlock, hook func(), ref bool) ([]byte, []heldBlock, error) {
+func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, held heldPair, hook func(), atHand func([]heldBlock), ref bool) ([]byte, []heldBlock, error) {
 	if c.closed.Load() {
 		return nil, nil, ErrClosed
 	}
@@ -370,15 +371,20 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 	}
 	end := min(off+int64(len(p)), obj.Size)
 	first, last := off/c.bs, (end-1)/c.bs
-	if cur != nil && first == cur.idx && last == cur.idx {
-		// Most kernel reads (128 KiB to 1 MiB) fall inside the reader's
-		// current block: no Cache.mu, no tier lookups, no allocation.
+	if b := held.find(first); b != nil && first == last {
+		// Most kernel reads (128 KiB to 1 MiB) fall inside a block the reader
+		// holds: no Cache.mu, no tier lookups, no allocation.
 		if hook != nil {
 			hook()
 		}
-		return c.out(p, off, end, first, [][]byte{cur.data}, ref), nil, eofIf(end-off < int64(len(p)))
+		return c.out(p, off, end, first, [][]byte{b.data}, ref), nil, eofIf(end-off < int64(len(p)))
 	}
-	req := c.claim(obj, first, last, cur)
+	req := c.claim(obj, first, last, held)
+	if atHand != nil {
+		if got := req.atHand(first); len(got) > 0 {
+			atHand(got)
+		}
+	}
 	if hook != nil {
 		hook()
 	}
@@ -386,11 +392,11 @@ func (c *Cache) readAt(ctx context.Context, obj Object, p []byte, off int64, cur
 	if err != nil {
 		return nil, nil, err
 	}
-	held := make([]heldBlock, len(blocks))
+	read := make([]heldBlock, len(blocks))
 	for i, b := range blocks {
-		held[i] = heldBlock{idx: first + int64(i), data: b}
+		read[i] = heldBlock{idx: first + int64(i), data: b}
 	}
-	return c.out(p, off, end, first, blocks, ref), held, eofIf(end-off < int64(len(p)))
+	return c.out(p, off, end, first, blocks, ref), read, eofIf(end-off < int64(len(p)))
 }
 
 // out returns bytes [off, end) from blocks (first is the index of blocks[0]):

@@ -70,7 +70,7 @@ type request struct {
 // fetches. A disk read runs as a call too, so the kernel's concurrent reads of
 // one block share one disk read and one buffer instead of each allocating
 // the block.
-func (c *Cache) claim(obj Object, first, last int64, cur *heldBlock) *request {
+func (c *Cache) claim(obj Object, first, last int64, held heldPair) *request {
 	n := last - first + 1
 	r := &request{c: c, out: make([][]byte, n), waits: make([]*call, n)}
 	todo := make([]bool, n)
@@ -78,8 +78,8 @@ func (c *Cache) claim(obj Object, first, last int64, cur *heldBlock) *request {
 	c.mu.Lock()
 	gen := c.gens[obj.ID]
 	for i := range n {
-		if cur != nil && cur.idx == first+i {
-			r.out[i] = cur.data
+		if b := held.find(first + i); b != nil {
+			r.out[i] = b.data
 			continue
 		}
 		todo[i] = !c.joinLocked(blockKey{obj.ID, first + i}, r, i)
@@ -157,6 +157,19 @@ func (c *Cache) joinLocked(k blockKey, r *request, i int64) bool {
 		return true
 	}
 	return false
+}
+
+// atHand returns the request's blocks it has without waiting (first is the index of out[0]), up to
+// the first it must wait for: the blocks a read can be said to hold before it waits.
+func (r *request) atHand(first int64) []heldBlock {
+	var got []heldBlock
+	for i, d := range r.out {
+		if r.waits[i] != nil {
+			break
+		}
+		got = append(got, heldBlock{idx: first + int64(i), data: d})
+	}
+	return got
 }
 
 // wait waits for the request's calls. On ctx's end it stops waiting (the

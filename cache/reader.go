@@ -23,7 +23,7 @@ type Reader struct {
 	// its own checksum), so it is not hashed again.
 	preverified bool
 
-	// mu protects next, window, raNext, recent, recentAt, cur, closed and failed.
+	// mu protects next, window, raNext, recent, recentAt, held, closed and failed.
 	mu     sync.Mutex
 	next   int64 // offset where the last read ended (in a stream: the furthest read's end)
 	window int64 // read-ahead window in bytes; 0 = not sequential
@@ -33,7 +33,7 @@ type Reader struct {
 	// concurrently too, so they arrive out of order, and these tell such a start (coveredToLocked).
 	recent   [recentReads][2]int64
 	recentAt int
-	cur      *heldBlock // the last block read, so reads within it skip the tiers
+	held     heldPair // the last two blocks read, so reads within them skip the tiers
 	closed   bool
 	failed   error // a whole-file mismatch this Reader saw: every later read fails with it
 
@@ -100,7 +100,7 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 		r.mu.Unlock()
 		return nil, r.failed
 	}
-	cur := r.cur
+	held := r.held
 	var raFrom, raTo, reqBlk, readerAt int64
 	if off >= 0 && off < size && len(p) > 0 {
 		end := min(off+int64(len(p)), size)
@@ -147,24 +147,34 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 			}
 		}
 	}
-	b, held, err := c.readAt(ctx, r.obj, p, off, cur, hook, ref)
+	b, read, err := c.readAt(ctx, r.obj, p, off, held, hook, r.hold, ref)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return b, err
 	}
-	if len(held) > 0 {
-		last := held[len(held)-1] // a copy: &held[i] would pin every block of this read
-		r.mu.Lock()
-		r.cur = &last
-		r.mu.Unlock()
-	}
-	// A read served by cur alone brings no block the verifier has not seen
-	// (an empty object has none: its first read completes it).
-	if r.v != nil && (len(held) > 0 || size == 0) {
-		if verr := r.verify(held); verr != nil {
+	r.hold(read)
+	// A read served by a held block alone brings no block the verifier has not
+	// seen (an empty object has none: its first read completes it).
+	if r.v != nil && (len(read) > 0 || size == 0) {
+		if verr := r.verify(read); verr != nil {
 			return b, verr
 		}
 	}
 	return b, err
+}
+
+// hold makes blocks a read brought the Reader's held ones. A read calls it as soon as its blocks at
+// hand are claimed (taken off the ready list, found in the memory tier), before it waits for the
+// rest, and again with all of them: the kernel's next read, sent meanwhile, then finds a block this
+// one took off the ready list instead of loading it from the disk tier again.
+func (r *Reader) hold(read []heldBlock) {
+	if len(read) == 0 {
+		return
+	}
+	r.mu.Lock()
+	if !r.closed && r.failed == nil {
+		r.held = r.held.after(read)
+	}
+	r.mu.Unlock()
 }
 
 // A sequential stream whose read is at least bulkRead (a streaming copy: the kernel's read-ahead turns
@@ -270,13 +280,13 @@ func (r *Reader) Verified() bool {
 	return r.v.matched()
 }
 
-// Close releases the reader's block. Read-ahead in flight finishes into the
+// Close releases the reader's blocks. Read-ahead in flight finishes into the
 // cache for whoever reads next.
 func (r *Reader) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.gone.Store(true)
-	r.cur = nil
+	r.held = heldPair{}
 	r.mu.Unlock()
 	// After r.mu (every lock is a leaf): fetches waiting for room may drop this Reader's read-ahead now.
 	r.c.mu.Lock()

@@ -325,7 +325,7 @@ func (r *Reader) verify(held []heldBlock) error {
 	c.Drop(r.obj.ID)
 	err := fmt.Errorf("%w: object %s: got %s, want %s", ErrChecksumMismatch, r.obj.ID, sum, r.v.want)
 	r.mu.Lock()
-	r.cur = nil
+	r.held = heldPair{}
 	r.failed = err
 	r.mu.Unlock()
 	return err

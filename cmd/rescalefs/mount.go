@@ -454,11 +454,12 @@ var _ cache.SplitSource = (*remote.DirectSource)(nil)
 const runtimeOverhead = 48 << 20
 
 // pinnedReserve is the block data outside both the memory tier and the fetch budget: each open reader's
-// current block (which is usually the one its whole-file hash works on), and the blocks readers queue for
-// the hash beyond that, at most the cache's 32 MiB of slack shared by all (blocks on their way to the disk
-// tier keep their fetch's slot, so the fetch budget counts them). With four readers of 8 MiB blocks that
-// is 32 + 32 MiB. Most are also in a tier, so this is a bound, not a typical use.
-const pinnedReserve = 64 << 20
+// last two blocks (the last is usually the one its whole-file hash works on; see cache's heldPair for
+// the one before), and the blocks readers queue for the hash beyond that, at most the cache's 32 MiB of
+// slack shared by all (blocks on their way to the disk tier keep their fetch's slot, so the fetch budget
+// counts them). With four readers of 8 MiB blocks that is 64 + 32 MiB. Most are also in a tier, so this
+// is a bound, not a typical use.
+const pinnedReserve = 96 << 20
 
 // minMemoryTier is the smallest useful memory tier: a few blocks for readers that re-read.
 const minMemoryTier = 32 << 20

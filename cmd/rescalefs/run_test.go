@@ -48,7 +48,7 @@ func TestRunUsage(t *testing.T) {
 		{"mount two mountpoints", []string{"mount", "a", "b"}, exitUsage, "", "want 1 argument(s), got 2"},
 		{"mount bad size", []string{"mount", "--memory", "lots", "x"}, exitUsage, "", `invalid size "lots"`},
 		{"mount bad block size", []string{"mount", "--block-size", "1MiB", "x"}, exitUsage, "", "outside 4MiB to 16MiB"},
-		{"mount memory too small", []string{"mount", "--memory", "100MiB", "x"}, exitUsage, "", "--memory 100MiB is too small for 32 requests of 8MiB in flight (--parallel): want at least 352MiB"},
+		{"mount memory too small", []string{"mount", "--memory", "100MiB", "x"}, exitUsage, "", "--memory 100MiB is too small for 32 requests of 8MiB in flight (--parallel): want at least 384MiB"},
 		{"mount no parallelism", []string{"mount", "--parallel", "-1", "x"}, exitUsage, "", "--parallel -1: want at least 1 (0: the default)"},
 		{"mount no upload parallelism", []string{"mount", "--upload-parallel", "0", "x"}, exitUsage, "", "--upload-parallel 0: want at least 1"},
 		{"mount poll zero", []string{"mount", "--poll", "0", "x"}, exitUsage, "", "--poll 0s: want at least 1s"},
