@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
 
 // quickLifecycle has no queueing: an executed job starts as soon as it is submitted.
@@ -127,20 +129,15 @@ func jobBody(name, command, post string, extra map[string]any) map[string]any {
 // waitCompleted polls the statuses (newest first) until Completed and returns that status's reason.
 func (h *harness) waitCompleted(id string) string {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := all[statusJSON](h, "/api/v2/jobs/"+id+"/statuses/")
-		if len(st) > 0 && st[0].Status == StatusCompleted {
-			if st[0].StatusReason == nil {
-				return ""
-			}
-			return *st[0].StatusReason
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("job %s not completed in 30s: %+v", id, st)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var st []statusJSON
+	testutil.Eventually(h.t, 30*time.Second, "job "+id+" completed", func() bool {
+		st = all[statusJSON](h, "/api/v2/jobs/"+id+"/statuses/")
+		return len(st) > 0 && st[0].Status == StatusCompleted
+	})
+	if st[0].StatusReason == nil {
+		return ""
 	}
+	return *st[0].StatusReason
 }
 
 // outputs maps the relative paths of a job's (or a run's) files to their contents.
@@ -240,16 +237,10 @@ func TestExecutorWalltime(t *testing.T) {
 func TestExecutorLiveAndStop(t *testing.T) {
 	h := newExecHarness(t, 0)
 	id := h.submit(jobBody("stop", "sleep 300 & echo $! > bg.pid; echo running; wait", "", nil))
-	var tail string
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(tail, "]: running\n"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no live log; tail %q", tail)
-		}
+	testutil.Eventually(t, 20*time.Second, "the live log saying running", func() bool {
 		resp, b := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/1/tail/process_output.log", nil)
-		if resp.StatusCode == http.StatusOK {
-			tail = string(b)
-		}
-	}
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), "]: running\n")
+	})
 	var entries []directoryEntryJSON
 	h.getJSON("/api/v2/jobs/"+id+"/runs/1/directory-contents/", &entries)
 	var paths []string
@@ -271,15 +262,10 @@ func TestExecutorLiveAndStop(t *testing.T) {
 		t.Fatalf("reason %q", reason)
 	}
 	// The background sleep was in the process group: it is gone (or a zombie not yet reaped by init).
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("background child %d gone after the stop", pid), func() bool {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(stat), ") Z ") || syscall.Kill(pid, 0) != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background child %d survived the stop", pid)
-		}
-	}
+		return err != nil || strings.Contains(string(stat), ") Z ") || syscall.Kill(pid, 0) != nil
+	})
 	if resp, _ := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/1/directory-contents/", nil); resp.StatusCode != liveGoneStatus {
 		t.Errorf("directory-contents after the run: %d", resp.StatusCode)
 	}
@@ -362,14 +348,12 @@ func TestExecutorRestart(t *testing.T) {
 	h := &harness{t: t, e: e, srv: httptest.NewServer(e)}
 	id := h.submit(jobBody("long", "echo $$ > pid; sleep 300", "", nil))
 	var pid int
-	for deadline := time.Now().Add(20 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(t, 20*time.Second, "the job started (its pid file)", func() bool {
 		if b, err := os.ReadFile(filepath.Join(data, "work", id, "run1", "pid")); err == nil && bytes.HasSuffix(b, []byte("\n")) {
 			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the job did not start")
-		}
-	}
+		return pid != 0
+	})
 	h.srv.Close()
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
@@ -473,15 +457,10 @@ func TestExecutorStopRun(t *testing.T) {
 	body["paramFile"] = map[string]any{"id": params}
 	body["jobanalyses"].([]any)[0].(map[string]any)["hardware"].(map[string]any)["slots"] = 1
 	id := h.submit(body)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testutil.Eventually(t, 20*time.Second, "run 2 started (its log saying waiting)", func() bool {
 		resp, b := h.do(http.MethodGet, "/api/v2/jobs/"+id+"/runs/2/tail/process_output.log", nil)
-		if resp.StatusCode == http.StatusOK && strings.Contains(string(b), "]: waiting\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("run 2 never started")
-		}
-	}
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), "]: waiting\n")
+	})
 	for _, tc := range []struct {
 		run  string
 		want int
