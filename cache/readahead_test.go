@@ -190,13 +190,7 @@ func TestReadaheadCountedUntilReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	settle(c)
-	for _, obj := range []Object{a, b} {
-		for idx, n := range src.blockFetches(obj.ID, testBS) {
-			if n != 1 {
-				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
-			}
-		}
-	}
+	checkBlocksFetchedOnce(t, src, a, b)
 	if s := c.Stats(); s.ReadaheadDropped != 0 {
 		t.Errorf("read-ahead blocks dropped: %d", s.ReadaheadDropped)
 	}
@@ -266,13 +260,7 @@ func TestMissesWaitRatherThanDropReadahead(t *testing.T) {
 		t.Fatal(err)
 	}
 	settle(c)
-	for _, obj := range []Object{a, other} {
-		for idx, n := range src.blockFetches(obj.ID, testBS) {
-			if n != 1 {
-				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
-			}
-		}
-	}
+	checkBlocksFetchedOnce(t, src, a, other)
 	if s := c.Stats(); s.ReadaheadDropped != 0 || s.RoomWaits != 0 {
 		t.Errorf("read-ahead blocks dropped %d, fetches still waiting for room %d", s.ReadaheadDropped, s.RoomWaits)
 	}
@@ -342,11 +330,7 @@ func TestMissWaitingForRoomEnds(t *testing.T) {
 					}
 				}
 				settle(c) // the abandoned miss is fetched once there is room
-				for idx, n := range src.blockFetches(other.ID, testBS) {
-					if n != 1 {
-						t.Errorf("c block %d fetched %d times", idx, n)
-					}
-				}
+				checkBlocksFetchedOnce(t, src, other)
 				if s := c.Stats(); s.ReadaheadDropped != 0 || s.RoomWaits != 0 {
 					t.Errorf("read-ahead blocks dropped %d, fetches waiting for room %d", s.ReadaheadDropped, s.RoomWaits)
 				}
@@ -487,12 +471,8 @@ func checkFetchedOnce(t *testing.T, c *Cache, src *fakeSource, objs []Object) {
 	var size int64
 	for _, obj := range objs {
 		size += obj.Size
-		for idx, n := range src.blockFetches(obj.ID, testBS) {
-			if n != 1 {
-				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
-			}
-		}
 	}
+	checkBlocksFetchedOnce(t, src, objs...)
 	if s := c.Stats(); s.ReadaheadDropped != 0 || s.BytesFetched != size {
 		t.Errorf("read-ahead blocks dropped %d, bytes fetched %d of %d", s.ReadaheadDropped, s.BytesFetched, size)
 	}
@@ -507,4 +487,16 @@ func newReadaheadOnlyCache(t *testing.T, src *fakeSource) *Cache {
 	opts.MemoryBytes = -1
 	opts.Readahead = 4 << 20
 	return newTestCache(t, src, opts)
+}
+
+// checkBlocksFetchedOnce: no block of objs that went to the Source went more than once.
+func checkBlocksFetchedOnce(t *testing.T, src *fakeSource, objs ...Object) {
+	t.Helper()
+	for _, obj := range objs {
+		for idx, n := range src.blockFetches(obj.ID, testBS) {
+			if n != 1 {
+				t.Errorf("%s block %d fetched %d times", obj.ID, idx, n)
+			}
+		}
+	}
 }

@@ -57,13 +57,7 @@ func TestStatusCleanups(t *testing.T) {
 		t.Fatalf("%d clean-ups while the abort is still refused, want 1", st.Cleanups)
 	}
 
-	env.Emulator.SetFaults(emulator.Faults{})
-	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
-		return readStatus(t, env).Cleanups == 0
-	})
-	if taken := env.Emulator.Counters().Succeeded(emulator.EndpointS3Abort); taken != 1 {
-		t.Errorf("%d aborts taken, want 1", taken)
-	}
+	cleanupsDone(t, env, emulator.EndpointS3Abort, "aborts")
 	if n := env.Requests(emulator.EndpointRegister); n != 0 {
 		t.Errorf("the removed file was registered %d times", n)
 	}
@@ -100,13 +94,7 @@ func TestStatusCleanupsDeleteRefused(t *testing.T) {
 		t.Fatalf("%d clean-ups while the deletion is refused, want 1", st.Cleanups)
 	}
 
-	env.Emulator.SetFaults(emulator.Faults{})
-	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
-		return readStatus(t, env).Cleanups == 0
-	})
-	if taken := env.Emulator.Counters().Succeeded(emulator.EndpointFileDelete); taken != 1 {
-		t.Errorf("%d deletions taken, want 1", taken)
-	}
+	cleanupsDone(t, env, emulator.EndpointFileDelete, "deletions")
 	files, err := env.Client.LibraryFiles(fusetest.Context(t), "removed.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -118,5 +106,18 @@ func TestStatusCleanupsDeleteRefused(t *testing.T) {
 	}
 	if n := env.Requests(emulator.EndpointUpload); n != 1 {
 		t.Errorf("%d publishing requests, want 1", n)
+	}
+}
+
+// cleanupsDone lifts the faults, waits for the status to count no clean-up left, and checks that the
+// platform took exactly one request to endpoint (what names them) to get there.
+func cleanupsDone(t *testing.T, env *fusetest.Env, endpoint, what string) {
+	t.Helper()
+	env.Emulator.SetFaults(emulator.Faults{})
+	fusetest.Eventually(t, 30*time.Second, "no clean-up left in the status", func() bool {
+		return readStatus(t, env).Cleanups == 0
+	})
+	if taken := env.Emulator.Counters().Succeeded(endpoint); taken != 1 {
+		t.Errorf("%d %s taken, want 1", taken, what)
 	}
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
-// answerHeld is the platform client, whose small uploads reach the platform (the file is stored) and
-// whose answers are then held until released, or until the request's context ends: a publishing
-// request on its way back.
+// answerHeld is the platform client, whose publishing requests (small uploads and registrations)
+// reach the platform (the file is stored) and whose answers are then held until released, or until the
+// request's context ends: a publishing request on its way back. With release nil the answer is lost.
 type answerHeld struct {
 	*remote.Client
 	stored   atomic.Int32

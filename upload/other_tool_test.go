@@ -2,16 +2,12 @@ package upload
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
-	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -19,33 +15,8 @@ import (
 // the next start. Another tool (the web UI, another client) may have published the same bytes under
 // the same name meanwhile: that file is theirs, and rescalefs must never delete it.
 
-// answerLost lets every publishing request reach the platform (the file is stored) and then loses
-// its answer: it waits until the request's context ends (the engine's Close, standing for a crash).
-type answerLost struct {
-	*remote.Client
-	stored atomic.Int32
-	fileID atomic.Value // string: the file the last request stored
-}
-
-func (a *answerLost) lose(ctx context.Context, f remote.File, err error) (remote.File, error) {
-	if err != nil {
-		return f, err
-	}
-	a.fileID.Store(f.ID)
-	a.stored.Add(1)
-	<-ctx.Done()
-	return remote.File{}, ctx.Err()
-}
-
-func (a *answerLost) UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error) {
-	f, err := a.Client.UploadSmall(ctx, name, r, size, typeID)
-	return a.lose(ctx, f, err)
-}
-
-func (a *answerLost) RegisterFile(ctx context.Context, reg remote.FileRegistration) (remote.File, error) {
-	f, err := a.Client.RegisterFile(ctx, reg)
-	return a.lose(ctx, f, err)
-}
+// A lost answer is answerHeld's never released (release nil): the file is stored, and the request
+// waits until its context ends (the engine's Close, standing for a crash).
 
 // logBuffer is a log the test reads back; safe for concurrent use.
 type logBuffer struct {
@@ -86,7 +57,7 @@ func TestLostPublicationOtherToolKept(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPlatform(t, false)
 			dir := t.TempDir()
-			lost := &answerLost{Client: p.c}
+			lost := &answerHeld{Client: p.c} // never released: the answer is lost
 			o := p.engineOpts(dir)
 			o.Client, o.SmallThreshold = lost, c.small
 			h := startEngine(t, o)
@@ -135,7 +106,7 @@ func TestLostPublicationOtherToolKept(t *testing.T) {
 func TestLostStaleOtherToolKept(t *testing.T) {
 	p := newPlatform(t, false)
 	dir := t.TempDir()
-	lost := &answerLost{Client: p.c}
+	lost := &answerHeld{Client: p.c} // never released: the answer is lost
 	o := p.engineOpts(dir)
 	o.Client = lost
 	h := startEngine(t, o)
