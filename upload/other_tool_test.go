@@ -1,13 +1,12 @@
 package upload
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -17,24 +16,6 @@ import (
 
 // A lost answer is answerHeld's never released (release nil): the file is stored, and the request
 // waits until its context ends (the engine's Close, standing for a crash).
-
-// logBuffer is a log the test reads back; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLostPublicationOtherToolKept: an upload withdrawn (removed from uploads/) while its publishing
 // request is out, whose answer is then lost to a crash; before the next start another tool publishes
@@ -71,10 +52,10 @@ func TestLostPublicationOtherToolKept(t *testing.T) {
 			ours := lost.fileID.Load().(string)
 			theirs := p.uploadStale("shared.txt", data) // another tool, in the same window
 
-			logs := &logBuffer{}
+			logger, logs := testutil.CaptureLog(t, slog.LevelInfo)
 			o = p.engineOpts(dir)
 			o.SmallThreshold = c.small
-			o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			o.Logger = logger
 			h = startEngine(t, o)
 			waitFor(t, func() bool { return h.eng.Cleanups() == 0 })
 			if p.deleted(theirs.ID) {
@@ -120,9 +101,9 @@ func TestLostStaleOtherToolKept(t *testing.T) {
 	ours := lost.fileID.Load().(string)
 	theirs := p.uploadStale("draft.txt", data)
 
-	logs := &logBuffer{}
+	logger, logs := testutil.CaptureLog(t, slog.LevelInfo)
 	o = p.engineOpts(dir)
-	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	o.Logger = logger
 	h = startEngine(t, o)
 	p.checkPublished(h.wait(id), "final.txt", data)
 	waitFor(t, func() bool { return h.eng.Cleanups() == 0 })

@@ -5,11 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
@@ -154,30 +154,10 @@ func MountOn(t testing.TB, p *Platform, o Options, extra MountExtra) *Env {
 	return mountOn(t, env, p.URL(), o, extra, logger)
 }
 
-// LogBuffer keeps what a logger wrote, for assertions on log lines, and echoes it to the test log.
-type LogBuffer struct {
-	t  testing.TB
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
+// LogBuffer keeps what a logger wrote (testutil.LogBuffer).
+type LogBuffer = testutil.LogBuffer
 
 // CaptureLog returns a logger at level that writes to a LogBuffer (and the test log).
 func CaptureLog(t testing.TB, level slog.Level) (*slog.Logger, *LogBuffer) {
-	lb := &LogBuffer{t: t}
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level})), lb
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.b.Write(p)
-	l.mu.Unlock()
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// String is everything logged so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return testutil.CaptureLog(t, level)
 }

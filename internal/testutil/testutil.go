@@ -2,7 +2,9 @@
 package testutil
 
 import (
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,4 +58,32 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// LogBuffer keeps what a logger wrote, for assertions on log lines, and echoes it to the test log.
+type LogBuffer struct {
+	t  testing.TB
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+// CaptureLog returns a logger at level that writes to a LogBuffer (and the test log).
+func CaptureLog(t testing.TB, level slog.Level) (*slog.Logger, *LogBuffer) {
+	lb := &LogBuffer{t: t}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level})), lb
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.b.Write(p)
+	l.mu.Unlock()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// String is everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
