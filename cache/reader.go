@@ -23,11 +23,14 @@ type Reader struct {
 	// its own checksum), so it is not hashed again.
 	preverified bool
 
-	// mu protects next, window, raNext, recent, recentAt, held, closed and failed.
+	// mu protects next, window, raNext, largest, recent, recentAt, held, closed and failed.
 	mu     sync.Mutex
 	next   int64 // offset where the last read ended (in a stream: the furthest read's end)
 	window int64 // read-ahead window in bytes; 0 = not sequential
 	raNext int64 // first block not yet considered for read-ahead
+	// largest is the longest read since the last seek: how far the stream's reads may arrive out
+	// of order depends on how long they are (see reordered).
+	largest int64
 	// recent are the latest reads outside a stream, since the last seek out of one ([0] and [1]:
 	// start and end; recentAt is the next slot to fill): the kernel sends a stream's first reads
 	// concurrently too, so they arrive out of order, and these tell such a start (coveredToLocked).
@@ -104,8 +107,10 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 	var raFrom, raTo, reqBlk, readerAt int64
 	if off >= 0 && off < size && len(p) > 0 {
 		end := min(off+int64(len(p)), size)
-		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next) ||
+		length := end - off
+		if c.opts.Readahead > 0 && (off == r.next || r.window > 0 && reordered(off, r.next, max(length, r.largest)) ||
 			r.window == 0 && off == r.coveredToLocked(r.next)) {
+			r.largest = max(r.largest, length)
 			to := max(end, r.next)
 			if r.window == 0 {
 				// A stream starts here: its reads so far may have arrived out of order, some
@@ -124,6 +129,7 @@ func (r *Reader) read(ctx context.Context, p []byte, off int64, ref bool) ([]byt
 			r.recent[r.recentAt] = [2]int64{off, end}
 			r.recentAt = (r.recentAt + 1) % recentReads
 			r.window, r.raNext = 0, 0
+			r.largest = length
 			r.next = end
 			r.readTo.Store(0)
 		}
@@ -229,17 +235,26 @@ func (r *Reader) planLocked(end int64, bulk bool) (from, to, reqBlk int64) {
 	return from, to, reqBlk
 }
 
-// maxReorder is how far a read of a sequential stream may land from where the
-// last one ended and still count as sequential: the kernel sends a handle's
-// reads (up to 1 MiB each: the application's own and its read-ahead) concurrently,
-// so they arrive out of order, and that is not a seek. A cold cp was seen to
-// send 0, 1, 3, 2 MiB: at 1 MiB the read at 2 MiB, 2 MiB behind the stream's
-// end, reset the window and the stream started over from one block.
-const maxReorder = 4 << 20
-
-func reordered(off, next int64) bool {
-	return off != next && off >= next-maxReorder && off <= next+maxReorder
+// reordered reports whether a read at off, in a stream whose reads so far ended at next, is one of
+// the stream's reads arriving out of order rather than a seek: the kernel sends a handle's reads (up
+// to 1 MiB each: the application's own and its read-ahead) concurrently, so they arrive out of order,
+// and that is not a seek. A cold cp was seen to send 0, 1, 3, 2 MiB: at 1 MiB the read at 2 MiB,
+// 2 MiB behind the stream's end, reset the window and the stream started over from one block.
+// Reads in flight together are a few at a time, so they land at most reorderReads reads of the
+// stream's longest (length) from each other: small reads scattered further are random, even near a
+// stream (a file sniffed in two adjacent reads, then read here and there, grew its window on every
+// read when any read within maxReorder counted).
+func reordered(off, next, length int64) bool {
+	d := min(maxReorder, reorderReads*length)
+	return off != next && off >= next-d && off <= next+d
 }
+
+// maxReorder bounds how far reordered reads may land (four 1 MiB reads in flight), and reorderReads
+// is that in reads.
+const (
+	maxReorder   = 4 << 20
+	reorderReads = 4
+)
 
 // recentReads is how many of the latest reads outside a stream coveredToLocked looks at: enough for
 // the first reads of a stream the kernel has in flight at once (four 1 MiB reads were seen).

@@ -70,3 +70,54 @@ func TestReorderedStartIsOneStream(t *testing.T) {
 		})
 	}
 }
+
+// Small reads scattered near a stream's end are not the stream's: the kernel's reads of one stream
+// arrive out of order only by a few reads' length, so a reordered read counts as sequential only that
+// close to where the stream ends (up to maxReorder for the largest reads). With the reorder distance
+// fixed at 4 MiB, a file sniffed in two adjacent small reads (a header, then the next page) and then
+// read at random within 4 MiB of them doubled the read-ahead window on every read: each 4 KiB read
+// fetched more blocks ahead, up to the whole Readahead. The scattered reads here fetch only their
+// own blocks, and the stream's one block of read-ahead. (No block is read twice: the cache here keeps
+// none but the Reader's last two.)
+func TestScatteredSmallReadsDoNotGrowAStream(t *testing.T) {
+	const kib = 1 << 10
+	for _, tc := range []struct {
+		name string
+		offs []int64 // 4 KiB reads after the two of the sniff, at 0 and 4 KiB
+	}{
+		{"ahead of the stream", []int64{1024 * kib, 300 * kib, 2560 * kib, 700 * kib, 3990 * kib, 2048 * kib}},
+		{"behind the stream's furthest read", []int64{3990 * kib, 100 * kib, 1024 * kib, 1500 * kib, 2048 * kib}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFake()
+			c := newReadaheadOnlyCache(t, src)
+			obj := src.add("obj", 16<<20)
+			r := c.NewReader(obj, "")
+			defer r.Close()
+			p := make([]byte, 4*kib)
+			want := map[int64]bool{0: true, 1: true} // the sniff's block and its one block of read-ahead
+			for _, off := range append([]int64{0, 4 * kib}, tc.offs...) {
+				if _, err := r.ReadAt(context.Background(), p, off); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(p, src.objects[obj.ID][off:off+int64(len(p))]) {
+					t.Fatalf("read at %d: wrong bytes", off)
+				}
+				want[off/testBS] = true
+			}
+			settle(c)
+			var extra []int64
+			for idx := range src.blockFetches(obj.ID, testBS) {
+				if !want[idx] {
+					extra = append(extra, idx)
+				}
+			}
+			slices.Sort(extra)
+			if len(extra) > 0 {
+				t.Errorf("blocks %v fetched besides the reads' own and one block of read-ahead (window now %d KiB)",
+					extra, r.Window()/kib)
+			}
+			checkBlocksFetchedOnce(t, src, obj)
+		})
+	}
+}
