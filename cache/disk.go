@@ -851,6 +851,14 @@ func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {
 	return d.used, int64(d.lru.Len()), d.corrupt, d.errs
 }
 
+// stuckStats returns the files the tier failed to delete and their bytes (part of used), counting
+// those whose deletion is being retried: a retry in flight does not make them vanish from the status.
+func (d *diskTier) stuckStats() (files, bytes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stuckFiles, d.stuckTotal
+}
+
 func (d *diskTier) close() {
 	d.life.Lock()
 	defer d.life.Unlock()

@@ -184,6 +184,9 @@ func TestDiskRestartUndeletableDuplicate(t *testing.T) {
 		}
 	}
 	check("the old copy undeletable", 2)
+	if files, bytes := d2.stuckStats(); files != 1 || bytes != int64(len(raw)) {
+		t.Errorf("%d stuck files of %d bytes, want the old copy (1 of %d)", files, bytes, len(raw))
+	}
 	undo()
 	if freed := d2.reclaim(1); freed != int64(len(raw)) {
 		t.Errorf("reclaim freed %d bytes, want the old copy's %d", freed, len(raw))
