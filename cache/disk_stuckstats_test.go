@@ -53,7 +53,7 @@ func TestDiskSkipForStuckFilesIsDiskError(t *testing.T) {
 	if !c.disk.has(a, testBS, 0) || !c.disk.has(a, testBS, 1) {
 		t.Fatal("a's blocks not on disk")
 	}
-	undo := undeletable(t, folder(a))
+	undo := testutil.Undeletable(t, folder(a))
 	skips := func() int { return strings.Count(logs.String(), skipWarning) }
 
 	// b1 evicts a's blocks, whose files stay; then b1..b3 are skipped (the first retry of the stuck
@@ -86,8 +86,8 @@ func TestDiskSkipForStuckFilesIsDiskError(t *testing.T) {
 	// A new episode is logged again, once: with b4 and b5 stored and their folders undeletable, b6
 	// evicts both, whose files stay, and is skipped.
 	read(others[4])
-	undeletable(t, folder(others[3]))
-	undeletable(t, folder(others[4]))
+	testutil.Undeletable(t, folder(others[3]))
+	testutil.Undeletable(t, folder(others[4]))
 	read(others[5])
 	st = c.Stats()
 	if c.disk.has(others[5], testBS, 0) || st.DiskErrors != 4 || skips() != 2 {
@@ -144,7 +144,7 @@ func TestDiskStuckFilesInStats(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			undo := undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
+			undo := testutil.Undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
 			tc.drop(c, a, b)
 			check := func(when string, files, bytes int64) {
 				t.Helper()
@@ -207,7 +207,7 @@ func TestDiskRestartStuckCountedOnce(t *testing.T) {
 	for idx := range int64(2) {
 		d1.put(a, testBS, idx, blockOf(a, idx), nil)
 	}
-	undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
+	testutil.Undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
 	d1.put(b, testBS, 0, blockOf(b, 0), nil)
 	check(d1, "first mount", 0, 2, 1)
 	d1.close()
