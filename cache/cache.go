@@ -162,7 +162,9 @@ type Stats struct {
 	DiskBytes          int64 // bytes of cache files in the disk tier
 	DiskBlocks         int64 // cache files in the disk tier
 	DiskCorrupt        int64 // cache files found corrupt (deleted and refetched)
-	DiskErrors         int64 // failed disk writes (the block was served uncached)
+	DiskErrors         int64 // disk writes that failed, or were skipped for room held by stuck files (the block was served uncached)
+	DiskStuckFiles     int64 // cache files the disk tier failed to delete (EPERM, EROFS): still on disk, in DiskBytes; retried
+	DiskStuckBytes     int64 // the bytes of those files
 	ChecksumMismatches int64 // whole-file sha512 mismatches
 	HashedBytes        int64 // bytes fed to whole-file sha512s
 
@@ -472,6 +474,7 @@ func (c *Cache) Stats() Stats {
 	}
 	if c.disk != nil {
 		s.DiskBytes, s.DiskBlocks, s.DiskCorrupt, s.DiskErrors = c.disk.stats()
+		s.DiskStuckFiles, s.DiskStuckBytes = c.disk.stuckStats()
 	}
 	return s
 }

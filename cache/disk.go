@@ -76,8 +76,11 @@ import (
 //     disk, so its bytes stay counted used: it is kept aside (stuck) and its deletion retried when room
 //     is wanted (a put that needs room, at most every stuckRetryInterval; every reclaim). Counted free,
 //     the tier would write past max on disk, and Reclaim would report room it had not made. A put
-//     that only stuck files keep from fitting is skipped (served uncached), not written past max.
-//     The next start's rebuild indexes the stuck files that are still there.
+//     that only stuck files keep from fitting is skipped (served uncached), not written past max:
+//     counted as a disk error (Stats.DiskErrors) and logged once until the stuck files are all gone;
+//     the stuck files are counted too (Stats.DiskStuckFiles, DiskStuckBytes), so the status says why
+//     blocks stopped being cached on disk. The next start's rebuild indexes the stuck files that are
+//     still there (each counted once, as any file found).
 const (
 	diskMagic    = "RFSB"
 	diskVersion  = 2
@@ -111,6 +114,9 @@ type diskEntry struct {
 type doomed struct {
 	path string
 	size int64
+	// stuck says an unlink of the file failed before: it is counted in stuckFiles and stuckTotal
+	// until it is gone.
+	stuck bool
 }
 
 // diskTier is the disk tier, LRU-bounded by bytes of files. Access order is
@@ -146,8 +152,8 @@ type diskTier struct {
 	// beforeRead, when a test sets it, runs in get between the index lookup and the file's read.
 	beforeRead func(path string)
 
-	// mu protects index, lru, used, deleting, stuck, stuckBytes, retryStuckAt, lastGen, failing and
-	// the counters below.
+	// mu protects index, lru, used, deleting, stuck, stuckBytes, stuckFiles, stuckTotal, retryStuckAt,
+	// stuckWarned, stuckSkipWarned, lastGen, failing and the counters below.
 	mu    sync.Mutex
 	index map[diskKey]*list.Element // value *diskEntry
 	lru   *list.List                // front = most recently used
@@ -156,12 +162,18 @@ type diskTier struct {
 	// deleting is the bytes of files taken out of the index whose deletion is in flight (part of used).
 	deleting int64
 	// stuck are the files taken out of the index whose unlink failed (other than not found): still on
-	// disk, so stuckBytes are part of used. retryStuckAt is when a put may retry them next; stuckWarned
-	// says their failure was logged (once until a retry deletes them all).
-	stuck        []doomed
-	stuckBytes   int64
-	retryStuckAt time.Time
-	stuckWarned  bool
+	// disk, so stuckBytes are part of used. stuckFiles and stuckTotal count them with those whose
+	// deletion is being retried (then out of stuck, counted in deleting): every file whose unlink
+	// failed and that is not gone yet. retryStuckAt is when a put may retry them next. stuckWarned
+	// says their failure was logged, stuckSkipWarned that a put skipped for the room they hold was
+	// (each once until stuckFiles is back to 0).
+	stuck           []doomed
+	stuckBytes      int64
+	stuckFiles      int64
+	stuckTotal      int64
+	retryStuckAt    time.Time
+	stuckWarned     bool
+	stuckSkipWarned bool
 	// retryStuckEvery spaces a put's retries of stuck files: each retry is an unlink per stuck file,
 	// and a put needing room comes with nearly every block once the tier is full.
 	retryStuckEvery time.Duration
@@ -254,7 +266,7 @@ func (d *diskTier) rebuild() {
 			// deletion. Keep the most recently used (the newest when alike) and delete the other
 			// (counted used until it is gone, as a file taken out of the index).
 			d.deleting += f.size
-			dups = append(dups, doomed{d.path(f.key, f.gen), f.size})
+			dups = append(dups, doomed{path: d.path(f.key, f.gen), size: f.size})
 			continue
 		}
 		d.index[f.key] = d.lru.PushBack(&diskEntry{key: f.key, gen: f.gen, size: f.size})
@@ -581,8 +593,18 @@ func (d *diskTier) put(obj Object, bs, idx int64, data []byte, sum *uint32) {
 		}
 		if d.used+size > d.max && d.stuckBytes > 0 {
 			// Nothing left to evict, and files the tier cannot delete hold the room: written, the
-			// block would take the tier past max on disk, with nothing to trim it by.
+			// block would take the tier past max on disk, with nothing to trim it by. The block is
+			// served uncached like one whose write failed, so it counts as a disk error: without it
+			// the status could not say why blocks stopped being cached on disk.
+			d.errs++
+			warn := !d.stuckSkipWarned
+			d.stuckSkipWarned = true
+			files, total := d.stuckFiles, d.stuckTotal
 			d.mu.Unlock()
+			if warn {
+				d.log.Warn("disk cache full of files it cannot delete; blocks are served uncached until their deletion works",
+					"dir", d.dir, "files", files, "bytes", total)
+			}
 			return
 		}
 		break // fits, or the rest of used is writes in progress (the last eviction below trims)
@@ -669,7 +691,7 @@ func (d *diskTier) takeLocked(e *list.Element) doomed {
 	d.lru.Remove(e)
 	delete(d.index, de.key)
 	d.deleting += de.size
-	return doomed{d.path(de.key, de.gen), de.size}
+	return doomed{path: d.path(de.key, de.gen), size: de.size}
 }
 
 // dropLocked takes entry e, whose file is already gone, out of the index and counts its bytes free.
@@ -693,10 +715,19 @@ func (d *diskTier) deleteFiles(victims []doomed) (freed int64) {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			d.used -= v.size
 			freed += v.size
-			if len(d.stuck) == 0 {
-				d.stuckWarned = false
+			if v.stuck {
+				d.stuckFiles--
+				d.stuckTotal -= v.size
+			}
+			if d.stuckFiles == 0 {
+				d.stuckWarned, d.stuckSkipWarned = false, false
 			}
 		} else {
+			if !v.stuck {
+				v.stuck = true
+				d.stuckFiles++
+				d.stuckTotal += v.size
+			}
 			d.stuck = append(d.stuck, v)
 			d.stuckBytes += v.size
 			if !d.stuckWarned && warn == nil {
@@ -818,6 +849,14 @@ func (d *diskTier) stats() (used, blocks, corrupt, errs int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.used, int64(d.lru.Len()), d.corrupt, d.errs
+}
+
+// stuckStats returns the files the tier failed to delete and their bytes (part of used), counting
+// those whose deletion is being retried: a retry in flight does not make them vanish from the status.
+func (d *diskTier) stuckStats() (files, bytes int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stuckFiles, d.stuckTotal
 }
 
 func (d *diskTier) close() {

@@ -4,75 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/rescalefs/rescalefs/internal/testutil"
 )
-
-// undeletable makes the files in dir impossible to unlink, for real, until undo (which also runs in
-// cleanup, before t.TempDir's removal): the directory is made immutable (chattr +i: unlink fails with
-// EPERM, for root too), or where the filesystem or the capabilities do not allow that, dir is bound
-// read-only over itself (EROFS).
-func undeletable(t *testing.T, dir string) (undo func()) {
-	t.Helper()
-	var once sync.Once
-	undo = func() {}
-	if err := setImmutable(dir, true); err == nil {
-		undo = func() {
-			once.Do(func() {
-				if err := setImmutable(dir, false); err != nil {
-					t.Errorf("chattr -i %s: %v", dir, err)
-				}
-			})
-		}
-	} else if err2 := bindReadOnly(dir); err2 == nil {
-		undo = func() {
-			once.Do(func() {
-				if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-					t.Errorf("unmount %s: %v", dir, err)
-				}
-			})
-		}
-	} else {
-		t.Fatalf("cannot make the files of %s undeletable: chattr +i: %v; read-only bind mount: %v (the test needs root)", dir, err, err2)
-	}
-	t.Cleanup(undo)
-	return undo
-}
-
-// fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h (chattr's i), which x/sys/unix does not name.
-const fsImmutableFL = 0x10
-
-func setImmutable(dir string, on bool) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	if err != nil {
-		return err
-	}
-	if on {
-		flags |= fsImmutableFL
-	} else {
-		flags &^= fsImmutableFL
-	}
-	return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
-}
-
-func bindReadOnly(dir string) error {
-	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
-		return err
-	}
-	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-		unix.Unmount(dir, unix.MNT_DETACH)
-		return err
-	}
-	return nil
-}
 
 // TestDiskFailedUnlinkStaysUsed: a cache file whose unlink fails (here EPERM: its directory is
 // immutable) is still on disk, so its bytes stay counted used: the tier neither writes past its budget
@@ -120,7 +56,7 @@ func TestDiskFailedUnlinkStaysUsed(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				undo = undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
+				undo = testutil.Undeletable(t, filepath.Join(dir, objHash(a.ID)[:2]))
 			}
 			check := func(when string, want []string, freed, wantFreed int64) {
 				t.Helper()
@@ -168,7 +104,7 @@ func TestDiskRestartUndeletableDuplicate(t *testing.T) {
 	if err := os.Chtimes(old, past, past); err != nil {
 		t.Fatal(err)
 	}
-	undo := undeletable(t, filepath.Dir(old))
+	undo := testutil.Undeletable(t, filepath.Dir(old))
 
 	d2, err := openDisk(dir, 1<<30, testLogger(t))
 	if err != nil {
@@ -184,6 +120,9 @@ func TestDiskRestartUndeletableDuplicate(t *testing.T) {
 		}
 	}
 	check("the old copy undeletable", 2)
+	if files, bytes := d2.stuckStats(); files != 1 || bytes != int64(len(raw)) {
+		t.Errorf("%d stuck files of %d bytes, want the old copy (1 of %d)", files, bytes, len(raw))
+	}
 	undo()
 	if freed := d2.reclaim(1); freed != int64(len(raw)) {
 		t.Errorf("reclaim freed %d bytes, want the old copy's %d", freed, len(raw))

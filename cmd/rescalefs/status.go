@@ -347,6 +347,9 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 		}
 	}
 	fmt.Fprintln(w, cacheLine(st))
+	if line := diskLine(st.Cache); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	if line := healthLine(st.Status.Platform); line != "" {
 		fmt.Fprintln(w, line)
 	}
@@ -410,6 +413,9 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 			header += "; " + l
 		}
 		footer = cacheLine(st)
+		if l := diskLine(st.Cache); l != "" {
+			footer += "; " + l
+		}
 		mu.Unlock()
 		seen := map[string]bool{}
 		for _, name := range st.Settling {
