@@ -171,7 +171,7 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		return false
 	}
 	if f.Bandwidth > 0 {
-		rw.rate = f.Bandwidth
+		rw.rate, rw.ctx = f.Bandwidth, r.Context()
 		r.Body = &pacedBody{ReadCloser: r.Body, rate: f.Bandwidth, start: time.Now(), ctx: r.Context()}
 	}
 	switch kind {
@@ -301,8 +301,9 @@ type respWriter struct {
 	counters *counters // counts the status and the bytes as they go
 	endpoint string
 
-	rate  int64 // bytes/s; 0 = unpaced
-	start time.Time
+	rate  int64           // bytes/s; 0 = unpaced
+	start time.Time       // of the paced body
+	ctx   context.Context // the request's, set with rate: done when the client leaves
 
 	fault   Fault  // FaultCut or FaultShort when armed
 	onTrip  func() // counts the fault when it actually happens
@@ -416,7 +417,11 @@ func (rw *respWriter) write(p []byte) (int, error) {
 	return n, err
 }
 
-// paced writes p no faster than the bandwidth cap.
+// paced writes p no faster than the bandwidth cap. It stops as soon as the client is gone: a pause
+// ends when the request's context does (net/http cancels it when the client closes the connection),
+// and the flush before a pause reports a dead connection that a write into net/http's buffers would
+// not. Otherwise a departed client's handler slept on between quanta written into nothing, and
+// counted them out.
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
 		return rw.write(p)
@@ -427,6 +432,9 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 	quantum := int(max(4096, min(rw.rate/50, 256<<10)))
 	written := 0
 	for len(p) > 0 {
+		if err := rw.ctx.Err(); err != nil {
+			return written, err
+		}
 		c := min(len(p), quantum)
 		n, err := rw.write(p[:c])
 		written += n
@@ -436,10 +444,12 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 		p = p[c:]
 		due := rw.start.Add(time.Duration(float64(rw.sent) / float64(rw.rate) * float64(time.Second)))
 		if d := time.Until(due); d > 0 {
-			if f, ok := rw.w.(http.Flusher); ok {
-				f.Flush()
+			if err := http.NewResponseController(rw.w).Flush(); err != nil {
+				return written, err
 			}
-			time.Sleep(d)
+			if !sleepCtx(rw.ctx, d) {
+				return written, rw.ctx.Err()
+			}
 		}
 	}
 	return written, nil
