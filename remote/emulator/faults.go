@@ -163,7 +163,7 @@ func (fi *faultInjector) decide(endpoint string) (Faults, Fault) {
 // injectFaults applies latency, bandwidth and the fault chosen for this request. It returns false when
 // the request has been answered (or the client went away) and must not reach its handler.
 func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool {
-	if !e.faults.waitThaw(r.Context()) {
+	if !e.faults.waitThaw(r) {
 		return false
 	}
 	f, kind := e.faults.decide(rt.endpoint)
@@ -202,27 +202,27 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		rw.arm(kind, func() { e.counters.fault(kind) })
 	case FaultStall:
 		rw.arm(kind, func() { e.counters.fault(kind) })
-		rw.stall = e.faults.stallFunc(r.Context(), f.StallFor)
+		rw.stall = func() bool { return e.faults.stall(r, f.StallFor) }
 	case FaultStallHeaders:
 		e.counters.fault(kind)
-		if !e.faults.stallFunc(r.Context(), f.StallFor)() {
+		if !e.faults.stall(r, f.StallFor) {
 			return false
 		}
 	}
 	return true
 }
 
-// stallFunc returns a wait of d (0: until ctx ends) that reports whether the stall ended by itself.
-func (fi *faultInjector) stallFunc(ctx context.Context, d time.Duration) func() bool {
-	return func() bool {
-		fi.holding.Add(1)
-		defer fi.holding.Add(-1)
-		if d <= 0 {
-			<-ctx.Done()
-			return false
-		}
-		return sleepCtx(ctx, d)
+// stall holds r for d (0: until its client leaves); it reports whether the stall ended by itself.
+func (fi *faultInjector) stall(r *http.Request, d time.Duration) bool {
+	fi.holding.Add(1)
+	defer fi.holding.Add(-1)
+	var wake <-chan time.Time // nil: never
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		wake = t.C
 	}
+	return holdUntil(r, wake)
 }
 
 // SetFrozen freezes the platform (every API and S3 request waits, unanswered) or thaws it (the
@@ -243,8 +243,8 @@ func (fi *faultInjector) thawLocked() {
 	}
 }
 
-// waitThaw holds a request while the platform is frozen; false when the client went away first.
-func (fi *faultInjector) waitThaw(ctx context.Context) bool {
+// waitThaw holds r while the platform is frozen; false when the client went away first.
+func (fi *faultInjector) waitThaw(r *http.Request) bool {
 	for {
 		fi.mu.Lock()
 		if !fi.f.Frozen {
@@ -257,11 +257,9 @@ func (fi *faultInjector) waitThaw(ctx context.Context) bool {
 		ch := fi.thaw
 		fi.mu.Unlock()
 		fi.holding.Add(1)
-		select {
-		case <-ch:
-			fi.holding.Add(-1)
-		case <-ctx.Done():
-			fi.holding.Add(-1)
+		thawed := holdUntil(r, ch)
+		fi.holding.Add(-1)
+		if !thawed {
 			return false
 		}
 	}
