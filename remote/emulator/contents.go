@@ -67,8 +67,9 @@ func (e *Emulator) servePlain(w http.ResponseWriter, r *http.Request, f *fileRec
 	if r.Method == http.MethodHead || n == 0 {
 		return
 	}
-	if err := e.copyPlain(w, f, obj, off, n); err != nil && !errors.Is(err, errCut) {
-		// The status is sent: the client sees a short body, which it must treat as an error.
+	if err := e.copyPlain(w, f, obj, off, n); err != nil && !errors.Is(err, errCut) && r.Context().Err() == nil {
+		// The status is sent: the client sees a short body, which it must treat as an error. A client
+		// that left (the context is done) is no fault of ours.
 		e.log.Warn("emulator: contents", "file", f.ID, "off", off, "n", n, "err", err)
 	}
 }

@@ -72,6 +72,8 @@ type Emulator struct {
 	exec      *executor   // nil: submitted jobs follow the simulated life cycle
 	tempWork  string      // a WorkDir New made, removed by Close
 
+	serving atomic.Int64 // API and S3 requests whose handling has not returned (Serving)
+
 	uploadNames uploadNames // test knobs on uploaded names: RejectUploadName, StoreUploadNameAs (uploads.go)
 
 	mu      sync.RWMutex // guards st and journal (and so every record reachable from st)

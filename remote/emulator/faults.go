@@ -163,7 +163,7 @@ func (fi *faultInjector) decide(endpoint string) (Faults, Fault) {
 // injectFaults applies latency, bandwidth and the fault chosen for this request. It returns false when
 // the request has been answered (or the client went away) and must not reach its handler.
 func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool {
-	if !e.faults.waitThaw(r.Context()) {
+	if !e.faults.waitThaw(r) {
 		return false
 	}
 	f, kind := e.faults.decide(rt.endpoint)
@@ -171,7 +171,7 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		return false
 	}
 	if f.Bandwidth > 0 {
-		rw.rate = f.Bandwidth
+		rw.rate, rw.ctx = f.Bandwidth, r.Context()
 		r.Body = &pacedBody{ReadCloser: r.Body, rate: f.Bandwidth, start: time.Now(), ctx: r.Context()}
 	}
 	switch kind {
@@ -202,27 +202,27 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 		rw.arm(kind, func() { e.counters.fault(kind) })
 	case FaultStall:
 		rw.arm(kind, func() { e.counters.fault(kind) })
-		rw.stall = e.faults.stallFunc(r.Context(), f.StallFor)
+		rw.stall = func() bool { return e.faults.stall(r, f.StallFor) }
 	case FaultStallHeaders:
 		e.counters.fault(kind)
-		if !e.faults.stallFunc(r.Context(), f.StallFor)() {
+		if !e.faults.stall(r, f.StallFor) {
 			return false
 		}
 	}
 	return true
 }
 
-// stallFunc returns a wait of d (0: until ctx ends) that reports whether the stall ended by itself.
-func (fi *faultInjector) stallFunc(ctx context.Context, d time.Duration) func() bool {
-	return func() bool {
-		fi.holding.Add(1)
-		defer fi.holding.Add(-1)
-		if d <= 0 {
-			<-ctx.Done()
-			return false
-		}
-		return sleepCtx(ctx, d)
+// stall holds r for d (0: until its client leaves); it reports whether the stall ended by itself.
+func (fi *faultInjector) stall(r *http.Request, d time.Duration) bool {
+	fi.holding.Add(1)
+	defer fi.holding.Add(-1)
+	var wake <-chan time.Time // nil: never
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		wake = t.C
 	}
+	return holdUntil(r, wake)
 }
 
 // SetFrozen freezes the platform (every API and S3 request waits, unanswered) or thaws it (the
@@ -243,8 +243,8 @@ func (fi *faultInjector) thawLocked() {
 	}
 }
 
-// waitThaw holds a request while the platform is frozen; false when the client went away first.
-func (fi *faultInjector) waitThaw(ctx context.Context) bool {
+// waitThaw holds r while the platform is frozen; false when the client went away first.
+func (fi *faultInjector) waitThaw(r *http.Request) bool {
 	for {
 		fi.mu.Lock()
 		if !fi.f.Frozen {
@@ -257,11 +257,9 @@ func (fi *faultInjector) waitThaw(ctx context.Context) bool {
 		ch := fi.thaw
 		fi.mu.Unlock()
 		fi.holding.Add(1)
-		select {
-		case <-ch:
-			fi.holding.Add(-1)
-		case <-ctx.Done():
-			fi.holding.Add(-1)
+		thawed := holdUntil(r, ch)
+		fi.holding.Add(-1)
+		if !thawed {
 			return false
 		}
 	}
@@ -301,8 +299,9 @@ type respWriter struct {
 	counters *counters // counts the status and the bytes as they go
 	endpoint string
 
-	rate  int64 // bytes/s; 0 = unpaced
-	start time.Time
+	rate  int64           // bytes/s; 0 = unpaced
+	start time.Time       // of the paced body
+	ctx   context.Context // the request's, set with rate: done when the client leaves
 
 	fault   Fault  // FaultCut or FaultShort when armed
 	onTrip  func() // counts the fault when it actually happens
@@ -416,7 +415,11 @@ func (rw *respWriter) write(p []byte) (int, error) {
 	return n, err
 }
 
-// paced writes p no faster than the bandwidth cap.
+// paced writes p no faster than the bandwidth cap. It stops as soon as the client is gone: a pause
+// ends when the request's context does (net/http cancels it when the client closes the connection),
+// and the flush before a pause reports a dead connection that a write into net/http's buffers would
+// not. Otherwise a departed client's handler slept on between quanta written into nothing, and
+// counted them out.
 func (rw *respWriter) paced(p []byte) (int, error) {
 	if rw.rate <= 0 {
 		return rw.write(p)
@@ -427,6 +430,9 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 	quantum := int(max(4096, min(rw.rate/50, 256<<10)))
 	written := 0
 	for len(p) > 0 {
+		if err := rw.ctx.Err(); err != nil {
+			return written, err
+		}
 		c := min(len(p), quantum)
 		n, err := rw.write(p[:c])
 		written += n
@@ -436,10 +442,12 @@ func (rw *respWriter) paced(p []byte) (int, error) {
 		p = p[c:]
 		due := rw.start.Add(time.Duration(float64(rw.sent) / float64(rw.rate) * float64(time.Second)))
 		if d := time.Until(due); d > 0 {
-			if f, ok := rw.w.(http.Flusher); ok {
-				f.Flush()
+			if err := http.NewResponseController(rw.w).Flush(); err != nil {
+				return written, err
 			}
-			time.Sleep(d)
+			if !sleepCtx(rw.ctx, d) {
+				return written, rw.ctx.Err()
+			}
 		}
 	}
 	return written, nil

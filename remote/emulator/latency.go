@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// readAheadLimit is how much of a request body is read while the request waits out the latency: less
+// readAheadLimit is how much of a request body is read while a request is held (holdUntil): less
 // than a loopback connection's receive buffer (128 KiB by default on Linux), so the client sees its
 // body accepted no sooner than it would be anyway.
 const readAheadLimit = 64 << 10
@@ -16,28 +16,34 @@ const readAheadLimit = 64 << 10
 func (e *Emulator) Delaying() int64 { return e.faults.delaying.Load() }
 
 // delay holds r for the latency d; false when the client went away first.
-//
-// net/http notices a departed client (and cancels r's context) only by reading the connection, which
-// it does not do while r's body remains unread: a client that sends a body and cancels would leave
-// the request waiting out the whole latency, then served. So the body's first readAheadLimit bytes
-// are read during the wait. A body that ends within them lets net/http watch the connection; a body
-// cut short ends the wait at once. A longer body's departure sits behind the bytes not yet sent and is
-// noticed when the handler reads them, as on a real server. A request that asks "Expect:
-// 100-continue" is not read ahead: reading would send the "100 Continue" before the latency is over.
 func (fi *faultInjector) delay(r *http.Request, d time.Duration) bool {
 	fi.delaying.Add(1)
 	defer fi.delaying.Add(-1)
-	var bodyDone <-chan struct{}
-	var ra *readAheadBody
-	if r.ContentLength != 0 && r.Header.Get("Expect") == "" {
-		ra = startReadAhead(r.Body, readAheadLimit)
-		r.Body, bodyDone = ra, ra.done
-	}
 	t := time.NewTimer(d)
 	defer t.Stop()
+	return holdUntil(r, t.C)
+}
+
+// holdUntil holds r until wake delivers (true) or r's client goes away (false); with a nil wake only
+// the client ends the wait. Every wait that holds a request unanswered (latency, freeze, stall) is
+// this one, so each ends when its client leaves.
+//
+// net/http notices a departed client (and cancels r's context) only by reading the connection, which
+// it does not do while r's body remains unread: a client that sends a body and cancels would leave
+// the request held to the end of the wait, then served. So the body's first readAheadLimit bytes
+// are read during the wait. A body that ends within them lets net/http watch the connection; a body
+// cut short ends the wait at once. A longer body's departure sits behind the bytes not yet sent and is
+// noticed when the handler reads them, as on a real server. A request that asks "Expect:
+// 100-continue" is not read ahead: reading would send the "100 Continue" before the wait is over.
+func holdUntil[T any](r *http.Request, wake <-chan T) bool {
+	var bodyDone <-chan struct{}
+	ra := readAhead(r)
+	if ra != nil {
+		bodyDone = ra.done
+	}
 	for {
 		select {
-		case <-t.C:
+		case <-wake:
 			return true
 		case <-r.Context().Done():
 			return false
@@ -50,7 +56,21 @@ func (fi *faultInjector) delay(r *http.Request, d time.Duration) bool {
 	}
 }
 
-// readAheadBody is a request body whose first bytes a goroutine reads during the latency (see delay).
+// readAhead starts reading r's body ahead (see holdUntil), once per request: a request held by a
+// freeze and then by the latency reads ahead once. nil when r has no body to read ahead.
+func readAhead(r *http.Request) *readAheadBody {
+	if ra, ok := r.Body.(*readAheadBody); ok {
+		return ra
+	}
+	if r.ContentLength == 0 || r.Header.Get("Expect") != "" {
+		return nil
+	}
+	ra := startReadAhead(r.Body, readAheadLimit)
+	r.Body = ra
+	return ra
+}
+
+// readAheadBody is a request body whose first bytes a goroutine reads during a wait (see holdUntil).
 // The handler's reads wait for that goroutine, take what it read, then read on from the body itself.
 type readAheadBody struct {
 	io.ReadCloser               // the body: the goroutine's until done is closed, then the handler's

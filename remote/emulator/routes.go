@@ -111,6 +111,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.handle(rw, r)
 		return
 	}
+	e.serving.Add(1)
+	defer e.serving.Add(-1)
 	if !e.injectFaults(rw, r, rt) {
 		return
 	}
@@ -124,6 +126,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt.handle(rw, r)
 }
+
+// Serving is the number of API and S3 requests being handled now, from their arrival (held, delayed or
+// paced included) until their handler returns: tests wait on it for the emulator to let go of a
+// request instead of sleeping.
+func (e *Emulator) Serving() int64 { return e.serving.Load() }
 
 func isLoopback(r *http.Request) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
