@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rescalefs/rescalefs/fs/fusetest"
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
@@ -33,15 +34,16 @@ func TestUnmountWaitsForSharedLookups(t *testing.T) {
 
 func unmountWithSharedLookups(t *testing.T) {
 	p := fusetest.NewPlatform(t, fusetest.PlatformOptions{})
-	// One poll round only (the first, at mount): the jobs added below stay unknown to the list, so a
-	// lookup of each asks the platform for it.
+	// One poll round only (the first, at mount; the poller's clock is the test's and stands still): the
+	// jobs added below stay unknown to the list, so a lookup of each asks the platform for it.
 	// The default policy (a 60 s budget), its requests counted as they leave: a request sent just
 	// before Unmount may reach the platform just after it (counting what arrives there was a race the
 	// test lost 1 run in about 100); what must not happen is a request sent after.
 	hc := remote.NewPolicyHTTPClient(remote.Policy{})
 	sent := &countingTransport{next: hc.Transport}
 	hc.Transport = sent
-	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: time.Hour},
+	clock := testutil.NewClock(time.Now())
+	env := fusetest.MountOn(t, p, fusetest.Options{Jobs: fltJobs(), Poll: time.Hour, Clock: clock},
 		fusetest.MountExtra{Permanent: remote.Permanent, Client: remote.Options{HTTPClient: hc}})
 	if out, err := exec.Command("ls", filepath.Join(env.Dir, "jobs")).CombinedOutput(); err != nil {
 		t.Fatalf("ls jobs: %v %s", err, out)
@@ -50,7 +52,7 @@ func unmountWithSharedLookups(t *testing.T) {
 	// is the ls's now; it used to be a second one at times, sent after the ls was answered, and landing
 	// after the jobs below were added it listed them, so their lookups asked nothing (2 to 4 runs in 15
 	// failed that way).
-	fusetest.Eventually(t, 30*time.Second, "the poller's first round", func() bool { return env.Mount.PollRounds() >= 1 })
+	betweenRounds(t, clock)
 	emu := p.Emulator()
 	// Several lookups, each its own shared call: each call's cancellation is a race of its own
 	// against Unmount's return.

@@ -103,11 +103,14 @@ func newFsys(opts Options, client platform, newReader func(*remote.File) fileRea
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
 	f := &fsys{
 		opts:      opts,
 		client:    client,
 		log:       opts.Logger,
-		now:       time.Now,
+		now:       opts.Clock.Now,
 		newReader: newReader,
 		liveTTL:   min(opts.Poll, 10*time.Second),
 		model:     newJobsModel(),

@@ -52,6 +52,9 @@ type Options struct {
 	WalkAhead WalkAheadOptions
 	// MaxTreeFiles bounds the files of completed jobs' listings kept (LRU); 0 = DefaultMaxTreeFiles.
 	MaxTreeFiles int
+	// Clock is the mount's time, the poller's rounds included (clock.go); nil = the real clock.
+	// Tests pass one they move by hand.
+	Clock Clock
 }
 
 // DefaultPoll is the default interval between refreshes of the jobs list.

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -23,9 +22,6 @@ type poller struct {
 	last views // what the kernel may have been shown, as of the previous round
 	stop chan struct{}
 	done chan struct{}
-	// rounds counts the rounds finished (tests wait on it: a round's list may land after a listing
-	// the user asked for).
-	rounds atomic.Int64
 }
 
 func (f *fsys) startPoller() *poller {
@@ -36,16 +32,16 @@ func (f *fsys) startPoller() *poller {
 
 func (p *poller) run() {
 	defer close(p.done)
-	t := time.NewTimer(0) // the first round at once: the mount is most likely listed right away
-	defer t.Stop()
+	next := time.Duration(0) // the first round at once: the mount is most likely listed right away
 	for {
+		// On the mount's clock: a test's hand-moved clock decides when the next round comes (and
+		// sees, by its waiter, that the round before is done).
 		select {
 		case <-p.stop:
 			return
-		case <-t.C:
+		case <-p.f.opts.Clock.After(next):
 		}
-		t.Reset(p.round())
-		p.rounds.Add(1)
+		next = p.round()
 	}
 }
 

@@ -67,13 +67,34 @@ type pollEnv struct {
 	p     *poller
 }
 
+// newPollEnv is a model over emu (through client) polling every poll on a clock the test moves; the
+// poller is not started.
+func newPollEnv(t *testing.T, poll time.Duration, emu *emulator.Emulator, client *remote.Client) *pollEnv {
+	clock := testutil.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	e := &pollEnv{f: newFsys(Options{Poll: poll, Clock: clock}, client, nil), emu: emu, clock: clock}
+	t.Cleanup(func() { // the mount's order (Mounted.stop)
+		e.f.cancel()
+		if e.p != nil {
+			e.p.halt()
+		}
+		e.f.calls.close()
+	})
+	return e
+}
+
 // startPoller starts the poller (once).
 func (e *pollEnv) startPoller() { e.p = e.f.startPoller() }
 
-// waitRound waits for the poller's first round to finish.
-func (e *pollEnv) waitRound(t *testing.T) {
+// waitRound waits for the poller to wait on the clock for its next round (the one before done) and
+// returns how long it waits. The clock fires none before the test advances it.
+func (e *pollEnv) waitRound(t *testing.T) time.Duration {
 	t.Helper()
-	testutil.Eventually(t, time.Minute, "the poller's first round", func() bool { return e.p.rounds.Load() >= 1 })
+	var w []time.Duration
+	testutil.Eventually(t, time.Minute, "the poller waiting for its next round", func() bool {
+		w = e.clock.Waiters()
+		return len(w) == 1
+	})
+	return w[0]
 }
 
 // listing is what `ls jobs/` asks of the model.
@@ -143,16 +164,7 @@ func TestPollerTakesFreshList(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e := &pollEnv{f: newFsys(Options{Poll: poll}, client, nil), emu: emu,
-				clock: testutil.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))}
-			e.f.now = e.clock.Now
-			t.Cleanup(func() { // the mount's order (Mounted.stop)
-				e.f.cancel()
-				if e.p != nil {
-					e.p.halt()
-				}
-				e.f.calls.close()
-			})
+			e := newPollEnv(t, poll, emu, client)
 			c.steps(t, e)
 			cn := emu.Counters()
 			if got := cn.Requests[emulator.EndpointJobs]; got != c.lists {
@@ -174,28 +186,21 @@ func TestPollerTakesFreshList(t *testing.T) {
 // A round that took a list it did not fetch is followed by the next as soon as that list is an
 // interval old, not a whole interval after the round: the poller still sees every change within an
 // interval of it. Here the list taken is an interval old less 50 ms (of the test's clock), so the next
-// round is due 50 ms later; it lists once the clock says the interval has passed (the rounds before
-// find the list fresh still and take it again).
+// round is due 50 ms later; it lists (the list taken is an interval old then), and the round after it
+// is a whole interval later.
 func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 	const poll = time.Hour
 	emu, client := newEmulatorClient(t, emulator.Faults{})
 	if _, err := emu.AddJob(emulator.JobSpec{Name: "j", Files: []emulator.FileSpec{{RelativePath: "a", Size: 10}}}); err != nil {
 		t.Fatal(err)
 	}
-	e := &pollEnv{f: newFsys(Options{Poll: poll}, client, nil), emu: emu,
-		clock: testutil.NewClock(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))}
-	e.f.now = e.clock.Now
-	t.Cleanup(func() {
-		e.f.cancel()
-		if e.p != nil {
-			e.p.halt()
-		}
-		e.f.calls.close()
-	})
+	e := newPollEnv(t, poll, emu, client)
 	e.listing(t)
 	e.clock.Advance(poll - 50*time.Millisecond)
 	e.startPoller()
-	e.waitRound(t)
+	if due := e.waitRound(t); due != 50*time.Millisecond {
+		t.Errorf("the second round due in %v, want 50ms (when the list taken is an interval old)", due)
+	}
 	if got := emu.Counters().Requests[emulator.EndpointJobs]; got != 1 {
 		t.Fatalf("jobs.list %d after the first round, want 1 (the listing's, taken)", got)
 	}
@@ -204,8 +209,15 @@ func TestPollerListsWhenTakenListIsOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(50 * time.Millisecond)
-	testutil.Eventually(t, time.Minute, "the poller listing the job added", func() bool { _, ok := e.f.model.get(added.ID); return ok })
-	testutil.Eventually(t, time.Minute, "the round done", func() bool { return len(e.f.model.staleStatuses()) == 0 })
+	if due := e.waitRound(t); due != poll {
+		t.Errorf("the third round due in %v, want %v (a whole interval after a list of its own)", due, poll)
+	}
+	if _, ok := e.f.model.get(added.ID); !ok {
+		t.Errorf("the job added is not listed after the second round")
+	}
+	if stale := e.f.model.staleStatuses(); len(stale) != 0 {
+		t.Errorf("jobs without their status history after the second round: %v", stale)
+	}
 	c := emu.Counters()
 	if got := c.Requests[emulator.EndpointJobs]; got != 2 {
 		t.Errorf("jobs.list %d, want 2", got)

@@ -63,6 +63,9 @@ type Options struct {
 	Uploads UploadOptions
 
 	MaxTreeFiles int // fs.Options.MaxTreeFiles
+	// Clock is fs.Options.Clock: a testutil.Clock lets the test decide when the poller's next round
+	// comes, and see (Clock.Waiters) that a round is done. nil = the real clock.
+	Clock fs.Clock
 
 	// Faulty puts a remotetest.Faulty (Env.Faulty) between the client and the mount and cache, so the
 	// test can make any platform call fail, stall or be slow.
@@ -221,6 +224,7 @@ func mountOn(t testing.TB, env *Env, url string, o Options, extra MountExtra, lo
 	fo := fs.Options{
 		Client: platform, Cache: env.Cache, Poll: o.Poll, MaxJobAge: o.MaxJobAge, Logger: logger,
 		CacheDir: extra.CacheDir, MountOptions: o.MountOptions, WalkAhead: o.WalkAhead, MaxTreeFiles: o.MaxTreeFiles,
+		Clock: o.Clock,
 	}
 	if env.Direct != nil {
 		fo.FileSeen = env.Direct.Register

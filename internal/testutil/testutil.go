@@ -37,10 +37,18 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// Clock is a clock a test moves by hand; safe for concurrent use.
+// Clock is a clock a test moves by hand, with timers that fire only when Advance reaches them (fs.Clock):
+// the test, not the machine's load, decides when a timer's time has come. Safe for concurrent use.
 type Clock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
+	mu      sync.Mutex // guards t and waiters
+	t       time.Time
+	waiters []clockWaiter // the timers not fired yet, in the order set
+}
+
+// clockWaiter is one timer of a Clock: c receives the clock's time once it reaches at.
+type clockWaiter struct {
+	at time.Time
+	c  chan time.Time // buffered (1): firing never blocks under mu
 }
 
 // NewClock returns a Clock showing t.
@@ -53,11 +61,47 @@ func (c *Clock) Now() time.Time {
 	return c.t
 }
 
-// Advance moves the clock on by d.
+// Advance moves the clock on by d, firing the timers it reaches before it returns.
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	pending := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.t) {
+			pending = append(pending, w)
+			continue
+		}
+		w.c <- c.t
+	}
+	clear(c.waiters[len(pending):])
+	c.waiters = pending
+}
+
+// After is time.After on the clock: the channel receives once Advance has moved the clock d on, at
+// once when d <= 0 (then it is never a waiter).
+func (c *Clock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.t
+		return ch
+	}
+	c.waiters = append(c.waiters, clockWaiter{at: c.t.Add(d), c: ch})
+	return ch
+}
+
+// Waiters is how long each timer not fired yet has left, in the order they were set: a test waits
+// for a goroutine to be waiting on the clock (a poller between rounds), and sees when it is due.
+func (c *Clock) Waiters() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	left := make([]time.Duration, len(c.waiters))
+	for i, w := range c.waiters {
+		left[i] = w.at.Sub(c.t)
+	}
+	return left
 }
 
 // LogBuffer keeps what a logger wrote, for assertions on log lines, and echoes it to the test log.
