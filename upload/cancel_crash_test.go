@@ -84,10 +84,14 @@ func TestCancelSurvivesCrash(t *testing.T) {
 		uploaded   int64 // small uploads the platform takes, all engines together
 		aborted    bool  // the multipart upload is aborted by the next start
 		deleted    bool  // the publication is deleted by the next start
+		kept       bool  // the publication is left in the library, and shown (Kept)
 	}{
 		{name: "queued", size: 1500, at: "queued"},
 		{name: "parts", small: -1, size: 2*testPart + 10, at: "parts", aborted: true},
 		{name: "publishing-multipart", small: -1, size: testPart + 10, at: "publishing", registered: 1, deleted: true},
+		// A small upload's publication cannot be told from another tool's upload of the same bytes
+		// (TestLostPublicationOtherToolKept): left in the library, and shown.
+		{name: "publishing-small", size: 2500, at: "publishing", uploaded: 1, kept: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPlatform(t, false)
@@ -153,8 +157,13 @@ func TestCancelSurvivesCrash(t *testing.T) {
 				t.Errorf("multipart upload aborted: %v, want %v", got, c.aborted)
 			}
 			if c.at == "publishing" {
-				if got := p.deleted(lost.fileID.Load().(string)); got != c.deleted {
+				ours := lost.fileID.Load().(string)
+				if got := p.deleted(ours); got != c.deleted {
 					t.Errorf("the publication deleted: %v, want %v", got, c.deleted)
+				}
+				kept := h2.eng.Kept()
+				if got := len(kept) == 1 && kept[0].FileID == ours && kept[0].Name == "removed.txt"; got != c.kept {
+					t.Errorf("kept %+v, want the publication %v", kept, c.kept)
 				}
 			}
 			journalEmpty(t, dir)

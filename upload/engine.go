@@ -165,6 +165,9 @@ type Engine struct {
 	// gone are the clean-up records (cleanup.go): uploads over, whose leftovers on the platform are
 	// still to be deleted; by id.
 	gone map[string]*upload
+	// kept are the files left in the library that may be publications of uploads removed or renamed
+	// since, or another tool's (kept.go).
+	kept []Kept
 	// rejected is told of each upload the platform refused for good (SetOnRejected); nil = nobody.
 	rejected func(Status)
 	ctx      context.Context // set by Start
@@ -1047,6 +1050,7 @@ func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
 // f was only taken for u's publication (u.unsure): then it may be another tool's, and stays.
 func (e *Engine) landLocked(u *upload, f string) {
 	if f == u.unsure {
+		e.keepLocked(cmp.Or(u.sent, u.rec.Name), f, keptRemoved)
 		e.log.Warn("upload: cancelled; the file taken for its publication after a lost answer is left in the library: "+
 			"nothing tells it from another tool's upload of the same file", "upload", u.id, "name", u.rec.Name, "file", f)
 		return
@@ -1077,6 +1081,7 @@ func (e *Engine) republish(u *upload, f remote.File) bool {
 func (e *Engine) republishLocked(u *upload, f remote.File, sent string) record {
 	r := &u.rec
 	if f.ID == u.unsure {
+		e.keepLocked(sent, f.ID, keptRenamed)
 		e.log.Warn("upload: the file taken for its publication under a name it has left is left in the library: "+
 			"nothing tells it from another tool's upload of the same file", "upload", u.id, "sent", sent, "file", f.ID)
 	} else if !slices.Contains(r.Supersedes, f.ID) {
