@@ -25,10 +25,10 @@ type Kept struct {
 
 // Reasons of Kept files.
 const (
-	keptRemoved = "the publication of a file removed from uploads/, whose answer was lost (a crash or a cut connection), " +
-		"or another tool's upload of the same bytes: not deleted"
-	keptRenamed = "the publication under a name its file has left in uploads/, whose answer was lost (a crash or a cut " +
-		"connection), or another tool's upload of the same bytes: not deleted"
+	keptRemoved = "may be the publication of a file removed from uploads/ (its answer was lost), " +
+		"or another tool's upload of the same bytes"
+	keptRenamed = "may be the publication under a name its file left in uploads/ (its answer was lost), " +
+		"or another tool's upload of the same bytes"
 )
 
 // keepLocked books a file left in the library (once per file). e.mu held.
