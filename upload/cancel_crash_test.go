@@ -13,8 +13,8 @@ import (
 
 // crashAt replaces the engine folder dir by a copy of itself as it is now: what a crash (kill -9 of
 // the mount) at this moment would leave for the next start, at the same place (the journal holds
-// absolute paths). The running engine, which the test holds still, keeps its open files in the old
-// folder, moved aside.
+// absolute paths). The running engine keeps its open files in the old folder, moved aside, but
+// opens any other by its path: the test holds it still until it ends.
 func crashAt(t *testing.T, dir string) {
 	t.Helper()
 	img := dir + ".image"
@@ -111,20 +111,20 @@ func TestCancelSurvivesCrash(t *testing.T) {
 				}
 				t.Cleanup(func() { eng.Close() })
 				id = enqueue(t, eng, "removed.txt", data)
-			case "parts":
-				var h *harness
-				h, id = startMidMultipart(t, p, dir, "removed.txt", data)
-				eng = h.eng
+			case "parts": // as startMidMultipart, with the cancels held
+				b := newBlocker(2)
+				// One part at a time: none is in flight but the one held, so this engine does nothing
+				// more until the test ends (it would write into the folder the next start uses).
+				o.beforePart, o.UploadParallel = b.hook, 1
+				eng = startEngine(t, o).eng
+				id = enqueue(t, eng, "removed.txt", data)
+				b.waitReached(t)
 			case "publishing":
 				o.Client = lost
 				h := startEngine(t, o)
 				eng = h.eng
 				id = enqueue(t, eng, "removed.txt", data)
 				waitFor(t, func() bool { return lost.stored.Load() == 1 })
-			}
-			if c.at == "parts" {
-				// startMidMultipart made its own options: hold its cancels too.
-				eng.o.beforeWithdraw = o.beforeWithdraw
 			}
 			t.Cleanup(func() { close(held.release) }) // before the engine's Close (cleanups run last first)
 
@@ -141,7 +141,9 @@ func TestCancelSurvivesCrash(t *testing.T) {
 			o2 := p.engineOpts(dir)
 			o2.SmallThreshold = c.small
 			h2 := startEngine(t, o2)
-			waitFor(t, func() bool { return h2.eng.Pending() == 0 && h2.eng.Cleanups() == 0 })
+			// Nothing pending, no clean-up left, and the upload gone (a published one is held until
+			// OnDone has returned).
+			waitFor(t, func() bool { return h2.eng.Pending() == 0 && h2.eng.Cleanups() == 0 && !h2.eng.holds(id) })
 			h2.mu.Lock()
 			if len(h2.done) != 0 {
 				t.Errorf("the removed file was published after the crash: %v", h2.done)
