@@ -17,16 +17,17 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
-// answersLost is put in front of the emulator (fusetest.PlatformOptions.Wrap): small uploads
-// (POST /api/v2/files/contents/) reach it, and the file is stored, but their answer never leaves:
-// lost, as to a crash of the mount. The request ends when its client gives up (the engine closed).
+// answersLost is put in front of the emulator (fusetest.PlatformOptions.Wrap): publishing requests
+// (a small upload, POST /api/v2/files/contents/; a registration, POST /api/v3/files/) reach it, and
+// the file is published, but their answer never leaves: lost, as to a crash of the mount. The
+// request ends when its client gives up (the engine closed).
 type answersLost struct {
 	stored atomic.Int32
 }
 
 func (a *answersLost) wrap(emu *emulator.Emulator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/files/contents/" {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/files/contents/" && r.URL.Path != "/api/v3/files/" {
 			emu.ServeHTTP(w, r)
 			return
 		}
