@@ -42,6 +42,10 @@ type Status struct {
 	// (a cancelled upload's publication, stale publications under names a file left): journaled,
 	// retried, after a restart too.
 	Cleanups int `json:"cleanups,omitempty"`
+	// Kept are the files left in the library after a lost answer that rescalefs cannot tell from
+	// another tool's upload of the same bytes, so did not delete (status_kept.go); until the mount
+	// stops.
+	Kept []KeptFile `json:"kept,omitempty"`
 	// PID is the mount process: `rescalefs unmount` waits for it to release the cache directory.
 	PID int `json:"pid"`
 	// Platform says when the platform last answered and how many calls wait on it (and why).
@@ -82,6 +86,7 @@ func (f *fsys) status() Status {
 		s.Uploads = f.io.up.eng.Snapshot()
 		s.Settling, s.Publishing = f.io.up.set.Pending()
 		s.Cleanups = f.io.up.eng.Cleanups()
+		s.Kept = f.keptFiles(f.io.up.eng.Kept())
 	}
 	s.Downloads = f.io.dl.list()
 	if f.opts.StatusExtra != nil {

@@ -228,6 +228,7 @@ func (e *Engine) lookWithdrawn(ctx context.Context, r *record) ([]string, error)
 				out = append(out, f.ID)
 			default:
 				unsure = append(unsure, f.ID)
+				e.keep(f.Name, f.ID, keptRemoved)
 			}
 		}
 	}

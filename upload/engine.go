@@ -135,6 +135,9 @@ type Options struct {
 	// stopped, when set (tests), is told that a cancel has stopped upload id's running attempt (it
 	// may still be finishing).
 	stopped func(id string)
+	// beforeWithdraw, when set (tests), runs before the background part of a cancel (CancelNoWait):
+	// the moment a crash would cut it off.
+	beforeWithdraw func(id string)
 }
 
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
@@ -162,6 +165,9 @@ type Engine struct {
 	// gone are the clean-up records (cleanup.go): uploads over, whose leftovers on the platform are
 	// still to be deleted; by id.
 	gone map[string]*upload
+	// kept are the files left in the library that may be publications of uploads removed or renamed
+	// since, or another tool's (kept.go).
+	kept []Kept
 	// rejected is told of each upload the platform refused for good (SetOnRejected); nil = nobody.
 	rejected func(Status)
 	ctx      context.Context // set by Start
@@ -416,7 +422,7 @@ func (e *Engine) Cancel(id string) error {
 	if err != nil {
 		return err
 	}
-	return e.withdraw(u)
+	return errors.Join(e.journalWithdrawn(u), e.withdraw(u))
 }
 
 // CancelNoWait withdraws an upload at once: it is no longer pending (Pending, Snapshot, Status, Rename
@@ -428,16 +434,51 @@ func (e *Engine) CancelNoWait(id string) error {
 	if err != nil {
 		return err
 	}
+	jerr := e.journalWithdrawn(u)
 	if !background { // Close may be waiting already: nothing may be added to bg
-		return e.withdraw(u)
+		return errors.Join(jerr, e.withdraw(u))
 	}
 	go func() {
 		defer e.bg.Done()
 		defer e.withdrawDone()
+		if e.o.beforeWithdraw != nil {
+			e.o.beforeWithdraw(id)
+		}
 		if err := e.withdraw(u); err != nil {
 			e.log.Warn("upload: cancel", "upload", id, "err", err)
 		}
 	}()
+	return jerr
+}
+
+// journalWithdrawn makes a cancel durable before it returns: u's record, marked Withdrawn, is
+// fsynced, so that a crash before withdraw has journaled the outcome (it waits up to cancelWait for
+// the running attempt first) does not queue u again on the next start, which would publish a file
+// the user removed. load takes the record for a clean-up record: what u may have put on the platform
+// (a publishing request's lost answer, a publication whose confirmation the fs layer had not taken
+// yet, a multipart upload) is deleted or aborted there, as withdraw would have. The record stays
+// marked in memory, so that every later write of it (the attempt's, withdraw's) keeps the mark. It
+// costs one journal write (two fsyncs) per cancel, which an unlink in uploads/ waits for.
+func (e *Engine) journalWithdrawn(u *upload) error {
+	u.jmu.Lock()
+	defer u.jmu.Unlock()
+	e.mu.Lock()
+	if u.withdrawn { // withdraw has journaled (or removed) the record already
+		e.mu.Unlock()
+		return nil
+	}
+	r := &u.rec
+	r.Withdrawn = true
+	// Published, its confirmation not taken by the fs layer yet (finish): the publication is the
+	// withdrawal's to delete, unless it may be another tool's (landLocked).
+	if r.State == StateDone && r.Published != "" && r.Published != u.unsure && !slices.Contains(r.Supersedes, r.Published) {
+		r.Supersedes = append(r.Supersedes, r.Published)
+	}
+	rc := *r
+	e.mu.Unlock()
+	if err := e.j.save(&rc); err != nil {
+		return fmt.Errorf("upload: journal the cancel of %s: %w", u.id, err)
+	}
 	return nil
 }
 
@@ -1009,6 +1050,7 @@ func (e *Engine) landedCancelled(u *upload, f remote.File) bool {
 // f was only taken for u's publication (u.unsure): then it may be another tool's, and stays.
 func (e *Engine) landLocked(u *upload, f string) {
 	if f == u.unsure {
+		e.keepLocked(cmp.Or(u.sent, u.rec.Name), f, keptRemoved)
 		e.log.Warn("upload: cancelled; the file taken for its publication after a lost answer is left in the library: "+
 			"nothing tells it from another tool's upload of the same file", "upload", u.id, "name", u.rec.Name, "file", f)
 		return
@@ -1039,6 +1081,7 @@ func (e *Engine) republish(u *upload, f remote.File) bool {
 func (e *Engine) republishLocked(u *upload, f remote.File, sent string) record {
 	r := &u.rec
 	if f.ID == u.unsure {
+		e.keepLocked(sent, f.ID, keptRenamed)
 		e.log.Warn("upload: the file taken for its publication under a name it has left is left in the library: "+
 			"nothing tells it from another tool's upload of the same file", "upload", u.id, "sent", sent, "file", f.ID)
 	} else if !slices.Contains(r.Supersedes, f.ID) {

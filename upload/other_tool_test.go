@@ -3,6 +3,7 @@ package upload
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,6 +75,23 @@ func TestLostPublicationOtherToolKept(t *testing.T) {
 					}
 				}
 			}
+			// The files left in the library are shown (the status), by name.
+			var kept []string
+			for _, k := range h.eng.Kept() {
+				if k.Name != "shared.txt" || k.Why != keptRemoved {
+					t.Errorf("kept: %+v", k)
+				}
+				kept = append(kept, k.FileID)
+			}
+			slices.Sort(kept)
+			var want []string
+			if !c.oursGoes {
+				want = []string{ours, theirs.ID}
+				slices.Sort(want)
+			}
+			if !slices.Equal(kept, want) {
+				t.Errorf("kept %v, want %v", kept, want)
+			}
 			journalEmpty(t, dir)
 		})
 	}
@@ -118,6 +136,20 @@ func TestLostStaleOtherToolKept(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), theirs.ID) {
 		t.Errorf("the log does not name %s, left in the library:\n%s", theirs.ID, logs.String())
+	}
+	// Both are shown (the status), by the name they have in the library.
+	var kept []string
+	for _, k := range h.eng.Kept() {
+		if k.Name != "draft.txt" || k.Why != keptRenamed {
+			t.Errorf("kept: %+v", k)
+		}
+		kept = append(kept, k.FileID)
+	}
+	slices.Sort(kept)
+	want := []string{ours, theirs.ID}
+	slices.Sort(want)
+	if !slices.Equal(kept, want) {
+		t.Errorf("kept %v, want %v", kept, want)
 	}
 	journalEmpty(t, dir)
 }

@@ -307,6 +307,7 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 				stale = append(stale, f.ID)
 			} else {
 				unsure = append(unsure, f.ID)
+				e.keep(f.Name, f.ID, keptRenamed)
 			}
 		}
 	}

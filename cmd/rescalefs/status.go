@@ -332,6 +332,7 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 	for _, u := range st.Uploads {
 		fmt.Fprintf(w, "  upload   %-32s %s%s\n", u.Name, textBar(bars, u.Done, u.Size), uploadLine(u))
 	}
+	printKept(w, st)
 	for _, d := range st.Downloads {
 		if d.Live {
 			fmt.Fprintf(w, "  live     %-32s %s read (a running job's file)\n", d.Name, units.Human(d.Read))
@@ -356,6 +357,27 @@ func printStatus(w io.Writer, mnt string, st mountState, bars bool) {
 	if line := waitingLine(st.Waiting); line != "" {
 		fmt.Fprintln(w, line)
 	}
+}
+
+// printKept lists the files the mount left in the library after a lost answer (a crash, a cut
+// connection) because it cannot tell them from another tool's upload of the same bytes (fs.KeptFile):
+// the user decides. Shown until the mount stops.
+func printKept(w io.Writer, st mountState) {
+	if len(st.Kept) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s kept in the library after a lost answer, not deleted (delete the unwanted ones on the platform):\n",
+		plural(len(st.Kept), "file"))
+	for _, k := range st.Kept {
+		fmt.Fprintf(w, "  kept     %-32s %s\n", k.Path, k.Why)
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func textBar(on bool, done, size int64) string {
@@ -411,6 +433,9 @@ func watchBars(stdout, stderr io.Writer, mnt, path string, st mountState, interv
 		}
 		if l := waitingLine(st.Waiting); l != "" {
 			header += "; " + l
+		}
+		if n := len(st.Kept); n > 0 {
+			header += "; " + plural(n, "file") + " kept in the library after a lost answer (rescalefs status lists them)"
 		}
 		footer = cacheLine(st)
 		if l := diskLine(st.Cache); l != "" {

@@ -150,3 +150,45 @@ func TestEndpointOf(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintStatusKept: `rescalefs status` lists the files the mount kept in the library after a lost
+// answer, by the path files/ shows them at and why, under a line that says what to do; nothing when
+// there are none. Before, they were only in the mount's log.
+func TestPrintStatusKept(t *testing.T) {
+	kept := []rfs.KeptFile{
+		{Kept: upload.Kept{Name: "a.txt", FileID: "f1", Why: "may be the publication of a file removed from uploads/"}, Path: "files/a.txt"},
+		{Kept: upload.Kept{Name: "a.txt", FileID: "f2", Why: "or another tool's upload"}, Path: "files/a~f2.txt"},
+	}
+	for _, tc := range []struct {
+		name string
+		kept []rfs.KeptFile
+		want []string
+	}{
+		{"none", nil, nil},
+		{"one", kept[:1], []string{
+			"1 file kept in the library after a lost answer, not deleted (delete the unwanted ones on the platform):",
+			"  kept     files/a.txt                      may be the publication of a file removed from uploads/",
+		}},
+		{"two", kept, []string{
+			"2 files kept in the library after a lost answer, not deleted (delete the unwanted ones on the platform):",
+			"  kept     files/a.txt                      may be the publication of a file removed from uploads/",
+			"  kept     files/a~f2.txt                   or another tool's upload",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st mountState
+			st.Kept = tc.kept
+			var out bytes.Buffer
+			printStatus(&out, "/mnt", st, false)
+			var got []string
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.Contains(l, "kept") {
+					got = append(got, l)
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("kept lines:\n%s\nwant:\n%s\n(all: %s)", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out.String())
+			}
+		})
+	}
+}
