@@ -38,16 +38,17 @@ func TestDiskLine(t *testing.T) {
 	}
 }
 
-// TestStatusSaysDiskFilesStuck: disk-cache files the mount cannot delete (damaged, so the mount deletes
-// them, in folders made immutable) show in .rescalefs/status (DiskStuckFiles, DiskStuckBytes) and in
-// `rescalefs status`, with the blocks the disk tier could not store; before that, no such line.
-func TestStatusSaysDiskFilesStuck(t *testing.T) {
-	env := fusetest.Mount(t, fusetest.Options{NoMemory: true, Readahead: -1, Jobs: []emulator.JobSpec{
+// diskCacheEnv mounts one 1 MiB+100 file with no memory tier and no read-ahead, so that every read of
+// it after the first is served by the disk tier; read reads it whole through the mount (the kernel's
+// pages dropped first) and fails the test if the bytes differ from the stored plaintext.
+func diskCacheEnv(t *testing.T) (env *fusetest.Env, read func()) {
+	t.Helper()
+	env = fusetest.Mount(t, fusetest.Options{NoMemory: true, Readahead: -1, Jobs: []emulator.JobSpec{
 		{ID: "Stuck01", Files: []emulator.FileSpec{{RelativePath: "data.bin", Size: 1<<20 + 100, Seed: 9}}},
 	}})
 	want := env.Jobs[0].Files[0].SHA512
 	path := filepath.Join(env.Dir, "jobs/Stuck01/data.bin")
-	read := func() string { // through the mount: the kernel's pages are dropped first
+	read = func() {
 		t.Helper()
 		f, err := os.Open(path)
 		if err != nil {
@@ -61,33 +62,29 @@ func TestStatusSaysDiskFilesStuck(t *testing.T) {
 		if _, err := io.Copy(h, f); err != nil {
 			t.Fatalf("read: %v", err)
 		}
-		return hex.EncodeToString(h.Sum(nil))
-	}
-	status := func() string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if code := runStatus([]string{env.Dir}, &out, &errb); code != exitOK {
-			t.Fatalf("status: %d %s", code, errb.String())
+		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			t.Fatal("a read differs from the stored plaintext")
 		}
-		return out.String()
 	}
 	// Read until the disk tier serves the whole file (its writes end after the read that fetched).
 	fetched := env.Requests(emulator.EndpointContents)
 	fusetest.Eventually(t, 10*time.Second, "the file served from the disk tier", func() bool {
-		if got := read(); got != want {
-			t.Fatal("a read differs from the stored plaintext")
-		}
+		read()
 		n := env.Requests(emulator.EndpointContents)
 		served := n == fetched
 		fetched = n
 		return served
 	})
-	if out := status(); strings.Contains(out, "disk cache:") {
-		t.Fatalf("a healthy disk cache has a disk cache line:\n%s", out)
-	}
+	return env, read
+}
 
-	// Damage every block file (the mount deletes a corrupt one), then make their folders immutable.
-	var damaged, damagedBytes int64
+// damageDiskCache flips a byte in every block file of env's disk tier (the mount deletes a corrupt
+// one) and makes their folders immutable, so that the mount can neither delete them nor store the
+// blocks again there; then it reads the file again with read and waits until the disk tier has tried
+// to store every block fetched again (it does so after the read that fetched). It returns how many
+// files it damaged and their bytes.
+func damageDiskCache(t *testing.T, env *fusetest.Env, read func()) (damaged, damagedBytes int64) {
+	t.Helper()
 	folders := map[string]bool{}
 	err := filepath.WalkDir(env.DiskDir, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") || strings.HasSuffix(d.Name(), "-verified") {
@@ -112,9 +109,31 @@ func TestStatusSaysDiskFilesStuck(t *testing.T) {
 	for dir := range folders {
 		testutil.Undeletable(t, dir)
 	}
-	if got := read(); got != want {
-		t.Fatal("the read after damaging the disk cache differs from the stored plaintext")
+	read()
+	fusetest.Eventually(t, 10*time.Second, "every block fetched again failed to be stored", func() bool {
+		return env.Cache.Stats().DiskErrors >= damaged
+	})
+	return damaged, damagedBytes
+}
+
+// TestStatusSaysDiskFilesStuck: disk-cache files the mount cannot delete (damaged, so the mount deletes
+// them, in folders made immutable) show in .rescalefs/status (DiskStuckFiles, DiskStuckBytes) and in
+// `rescalefs status`, with the blocks the disk tier could not store; before that, no such line.
+func TestStatusSaysDiskFilesStuck(t *testing.T) {
+	env, read := diskCacheEnv(t)
+	status := func() string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := runStatus([]string{env.Dir}, &out, &errb); code != exitOK {
+			t.Fatalf("status: %d %s", code, errb.String())
+		}
+		return out.String()
 	}
+	if out := status(); strings.Contains(out, "disk cache:") {
+		t.Fatalf("a healthy disk cache has a disk cache line:\n%s", out)
+	}
+
+	damaged, damagedBytes := damageDiskCache(t, env, read)
 
 	raw, err := os.ReadFile(filepath.Join(env.Dir, ".rescalefs", "status"))
 	if err != nil {

@@ -102,6 +102,22 @@ var (
 	descThrottled      = prometheus.NewDesc("rescalefs_platform_throttled_total", "Answers 429 Too Many Requests from the platform.", nil, nil)
 	descPlatformUp     = prometheus.NewDesc("rescalefs_platform_up", "0 when a platform call ran out of its budget with no answer since, else 1 (any answer, even a 5xx, counts), as rescalefs status says.", nil, nil)
 	descLastAnswerTime = prometheus.NewDesc("rescalefs_platform_last_answer_timestamp_seconds", "When the platform last answered, with any status (unix time; 0: never).", nil, nil)
+
+	// The disk cache's health, as the "disk cache:" line of rescalefs status says it (diskline.go).
+	descDiskBlocks     = prometheus.NewDesc("rescalefs_cache_disk_blocks", "Cache files in the disk tier.", nil, nil)
+	descDiskCorrupt    = prometheus.NewDesc("rescalefs_cache_disk_corrupt_total", "Disk cache files found corrupt when read (deleted and fetched again).", nil, nil)
+	descDiskErrors     = prometheus.NewDesc("rescalefs_cache_disk_errors_total", "Blocks not stored on disk (a failed write, or no room beside files it cannot delete): served uncached.", nil, nil)
+	descDiskStuckFiles = prometheus.NewDesc("rescalefs_cache_disk_stuck_files", "Disk cache files the mount failed to delete (a read-only or immutable folder?): their room stays used; retried.", nil, nil)
+	descDiskStuckBytes = prometheus.NewDesc("rescalefs_cache_disk_stuck_bytes", "Bytes of the disk cache files the mount failed to delete.", nil, nil)
+	descMismatches     = prometheus.NewDesc("rescalefs_checksum_mismatches_total", "Files read whole whose sha512 differed from the platform's.", nil, nil)
+	descReadsWaiting   = prometheus.NewDesc("rescalefs_reads_waiting", "Reads blocked on a fetch from the platform now.", nil, nil)
+	descKept           = prometheus.NewDesc("rescalefs_kept_files", "Files left in the library after a lost answer, not deleted: rescalefs status lists them.", nil, nil)
+
+	// The API client's health beyond up/down, as the "platform calls:" line of rescalefs status says it.
+	descCalls          = prometheus.NewDesc("rescalefs_platform_calls", "Platform calls in progress now, retries and waits included.", nil, nil)
+	descCallsRetrying  = prometheus.NewDesc("rescalefs_platform_calls_retrying", "Platform calls waiting to retry after a failure now.", nil, nil)
+	descCallsThrottled = prometheus.NewDesc("rescalefs_platform_calls_throttled", "Platform calls waiting out a 429 Too Many Requests now.", nil, nil)
+	descGaveUp         = prometheus.NewDesc("rescalefs_platform_gave_up_total", "Platform calls that ran out of their time budget with no answer (a read fails with an I/O error).", nil, nil)
 )
 
 // uploadStates are always reported, at 0 when empty, so a dashboard's series do not come and go.
@@ -126,7 +142,9 @@ type mountCollector struct{ src metricsSource }
 func (c *mountCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCacheHits, descCacheMisses, descCacheBytes, descFetchRequests, descFetchRetries,
 		descFetchErrors, descFetchedBytes, descFetchInFlight, descOpens, descReads, descReadBytes, descReadErrors, descOpenFiles,
-		descJobs, descUploads, descRequests, descThrottled, descPlatformUp, descLastAnswerTime} {
+		descJobs, descUploads, descRequests, descThrottled, descPlatformUp, descLastAnswerTime,
+		descDiskBlocks, descDiskCorrupt, descDiskErrors, descDiskStuckFiles, descDiskStuckBytes, descMismatches, descReadsWaiting,
+		descKept, descCalls, descCallsRetrying, descCallsThrottled, descGaveUp} {
 		ch <- d
 	}
 }
@@ -153,6 +171,13 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFetchErrors, s.FetchErrors)
 		counter(descFetchedBytes, s.BytesFetched)
 		gauge(descFetchInFlight, float64(s.InFlight))
+		gauge(descDiskBlocks, float64(s.DiskBlocks))
+		counter(descDiskCorrupt, s.DiskCorrupt)
+		counter(descDiskErrors, s.DiskErrors)
+		gauge(descDiskStuckFiles, float64(s.DiskStuckFiles))
+		gauge(descDiskStuckBytes, float64(s.DiskStuckBytes))
+		counter(descMismatches, s.ChecksumMismatches)
+		gauge(descReadsWaiting, float64(s.ReadsWaiting))
 	}
 	if m := c.src.mounted.Load(); m != nil {
 		st := m.Status()
@@ -165,6 +190,7 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 		for state, n := range uploadGauges(st) {
 			gauge(descUploads, float64(n), state)
 		}
+		gauge(descKept, float64(len(st.Kept)))
 	}
 	var throttled int64
 	for k, n := range c.src.obs.requestCounts() {
@@ -185,4 +211,8 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 		last = float64(h.LastAnswer.UnixNano()) / 1e9
 	}
 	gauge(descLastAnswerTime, last)
+	gauge(descCalls, float64(h.Calls))
+	gauge(descCallsRetrying, float64(h.Retrying))
+	gauge(descCallsThrottled, float64(h.Throttled))
+	counter(descGaveUp, h.GaveUp)
 }

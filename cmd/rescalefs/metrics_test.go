@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -11,14 +12,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	rfs "github.com/rescalefs/rescalefs/fs"
+	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
 )
@@ -328,5 +332,101 @@ func TestMetricsAgreeWithStatusWhilePlatformAnswers503(t *testing.T) {
 	// One "last answer" in the status file: the client's, not a second one from the transport.
 	if n := strings.Count(string(raw), `"lastAnswer`); n != 1 {
 		t.Errorf("the status file has %d last-answer fields, want 1:\n%s", n, raw)
+	}
+}
+
+// serveTestMetrics serves src's metrics on a loopback port the kernel picks until the test ends, and
+// returns their URL.
+func serveTestMetrics(t *testing.T, src metricsSource) string {
+	t.Helper()
+	var logBuf syncBuffer
+	stop, err := serveMetrics("127.0.0.1:0", src, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	m := regexp.MustCompile(`addr=(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(logBuf.String())
+	if m == nil {
+		t.Fatalf("no address in the log: %s", logBuf.String())
+	}
+	return m[1]
+}
+
+// TestMetricsSayDiskCacheHealth: the disk cache's health that `rescalefs status` shows in its "disk
+// cache:" line is in the metrics too, driven for real: block files damaged (the mount finds them
+// corrupt and deletes them) in folders made immutable (it cannot: they are stuck, and the blocks
+// fetched again cannot be stored). The metrics used to have none of it.
+func TestMetricsSayDiskCacheHealth(t *testing.T) {
+	env, read := diskCacheEnv(t)
+	var mounted atomic.Pointer[rfs.Mounted]
+	mounted.Store(env.Mount)
+	metricsURL := serveTestMetrics(t, metricsSource{obs: newPlatformObserver(http.DefaultTransport, ""),
+		health: env.Client.Health, cache: env.Cache, mounted: &mounted})
+	diskHealth := func(fams map[string]*dto.MetricFamily) [4]float64 {
+		t.Helper()
+		return [4]float64{metricValue(t, fams, "rescalefs_cache_disk_corrupt_total", nil),
+			metricValue(t, fams, "rescalefs_cache_disk_errors_total", nil),
+			metricValue(t, fams, "rescalefs_cache_disk_stuck_files", nil),
+			metricValue(t, fams, "rescalefs_cache_disk_stuck_bytes", nil)}
+	}
+
+	// The disk tier may still be writing the last blocks: the scrape lies between the two reads.
+	before := env.Cache.Stats().DiskBlocks
+	fams := scrapeMetrics(t, metricsURL)
+	after := env.Cache.Stats().DiskBlocks
+	if got := diskHealth(fams); got != [4]float64{} {
+		t.Errorf("a healthy disk cache: corrupt, errors, stuck files and bytes %v, want all 0", got)
+	}
+	if blocks := metricValue(t, fams, "rescalefs_cache_disk_blocks", nil); blocks < 2 || blocks < float64(before) || blocks > float64(after) {
+		t.Errorf("disk blocks %v; the cache says %d then %d", blocks, before, after)
+	}
+	for _, name := range []string{"rescalefs_cache_disk_corrupt_total", "rescalefs_cache_disk_errors_total"} {
+		if typ := fams[name].GetType(); typ != dto.MetricType_COUNTER {
+			t.Errorf("%s is a %v, want a counter", name, typ)
+		}
+	}
+	for _, name := range []string{"rescalefs_cache_disk_stuck_files", "rescalefs_cache_disk_stuck_bytes", "rescalefs_cache_disk_blocks"} {
+		if typ := fams[name].GetType(); typ != dto.MetricType_GAUGE {
+			t.Errorf("%s is a %v, want a gauge", name, typ)
+		}
+	}
+
+	// Nothing waits, nothing was kept, no file failed its checksum: the series are there at 0.
+	for _, name := range []string{"rescalefs_reads_waiting", "rescalefs_kept_files", "rescalefs_checksum_mismatches_total"} {
+		if v := metricValue(t, fams, name, nil); v != 0 {
+			t.Errorf("%s %v, want 0", name, v)
+		}
+	}
+
+	damaged, damagedBytes := damageDiskCache(t, env, read)
+	// Every damaged file was found corrupt and is stuck; every block fetched again could not be stored.
+	want := [4]float64{float64(damaged), float64(damaged), float64(damaged), float64(damagedBytes)}
+	if got := diskHealth(scrapeMetrics(t, metricsURL)); got != want {
+		t.Errorf("corrupt, errors, stuck files and bytes %v, want %v", got, want)
+	}
+}
+
+// TestMetricsSayPlatformCalls: the API client's health that `rescalefs status` shows beyond up/down
+// (calls in progress, retrying, throttled; calls given up) is in the metrics, each from its own field;
+// a pedantic registry checks that every metric collected was described.
+func TestMetricsSayPlatformCalls(t *testing.T) {
+	h := remote.HealthSnapshot{Calls: 7, Retrying: 3, Throttled: 2, GaveUp: 5}
+	var mounted atomic.Pointer[rfs.Mounted]
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&mountCollector{src: metricsSource{obs: newPlatformObserver(http.DefaultTransport, ""),
+		health: func() remote.HealthSnapshot { return h }, mounted: &mounted}})
+	got, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range got {
+		fams[f.GetName()] = f
+	}
+	for name, want := range map[string]float64{"rescalefs_platform_calls": 7, "rescalefs_platform_calls_retrying": 3,
+		"rescalefs_platform_calls_throttled": 2, "rescalefs_platform_gave_up_total": 5} {
+		if v := metricValue(t, fams, name, nil); v != want {
+			t.Errorf("%s %v, want %v", name, v, want)
+		}
 	}
 }
