@@ -33,6 +33,14 @@ func (c *counters) init() {
 // that has its answer always finds it counted (a handler returns only after the client may have the
 // whole body, and tests assert the counters right after the call).
 
+// StatusClientClosedRequest is what Counters.Statuses records for a request whose client left while
+// the emulator held it (a freeze, a latency, a stall before the headers) before any header was written:
+// nginx's 499 "Client Closed Request". Nothing was answered, so it must not count as the 200 net/http
+// would have sent had the client stayed (Succeeded would count it, and a test asserting the answers a
+// client got would be misled); and it must still count, apart from the answers, so that the statuses of
+// an endpoint add up to its requests and a test can see that a client gave up.
+const StatusClientClosedRequest = 499
+
 // arrive counts a request to endpoint.
 func (c *counters) arrive(endpoint string) {
 	c.mu.Lock()

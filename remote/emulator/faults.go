@@ -164,10 +164,12 @@ func (fi *faultInjector) decide(endpoint string) (Faults, Fault) {
 // the request has been answered (or the client went away) and must not reach its handler.
 func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool {
 	if !e.faults.waitThaw(r) {
+		rw.clientGone = true
 		return false
 	}
 	f, kind := e.faults.decide(rt.endpoint)
 	if f.Latency > 0 && !e.faults.delay(r, f.Latency) {
+		rw.clientGone = true
 		return false
 	}
 	if f.Bandwidth > 0 {
@@ -206,6 +208,7 @@ func (e *Emulator) injectFaults(rw *respWriter, r *http.Request, rt route) bool 
 	case FaultStallHeaders:
 		e.counters.fault(kind)
 		if !e.faults.stall(r, f.StallFor) {
+			rw.clientGone = true
 			return false
 		}
 	}
@@ -295,6 +298,7 @@ type respWriter struct {
 	status      int
 	wroteHeader bool
 	sent        int64 // body bytes passed on
+	clientGone  bool  // a hold saw the client leave before any header: counted as StatusClientClosedRequest
 
 	counters *counters // counts the status and the bytes as they go
 	endpoint string

@@ -110,3 +110,54 @@ func TestHoldEndsWhenTheClientLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGoneWhileHeldIsNotCountedAnswered: a request whose client left while the emulator held it
+// (frozen, a stall before the headers, a latency) was never answered, and the counters say so: its
+// status is StatusClientClosedRequest, not a 2xx, even once the hold ends (the thaw). It used to count
+// as 200: the status net/http sends for a handler that writes nothing, recorded although nothing was
+// sent, so Succeeded counted answers no client had.
+func TestClientGoneWhileHeldIsNotCountedAnswered(t *testing.T) {
+	holds := []struct {
+		name  string
+		start func(e *Emulator, endpoint string)
+		held  func(e *Emulator) bool
+		end   func(e *Emulator)
+	}{
+		{"frozen", func(e *Emulator, _ string) { e.SetFrozen(true) }, func(e *Emulator) bool { return e.Holding() == 1 },
+			func(e *Emulator) { e.SetFrozen(false) }},
+		{"stall before the headers", func(e *Emulator, endpoint string) {
+			e.SetFaults(Faults{StallFor: 2 * time.Minute})
+			e.FailNext(endpoint, 1, FaultStallHeaders)
+		}, func(e *Emulator) bool { return e.Holding() == 1 }, func(e *Emulator) { e.SetFaults(Faults{}) }},
+		{"latency", func(e *Emulator, _ string) { e.SetFaults(Faults{Latency: 2 * time.Minute}) },
+			func(e *Emulator) bool { return e.Delaying() == 1 }, func(e *Emulator) { e.SetFaults(Faults{}) }},
+	}
+	for _, hold := range holds {
+		for _, tc := range leavingCases {
+			t.Run(hold.name+"/"+tc.name, func(t *testing.T) {
+				endpoint := EndpointJobs
+				if tc.method == http.MethodPost {
+					endpoint = EndpointJobCreate
+				}
+				h := newHarness(t, Options{})
+				hold.start(h.e, endpoint)
+				t.Cleanup(func() { hold.end(h.e) }) // before the harness's, which waits for every handler
+				h.leaveWhileHeld(t, tc, func() bool { return hold.held(h.e) })
+				hold.end(h.e)
+				c := h.e.Counters()
+				if c.Requests[endpoint] != 1 || c.Succeeded(endpoint) != 0 || c.Statuses[endpoint][StatusClientClosedRequest] != 1 ||
+					len(c.Statuses[endpoint]) != 1 {
+					t.Fatalf("%s: %d requests, %d succeeded, statuses %v; want 1 request, none succeeded, status %d only",
+						endpoint, c.Requests[endpoint], c.Succeeded(endpoint), c.Statuses[endpoint], StatusClientClosedRequest)
+				}
+				// Once the hold is over, a client that stays is answered and counted so.
+				if resp, body := h.do(http.MethodGet, "/api/v2/jobs/", nil); resp.StatusCode != http.StatusOK {
+					t.Fatalf("after the hold: %s %s", resp.Status, body)
+				}
+				if c := h.e.Counters(); c.Statuses[EndpointJobs][http.StatusOK] != 1 || c.Statuses[endpoint][StatusClientClosedRequest] != 1 {
+					t.Fatalf("after the hold: statuses %v", c.Statuses)
+				}
+			})
+		}
+	}
+}

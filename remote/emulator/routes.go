@@ -92,12 +92,25 @@ type route struct {
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := e.route(r)
 	e.counters.arrive(rt.endpoint)
+	if rt.kind != kindAdmin {
+		// Deferred before the status below, so it runs after: a test that waits for Serving to drop
+		// finds the request counted whole, its status included.
+		e.serving.Add(1)
+		defer e.serving.Add(-1)
+	}
 	rw := &respWriter{w: w, status: http.StatusOK, counters: &e.counters, endpoint: rt.endpoint}
 	r.Body = &countingBody{r: r.Body, c: &e.counters, endpoint: rt.endpoint}
 	defer func() {
-		if !rw.wroteHeader { // nothing written: net/http answers 200 (or the connection was cut)
-			e.counters.status(rt.endpoint, rw.status)
+		if rw.wroteHeader {
+			return // counted when written
 		}
+		// Nothing written: net/http answers 200, unless the client is gone (a hold saw it leave, or
+		// its context is done) and nothing is answered.
+		status := rw.status
+		if rw.clientGone || r.Context().Err() != nil {
+			status = StatusClientClosedRequest
+		}
+		e.counters.status(rt.endpoint, status)
 	}()
 
 	if rt.kind == kindAdmin {
@@ -111,8 +124,6 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.handle(rw, r)
 		return
 	}
-	e.serving.Add(1)
-	defer e.serving.Add(-1)
 	if !e.injectFaults(rw, r, rt) {
 		return
 	}
