@@ -2,18 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/fs/fusetest"
@@ -47,22 +42,7 @@ func TestStatusSaysDiskFilesStuck(t *testing.T) {
 	}})
 	want := env.Jobs[0].Files[0].SHA512
 	path := filepath.Join(env.Dir, "jobs/Stuck01/data.bin")
-	read := func() string { // through the mount: the kernel's pages are dropped first
-		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-			t.Fatalf("fadvise: %v", err)
-		}
-		h := sha512.New()
-		if _, err := io.Copy(h, f); err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return hex.EncodeToString(h.Sum(nil))
-	}
+	read := func() string { return fusetest.ReadThroughMount(t, path) }
 	status := func() string {
 		t.Helper()
 		var out, errb bytes.Buffer
