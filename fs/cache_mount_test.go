@@ -1,9 +1,6 @@
 package fs_test
 
 import (
-	"crypto/sha512"
-	"encoding/hex"
-	"io"
 	iofs "io/fs"
 	"os"
 	"os/exec"
@@ -12,30 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rescalefs/rescalefs/fs/fusetest"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
-
-// readThroughMount reads a whole file after asking the kernel to drop its cached pages of it, so the
-// read reaches rescalefs (FOPEN_KEEP_CACHE would otherwise serve it from the page cache).
-func readThroughMount(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		t.Fatalf("fadvise: %v", err)
-	}
-	h := sha512.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatalf("read %s: %v", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // TestCorruptDiskBlockIsRefetched: a disk-cache file damaged behind the mount's back (a flipped byte, a
 // truncation) is detected by its checksum and fetched again; the reader gets the right bytes.
@@ -45,14 +21,14 @@ func TestCorruptDiskBlockIsRefetched(t *testing.T) {
 	}})
 	f := fileOf(t, env, "Cache", "data.bin")
 	path := filepath.Join(env.Dir, "jobs", "Cache", "data.bin")
-	if got := readThroughMount(t, path); got != f.SHA512 {
+	if got := fusetest.ReadThroughMount(t, path); got != f.SHA512 {
 		t.Fatal("first read differs from the stored plaintext")
 	}
 	// Re-read until the disk tier serves the whole file (no new requests): disk writes finish after
 	// the read that fetched their blocks has returned.
 	fetched := env.Requests(emulator.EndpointContents)
 	fusetest.Eventually(t, 10*time.Second, "the file served from the disk tier", func() bool {
-		if got := readThroughMount(t, path); got != f.SHA512 {
+		if got := fusetest.ReadThroughMount(t, path); got != f.SHA512 {
 			t.Fatal("disk-cached read differs from the stored plaintext")
 		}
 		n := env.Requests(emulator.EndpointContents)
@@ -85,7 +61,7 @@ func TestCorruptDiskBlockIsRefetched(t *testing.T) {
 	if damaged < 2 {
 		t.Fatalf("only %d cache files to damage in %s", damaged, env.DiskDir)
 	}
-	if got := readThroughMount(t, path); got != f.SHA512 {
+	if got := fusetest.ReadThroughMount(t, path); got != f.SHA512 {
 		t.Fatal("read after damaging the disk cache differs from the stored plaintext")
 	}
 	if n := env.Requests(emulator.EndpointContents); n <= fetched {
@@ -122,7 +98,7 @@ func TestFio(t *testing.T) {
 			t.Fatalf("fio %s reports an error: %s", job[0], out)
 		}
 	}
-	if got := readThroughMount(t, path); got != fileOf(t, env, "Fio01", "big.bin").SHA512 {
+	if got := fusetest.ReadThroughMount(t, path); got != fileOf(t, env, "Fio01", "big.bin").SHA512 {
 		t.Fatal("file differs from the plaintext after fio")
 	}
 }

@@ -2,18 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/rescalefs/rescalefs/cache"
 	"github.com/rescalefs/rescalefs/fs/fusetest"
@@ -50,19 +45,7 @@ func diskCacheEnv(t *testing.T) (env *fusetest.Env, read func()) {
 	path := filepath.Join(env.Dir, "jobs/Stuck01/data.bin")
 	read = func() {
 		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-			t.Fatalf("fadvise: %v", err)
-		}
-		h := sha512.New()
-		if _, err := io.Copy(h, f); err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		if fusetest.ReadThroughMount(t, path) != want {
 			t.Fatal("a read differs from the stored plaintext")
 		}
 	}
