@@ -168,6 +168,11 @@ func TestCancelSurvivesCrash(t *testing.T) {
 					t.Errorf("kept %+v, want the publication %v", kept, c.kept)
 				}
 			}
+			// A direct upload's object goes with the upload (a small upload's is the platform's,
+			// held by its kept publication).
+			if got := p.orphans(); len(got) != 0 {
+				t.Errorf("objects left in storage that no file holds: %v", got)
+			}
 			journalEmpty(t, dir)
 		})
 	}

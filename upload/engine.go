@@ -532,7 +532,7 @@ func (e *Engine) CancelsDone() <-chan struct{} {
 // and what it may publish is deleted by the upload's clean-up (cleanup.go), journaled first, so that
 // a restart deletes it too. What else may be on the platform (files u superseded, an earlier
 // request's publication whose answer was lost, a multipart upload created while the cancel did not
-// wait) goes the same way.
+// wait, an object completed in the storage but not registered) goes the same way.
 func (e *Engine) withdraw(u *upload) error {
 	id := u.id
 	e.mu.Lock()
@@ -572,7 +572,10 @@ func (e *Engine) withdraw(u *upload) error {
 		}
 		cancel()
 	}
-	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone
+	// A completed object (ObjectDone) is owed too: registered or not, it is in the user's storage,
+	// and only the clean-up deletes it (after any publication holding it).
+	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone ||
+		r.ObjectDone && r.ObjectKey != ""
 	var err error
 	if owed {
 		r.Withdrawn, r.State, r.NextTry = true, StateQueued, time.Time{}

@@ -71,7 +71,7 @@ type record struct {
 
 	// Withdrawn: cancelled (removed or replaced in uploads/) while something of it may be on the
 	// platform: a publication whose answer is not in (PublishedSent), files it superseded, a
-	// multipart upload to abort. The data is gone; the record stays until those are deleted, so that
+	// multipart upload to abort, a completed object (ObjectDone) to delete. The data is gone; the record stays until those are deleted, so that
 	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
 	Withdrawn bool `json:"withdrawn,omitempty"`
 

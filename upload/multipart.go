@@ -484,7 +484,10 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 	return f, nil
 }
 
-// abort aborts r's multipart upload; an upload S3 no longer knows is already gone.
+// abort aborts r's multipart upload. An upload S3 no longer knows was either aborted already or
+// completed by a CompleteMultipartUpload whose answer was lost (ObjectDone never journaled): its
+// object, if any, is deleted, since nothing holds it (a registration is sent only once ObjectDone is
+// journaled) and its key is ours.
 func (e *Engine) abort(ctx context.Context, r *record) error {
 	s3c, _, err := e.storageClient(ctx)
 	if err != nil {
@@ -492,7 +495,22 @@ func (e *Engine) abort(ctx context.Context, r *record) error {
 	}
 	_, err = s3c.SDK().AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(r.Bucket),
 		Key: aws.String(r.ObjectKey), UploadId: aws.String(r.S3UploadID)})
-	if err != nil && !remote.IsNoSuchUpload(err) {
+	if remote.IsNoSuchUpload(err) {
+		return e.deleteObject(ctx, r)
+	}
+	return err
+}
+
+// deleteObject deletes r's object from the storage: the object of a withdrawn upload that no library
+// file holds (never registered, or its registration deleted). Its key is certainly ours: rescalefs
+// chose it, random (objectKey), for this upload alone. An object already gone is fine.
+func (e *Engine) deleteObject(ctx context.Context, r *record) error {
+	s3c, _, err := e.storageClient(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s3c.SDK().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(r.ObjectKey)})
+	if err != nil && !remote.IsNoSuchKey(err) {
 		return err
 	}
 	return nil
