@@ -138,6 +138,9 @@ type Options struct {
 	// beforeWithdraw, when set (tests), runs before the background part of a cancel (CancelNoWait):
 	// the moment a crash would cut it off.
 	beforeWithdraw func(id string)
+	// beforeDiscard, when set (tests), runs in CancelVersion between the journal write of the
+	// withdrawal and the discarding of the new version's staging file.
+	beforeDiscard func(id string)
 }
 
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
@@ -422,7 +425,7 @@ func (e *Engine) Cancel(id string) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(e.journalWithdrawn(u), e.withdraw(u))
+	return errors.Join(e.journalWithdrawn(u, ""), e.withdraw(u))
 }
 
 // CancelNoWait withdraws an upload at once: it is no longer pending (Pending, Snapshot, Status, Rename
@@ -430,11 +433,38 @@ func (e *Engine) Cancel(id string) error {
 // upload and the removal of its data run in the background (Close waits for them). For callers that
 // must not wait on the network: an unlink in uploads/.
 func (e *Engine) CancelNoWait(id string) error {
+	return e.cancelNoWait(id, "")
+}
+
+// CancelVersion is the removal of a file of uploads/ being rewritten: upload id is its old version,
+// still queued, and stagingPath the staging file of its new one, not queued yet (its record Replaces
+// id). It withdraws id as CancelNoWait does and discards the staging file, as one step that a crash
+// cannot split: the withdrawal is journaled first, naming the staging file, which is discarded next.
+// A crash in between leaves a withdrawn record that the next start (load) finishes the removal from,
+// discarding the staging file; either order without that would leave one version of a removed file
+// to be published on the next start (the old one queued, or the new one closed and queued by the fs
+// layer). ErrUnknown (nothing discarded) when id is not pending: the caller discards the staging file.
+func (e *Engine) CancelVersion(id, stagingPath string) error {
+	if filepath.Dir(stagingPath) != e.staging {
+		return fmt.Errorf("upload: %s is not a staging file", stagingPath)
+	}
+	return e.cancelNoWait(id, stagingPath)
+}
+
+// cancelNoWait is CancelNoWait, and CancelVersion with the staging file of the new version.
+func (e *Engine) cancelNoWait(id, staging string) error {
 	u, background, err := e.markCancelled(id, true)
 	if err != nil {
 		return err
 	}
-	jerr := e.journalWithdrawn(u)
+	jerr := e.journalWithdrawn(u, staging)
+	if staging != "" {
+		if e.o.beforeDiscard != nil {
+			e.o.beforeDiscard(id)
+		}
+		// Even when the journal write failed: the user removed the file.
+		jerr = errors.Join(jerr, e.DiscardStaging(staging))
+	}
 	if !background { // Close may be waiting already: nothing may be added to bg
 		return errors.Join(jerr, e.withdraw(u))
 	}
@@ -459,7 +489,10 @@ func (e *Engine) CancelNoWait(id string) error {
 // yet, a multipart upload) is deleted or aborted there, as withdraw would have. The record stays
 // marked in memory, so that every later write of it (the attempt's, withdraw's) keeps the mark. It
 // costs one journal write (two fsyncs) per cancel, which an unlink in uploads/ waits for.
-func (e *Engine) journalWithdrawn(u *upload) error {
+//
+// staging, when not "", is the staging file of u's new version, removed with it (CancelVersion):
+// journaled in the same write, for load to discard after a crash.
+func (e *Engine) journalWithdrawn(u *upload, staging string) error {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
@@ -469,6 +502,9 @@ func (e *Engine) journalWithdrawn(u *upload) error {
 	}
 	r := &u.rec
 	r.Withdrawn = true
+	if staging != "" {
+		r.Discards = staging
+	}
 	// Published, its confirmation not taken by the fs layer yet (finish): the publication is the
 	// withdrawal's to delete, unless it may be another tool's (landLocked).
 	if r.State == StateDone && r.Published != "" && r.Published != u.unsure && !slices.Contains(r.Supersedes, r.Published) {
@@ -1213,6 +1249,7 @@ func (e *Engine) load() error {
 		if r.isCleanup() {
 			// Over, but leftovers on the platform are still to be deleted: the clean-up does it (Start).
 			_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(id)))
+			e.discardVersion(r)
 			e.gone[id] = &upload{id: id, rec: *r, withdrawn: true}
 			continue
 		}
@@ -1251,6 +1288,24 @@ func (e *Engine) load() error {
 		}
 	}
 	return nil
+}
+
+// discardVersion finishes a CancelVersion a crash cut short: the staging file of the new version of
+// withdrawn upload r is discarded, so that the next start neither shows nor queues it. Only while
+// its record still says it replaces r: a staging file made since under the same name is another's.
+func (e *Engine) discardVersion(r *record) {
+	if r.Discards == "" || filepath.Dir(r.Discards) != e.staging {
+		return
+	}
+	sr, err := readStagingRecord(r.Discards + stagingExt)
+	if err != nil || sr.Replaces != r.ID {
+		return
+	}
+	if err := e.DiscardStaging(r.Discards); err != nil {
+		e.log.Error("upload: discard the new version of a removed file", "upload", r.ID, "file", r.Discards, "err", err)
+		return
+	}
+	e.log.Info("upload: discarded the new version of a file removed before a crash", "upload", r.ID, "name", r.Name)
 }
 
 func fileExists(path string) bool {

@@ -74,6 +74,10 @@ type record struct {
 	// multipart upload to abort, a completed object (ObjectDone) to delete. The data is gone; the record stays until those are deleted, so that
 	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
 	Withdrawn bool `json:"withdrawn,omitempty"`
+	// Discards is the staging file of a new version of the upload, not queued yet, removed with it
+	// (CancelVersion): journaled with Withdrawn, before it is discarded, so that the next start
+	// discards it if a crash came first (load), rather than queue a version of a removed file.
+	Discards string `json:"discards,omitempty"`
 
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`

@@ -32,6 +32,9 @@ type Engine interface {
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
+	// CancelVersion is CancelNoWait of a queued upload whose new version (stagingPath) is removed
+	// with it: the staging file is discarded too, in one step a crash cannot split.
+	CancelVersion(id, stagingPath string) error
 }
 
 var _ Engine = (*upload.Engine)(nil)
@@ -159,6 +162,19 @@ func (s *Set) cancel(id string) {
 	s.mu.Lock()
 	delete(s.byID, id)
 	s.mu.Unlock()
+}
+
+// cancelVersion withdraws engine upload id together with the staging file of its new version
+// (Engine.CancelVersion), and reports whether the engine discarded the staging file.
+func (s *Set) cancelVersion(id, staging string) bool {
+	err := s.o.Engine.CancelVersion(id, staging)
+	if err != nil && !errors.Is(err, upload.ErrUnknown) {
+		s.o.Log.Warn("cancel upload", "upload", id, "err", err)
+	}
+	s.mu.Lock()
+	delete(s.byID, id)
+	s.mu.Unlock()
+	return err == nil
 }
 
 // Origin says where a file comes from; exactly one of its fields is set (or none: a new file).
@@ -774,6 +790,16 @@ func (f *File) Remove() {
 	}
 	id := f.id
 	f.id = ""
+	if id != "" && f.owned {
+		// A new version of a queued upload, not queued yet: the engine withdraws the old version
+		// and discards the new one's staging file together, the withdrawal journaled first and
+		// naming the staging file. Discarding it here first and cancelling after (as before) let a
+		// crash in between publish the old version on the next start; the other order, the new one.
+		if f.set.cancelVersion(id, f.data.Name()) {
+			f.owned = false // discarded
+		}
+		id = ""
+	}
 	f.goneLocked()
 	f.mu.Unlock()
 	f.set.cancel(id)
