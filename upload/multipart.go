@@ -475,8 +475,18 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 	if err != nil {
 		e.refused(u, err)
 		if errors.Is(err, remote.ErrBadRequest) {
-			// The platform refused the object (size or checksum): send a fresh one next time.
-			_ = e.forgetObject(u)
+			// The platform refused the object (size or checksum) or its name: send a fresh one next
+			// time. The refused one is deleted first (no file holds it, its key is ours), else it
+			// stays in the user's storage, unknown to anyone; one whose deletion fails is kept in
+			// the record, to be registered again (a name refused) or deleted by a cancel.
+			dctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
+			derr := e.deleteObject(dctx, &r)
+			cancel()
+			if derr == nil {
+				_ = e.forgetObject(u)
+			} else {
+				e.log.Warn("upload: deleting the object the platform refused failed", "upload", u.id, "object", r.ObjectKey, "err", derr)
+			}
 		}
 		return remote.File{}, fmt.Errorf("register %s: %w", r.Name, err)
 	}

@@ -129,3 +129,34 @@ func TestCancelDeletesUnregisteredObject(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedObjectDeleted: the platform refuses the registration of a direct upload's completed
+// object (a name it cannot store: 400, for good). The object is deleted (no file holds it, its key
+// is ours) before the upload forgets it; renamed, the upload sends a new object and publishes it,
+// and storage holds only that. Before, the refused object stayed in the user's storage, forgotten.
+func TestRefusedObjectDeleted(t *testing.T) {
+	p := newPlatform(t, false)
+	p.e.RejectUploadName("refused.bin")
+	o := p.engineOpts(t.TempDir())
+	o.SmallThreshold = -1
+	h := startEngine(t, o)
+	data := randomData(161, testPart+10)
+	id := enqueue(t, h.eng, "refused.bin", data)
+	waitFor(t, func() bool {
+		st, ok := h.eng.Status(id)
+		return ok && st.State == StateRejected
+	})
+	if got := p.orphans(); len(got) != 0 {
+		t.Errorf("objects left in storage that no file holds after the refusal: %v", got)
+	}
+	if err := h.eng.Rename(id, "accepted.bin"); err != nil {
+		t.Fatal(err)
+	}
+	p.checkPublished(h.wait(id), "accepted.bin", data)
+	if got := p.orphans(); len(got) != 0 {
+		t.Errorf("objects left in storage that no file holds after the publication: %v", got)
+	}
+	if n := p.e.Counters().Succeeded(emulator.EndpointS3Complete); n != 2 {
+		t.Errorf("%d multipart uploads completed, want 2 (the refused object, then a new one)", n)
+	}
+}
