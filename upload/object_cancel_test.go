@@ -3,7 +3,10 @@ package upload
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +162,60 @@ func TestRefusedObjectDeleted(t *testing.T) {
 	if n := p.e.Counters().Succeeded(emulator.EndpointS3Complete); n != 2 {
 		t.Errorf("%d multipart uploads completed, want 2 (the refused object, then a new one)", n)
 	}
+}
+
+// completeLost carries S3 requests; the first CompleteMultipartUpload reaches the storage and its
+// answer is lost, and every later one fails without being sent: the object is complete in storage,
+// and the engine does not know it (ObjectDone never journaled).
+type completeLost struct {
+	sent atomic.Int32
+}
+
+func (c *completeLost) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := r.URL.Query()
+	if r.Method != http.MethodPost || !q.Has("uploadId") {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	if c.sent.Add(1) > 1 {
+		return nil, errors.New("injected: the storage is unreachable")
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return nil, errors.New("injected: the answer to CompleteMultipartUpload is lost")
+}
+
+// TestCancelAfterLostComplete: a CompleteMultipartUpload completes the object but its answer is
+// lost, and the upload is cancelled while it waits to retry. The abort finds no multipart upload
+// (S3 completed it): the object, ours and held by no file, is deleted. Before, an abort answered
+// NoSuchUpload was taken for done, and the object stayed in storage.
+func TestCancelAfterLostComplete(t *testing.T) {
+	p := newPlatform(t, false)
+	dir := t.TempDir()
+	lost := &completeLost{}
+	o := p.engineOpts(dir)
+	o.SmallThreshold, o.S3.HTTPClient = -1, &http.Client{Transport: lost}
+	o.RetryMin, o.RetryMax = time.Hour, time.Hour
+	h := startEngine(t, o)
+	id := enqueue(t, h.eng, "removed.bin", randomData(162, testPart+10))
+	waitFor(t, func() bool {
+		st, ok := h.eng.Status(id)
+		return ok && st.State == StateRetrying
+	})
+	if n := p.e.Counters().Succeeded(emulator.EndpointS3Complete); n != 1 {
+		t.Fatalf("%d multipart uploads completed, want 1", n)
+	}
+	if err := h.eng.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.eng.Cleanups() == 0 && !h.eng.holds(id) })
+	if got := p.orphans(); len(got) != 0 {
+		t.Errorf("objects left in storage that no file holds: %v", got)
+	}
+	if n := p.requests(emulator.EndpointRegister); n != 0 {
+		t.Errorf("%d registrations, want none", n)
+	}
+	journalEmpty(t, dir)
 }
