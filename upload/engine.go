@@ -373,6 +373,15 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 // length is hashed by the engine as any other. After a restart the sum is checked against the data
 // before anything more is sent, as a sum of the engine's own is.
 func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string) (string, error) {
+	return e.EnqueueVersion(stagingPath, name, size, sum, "")
+}
+
+// EnqueueVersion is EnqueueHashed of a new version of a file of uploads/ whose old version is
+// upload replaces ("" none), still pending: the caller cancels it once this returns (after Handover).
+// The new record names it, so that a crash before that cancel does not leave both versions queued
+// (the next start would publish the old one too, a version the user replaced): load withdraws it,
+// its stale publications handed to the new version first.
+func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, replaces string) (string, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return "", fmt.Errorf("upload: bad name %q", name)
 	}
@@ -391,7 +400,7 @@ func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string)
 	}
 	id := newID()
 	r := record{ID: id, Name: name, Source: stagingPath, Data: filepath.Join(e.pending, id), Size: fi.Size(),
-		State: StateQueued, Created: e.now()}
+		State: StateQueued, Created: e.now(), Replaces: replaces}
 	hashed := sum != "" && size == fi.Size()
 	if hashed {
 		r.SHA512, r.SumFromWriter = sum, true
@@ -1277,6 +1286,9 @@ func (e *Engine) load() error {
 		r.NextTry = time.Time{} // a new start tries at once
 		e.ups[id] = &upload{id: id, rec: *r}
 	}
+	if err := e.withdrawReplaced(); err != nil {
+		return err
+	}
 	// Data that no record points to was never silently dropped: report it.
 	pend, err := os.ReadDir(e.pending)
 	if err != nil {
@@ -1287,6 +1299,66 @@ func (e *Engine) load() error {
 			e.quarantine(ent.Name(), "", 0, time.Time{}, "pending data without a journal record", filepath.Join(e.pending, ent.Name()))
 		}
 	}
+	return nil
+}
+
+// withdrawReplaced finishes the queueing of new versions a crash cut short (EnqueueVersion): an old
+// version still pending beside its new one is withdrawn, as the cancel that was to follow would have
+// (journaled Withdrawn: a clean-up record, load's own rule), after its stale publications are handed
+// to the new version (Handover's rule: deleted once the new version is published, not before). Each
+// step is journaled before the next, so a crash in the middle is finished by the next load.
+func (e *Engine) withdrawReplaced() error {
+	// Until nothing changes: a record withdrawn here may itself name a version it replaced. A new
+	// version withdrawn since (removed) still withdraws its old one: the removal's cancel of the
+	// file's current version came first, the cancel of the old one was to follow.
+	for changed := true; changed; {
+		changed = false
+		for _, nu := range e.records() {
+			old, ok := e.ups[nu.rec.Replaces]
+			if nu.rec.Replaces == "" || !ok || old == nu {
+				continue
+			}
+			if err := e.withdrawReplacedOne(nu, old); err != nil {
+				return err
+			}
+			changed = true
+		}
+	}
+	return nil
+}
+
+// records are the uploads load keeps: pending, and clean-up records.
+func (e *Engine) records() []*upload {
+	out := make([]*upload, 0, len(e.ups)+len(e.gone))
+	for _, u := range e.ups {
+		out = append(out, u)
+	}
+	for _, u := range e.gone {
+		out = append(out, u)
+	}
+	return out
+}
+
+// withdrawReplacedOne withdraws old, replaced by nu (withdrawReplaced).
+func (e *Engine) withdrawReplacedOne(nu, old *upload) error {
+	if moved := slices.DeleteFunc(slices.Clone(old.rec.Supersedes), func(f string) bool {
+		return slices.Contains(nu.rec.Supersedes, f)
+	}); len(moved) > 0 {
+		nu.rec.Supersedes = append(nu.rec.Supersedes, moved...)
+		if err := e.j.save(&nu.rec); err != nil {
+			return fmt.Errorf("upload: journal: %w", err)
+		}
+	}
+	r := old.rec
+	r.Supersedes, r.Withdrawn, r.NextTry = nil, true, time.Time{}
+	if err := e.j.save(&r); err != nil {
+		return fmt.Errorf("upload: journal: %w", err)
+	}
+	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
+	delete(e.ups, r.ID)
+	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
+	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
+		"upload", r.ID, "name", r.Name, "new", nu.id)
 	return nil
 }
 

@@ -23,8 +23,9 @@ type Engine interface {
 	CreateStaging() (*os.File, error)
 	RecordStaging(stagingPath string, r upload.StagingRecord) error
 	DiscardStaging(stagingPath string) error
-	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
-	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
+	// EnqueueVersion queues a staging file; sha512 is its sum computed as it was written ("" unknown),
+	// replaces the pending upload it is a new version of ("" none), cancelled by the caller next.
+	EnqueueVersion(stagingPath, name string, size int64, sha512, replaces string) (string, error)
 	Rename(id, name string) error
 	// Handover moves the files upload from supersedes to upload to, a new version replacing it: they
 	// are deleted once to is published, where from's withdrawal would delete them at once.
@@ -739,7 +740,7 @@ func (f *File) enqueueLocked() (superseded string) {
 	}
 	var id string
 	if err == nil {
-		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
+		id, err = f.set.o.Engine.EnqueueVersion(f.data.Name(), f.name, f.size, f.hashSumLocked(), f.id)
 	}
 	if err == nil && f.id != "" {
 		// A new version of a queued file: the old one's stale publications stay until this one is

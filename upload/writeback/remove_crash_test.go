@@ -3,6 +3,7 @@ package writeback
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,6 +54,16 @@ func (c *crashImages) CancelNoWait(id string) error {
 func (c *crashImages) CancelVersion(id, p string) error {
 	defer c.snap()
 	return c.Engine.CancelVersion(id, p)
+}
+
+func (c *crashImages) EnqueueVersion(p, name string, size int64, sum, replaces string) (string, error) {
+	defer c.snap()
+	return c.Engine.EnqueueVersion(p, name, size, sum, replaces)
+}
+
+func (c *crashImages) Handover(from, to string) error {
+	defer c.snap()
+	return c.Engine.Handover(from, to)
 }
 
 // copyDir copies the folder src to dst (which must not exist): files 0600, folders 0700.
@@ -169,5 +180,91 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 				t.Errorf("%d uploads reached the platform, want none", n)
 			}
 		})
+	}
+}
+
+// TestRewriteThenCrash: a queued file is rewritten and the new version queued (SettleAll), which
+// queues it and then cancels the old version; the mount crashes after any of the engine calls this
+// makes (an image of the engine folder taken right after each). The next start from any image
+// publishes the new version, once, and never the old one. Before, a crash after the new version's
+// Enqueue and before the old one's cancel left both queued: the next start showed both in uploads/
+// and published both, the old version (which the user had overwritten) as a second a.txt.
+func TestRewriteThenCrash(t *testing.T) {
+	emu, c := platform(t)
+	dir := filepath.Join(t.TempDir(), "engine")
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	ce := &crashImages{Engine: eng, t: t, dir: dir}
+	s := NewSet(Options{Engine: ce, Settle: time.Hour})
+	f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	v2 := []byte("version 2")
+	if _, err := f.WriteAt(v2, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Release(true)
+	ce.mu.Lock()
+	ce.armed = true
+	ce.mu.Unlock()
+	s.SettleAll(false)
+	ce.mu.Lock()
+	ce.armed = false
+	images := ce.images
+	ce.mu.Unlock()
+	mustState(t, f, Queued)
+	if len(images) < 2 {
+		t.Fatalf("%d engine calls queueing the new version, want at least 2 (queue it, cancel the old one)", len(images))
+	}
+	select {
+	case <-eng.CancelsDone():
+	case <-time.After(time.Minute):
+		t.Fatal("the cancel never finished")
+	}
+	eng.Close()
+
+	for i, img := range images {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(img, dir); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var published []remote.File
+		eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
+			OnDone: func(_ upload.Status, f remote.File) {
+				mu.Lock()
+				published = append(published, f)
+				mu.Unlock()
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng2.Start(context.Background())
+		testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
+			return eng2.Pending() == 0 && eng2.Cleanups() == 0
+		})
+		eng2.Close()
+		mu.Lock()
+		if len(published) != 1 {
+			t.Errorf("crash after call %d: %d publications on the next start, want 1 (the new version)", i+1, len(published))
+		}
+		for _, pf := range published {
+			rc, _, err := emu.Plaintext(pf.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || string(got) != string(v2) {
+				t.Errorf("crash after call %d: published %q (%v), want the new version %q", i+1, got, err, v2)
+			}
+		}
+		mu.Unlock()
 	}
 }
