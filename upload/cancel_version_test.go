@@ -3,6 +3,8 @@ package upload
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rescalefs/rescalefs/remote/emulator"
@@ -77,4 +79,69 @@ func TestCancelVersionSurvivesCrash(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(dir, "staging")); len(ents) != 0 {
 		t.Errorf("staging not empty: %v", ents)
 	}
+}
+
+// TestNewVersionQueuedThenCrash: a new version of a pending file is queued (EnqueueVersion) and the
+// crash comes before the old version is cancelled. The next start withdraws the old version (it is
+// not published) after handing its stale publications to the new one, which deletes them once it is
+// published, not before (until then they may hold the only copy on the platform).
+func TestNewVersionQueuedThenCrash(t *testing.T) {
+	p := newPlatform(t, false)
+	stale, err := p.e.AddLibraryFile("a.txt", strings.NewReader("a stale publication"), 19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	eng, err := New(p.engineOpts(dir)) // not started
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	old := enqueue(t, eng, "a.txt", []byte("version 1"))
+	if err := eng.Supersede(old, stale.ID); err != nil {
+		t.Fatal(err)
+	}
+	f, err := eng.CreateStaging()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := []byte("version 2")
+	if _, err := f.Write(v2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	nu, err := eng.EnqueueVersion(f.Name(), "a.txt", 0, "", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashAt(t, dir) // before Handover and the old version's cancel
+
+	o := p.engineOpts(dir)
+	eng2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := readRecord(filepath.Join(dir, "journal", nu+".json"), filepath.Join(dir, "pending"))
+	if err != nil || !slices.Contains(r.Supersedes, stale.ID) {
+		t.Fatalf("the new version's record %+v (%v) does not hold the stale publication", r, err)
+	}
+	r, err = readRecord(filepath.Join(dir, "journal", old+".json"), filepath.Join(dir, "pending"))
+	if err != nil || !r.Withdrawn || len(r.Supersedes) != 0 {
+		t.Fatalf("the old version's record %+v (%v): want withdrawn, superseding nothing", r, err)
+	}
+	eng2.Close()
+
+	h := startEngine(t, o)
+	got := h.wait(nu)
+	p.checkPublished(got, "a.txt", v2)
+	waitFor(t, func() bool { return h.eng.Pending() == 0 && h.eng.Cleanups() == 0 })
+	h.mu.Lock()
+	if len(h.done) != 1 {
+		t.Errorf("%d publications, want 1 (the new version): %v", len(h.done), h.done)
+	}
+	h.mu.Unlock()
+	if !p.deleted(stale.ID) {
+		t.Error("the stale publication was not deleted once the new version was published")
+	}
+	journalEmpty(t, dir)
 }
