@@ -18,24 +18,7 @@ import (
 func crashAt(t *testing.T, dir string) {
 	t.Helper()
 	img := dir + ".image"
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(img, rel)
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o600)
-	})
+	err := copyTree(dir, img)
 	if err == nil {
 		err = os.Rename(dir, dir+".crashed")
 	}
@@ -45,6 +28,28 @@ func crashAt(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// copyTree copies the folder src to dst (which must not exist): files 0600, folders 0700.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o600)
+	})
 }
 
 // withdrawHeld holds the background part of every cancel (CancelNoWait) until the test ends: the
@@ -167,6 +172,11 @@ func TestCancelSurvivesCrash(t *testing.T) {
 				if got := len(kept) == 1 && kept[0].FileID == ours && kept[0].Name == "removed.txt"; got != c.kept {
 					t.Errorf("kept %+v, want the publication %v", kept, c.kept)
 				}
+			}
+			// A direct upload's object goes with the upload (a small upload's is the platform's,
+			// held by its kept publication).
+			if got := p.orphans(); len(got) != 0 {
+				t.Errorf("objects left in storage that no file holds: %v", got)
 			}
 			journalEmpty(t, dir)
 		})

@@ -24,6 +24,9 @@ import (
 // all of it is deleted, and is retried with the upload backoff (in this engine's life and after a
 // restart): no stale copy left behind by rescalefs stays on the platform for good.
 //
+//   - the object of a withdrawn direct upload (completed, then never registered, or its registration
+//     deleted): its key is ours, so it is deleted from the storage, after the files that may hold it.
+//
 // What is deleted: file ids the engine got from the platform for this upload (a publication whose
 // answer came in after the cancel, its stale publications under names its file left), and, for a
 // request whose answer never came, what findPublished matches under the names it carried (same size
@@ -203,7 +206,26 @@ func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
 			return err
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// The object of a withdrawn direct upload: completed, then never registered, or registered and
+	// that publication deleted just above (the platform may not delete the object with its file). It
+	// goes last: no library file of ours may be left holding a deleted object.
+	r = e.snapshotRec(u)
+	if r.Withdrawn && r.ObjectDone && r.ObjectKey != "" {
+		dctx, cancel := context.WithTimeout(ctx, supersededTimeout)
+		err := e.deleteObject(dctx, &r)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete object %s: %w", r.ObjectKey, err)
+		}
+		e.log.Info("upload: deleted the stored object of a cancelled upload", "upload", u.id, "name", r.Name, "object", r.ObjectKey)
+		if err := e.editCleanup(u, func(r *record) { r.ObjectDone, r.S3UploadID = false, "" }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lookWithdrawn finds what the lost publishing requests of withdrawn upload r published, under each

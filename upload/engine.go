@@ -138,6 +138,9 @@ type Options struct {
 	// beforeWithdraw, when set (tests), runs before the background part of a cancel (CancelNoWait):
 	// the moment a crash would cut it off.
 	beforeWithdraw func(id string)
+	// beforeDiscard, when set (tests), runs in CancelVersion between the journal write of the
+	// withdrawal and the discarding of the new version's staging file.
+	beforeDiscard func(id string)
 }
 
 // Engine uploads enqueued files. Its methods are safe for concurrent use.
@@ -370,6 +373,15 @@ func (e *Engine) Enqueue(stagingPath, name string) (string, error) {
 // length is hashed by the engine as any other. After a restart the sum is checked against the data
 // before anything more is sent, as a sum of the engine's own is.
 func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string) (string, error) {
+	return e.EnqueueVersion(stagingPath, name, size, sum, "")
+}
+
+// EnqueueVersion is EnqueueHashed of a new version of a file of uploads/ whose old version is
+// upload replaces ("" none), still pending: the caller cancels it once this returns (after Handover).
+// The new record names it, so that a crash before that cancel does not leave both versions queued
+// (the next start would publish the old one too, a version the user replaced): load withdraws it,
+// its stale publications handed to the new version first.
+func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, replaces string) (string, error) {
 	if name == "" || strings.ContainsAny(name, "/\x00") {
 		return "", fmt.Errorf("upload: bad name %q", name)
 	}
@@ -388,7 +400,7 @@ func (e *Engine) EnqueueHashed(stagingPath, name string, size int64, sum string)
 	}
 	id := newID()
 	r := record{ID: id, Name: name, Source: stagingPath, Data: filepath.Join(e.pending, id), Size: fi.Size(),
-		State: StateQueued, Created: e.now()}
+		State: StateQueued, Created: e.now(), Replaces: replaces}
 	hashed := sum != "" && size == fi.Size()
 	if hashed {
 		r.SHA512, r.SumFromWriter = sum, true
@@ -422,7 +434,7 @@ func (e *Engine) Cancel(id string) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(e.journalWithdrawn(u), e.withdraw(u))
+	return errors.Join(e.journalWithdrawn(u, ""), e.withdraw(u))
 }
 
 // CancelNoWait withdraws an upload at once: it is no longer pending (Pending, Snapshot, Status, Rename
@@ -430,11 +442,38 @@ func (e *Engine) Cancel(id string) error {
 // upload and the removal of its data run in the background (Close waits for them). For callers that
 // must not wait on the network: an unlink in uploads/.
 func (e *Engine) CancelNoWait(id string) error {
+	return e.cancelNoWait(id, "")
+}
+
+// CancelVersion is the removal of a file of uploads/ being rewritten: upload id is its old version,
+// still queued, and stagingPath the staging file of its new one, not queued yet (its record Replaces
+// id). It withdraws id as CancelNoWait does and discards the staging file, as one step that a crash
+// cannot split: the withdrawal is journaled first, naming the staging file, which is discarded next.
+// A crash in between leaves a withdrawn record that the next start (load) finishes the removal from,
+// discarding the staging file; either order without that would leave one version of a removed file
+// to be published on the next start (the old one queued, or the new one closed and queued by the fs
+// layer). ErrUnknown (nothing discarded) when id is not pending: the caller discards the staging file.
+func (e *Engine) CancelVersion(id, stagingPath string) error {
+	if filepath.Dir(stagingPath) != e.staging {
+		return fmt.Errorf("upload: %s is not a staging file", stagingPath)
+	}
+	return e.cancelNoWait(id, stagingPath)
+}
+
+// cancelNoWait is CancelNoWait, and CancelVersion with the staging file of the new version.
+func (e *Engine) cancelNoWait(id, staging string) error {
 	u, background, err := e.markCancelled(id, true)
 	if err != nil {
 		return err
 	}
-	jerr := e.journalWithdrawn(u)
+	jerr := e.journalWithdrawn(u, staging)
+	if staging != "" {
+		if e.o.beforeDiscard != nil {
+			e.o.beforeDiscard(id)
+		}
+		// Even when the journal write failed: the user removed the file.
+		jerr = errors.Join(jerr, e.DiscardStaging(staging))
+	}
 	if !background { // Close may be waiting already: nothing may be added to bg
 		return errors.Join(jerr, e.withdraw(u))
 	}
@@ -459,7 +498,10 @@ func (e *Engine) CancelNoWait(id string) error {
 // yet, a multipart upload) is deleted or aborted there, as withdraw would have. The record stays
 // marked in memory, so that every later write of it (the attempt's, withdraw's) keeps the mark. It
 // costs one journal write (two fsyncs) per cancel, which an unlink in uploads/ waits for.
-func (e *Engine) journalWithdrawn(u *upload) error {
+//
+// staging, when not "", is the staging file of u's new version, removed with it (CancelVersion):
+// journaled in the same write, for load to discard after a crash.
+func (e *Engine) journalWithdrawn(u *upload, staging string) error {
 	u.jmu.Lock()
 	defer u.jmu.Unlock()
 	e.mu.Lock()
@@ -469,6 +511,9 @@ func (e *Engine) journalWithdrawn(u *upload) error {
 	}
 	r := &u.rec
 	r.Withdrawn = true
+	if staging != "" {
+		r.Discards = staging
+	}
 	// Published, its confirmation not taken by the fs layer yet (finish): the publication is the
 	// withdrawal's to delete, unless it may be another tool's (landLocked).
 	if r.State == StateDone && r.Published != "" && r.Published != u.unsure && !slices.Contains(r.Supersedes, r.Published) {
@@ -532,7 +577,7 @@ func (e *Engine) CancelsDone() <-chan struct{} {
 // and what it may publish is deleted by the upload's clean-up (cleanup.go), journaled first, so that
 // a restart deletes it too. What else may be on the platform (files u superseded, an earlier
 // request's publication whose answer was lost, a multipart upload created while the cancel did not
-// wait) goes the same way.
+// wait, an object completed in the storage but not registered) goes the same way.
 func (e *Engine) withdraw(u *upload) error {
 	id := u.id
 	e.mu.Lock()
@@ -572,7 +617,10 @@ func (e *Engine) withdraw(u *upload) error {
 		}
 		cancel()
 	}
-	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone
+	// A completed object (ObjectDone) is owed too: registered or not, it is in the user's storage,
+	// and only the clean-up deletes it (after any publication holding it).
+	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone ||
+		r.ObjectDone && r.ObjectKey != ""
 	var err error
 	if owed {
 		r.Withdrawn, r.State, r.NextTry = true, StateQueued, time.Time{}
@@ -1210,6 +1258,7 @@ func (e *Engine) load() error {
 		if r.isCleanup() {
 			// Over, but leftovers on the platform are still to be deleted: the clean-up does it (Start).
 			_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(id)))
+			e.discardVersion(r)
 			e.gone[id] = &upload{id: id, rec: *r, withdrawn: true}
 			continue
 		}
@@ -1237,6 +1286,9 @@ func (e *Engine) load() error {
 		r.NextTry = time.Time{} // a new start tries at once
 		e.ups[id] = &upload{id: id, rec: *r}
 	}
+	if err := e.withdrawReplaced(); err != nil {
+		return err
+	}
 	// Data that no record points to was never silently dropped: report it.
 	pend, err := os.ReadDir(e.pending)
 	if err != nil {
@@ -1248,6 +1300,84 @@ func (e *Engine) load() error {
 		}
 	}
 	return nil
+}
+
+// withdrawReplaced finishes the queueing of new versions a crash cut short (EnqueueVersion): an old
+// version still pending beside its new one is withdrawn, as the cancel that was to follow would have
+// (journaled Withdrawn: a clean-up record, load's own rule), after its stale publications are handed
+// to the new version (Handover's rule: deleted once the new version is published, not before). Each
+// step is journaled before the next, so a crash in the middle is finished by the next load.
+func (e *Engine) withdrawReplaced() error {
+	// Until nothing changes: a record withdrawn here may itself name a version it replaced. A new
+	// version withdrawn since (removed) still withdraws its old one: the removal's cancel of the
+	// file's current version came first, the cancel of the old one was to follow.
+	for changed := true; changed; {
+		changed = false
+		for _, nu := range e.records() {
+			old, ok := e.ups[nu.rec.Replaces]
+			if nu.rec.Replaces == "" || !ok || old == nu {
+				continue
+			}
+			if err := e.withdrawReplacedOne(nu, old); err != nil {
+				return err
+			}
+			changed = true
+		}
+	}
+	return nil
+}
+
+// records are the uploads load keeps: pending, and clean-up records.
+func (e *Engine) records() []*upload {
+	out := make([]*upload, 0, len(e.ups)+len(e.gone))
+	for _, u := range e.ups {
+		out = append(out, u)
+	}
+	for _, u := range e.gone {
+		out = append(out, u)
+	}
+	return out
+}
+
+// withdrawReplacedOne withdraws old, replaced by nu (withdrawReplaced).
+func (e *Engine) withdrawReplacedOne(nu, old *upload) error {
+	if moved := slices.DeleteFunc(slices.Clone(old.rec.Supersedes), func(f string) bool {
+		return slices.Contains(nu.rec.Supersedes, f)
+	}); len(moved) > 0 {
+		nu.rec.Supersedes = append(nu.rec.Supersedes, moved...)
+		if err := e.j.save(&nu.rec); err != nil {
+			return fmt.Errorf("upload: journal: %w", err)
+		}
+	}
+	r := old.rec
+	r.Supersedes, r.Withdrawn, r.NextTry = nil, true, time.Time{}
+	if err := e.j.save(&r); err != nil {
+		return fmt.Errorf("upload: journal: %w", err)
+	}
+	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
+	delete(e.ups, r.ID)
+	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
+	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
+		"upload", r.ID, "name", r.Name, "new", nu.id)
+	return nil
+}
+
+// discardVersion finishes a CancelVersion a crash cut short: the staging file of the new version of
+// withdrawn upload r is discarded, so that the next start neither shows nor queues it. Only while
+// its record still says it replaces r: a staging file made since under the same name is another's.
+func (e *Engine) discardVersion(r *record) {
+	if r.Discards == "" || filepath.Dir(r.Discards) != e.staging {
+		return
+	}
+	sr, err := readStagingRecord(r.Discards + stagingExt)
+	if err != nil || sr.Replaces != r.ID {
+		return
+	}
+	if err := e.DiscardStaging(r.Discards); err != nil {
+		e.log.Error("upload: discard the new version of a removed file", "upload", r.ID, "file", r.Discards, "err", err)
+		return
+	}
+	e.log.Info("upload: discarded the new version of a file removed before a crash", "upload", r.ID, "name", r.Name)
 }
 
 func fileExists(path string) bool {

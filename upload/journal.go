@@ -71,9 +71,16 @@ type record struct {
 
 	// Withdrawn: cancelled (removed or replaced in uploads/) while something of it may be on the
 	// platform: a publication whose answer is not in (PublishedSent), files it superseded, a
-	// multipart upload to abort. The data is gone; the record stays until those are deleted, so that
+	// multipart upload to abort, a completed object (ObjectDone) to delete. The data is gone; the record stays until those are deleted, so that
 	// nothing cancelled stays published, across a restart too (a clean-up record: cleanup.go).
 	Withdrawn bool `json:"withdrawn,omitempty"`
+	// Replaces is the upload this one is a new version of (EnqueueVersion), which the fs layer
+	// cancels once this one is queued; load withdraws it if a crash came first.
+	Replaces string `json:"replaces,omitempty"`
+	// Discards is the staging file of a new version of the upload, not queued yet, removed with it
+	// (CancelVersion): journaled with Withdrawn, before it is discarded, so that the next start
+	// discards it if a crash came first (load), rather than queue a version of a removed file.
+	Discards string `json:"discards,omitempty"`
 
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`

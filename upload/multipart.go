@@ -475,8 +475,18 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 	if err != nil {
 		e.refused(u, err)
 		if errors.Is(err, remote.ErrBadRequest) {
-			// The platform refused the object (size or checksum): send a fresh one next time.
-			_ = e.forgetObject(u)
+			// The platform refused the object (size or checksum) or its name: send a fresh one next
+			// time. The refused one is deleted first (no file holds it, its key is ours), else it
+			// stays in the user's storage, unknown to anyone; one whose deletion fails is kept in
+			// the record, to be registered again (a name refused) or deleted by a cancel.
+			dctx, cancel := context.WithTimeout(e.engineCtx(), supersededTimeout)
+			derr := e.deleteObject(dctx, &r)
+			cancel()
+			if derr == nil {
+				_ = e.forgetObject(u)
+			} else {
+				e.log.Warn("upload: deleting the object the platform refused failed", "upload", u.id, "object", r.ObjectKey, "err", derr)
+			}
 		}
 		return remote.File{}, fmt.Errorf("register %s: %w", r.Name, err)
 	}
@@ -484,7 +494,10 @@ func (e *Engine) register(ctx context.Context, u *upload) (remote.File, error) {
 	return f, nil
 }
 
-// abort aborts r's multipart upload; an upload S3 no longer knows is already gone.
+// abort aborts r's multipart upload. An upload S3 no longer knows was either aborted already or
+// completed by a CompleteMultipartUpload whose answer was lost (ObjectDone never journaled): its
+// object, if any, is deleted, since nothing holds it (a registration is sent only once ObjectDone is
+// journaled) and its key is ours.
 func (e *Engine) abort(ctx context.Context, r *record) error {
 	s3c, _, err := e.storageClient(ctx)
 	if err != nil {
@@ -492,7 +505,22 @@ func (e *Engine) abort(ctx context.Context, r *record) error {
 	}
 	_, err = s3c.SDK().AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(r.Bucket),
 		Key: aws.String(r.ObjectKey), UploadId: aws.String(r.S3UploadID)})
-	if err != nil && !remote.IsNoSuchUpload(err) {
+	if remote.IsNoSuchUpload(err) {
+		return e.deleteObject(ctx, r)
+	}
+	return err
+}
+
+// deleteObject deletes r's object from the storage: the object of a withdrawn upload that no library
+// file holds (never registered, or its registration deleted). Its key is certainly ours: rescalefs
+// chose it, random (objectKey), for this upload alone. An object already gone is fine.
+func (e *Engine) deleteObject(ctx context.Context, r *record) error {
+	s3c, _, err := e.storageClient(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s3c.SDK().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(r.ObjectKey)})
+	if err != nil && !remote.IsNoSuchKey(err) {
 		return err
 	}
 	return nil

@@ -23,8 +23,9 @@ type Engine interface {
 	CreateStaging() (*os.File, error)
 	RecordStaging(stagingPath string, r upload.StagingRecord) error
 	DiscardStaging(stagingPath string) error
-	// EnqueueHashed queues a staging file; sha512 is its sum computed as it was written ("" unknown).
-	EnqueueHashed(stagingPath, name string, size int64, sha512 string) (string, error)
+	// EnqueueVersion queues a staging file; sha512 is its sum computed as it was written ("" unknown),
+	// replaces the pending upload it is a new version of ("" none), cancelled by the caller next.
+	EnqueueVersion(stagingPath, name string, size int64, sha512, replaces string) (string, error)
 	Rename(id, name string) error
 	// Handover moves the files upload from supersedes to upload to, a new version replacing it: they
 	// are deleted once to is published, where from's withdrawal would delete them at once.
@@ -32,6 +33,9 @@ type Engine interface {
 	Status(id string) (upload.Status, bool)
 	// CancelNoWait marks an upload cancelled at once; the abort and clean-up run in the background.
 	CancelNoWait(id string) error
+	// CancelVersion is CancelNoWait of a queued upload whose new version (stagingPath) is removed
+	// with it: the staging file is discarded too, in one step a crash cannot split.
+	CancelVersion(id, stagingPath string) error
 }
 
 var _ Engine = (*upload.Engine)(nil)
@@ -159,6 +163,19 @@ func (s *Set) cancel(id string) {
 	s.mu.Lock()
 	delete(s.byID, id)
 	s.mu.Unlock()
+}
+
+// cancelVersion withdraws engine upload id together with the staging file of its new version
+// (Engine.CancelVersion), and reports whether the engine discarded the staging file.
+func (s *Set) cancelVersion(id, staging string) bool {
+	err := s.o.Engine.CancelVersion(id, staging)
+	if err != nil && !errors.Is(err, upload.ErrUnknown) {
+		s.o.Log.Warn("cancel upload", "upload", id, "err", err)
+	}
+	s.mu.Lock()
+	delete(s.byID, id)
+	s.mu.Unlock()
+	return err == nil
 }
 
 // Origin says where a file comes from; exactly one of its fields is set (or none: a new file).
@@ -723,7 +740,7 @@ func (f *File) enqueueLocked() (superseded string) {
 	}
 	var id string
 	if err == nil {
-		id, err = f.set.o.Engine.EnqueueHashed(f.data.Name(), f.name, f.size, f.hashSumLocked())
+		id, err = f.set.o.Engine.EnqueueVersion(f.data.Name(), f.name, f.size, f.hashSumLocked(), f.id)
 	}
 	if err == nil && f.id != "" {
 		// A new version of a queued file: the old one's stale publications stay until this one is
@@ -774,6 +791,16 @@ func (f *File) Remove() {
 	}
 	id := f.id
 	f.id = ""
+	if id != "" && f.owned {
+		// A new version of a queued upload, not queued yet: the engine withdraws the old version
+		// and discards the new one's staging file together, the withdrawal journaled first and
+		// naming the staging file. Discarding it here first and cancelling after (as before) let a
+		// crash in between publish the old version on the next start; the other order, the new one.
+		if f.set.cancelVersion(id, f.data.Name()) {
+			f.owned = false // discarded
+		}
+		id = ""
+	}
 	f.goneLocked()
 	f.mu.Unlock()
 	f.set.cancel(id)

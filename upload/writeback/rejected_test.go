@@ -87,7 +87,7 @@ func TestFileRejectedResumed(t *testing.T) {
 // failingEnqueue is the real engine with Enqueue failing, as a full journal disk makes it fail.
 type failingEnqueue struct{ *upload.Engine }
 
-func (failingEnqueue) EnqueueHashed(string, string, int64, string) (string, error) {
+func (failingEnqueue) EnqueueVersion(string, string, int64, string, string) (string, error) {
 	return "", errors.New("journal: no space left on device")
 }
 

@@ -1,0 +1,270 @@
+package writeback
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rescalefs/rescalefs/internal/testutil"
+	"github.com/rescalefs/rescalefs/remote"
+	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/upload"
+)
+
+// crashImages is the real engine; while armed, each call that changes the engine folder is followed
+// by a copy of the folder (an image): what a crash (kill -9 of the mount) right after that call would
+// leave for the next start.
+type crashImages struct {
+	*upload.Engine
+	t   *testing.T
+	dir string
+
+	mu     sync.Mutex // guards armed and images
+	armed  bool
+	images []string
+}
+
+func (c *crashImages) snap() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed {
+		return
+	}
+	img := fmt.Sprintf("%s.crash%d", c.dir, len(c.images))
+	copyDir(c.t, c.dir, img)
+	c.images = append(c.images, img)
+}
+
+func (c *crashImages) DiscardStaging(p string) error {
+	defer c.snap()
+	return c.Engine.DiscardStaging(p)
+}
+
+func (c *crashImages) CancelNoWait(id string) error {
+	defer c.snap()
+	return c.Engine.CancelNoWait(id)
+}
+
+func (c *crashImages) CancelVersion(id, p string) error {
+	defer c.snap()
+	return c.Engine.CancelVersion(id, p)
+}
+
+func (c *crashImages) EnqueueVersion(p, name string, size int64, sum, replaces string) (string, error) {
+	defer c.snap()
+	return c.Engine.EnqueueVersion(p, name, size, sum, replaces)
+}
+
+func (c *crashImages) Handover(from, to string) error {
+	defer c.snap()
+	return c.Engine.Handover(from, to)
+}
+
+// copyDir copies the folder src to dst (which must not exist): files 0600, folders 0700.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRemoveNewVersionThenCrash: a queued file is rewritten (the new version closed, waiting its
+// settle time: a staging file recorded as replacing the queued upload), then removed, and the mount
+// crashes at any point of the removal: after each engine call unlink makes (an image of the engine
+// folder taken right after it). The next start from any image must publish neither version, and
+// show neither again (no staging file for the fs layer to show or queue). Before, unlink discarded
+// the new version's staging file first and cancelled the old version second: a crash between the
+// two left the old version queued, and the next start published a file the user had removed.
+func TestRemoveNewVersionThenCrash(t *testing.T) {
+	for _, closed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("closed=%v", closed), func(t *testing.T) {
+			emu, c := platform(t)
+			dir := filepath.Join(t.TempDir(), "engine")
+			eng, err := upload.New(upload.Options{Client: c, Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { eng.Close() })
+			ce := &crashImages{Engine: eng, t: t, dir: dir}
+			s := NewSet(Options{Engine: ce, Settle: time.Hour})
+			f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
+			if err := f.Open(true, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("version 2"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if closed {
+				f.Release(true)
+				mustState(t, f, Settling)
+			}
+
+			ce.mu.Lock()
+			ce.armed = true
+			ce.mu.Unlock()
+			f.Remove()
+			ce.mu.Lock()
+			ce.armed = false
+			images := ce.images
+			ce.mu.Unlock()
+			if !closed {
+				f.Release(true)
+			}
+			if len(images) == 0 {
+				t.Fatal("the removal made no engine call")
+			}
+			select {
+			case <-eng.CancelsDone():
+			case <-time.After(time.Minute):
+				t.Fatal("the cancel never finished")
+			}
+			eng.Close()
+
+			for i, img := range images {
+				// The next start, from what a crash right after engine call i left.
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(img, dir); err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				var published []string
+				eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
+					OnDone: func(st upload.Status, _ remote.File) {
+						mu.Lock()
+						published = append(published, st.Name)
+						mu.Unlock()
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if staged := eng2.TakeStaged(); len(staged) != 0 {
+					t.Errorf("crash after call %d: the next start finds the removed file's new version to show or queue: %+v", i+1, staged)
+				}
+				eng2.Start(context.Background())
+				testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
+					return eng2.Pending() == 0 && eng2.Cleanups() == 0
+				})
+				eng2.Close()
+				mu.Lock()
+				if len(published) != 0 {
+					t.Errorf("crash after call %d: the removed file was published on the next start: %v", i+1, published)
+				}
+				mu.Unlock()
+			}
+			if n := emu.Counters().Requests[emulator.EndpointUpload]; n != 0 {
+				t.Errorf("%d uploads reached the platform, want none", n)
+			}
+		})
+	}
+}
+
+// TestRewriteThenCrash: a queued file is rewritten and the new version queued (SettleAll), which
+// queues it and then cancels the old version; the mount crashes after any of the engine calls this
+// makes (an image of the engine folder taken right after each). The next start from any image
+// publishes the new version, once, and never the old one. Before, a crash after the new version's
+// Enqueue and before the old one's cancel left both queued: the next start showed both in uploads/
+// and published both, the old version (which the user had overwritten) as a second a.txt.
+func TestRewriteThenCrash(t *testing.T) {
+	emu, c := platform(t)
+	dir := filepath.Join(t.TempDir(), "engine")
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	ce := &crashImages{Engine: eng, t: t, dir: dir}
+	s := NewSet(Options{Engine: ce, Settle: time.Hour})
+	f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	v2 := []byte("version 2")
+	if _, err := f.WriteAt(v2, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Release(true)
+	ce.mu.Lock()
+	ce.armed = true
+	ce.mu.Unlock()
+	s.SettleAll(false)
+	ce.mu.Lock()
+	ce.armed = false
+	images := ce.images
+	ce.mu.Unlock()
+	mustState(t, f, Queued)
+	if len(images) < 2 {
+		t.Fatalf("%d engine calls queueing the new version, want at least 2 (queue it, cancel the old one)", len(images))
+	}
+	select {
+	case <-eng.CancelsDone():
+	case <-time.After(time.Minute):
+		t.Fatal("the cancel never finished")
+	}
+	eng.Close()
+
+	for i, img := range images {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(img, dir); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var published []remote.File
+		eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
+			OnDone: func(_ upload.Status, f remote.File) {
+				mu.Lock()
+				published = append(published, f)
+				mu.Unlock()
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng2.Start(context.Background())
+		testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
+			return eng2.Pending() == 0 && eng2.Cleanups() == 0
+		})
+		eng2.Close()
+		mu.Lock()
+		if len(published) != 1 {
+			t.Errorf("crash after call %d: %d publications on the next start, want 1 (the new version)", i+1, len(published))
+		}
+		for _, pf := range published {
+			rc, _, err := emu.Plaintext(pf.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || string(got) != string(v2) {
+				t.Errorf("crash after call %d: published %q (%v), want the new version %q", i+1, got, err, v2)
+			}
+		}
+		mu.Unlock()
+	}
+}
