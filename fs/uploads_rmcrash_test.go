@@ -1,7 +1,6 @@
 package fs_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,31 +11,6 @@ import (
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/upload"
 )
-
-// copyTree copies the folder src to dst (which must not exist): files 0600, folders 0700.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestUploadRemoveThenCrash: an rm in uploads/ while the file's publishing request is out (its
 // answer held), then a crash of the mount at once: the engine folder as unlink left it (copied the
@@ -60,7 +34,9 @@ func TestUploadRemoveThenCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	image := dir + ".crash"
-	copyTree(t, dir, image) // the crash: what rm left on disk
+	if err := testutil.CopyTree(dir, image); err != nil { // the crash: what rm left on disk
+		t.Fatal(err)
+	}
 	// The crashed mount goes; what it does from here on is lost with the folder it does it in.
 	fusetest.Unmount(t, env.Mount, env.Dir)
 	env.Mount.SettleUploads()

@@ -1,13 +1,12 @@
 package upload
 
 import (
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -18,7 +17,7 @@ import (
 func crashAt(t *testing.T, dir string) {
 	t.Helper()
 	img := dir + ".image"
-	err := copyTree(dir, img)
+	err := testutil.CopyTree(dir, img)
 	if err == nil {
 		err = os.Rename(dir, dir+".crashed")
 	}
@@ -28,28 +27,6 @@ func crashAt(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// copyTree copies the folder src to dst (which must not exist): files 0600, folders 0700.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, b, 0o600)
-	})
 }
 
 // withdrawHeld holds the background part of every cancel (CancelNoWait) until the test ends: the

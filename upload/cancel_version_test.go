@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 )
 
@@ -22,7 +23,7 @@ func TestCancelVersionSurvivesCrash(t *testing.T) {
 	img := dir + ".crash"
 	o := p.engineOpts(dir)
 	o.beforeDiscard = func(string) { // the crash: what the folder holds between the two steps
-		if err := copyTree(dir, img); err != nil {
+		if err := testutil.CopyTree(dir, img); err != nil {
 			t.Error(err)
 		}
 	}

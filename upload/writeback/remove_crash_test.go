@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,7 +36,9 @@ func (c *crashImages) snap() {
 		return
 	}
 	img := fmt.Sprintf("%s.crash%d", c.dir, len(c.images))
-	copyDir(c.t, c.dir, img)
+	if err := testutil.CopyTree(c.dir, img); err != nil {
+		c.t.Fatal(err)
+	}
 	c.images = append(c.images, img)
 }
 
@@ -64,31 +65,6 @@ func (c *crashImages) EnqueueVersion(p, name string, size int64, sum, replaces s
 func (c *crashImages) Handover(from, to string) error {
 	defer c.snap()
 	return c.Engine.Handover(from, to)
-}
-
-// copyDir copies the folder src to dst (which must not exist): files 0600, folders 0700.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestRemoveNewVersionThenCrash: a queued file is rewritten (the new version closed, waiting its

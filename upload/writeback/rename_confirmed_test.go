@@ -3,7 +3,6 @@ package writeback
 import (
 	"context"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -30,29 +29,6 @@ func (l *laterHeld) UploadSmall(ctx context.Context, name string, r io.Reader, s
 		return remote.File{}, ctx.Err()
 	}
 	return l.Client.UploadSmall(ctx, name, r, size, typeID)
-}
-
-// copyTree copies the regular files under src to dst (made), keeping the layout and modes.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(to, b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestRenameRacingConfirmation: a queued file renamed in uploads/ after the platform confirmed its
@@ -89,7 +65,9 @@ func TestRenameRacingConfirmation(t *testing.T) {
 							t.Error(err)
 						}
 						if crash {
-							copyTree(t, dir, snap) // what a crash now leaves on disk
+							if err := testutil.CopyTree(dir, snap); err != nil { // what a crash now leaves on disk
+								t.Fatal(err)
+							}
 						}
 					}
 					s.Load().Done(st)
@@ -114,7 +92,9 @@ func TestRenameRacingConfirmation(t *testing.T) {
 				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)
 				}
-				copyTree(t, snap, dir)
+				if err := testutil.CopyTree(snap, dir); err != nil {
+					t.Fatal(err)
+				}
 				done := make(chan remote.File, 4)
 				eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 					OnDone: func(_ upload.Status, f remote.File) { done <- f }})
