@@ -23,15 +23,7 @@ func BenchmarkCancelNoWait(b *testing.B) {
 	data := []byte("a queued file\n")
 	for b.Loop() {
 		b.StopTimer()
-		f, err := eng.CreateStaging()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := f.Write(data); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-		id, err := eng.Enqueue(f.Name(), "queued.txt")
+		id, err := eng.Enqueue(stagingFile(b, eng, data), "queued.txt")
 		if err != nil {
 			b.Fatal(err)
 		}
