@@ -121,36 +121,13 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 
 			for i, img := range images {
 				// The next start, from what a crash right after engine call i left.
-				if err := os.RemoveAll(dir); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(img, dir); err != nil {
-					t.Fatal(err)
-				}
-				var mu sync.Mutex
-				var published []string
-				eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
-					OnDone: func(st upload.Status, _ remote.File) {
-						mu.Lock()
-						published = append(published, st.Name)
-						mu.Unlock()
-					}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if staged := eng2.TakeStaged(); len(staged) != 0 {
+				published, staged := startFromImage(t, c, img, dir)
+				if len(staged) != 0 {
 					t.Errorf("crash after call %d: the next start finds the removed file's new version to show or queue: %+v", i+1, staged)
 				}
-				eng2.Start(context.Background())
-				testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
-					return eng2.Pending() == 0 && eng2.Cleanups() == 0
-				})
-				eng2.Close()
-				mu.Lock()
 				if len(published) != 0 {
 					t.Errorf("crash after call %d: the removed file was published on the next start: %v", i+1, published)
 				}
-				mu.Unlock()
 			}
 			if n := emu.Counters().Requests[emulator.EndpointUpload]; n != 0 {
 				t.Errorf("%d uploads reached the platform, want none", n)
@@ -204,29 +181,7 @@ func TestRewriteThenCrash(t *testing.T) {
 	eng.Close()
 
 	for i, img := range images {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(img, dir); err != nil {
-			t.Fatal(err)
-		}
-		var mu sync.Mutex
-		var published []remote.File
-		eng2, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
-			OnDone: func(_ upload.Status, f remote.File) {
-				mu.Lock()
-				published = append(published, f)
-				mu.Unlock()
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng2.Start(context.Background())
-		testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
-			return eng2.Pending() == 0 && eng2.Cleanups() == 0
-		})
-		eng2.Close()
-		mu.Lock()
+		published, _ := startFromImage(t, c, img, dir)
 		if len(published) != 1 {
 			t.Errorf("crash after call %d: %d publications on the next start, want 1 (the new version)", i+1, len(published))
 		}
@@ -241,6 +196,39 @@ func TestRewriteThenCrash(t *testing.T) {
 				t.Errorf("crash after call %d: published %q (%v), want the new version %q", i+1, got, err, v2)
 			}
 		}
-		mu.Unlock()
 	}
+}
+
+// startFromImage is the next start after a crash: the engine folder dir replaced by image img (what
+// the crash left), a new engine started on it until nothing is pending and no clean-up is left. It
+// returns what that engine published, and the staging files it handed back (TakeStaged, before it
+// started) for the fs layer to show or queue.
+func startFromImage(t *testing.T, c *remote.Client, img, dir string) ([]remote.File, []upload.Staged) {
+	t.Helper()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(img, dir); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var published []remote.File
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		OnDone: func(_ upload.Status, f remote.File) {
+			mu.Lock()
+			published = append(published, f)
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged := eng.TakeStaged()
+	eng.Start(context.Background())
+	testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
+		return eng.Pending() == 0 && eng.Cleanups() == 0
+	})
+	eng.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	return published, staged
 }
