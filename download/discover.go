@@ -267,10 +267,12 @@ func (d *Downloader) runJob(j *job) {
 	case err == nil:
 		j.state, j.attempts, j.nextTry = stateDone, 0, time.Time{}
 		j.progress.errs = nil
+		d.totals.JobsDone++
 	case d.ctx.Err() != nil:
 		j.state = stateQueued // stopped by Close: not a failure
 	default:
 		j.attempts++
+		d.totals.Failures++
 		j.state = stateFailed
 		j.nextTry = now.Add(retryDelay(d.opts.Poll, j.attempts))
 		j.progress.addError(err.Error())

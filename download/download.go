@@ -125,7 +125,7 @@ type Downloader struct {
 	wg       sync.WaitGroup // the loop and every job goroutine
 
 	// mu protects started, closed, jobs (and every field of each *job), notified, active, pollErr,
-	// and lastPoll.
+	// lastPoll and totals.
 	mu       sync.Mutex
 	started  bool
 	closed   bool
@@ -134,6 +134,7 @@ type Downloader struct {
 	active   int             // jobs downloading now
 	pollErr  string          // the last round's failure to list jobs, "" when it worked
 	lastPoll time.Time       // when the jobs list was last fetched successfully
+	totals   Totals          // the counters since New; the per-state job counts are filled in by Totals
 }
 
 // New checks opts and returns a Downloader; Start starts it.

@@ -68,7 +68,7 @@ func (r *jobRun) file(it item) error {
 		d.log.Warn("automatic downloads: the platform gave no sha512; file checked by size only", "job", r.j.id, "path", it.rel)
 	}
 	r.rec.put(it.rel, doneRecord{ID: it.f.ID, Size: size, MTime: fi.ModTime(), SHA512: want}, d.now())
-	d.fileDone(r.j)
+	d.fileFetched(r.j)
 	return nil
 }
 
@@ -257,6 +257,7 @@ func (d *Downloader) addFetched(j *job, rel string, n, fileDone int64) {
 	defer d.mu.Unlock()
 	p := &j.progress
 	p.bytesDone += n
+	d.totals.Bytes += n
 	p.rate.add(n, d.now())
 	if c := p.current[rel]; c != nil {
 		c.Done = fileDone
@@ -267,4 +268,12 @@ func (d *Downloader) fileDone(j *job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	j.progress.filesDone++
+}
+
+// fileFetched is fileDone for a file downloaded now (not found complete): it counts in the totals.
+func (d *Downloader) fileFetched(j *job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	j.progress.filesDone++
+	d.totals.Files++
 }

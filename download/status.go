@@ -115,6 +115,37 @@ func (m *rateMeter) rate(now time.Time) float64 {
 	return float64(m.total-s.total) / el
 }
 
+// Totals are the automatic downloads' counters since New, for --metrics: cumulative, where Snapshot
+// lists only the latest jobs done, and cheap to read at every scrape.
+type Totals struct {
+	// Jobs by state now (running and too-old jobs, not downloaded, are not counted).
+	Queued, Downloading, Failed int
+	JobsDone                    int64 // attempts that left every matching output in Dir (found already there included)
+	Failures                    int64 // attempts that failed; each is retried with backoff
+	Files                       int64 // files downloaded into Dir (not those found already complete)
+	// Bytes fetched into Dir, as written: a file that then fails its sha512 check counts too, and again
+	// when it is fetched once more.
+	Bytes int64
+}
+
+// Totals returns the counters since New and the jobs in each state now.
+func (d *Downloader) Totals() Totals {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.totals
+	for _, j := range d.jobs {
+		switch j.state {
+		case stateQueued:
+			t.Queued++
+		case stateActive:
+			t.Downloading++
+		case stateFailed:
+			t.Failed++
+		}
+	}
+	return t
+}
+
 // Snapshot returns the current state of the downloads: jobs downloading, queued and failed, newest
 // completion first, then the most recently finished ones.
 func (d *Downloader) Snapshot() Status {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rescalefs/rescalefs/cache"
+	"github.com/rescalefs/rescalefs/download"
 	rfs "github.com/rescalefs/rescalefs/fs"
 	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/upload"
@@ -46,6 +47,7 @@ type metricsSource struct {
 	health  func() remote.HealthSnapshot // the API client's view: up/down, last answer
 	cache   *cache.Cache
 	mounted *atomic.Pointer[rfs.Mounted] // nil until mounted
+	dl      *download.Downloader         // --auto-download's; nil without it (then no such series)
 }
 
 // metricsStopWait bounds how long the shutdown waits for scrapes in progress.
@@ -118,6 +120,13 @@ var (
 	descCallsRetrying  = prometheus.NewDesc("rescalefs_platform_calls_retrying", "Platform calls waiting to retry after a failure now.", nil, nil)
 	descCallsThrottled = prometheus.NewDesc("rescalefs_platform_calls_throttled", "Platform calls waiting out a 429 Too Many Requests now.", nil, nil)
 	descGaveUp         = prometheus.NewDesc("rescalefs_platform_gave_up_total", "Platform calls that ran out of their time budget with no answer (a read fails with an I/O error).", nil, nil)
+
+	// --auto-download's counters, as the "auto-download to" lines of rescalefs status show its jobs.
+	descAutoJobs     = prometheus.NewDesc("rescalefs_auto_download_jobs", "Completed jobs the automatic downloads hold now, by state; failed: waiting to retry.", []string{"state"}, nil)
+	descAutoDone     = prometheus.NewDesc("rescalefs_auto_download_jobs_done_total", "Jobs whose matching outputs were all downloaded (or found already there) into the download folder.", nil, nil)
+	descAutoFailures = prometheus.NewDesc("rescalefs_auto_download_failures_total", "Job download attempts that failed (each retried with backoff; rescalefs status says why).", nil, nil)
+	descAutoFiles    = prometheus.NewDesc("rescalefs_auto_download_files_total", "Files downloaded into the download folder (not those found already complete).", nil, nil)
+	descAutoBytes    = prometheus.NewDesc("rescalefs_auto_download_bytes_total", "Bytes written into the download folder from the platform, files that failed their check included.", nil, nil)
 )
 
 // uploadStates are always reported, at 0 when empty, so a dashboard's series do not come and go.
@@ -144,7 +153,8 @@ func (c *mountCollector) Describe(ch chan<- *prometheus.Desc) {
 		descFetchErrors, descFetchedBytes, descFetchInFlight, descOpens, descReads, descReadBytes, descReadErrors, descOpenFiles,
 		descJobs, descUploads, descRequests, descThrottled, descPlatformUp, descLastAnswerTime,
 		descDiskBlocks, descDiskCorrupt, descDiskErrors, descDiskStuckFiles, descDiskStuckBytes, descMismatches, descReadsWaiting,
-		descKept, descCalls, descCallsRetrying, descCallsThrottled, descGaveUp} {
+		descKept, descCalls, descCallsRetrying, descCallsThrottled, descGaveUp,
+		descAutoJobs, descAutoDone, descAutoFailures, descAutoFiles, descAutoBytes} {
 		ch <- d
 	}
 }
@@ -215,4 +225,15 @@ func (c *mountCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCallsRetrying, float64(h.Retrying))
 	gauge(descCallsThrottled, float64(h.Throttled))
 	counter(descGaveUp, h.GaveUp)
+	if c.src.dl != nil {
+		t := c.src.dl.Totals()
+		// Every state at 0 too, so an alert on failed jobs has a series before the first failure.
+		gauge(descAutoJobs, float64(t.Queued), "queued")
+		gauge(descAutoJobs, float64(t.Downloading), "downloading")
+		gauge(descAutoJobs, float64(t.Failed), "failed")
+		counter(descAutoDone, t.JobsDone)
+		counter(descAutoFailures, t.Failures)
+		counter(descAutoFiles, t.Files)
+		counter(descAutoBytes, t.Bytes)
+	}
 }

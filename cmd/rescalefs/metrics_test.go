@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -79,13 +80,14 @@ func metricValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, w
 
 // mountWithMetrics mounts the platform with the real binary in the foreground with --metrics on a
 // loopback port the kernel picks, and waits until it is mounted and serving. It returns the mountpoint,
-// the metrics' URL (from the log) and the process's stderr, logged if the test fails.
-func mountWithMetrics(t *testing.T, emu *emulator.Emulator, url string) (mnt, metricsURL string, stderr *syncBuffer) {
+// the metrics' URL (from the log) and the process's stderr, logged if the test fails. flags are added
+// to the mount's.
+func mountWithMetrics(t *testing.T, emu *emulator.Emulator, url string, flags ...string) (mnt, metricsURL string, stderr *syncBuffer) {
 	t.Helper()
 	mnt = t.TempDir()
 	noMountsLeftUnder(t, mnt)
-	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url},
-		"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0", mnt)
+	args := append([]string{"mount", "--foreground", "--poll", "1s", "--metrics", "127.0.0.1:0"}, flags...)
+	cmd := rescalefsCmd(t, []string{"RESCALE_API_KEY=" + emu.APIKey(), "RESCALE_API_URL=" + url}, append(args, mnt)...)
 	stderr = &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -428,5 +430,98 @@ func TestMetricsSayPlatformCalls(t *testing.T) {
 		if v := metricValue(t, fams, name, nil); v != want {
 			t.Errorf("%s %v, want %v", name, v, want)
 		}
+	}
+}
+
+// TestMetricsSayAutoDownloads: --auto-download's work is in the metrics, driven for real. A completed
+// job's folder is blocked by a file of its name (its attempts fail, and are retried), another job
+// completes while mounted and is downloaded; once the block is removed both end done. The jobs done,
+// failed attempts, files and bytes counted are those downloaded, and the failures those logged. The
+// metrics used to have nothing of the automatic downloads.
+func TestMetricsSayAutoDownloads(t *testing.T) {
+	emu, url := watchPlatform(t) // Done1 (out/x.dat, 5000 bytes) completed; Live1 runs for an hour
+	soon, err := emu.AddJob(emulator.JobSpec{ID: "Soon1", Name: "completes while mounted", RunFor: 2 * time.Second,
+		Files: []emulator.FileSpec{{RelativePath: "log.txt", Size: 5000, Seed: 1}, {RelativePath: "case/result.bin", Size: 3<<20 + 7, Seed: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := t.TempDir()
+	blocker := filepath.Join(dest, "Done1")
+	if err := os.WriteFile(blocker, []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, metricsURL, stderr := mountWithMetrics(t, emu, url, "--auto-download", dest)
+
+	// Done1 fails (and is retried) while Soon1 runs, then downloads.
+	var fams map[string]*dto.MetricFamily
+	waitFor(t, func() bool {
+		fams = scrapeMetrics(t, metricsURL)
+		return metricValue(t, fams, "rescalefs_auto_download_failures_total", nil) >= 1 &&
+			metricValue(t, fams, "rescalefs_auto_download_jobs", map[string]string{"state": "failed"}) == 1
+	})
+	if v := metricValue(t, fams, "rescalefs_auto_download_jobs_done_total", nil); v > 1 {
+		t.Errorf("jobs done %v while Done1 is blocked, want at most Soon1", v)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		fams = scrapeMetrics(t, metricsURL)
+		return metricValue(t, fams, "rescalefs_auto_download_jobs_done_total", nil) == 2
+	})
+
+	for _, f := range append([]emulator.FileInfo{{JobID: "Done1", RelativePath: "out/x.dat", Size: 5000}}, soon.Files...) {
+		fi, err := os.Stat(filepath.Join(dest, f.JobID, filepath.FromSlash(f.RelativePath)))
+		if err != nil || fi.Size() != f.Size {
+			t.Fatalf("%s/%s not downloaded: %v", f.JobID, f.RelativePath, err)
+		}
+	}
+	// What is in the folder (the running job gained outputs of its own since AddJob), less the
+	// downloader's bookkeeping.
+	var files, size int64
+	err = filepath.WalkDir(dest, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".rescalefs-") {
+			return err
+		}
+		fi, err := d.Info()
+		files, size = files+1, size+fi.Size()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(t, fams, "rescalefs_auto_download_files_total", nil); v != float64(files) {
+		t.Errorf("files downloaded %v, want %d", v, files)
+	}
+	if v := metricValue(t, fams, "rescalefs_auto_download_bytes_total", nil); v != float64(size) {
+		t.Errorf("bytes downloaded %v, want %d", v, size)
+	}
+	// Over the wire: the bytes downloaded came from the platform's contents or storage answers.
+	var served int64
+	for ep, n := range emu.Counters().BytesOut {
+		if ep == emulator.EndpointContents || strings.HasPrefix(ep, "s3.") {
+			served += n
+		}
+	}
+	if served < size {
+		t.Errorf("the emulator served %d bytes of file contents; the downloads wrote %d", served, size)
+	}
+	logged := strings.Count(stderr.String(), "job incomplete; will try again")
+	if v := metricValue(t, fams, "rescalefs_auto_download_failures_total", nil); v < 1 || v != float64(logged) {
+		t.Errorf("failures %v; the log says %d", v, logged)
+	}
+	for _, state := range []string{"queued", "downloading", "failed"} {
+		if v := metricValue(t, fams, "rescalefs_auto_download_jobs", map[string]string{"state": state}); v != 0 {
+			t.Errorf("%s jobs %v after both are done, want 0", state, v)
+		}
+	}
+	for _, name := range []string{"rescalefs_auto_download_jobs_done_total", "rescalefs_auto_download_failures_total",
+		"rescalefs_auto_download_files_total", "rescalefs_auto_download_bytes_total"} {
+		if typ := fams[name].GetType(); typ != dto.MetricType_COUNTER {
+			t.Errorf("%s is a %v, want a counter", name, typ)
+		}
+	}
+	if typ := fams["rescalefs_auto_download_jobs"].GetType(); typ != dto.MetricType_GAUGE {
+		t.Errorf("rescalefs_auto_download_jobs is a %v, want a gauge", typ)
 	}
 }

@@ -314,7 +314,7 @@ func serveMount(ctx context.Context, c mountConfig, creds credentials, mountpoin
 	// OnDone needs the mount.
 	var mounted atomic.Pointer[rfs.Mounted]
 	if c.metricsAddr != "" {
-		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, health: client.Health, cache: blocks, mounted: &mounted}, logger)
+		stop, err := serveMetrics(c.metricsAddr, metricsSource{obs: obs, health: client.Health, cache: blocks, mounted: &mounted, dl: dl}, logger)
 		if err != nil {
 			return err
 		}
