@@ -126,6 +126,16 @@ func TestSecondStartDownloadsNothing(t *testing.T) {
 			for _, j := range jobs {
 				waitDone(t, d, j.ID)
 			}
+			// The totals (--metrics) count what was fetched; the second start fetches nothing.
+			want := Totals{JobsDone: 2}
+			for _, j := range jobs {
+				for _, f := range j.Files {
+					want.Files, want.Bytes = want.Files+1, want.Bytes+f.Size
+				}
+			}
+			if got := d.Totals(); got != want {
+				t.Errorf("first start's totals %+v, want %+v", got, want)
+			}
 			d.Close()
 			if c.removeRecord {
 				if err := os.Remove(filepath.Join(e.dir, jobs[0].ID, stateName)); err != nil {
@@ -148,6 +158,9 @@ func TestSecondStartDownloadsNothing(t *testing.T) {
 			cn := e.emu.Counters()
 			if n := cn.Requests[emulator.EndpointContents]; n != 0 {
 				t.Errorf("second start made %d contents requests, want 0", n)
+			}
+			if got, want := d2.Totals(), (Totals{JobsDone: 2}); got != want {
+				t.Errorf("second start's totals %+v, want %+v: files found complete are not downloads", got, want)
 			}
 			if !c.removeRecord && !c.touch {
 				// A job complete on disk is neither listed nor asked for its statuses again.
