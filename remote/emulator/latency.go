@@ -35,6 +35,14 @@ func (fi *faultInjector) delay(r *http.Request, d time.Duration) bool {
 // cut short ends the wait at once. A longer body's departure sits behind the bytes not yet sent and is
 // noticed when the handler reads them, as on a real server. A request that asks "Expect:
 // 100-continue" is not read ahead: reading would send the "100 Continue" before the wait is over.
+//
+// Neither gap can be closed from here. A client that leaves with a body larger than the socket
+// buffers queues its FIN behind bytes our full receive window refuses: no server sees it before
+// reading them. A smaller body's FIN (or an Expect request's, when the client leaves before sending
+// its body) does arrive, but net/http only learns of it by reading, and offers no way to watch
+// instead: ResponseController has no such method and ConnState changes only on its own reads. Only
+// poll(POLLRDHUP) on the socket sees it, which needs the net.Conn from a ConnContext hook on every
+// server the emulator is served by.
 func holdUntil[T any](r *http.Request, wake <-chan T) bool {
 	var bodyDone <-chan struct{}
 	ra := readAhead(r)
