@@ -252,6 +252,9 @@ func TestFailureIsReportedRetriedAndNeverFinal(t *testing.T) {
 	if !strings.Contains(js.Errors[0], "500") || js.NextTry.IsZero() {
 		t.Errorf("failed status = %+v", js)
 	}
+	if n := d.Totals().Failures; n < int64(js.Attempts) || n < 1 {
+		t.Errorf("totals count %d failed attempts; the status says %d", n, js.Attempts)
+	}
 	if _, err := os.Stat(filepath.Join(e.dir, j.ID, "x.dat")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("final file after a failure: %v, want none", err)
 	}
@@ -260,6 +263,14 @@ func TestFailureIsReportedRetriedAndNeverFinal(t *testing.T) {
 	e.checkJob(t, j, "")
 	if len(js.Errors) != 0 {
 		t.Errorf("errors still reported after success: %v", js.Errors)
+	}
+	// The failures stay counted after the success (a counter), the job is no longer failed.
+	var size int64
+	for _, f := range j.Files {
+		size += f.Size
+	}
+	if tot := d.Totals(); tot.Failures < 1 || tot.JobsDone != 1 || tot.Failed != 0 || tot.Files != int64(len(j.Files)) || tot.Bytes != size {
+		t.Errorf("totals after the success: %+v; want at least 1 failure, 1 job, %d files, %d bytes", tot, len(j.Files), size)
 	}
 }
 
