@@ -284,6 +284,9 @@ func New(o Options) (*Engine, error) {
 	if err := e.loadStaging(); err != nil {
 		return nil, err
 	}
+	if err := e.finishTakeBacks(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -1369,15 +1372,56 @@ func (e *Engine) withdrawReplacedOne(nu, old *upload) error {
 		}
 	}
 	r := old.rec
-	r.Supersedes, r.Dropped, r.Withdrawn, r.NextTry = nil, nil, true, time.Time{}
+	r.Supersedes, r.Dropped = nil, nil
+	if err := e.withdrawLoaded(r); err != nil {
+		return err
+	}
+	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
+		"upload", r.ID, "name", r.Name, "new", nu.id)
+	return nil
+}
+
+// withdrawLoaded withdraws pending upload r at load, as a cancel would: journaled Withdrawn (a
+// clean-up record, which deletes what it left on the platform), its data removed.
+func (e *Engine) withdrawLoaded(r record) error {
+	r.Withdrawn, r.NextTry = true, time.Time{}
 	if err := e.j.save(&r); err != nil {
 		return fmt.Errorf("upload: journal: %w", err)
 	}
 	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
 	delete(e.ups, r.ID)
 	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
-	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
-		"upload", r.ID, "name", r.Name, "new", nu.id)
+	return nil
+}
+
+// finishTakeBacks finishes the take-backs of queued uploads a crash cut short (StagingRecord.TakesBack):
+// a copy sealed withdraws the upload still pending (the cancel that was to follow), so that the
+// next start does not publish it under the name the file was renamed from; a copy not sealed (cut
+// short, perhaps mid-copy) is discarded, and the upload, which holds the whole file, stays.
+func (e *Engine) finishTakeBacks() error {
+	kept := e.staged[:0]
+	for _, sg := range e.staged {
+		old, ok := e.ups[sg.Record.Replaces]
+		if !sg.Record.TakesBack || sg.Record.Replaces == "" || !ok {
+			kept = append(kept, sg)
+			continue
+		}
+		if !sg.Complete() {
+			if err := e.DiscardStaging(sg.Path); err != nil {
+				return fmt.Errorf("upload: discard a copy cut short: %w", err)
+			}
+			e.log.Info("upload: discarded the copy of a queued file a crash cut short as it was renamed to a temporary name",
+				"upload", old.id, "name", old.rec.Name)
+			continue
+		}
+		if err := e.withdrawLoaded(old.rec); err != nil {
+			return err
+		}
+		e.log.Info("upload: withdrew a queued file renamed to a temporary name before a crash", "upload", old.id,
+			"name", old.rec.Name, "path", sg.Record.Path)
+		kept = append(kept, sg)
+	}
+	e.staged = kept
 	return nil
 }
 
