@@ -3,6 +3,7 @@ package upload
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -144,4 +145,70 @@ func TestDroppedObjectSurvivesCrash(t *testing.T) {
 		t.Errorf("%d objects deleted, want 1", n)
 	}
 	journalEmpty(t, dir)
+}
+
+// TestDroppedMovesWithStaleFiles: the objects an upload stopped using (Dropped) are held by its
+// stale publications (Supersedes), and go with them to a new version of the file: by Handover, and
+// by the next start's withdrawal of an old version whose new one was queued before a crash. Left
+// with the old version, its withdrawal would delete them while the stale files that hold them wait
+// for the new version's publication.
+func TestDroppedMovesWithStaleFiles(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "handover"
+		if crash {
+			name = "crash"
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newPlatform(t, false)
+			dir := t.TempDir()
+			eng, err := New(p.engineOpts(dir)) // not started: both versions stay queued
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { eng.Close() })
+			old := enqueue(t, eng, "a.bin", randomData(172, 100))
+			obj := storedObject{Bucket: emulator.StorageBucket, Key: "user/a.bin-old"}
+			if err := eng.editRecord(old, false, func(u *upload) {
+				u.rec.Supersedes, u.rec.Dropped = []string{"stale1"}, []storedObject{obj}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := eng.CreateStaging()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			nu, err := eng.EnqueueVersion(f.Name(), "a.bin", 0, "", old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if crash {
+				eng.Close() // before the handover and the old version's cancel
+				if eng, err = New(p.engineOpts(dir)); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { eng.Close() })
+			} else if err := eng.Handover(old, nu); err != nil {
+				t.Fatal(err)
+			}
+			rec := func(id string) (record, bool) {
+				eng.mu.Lock()
+				defer eng.mu.Unlock()
+				u, ok := eng.ups[id]
+				if !ok {
+					u, ok = eng.gone[id]
+				}
+				if !ok {
+					return record{}, false
+				}
+				return u.rec, true
+			}
+			if r, ok := rec(nu); !ok || !slices.Equal(r.Dropped, []storedObject{obj}) || !slices.Equal(r.Supersedes, []string{"stale1"}) {
+				t.Errorf("new version: supersedes %v, dropped %v; want the old one's", r.Supersedes, r.Dropped)
+			}
+			if r, ok := rec(old); ok && (len(r.Dropped) > 0 || len(r.Supersedes) > 0) {
+				t.Errorf("old version keeps supersedes %v, dropped %v", r.Supersedes, r.Dropped)
+			}
+		})
+	}
 }
