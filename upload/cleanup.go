@@ -26,6 +26,8 @@ import (
 //
 //   - the object of a withdrawn direct upload (completed, then never registered, or its registration
 //     deleted): its key is ours, so it is deleted from the storage, after the files that may hold it.
+//   - the objects an upload stopped using (Dropped: a stale publication held each, and the upload
+//     sent a new object), after the stale files.
 //
 // What is deleted: file ids the engine got from the platform for this upload (a publication whose
 // answer came in after the cancel, its stale publications under names its file left), and, for a
@@ -48,7 +50,30 @@ const cancelWait = 3 * time.Second
 
 // isCleanup reports a record kept only to delete what its upload left on the platform.
 func (r *record) isCleanup() bool {
-	return r.Withdrawn || r.State == StateDone && len(r.Supersedes) > 0
+	return r.Withdrawn || r.State == StateDone && r.owesDeletions()
+}
+
+// owesDeletions reports library files r's publication replaces, or objects it stopped using, still to
+// be deleted.
+func (r *record) owesDeletions() bool { return len(r.Supersedes) > 0 || len(r.Dropped) > 0 }
+
+// dropObject books r's completed object in Dropped, to be deleted after the files in Supersedes (a
+// stale publication holding it): the upload is about to send a new one and forget this one's key.
+func (r *record) dropObject() {
+	if r.ObjectDone && r.ObjectKey != "" {
+		addObjects(r, []storedObject{{Bucket: r.Bucket, Key: r.ObjectKey}})
+	}
+}
+
+// addObjects adds objs to r's Dropped, and reports whether any was not there yet.
+func addObjects(r *record, objs []storedObject) bool {
+	added := false
+	for _, o := range objs {
+		if !slices.Contains(r.Dropped, o) {
+			r.Dropped, added = append(r.Dropped, o), true
+		}
+	}
+	return added
 }
 
 // renamedDone reports a record published (done) and renamed before the fs layer took the
@@ -208,6 +233,22 @@ func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	// The objects the upload stopped using, which the stale files just deleted held: theirs alone (the
+	// keys are ours), so no library file holds them now.
+	for _, o := range r.Dropped {
+		dctx, cancel := context.WithTimeout(ctx, supersededTimeout)
+		err := e.deleteStored(dctx, o.Bucket, o.Key)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete object %s: %w", o.Key, err)
+		}
+		e.log.Info("upload: deleted a stored object the upload stopped using", "upload", u.id, "name", r.Name, "object", o.Key)
+		if err := e.editCleanup(u, func(r *record) {
+			r.Dropped = slices.DeleteFunc(r.Dropped, func(d storedObject) bool { return d == o })
+		}); err != nil {
+			return err
+		}
 	}
 	// The object of a withdrawn direct upload: completed, then never registered, or registered and
 	// that publication deleted just above (the platform may not delete the object with its file). It

@@ -284,6 +284,9 @@ func New(o Options) (*Engine, error) {
 	if err := e.loadStaging(); err != nil {
 		return nil, err
 	}
+	if err := e.finishTakeBacks(); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -619,7 +622,7 @@ func (e *Engine) withdraw(u *upload) error {
 	}
 	// A completed object (ObjectDone) is owed too: registered or not, it is in the user's storage,
 	// and only the clean-up deletes it (after any publication holding it).
-	owed := !returned || r.PublishedSent || len(r.Supersedes) > 0 || landed != "" || r.S3UploadID != "" && !r.ObjectDone ||
+	owed := !returned || r.PublishedSent || r.owesDeletions() || landed != "" || r.S3UploadID != "" && !r.ObjectDone ||
 		r.ObjectDone && r.ObjectKey != ""
 	var err error
 	if owed {
@@ -688,23 +691,35 @@ func (e *Engine) Supersede(id string, fileIDs ...string) error {
 // Handover moves the files upload from supersedes to upload to: to is a new version of the same file
 // in uploads/ that replaces from (which the caller then cancels), so the stale publications are
 // deleted once to is published, not when from is withdrawn (until then they may hold the only copy
-// of the file on the platform). They are journaled with to before they leave from's record.
+// of the file on the platform). They are journaled with to before they leave from's record, and so
+// are the objects they hold that from stopped using (Dropped), deleted after them.
 func (e *Engine) Handover(from, to string) error {
 	e.mu.Lock()
 	fu, ok := e.ups[from]
 	var ids []string
+	var objs []storedObject
 	if ok {
-		ids = slices.Clone(fu.rec.Supersedes)
+		ids, objs = slices.Clone(fu.rec.Supersedes), slices.Clone(fu.rec.Dropped)
 	}
 	e.mu.Unlock()
-	if !ok || len(ids) == 0 {
+	if !ok || len(ids) == 0 && len(objs) == 0 {
 		return nil
 	}
-	if err := e.Supersede(to, ids...); err != nil {
+	// The objects the stale files hold (Dropped) go with them: deleted after them.
+	err := e.editRecord(to, false, func(u *upload) {
+		for _, f := range ids {
+			if f != "" && !slices.Contains(u.rec.Supersedes, f) {
+				u.rec.Supersedes = append(u.rec.Supersedes, f)
+			}
+		}
+		addObjects(&u.rec, objs)
+	})
+	if err != nil {
 		return err
 	}
-	err := e.editRecord(from, false, func(u *upload) {
+	err = e.editRecord(from, false, func(u *upload) {
 		u.rec.Supersedes = slices.DeleteFunc(u.rec.Supersedes, func(s string) bool { return slices.Contains(ids, s) })
+		u.rec.Dropped = slices.DeleteFunc(u.rec.Dropped, func(o storedObject) bool { return slices.Contains(objs, o) })
 	})
 	if errors.Is(err, ErrUnknown) {
 		return nil // published (deleted them) or cancelled meanwhile: to's booking stands
@@ -1062,7 +1077,8 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	}
 	e.mu.Unlock()
 	err := errors.Join(removeIfExists(r.Data), syncDir(e.pending), removeIfExists(e.j.partsPath(u.id)))
-	if len(left) == 0 {
+	owes := r.owesDeletions() // superseded files whose deletion failed, objects they held (Dropped)
+	if !owes {
 		err = errors.Join(err, e.j.remove(u.id))
 	}
 	// Out of ups once its files are gone (a Rename waiting for jmu finds nothing then).
@@ -1075,7 +1091,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		e.log.Error("upload: clean up after publishing", "upload", u.id, "err", err)
 	}
 	e.log.Info("upload published", "upload", u.id, "name", r.Name, "file", f.ID, "size", r.Size)
-	if len(left) > 0 {
+	if owes {
 		e.startCleanup(u, nil, false)
 	}
 }
@@ -1132,8 +1148,11 @@ func (e *Engine) republishLocked(u *upload, f remote.File, sent string) record {
 		e.keepLocked(sent, f.ID, keptRenamed)
 		e.log.Warn("upload: the file taken for its publication under a name it has left is left in the library: "+
 			"nothing tells it from another tool's upload of the same file", "upload", u.id, "sent", sent, "file", f.ID)
-	} else if !slices.Contains(r.Supersedes, f.ID) {
-		r.Supersedes = append(r.Supersedes, f.ID)
+	} else {
+		if !slices.Contains(r.Supersedes, f.ID) {
+			r.Supersedes = append(r.Supersedes, f.ID)
+		}
+		r.dropObject() // f holds it: deleted after f
 	}
 	r.PublishedSent, r.Sent = false, nil
 	if r.ObjectDone || r.S3UploadID != "" {
@@ -1341,24 +1360,68 @@ func (e *Engine) records() []*upload {
 
 // withdrawReplacedOne withdraws old, replaced by nu (withdrawReplaced).
 func (e *Engine) withdrawReplacedOne(nu, old *upload) error {
-	if moved := slices.DeleteFunc(slices.Clone(old.rec.Supersedes), func(f string) bool {
+	moved := slices.DeleteFunc(slices.Clone(old.rec.Supersedes), func(f string) bool {
 		return slices.Contains(nu.rec.Supersedes, f)
-	}); len(moved) > 0 {
-		nu.rec.Supersedes = append(nu.rec.Supersedes, moved...)
+	})
+	nu.rec.Supersedes = append(nu.rec.Supersedes, moved...)
+	// The objects the stale files hold go with them: deleted after them.
+	dropped := addObjects(&nu.rec, old.rec.Dropped)
+	if len(moved) > 0 || dropped {
 		if err := e.j.save(&nu.rec); err != nil {
 			return fmt.Errorf("upload: journal: %w", err)
 		}
 	}
 	r := old.rec
-	r.Supersedes, r.Withdrawn, r.NextTry = nil, true, time.Time{}
+	r.Supersedes, r.Dropped = nil, nil
+	if err := e.withdrawLoaded(r); err != nil {
+		return err
+	}
+	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
+		"upload", r.ID, "name", r.Name, "new", nu.id)
+	return nil
+}
+
+// withdrawLoaded withdraws pending upload r at load, as a cancel would: journaled Withdrawn (a
+// clean-up record, which deletes what it left on the platform), its data removed.
+func (e *Engine) withdrawLoaded(r record) error {
+	r.Withdrawn, r.NextTry = true, time.Time{}
 	if err := e.j.save(&r); err != nil {
 		return fmt.Errorf("upload: journal: %w", err)
 	}
 	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
 	delete(e.ups, r.ID)
 	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
-	e.log.Info("upload: withdrew the old version of a file whose new version was queued before a crash",
-		"upload", r.ID, "name", r.Name, "new", nu.id)
+	return nil
+}
+
+// finishTakeBacks finishes the take-backs of queued uploads a crash cut short (StagingRecord.TakesBack):
+// a copy sealed withdraws the upload still pending (the cancel that was to follow), so that the
+// next start does not publish it under the name the file was renamed from; a copy not sealed (cut
+// short, perhaps mid-copy) is discarded, and the upload, which holds the whole file, stays.
+func (e *Engine) finishTakeBacks() error {
+	kept := e.staged[:0]
+	for _, sg := range e.staged {
+		old, ok := e.ups[sg.Record.Replaces]
+		if !sg.Record.TakesBack || sg.Record.Replaces == "" || !ok {
+			kept = append(kept, sg)
+			continue
+		}
+		if !sg.Complete() {
+			if err := e.DiscardStaging(sg.Path); err != nil {
+				return fmt.Errorf("upload: discard a copy cut short: %w", err)
+			}
+			e.log.Info("upload: discarded the copy of a queued file a crash cut short as it was renamed to a temporary name",
+				"upload", old.id, "name", old.rec.Name)
+			continue
+		}
+		if err := e.withdrawLoaded(old.rec); err != nil {
+			return err
+		}
+		e.log.Info("upload: withdrew a queued file renamed to a temporary name before a crash", "upload", old.id,
+			"name", old.rec.Name, "path", sg.Record.Path)
+		kept = append(kept, sg)
+	}
+	e.staged = kept
 	return nil
 }
 

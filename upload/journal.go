@@ -68,6 +68,13 @@ type record struct {
 	// Supersedes are library files this upload's publication replaces (Engine.Supersede): deleted once
 	// it is published, never before (until then they hold the only copy on the platform).
 	Supersedes []string `json:"supersedes,omitempty"`
+	// Dropped are objects of this upload's earlier direct uploads that it stopped using: a stale
+	// publication (under a name the file has left, booked in Supersedes) holds each, and the upload
+	// sent a new object, so that the stale file's deletion cannot take the current data with it. Their
+	// keys are ours (objectKey, random): each is deleted from the storage once the files in Supersedes
+	// are deleted, last, so that no library file of ours is left holding a deleted object; the platform
+	// may not delete an object with its file.
+	Dropped []storedObject `json:"dropped,omitempty"`
 
 	// Withdrawn: cancelled (removed or replaced in uploads/) while something of it may be on the
 	// platform: a publication whose answer is not in (PublishedSent), files it superseded, a
@@ -85,6 +92,12 @@ type record struct {
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"lastError,omitempty"`
 	NextTry   time.Time `json:"nextTry,omitzero"`
+}
+
+// storedObject is an object in the user's storage: bucket and key.
+type storedObject struct {
+	Bucket string `json:"bucket,omitempty"`
+	Key    string `json:"key"`
 }
 
 // partRecord is one line of <id>.parts: a part S3 has acknowledged.

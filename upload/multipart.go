@@ -515,11 +515,17 @@ func (e *Engine) abort(ctx context.Context, r *record) error {
 // file holds (never registered, or its registration deleted). Its key is certainly ours: rescalefs
 // chose it, random (objectKey), for this upload alone. An object already gone is fine.
 func (e *Engine) deleteObject(ctx context.Context, r *record) error {
+	return e.deleteStored(ctx, r.Bucket, r.ObjectKey)
+}
+
+// deleteStored deletes the object key of bucket (one of ours: deleteObject) from the storage; one
+// already gone is fine.
+func (e *Engine) deleteStored(ctx context.Context, bucket, key string) error {
 	s3c, _, err := e.storageClient(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = s3c.SDK().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(r.ObjectKey)})
+	_, err = s3c.SDK().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil && !remote.IsNoSuchKey(err) {
 		return err
 	}

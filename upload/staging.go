@@ -44,6 +44,12 @@ type StagingRecord struct {
 	Size   int64 `json:"size,omitempty"`
 	// Replaces is the pending upload this file is a new version of (cancelled when it is queued).
 	Replaces string `json:"replaces,omitempty"`
+	// TakesBack: the file is the queued upload Replaces taken back under a temporary name (writeback:
+	// a rename of a queued file to one), which the caller cancels once this copy is sealed (Closed).
+	// New finishes a take-back a crash cut short: sealed, the upload is withdrawn (the rename was
+	// done: its old name must not be published); not sealed, the copy is discarded and the upload
+	// stays (the rename never happened: the copy may be cut short, the upload holds the file).
+	TakesBack bool `json:"takesBack,omitempty"`
 }
 
 // Staged is a staging file New found with a good record.

@@ -277,7 +277,8 @@ func (e *Engine) findPublications(ctx context.Context, r *record, name string) (
 // has left since (renamed while a request was out, then a crash), stale publications, booked in
 // Supersedes so that they are deleted once the current name is published. A multipart upload whose
 // object a stale publication holds sends a new object: the stale file's deletion must not take the
-// current one's data with it.
+// current one's data with it. The old object is booked in Dropped, deleted after the stale files (the
+// platform may not delete an object with its file, and nothing else knows its key).
 //
 // Only a file that is certainly u's (ours) is booked for deletion; one that may be another tool's
 // upload of the same bytes is left in the library and logged. A file taken for the publication that
@@ -290,7 +291,7 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 	}
 	var stale, unsure []string
 	var cur remote.File
-	found := false
+	found, unsureHolds := false, false
 	for _, name := range names {
 		files, err := e.findPublications(ctx, &r, name)
 		if err != nil {
@@ -308,6 +309,7 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 			} else {
 				unsure = append(unsure, f.ID)
 				e.keep(f.Name, f.ID, keptRenamed)
+				unsureHolds = unsureHolds || r.ObjectKey != "" && f.PathParts.Path == r.ObjectKey
 			}
 		}
 	}
@@ -338,6 +340,11 @@ func (e *Engine) lookEarlier(ctx context.Context, u *upload, r record) (remote.F
 		if !found {
 			r.PublishedSent, r.Sent = false, nil
 			if r.ObjectDone {
+				// Forgotten, the object would stay in the storage for good: it is deleted after the
+				// stale files holding it, unless a file that is not certainly ours holds it (kept).
+				if !unsureHolds {
+					r.dropObject()
+				}
 				r.S3UploadID, r.ObjectDone = "", false
 			}
 		}

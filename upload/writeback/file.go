@@ -284,6 +284,7 @@ type File struct {
 	// id is the engine's id of the version queued last, while it is pending: the one a Queued file
 	// is, or the one a newer version (Writing, Settling, ...) replaces once it is queued itself.
 	id             string
+	takingBack     bool // Rename is taking the queued upload id back into a staging file (TakesBack)
 	size           int64
 	mode           uint32
 	atime, mtime   time.Time
@@ -381,7 +382,7 @@ func (f *File) Name() string {
 
 // recordLocked writes the staging record of owned data: its path and whether it is sealed.
 func (f *File) recordLocked(sealed bool) error {
-	r := upload.StagingRecord{Path: f.rel, Replaces: f.id}
+	r := upload.StagingRecord{Path: f.rel, Replaces: f.id, TakesBack: f.takingBack && f.id != ""}
 	if sealed {
 		r.Closed, r.Size = true, f.size
 	}
@@ -820,12 +821,16 @@ func (f *File) Rename(name, rel string) error {
 	var cancel string
 	var err error
 	if ev == EvRenameTemp && f.state == Queued {
-		// Taken back: copied to a staging file sealed as closed, so a crash cannot lose it.
+		// Taken back: copied to a staging file sealed as closed, so a crash cannot lose it. Its record
+		// says so (TakesBack): a crash before the cancel below, the next start withdraws the upload
+		// once the copy is sealed, or discards a copy not sealed yet (the rename never happened).
+		f.takingBack = true
 		if err = f.ownLocked(f.size); err == nil {
 			if err = f.sealLocked(); err == nil {
 				cancel, f.id = f.id, ""
 			}
 		}
+		f.takingBack = false
 	} else if f.owned && !f.state.Terminal() {
 		err = f.recordLocked(f.sealed)
 	}

@@ -42,6 +42,16 @@ func (c *crashImages) snap() {
 	c.images = append(c.images, img)
 }
 
+func (c *crashImages) CreateStaging() (*os.File, error) {
+	defer c.snap()
+	return c.Engine.CreateStaging()
+}
+
+func (c *crashImages) RecordStaging(p string, r upload.StagingRecord) error {
+	defer c.snap()
+	return c.Engine.RecordStaging(p, r)
+}
+
 func (c *crashImages) DiscardStaging(p string) error {
 	defer c.snap()
 	return c.Engine.DiscardStaging(p)
