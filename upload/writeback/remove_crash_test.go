@@ -29,6 +29,43 @@ type crashImages struct {
 	images []string
 }
 
+// newCrashImages is a real engine (not started: what is queued stays queued) in a folder of its own,
+// closed when the test ends, with no image taken yet.
+func newCrashImages(t *testing.T, c *remote.Client) *crashImages {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "engine")
+	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return &crashImages{Engine: eng, t: t, dir: dir}
+}
+
+// during takes an image after each engine call action makes, and returns them in order.
+func (c *crashImages) during(action func()) []string {
+	c.mu.Lock()
+	c.armed = true
+	c.mu.Unlock()
+	action()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = false
+	return c.images
+}
+
+// stop waits for the cancels' background parts and closes the engine: the images are all taken, and
+// nothing more is written into the folder the next start will use.
+func (c *crashImages) stop() {
+	c.t.Helper()
+	select {
+	case <-c.Engine.CancelsDone():
+	case <-time.After(time.Minute):
+		c.t.Fatal("the cancel never finished")
+	}
+	c.Engine.Close()
+}
+
 func (c *crashImages) snap() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -88,13 +125,8 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 	for _, closed := range []bool{true, false} {
 		t.Run(fmt.Sprintf("closed=%v", closed), func(t *testing.T) {
 			emu, c := platform(t)
-			dir := filepath.Join(t.TempDir(), "engine")
-			eng, err := upload.New(upload.Options{Client: c, Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { eng.Close() })
-			ce := &crashImages{Engine: eng, t: t, dir: dir}
+			ce := newCrashImages(t, c)
+			dir := ce.dir
 			s := NewSet(Options{Engine: ce, Settle: time.Hour})
 			f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
 			if err := f.Open(true, false); err != nil {
@@ -108,26 +140,14 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 				mustState(t, f, Settling)
 			}
 
-			ce.mu.Lock()
-			ce.armed = true
-			ce.mu.Unlock()
-			f.Remove()
-			ce.mu.Lock()
-			ce.armed = false
-			images := ce.images
-			ce.mu.Unlock()
+			images := ce.during(func() { f.Remove() })
 			if !closed {
 				f.Release(true)
 			}
 			if len(images) == 0 {
 				t.Fatal("the removal made no engine call")
 			}
-			select {
-			case <-eng.CancelsDone():
-			case <-time.After(time.Minute):
-				t.Fatal("the cancel never finished")
-			}
-			eng.Close()
+			ce.stop()
 
 			for i, img := range images {
 				// The next start, from what a crash right after engine call i left.
@@ -154,13 +174,8 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 // and published both, the old version (which the user had overwritten) as a second a.txt.
 func TestRewriteThenCrash(t *testing.T) {
 	emu, c := platform(t)
-	dir := filepath.Join(t.TempDir(), "engine")
-	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Close() })
-	ce := &crashImages{Engine: eng, t: t, dir: dir}
+	ce := newCrashImages(t, c)
+	dir := ce.dir
 	s := NewSet(Options{Engine: ce, Settle: time.Hour})
 	f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
 	if err := f.Open(true, false); err != nil {
@@ -171,24 +186,12 @@ func TestRewriteThenCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Release(true)
-	ce.mu.Lock()
-	ce.armed = true
-	ce.mu.Unlock()
-	s.SettleAll(false)
-	ce.mu.Lock()
-	ce.armed = false
-	images := ce.images
-	ce.mu.Unlock()
+	images := ce.during(func() { s.SettleAll(false) })
 	mustState(t, f, Queued)
 	if len(images) < 2 {
 		t.Fatalf("%d engine calls queueing the new version, want at least 2 (queue it, cancel the old one)", len(images))
 	}
-	select {
-	case <-eng.CancelsDone():
-	case <-time.After(time.Minute):
-		t.Fatal("the cancel never finished")
-	}
-	eng.Close()
+	ce.stop()
 
 	for i, img := range images {
 		published, _ := startFromImage(t, c, img, dir)

@@ -3,11 +3,8 @@ package writeback
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/rescalefs/rescalefs/upload"
 )
 
 // TestRenameToTemporaryThenCrash: a queued file is renamed to a temporary name (taken back: copied
@@ -20,36 +17,21 @@ import (
 // under the name the user had renamed away, and showed the copy too.
 func TestRenameToTemporaryThenCrash(t *testing.T) {
 	emu, c := platform(t)
-	dir := filepath.Join(t.TempDir(), "engine")
-	eng, err := upload.New(upload.Options{Client: c, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Close() })
-	ce := &crashImages{Engine: eng, t: t, dir: dir}
+	ce := newCrashImages(t, c)
+	dir := ce.dir
 	s := NewSet(Options{Engine: ce, Settle: time.Hour})
 	f, _ := queuedFile(t, s, "a.txt") // "content"; the engine is not started: it stays queued
 	const temp = ".a.txt.Ab12Cd"      // rsync's shape
-	ce.mu.Lock()
-	ce.armed = true
-	ce.mu.Unlock()
-	if err := f.Rename(temp, temp); err != nil {
-		t.Fatal(err)
-	}
-	ce.mu.Lock()
-	ce.armed = false
-	images := ce.images
-	ce.mu.Unlock()
+	images := ce.during(func() {
+		if err := f.Rename(temp, temp); err != nil {
+			t.Fatal(err)
+		}
+	})
 	mustState(t, f, Held)
 	if len(images) < 3 {
 		t.Fatalf("%d engine calls taking the file back, want at least 3 (its copy, its seal, the cancel)", len(images))
 	}
-	select {
-	case <-eng.CancelsDone():
-	case <-time.After(time.Minute):
-		t.Fatal("the cancel never finished")
-	}
-	eng.Close()
+	ce.stop()
 
 	renamed := false
 	for i, img := range images {
