@@ -42,6 +42,21 @@ func newCrashImages(t *testing.T, c *remote.Client) *crashImages {
 	return &crashImages{Engine: eng, t: t, dir: dir}
 }
 
+// rewrittenQueued is a file a.txt queued in a Set over ce (not started: it stays queued), opened
+// again and overwritten with v2, still open: the new version of a queued upload.
+func rewrittenQueued(t *testing.T, ce *crashImages, v2 string) (*Set, *File) {
+	t.Helper()
+	s := NewSet(Options{Engine: ce, Settle: time.Hour})
+	f, _ := queuedFile(t, s, "a.txt")
+	if err := f.Open(true, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(v2), 0); err != nil {
+		t.Fatal(err)
+	}
+	return s, f
+}
+
 // during takes an image after each engine call action makes, and returns them in order.
 func (c *crashImages) during(action func()) []string {
 	c.mu.Lock()
@@ -127,14 +142,7 @@ func TestRemoveNewVersionThenCrash(t *testing.T) {
 			emu, c := platform(t)
 			ce := newCrashImages(t, c)
 			dir := ce.dir
-			s := NewSet(Options{Engine: ce, Settle: time.Hour})
-			f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
-			if err := f.Open(true, false); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt([]byte("version 2"), 0); err != nil {
-				t.Fatal(err)
-			}
+			_, f := rewrittenQueued(t, ce, "version 2")
 			if closed {
 				f.Release(true)
 				mustState(t, f, Settling)
@@ -176,15 +184,8 @@ func TestRewriteThenCrash(t *testing.T) {
 	emu, c := platform(t)
 	ce := newCrashImages(t, c)
 	dir := ce.dir
-	s := NewSet(Options{Engine: ce, Settle: time.Hour})
-	f, _ := queuedFile(t, s, "a.txt") // the engine is not started: it stays queued
-	if err := f.Open(true, false); err != nil {
-		t.Fatal(err)
-	}
 	v2 := []byte("version 2")
-	if _, err := f.WriteAt(v2, 0); err != nil {
-		t.Fatal(err)
-	}
+	s, f := rewrittenQueued(t, ce, string(v2))
 	f.Release(true)
 	images := ce.during(func() { s.SettleAll(false) })
 	mustState(t, f, Queued)
