@@ -205,6 +205,10 @@ type Cache struct {
 	// fetched, when a test sets it, runs in a span's goroutine once its Source call has returned and
 	// before its result is handed on (complete): tests hold a fetch there.
 	fetched func(sp *span)
+	// callRate is what one Source call of at least minSplitPart delivered lately, in bytes per second
+	// from its start to its end (latency included): a moving average, 0 until the first. It tells
+	// a link with room to spare from one the slots already fill (see fastLink).
+	callRate atomic.Int64
 
 	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes, raInflight, roomWaiters
 	// and gens.

@@ -277,7 +277,7 @@ func (c *Cache) startSpansN(obj Object, calls []*call, idx []int64, readahead bo
 			sp.counted = sp.length // reserved by readahead
 		}
 		if j-i == 1 && owner != nil {
-			sp.split = readaheadSplit(idx[i] - readerAt)
+			sp.split = c.readaheadSplit(idx[i] - readerAt)
 		}
 		c.takeSlots(sp)
 		c.wg.Add(1)
@@ -406,18 +406,18 @@ func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 		}
 	}
 	if cs, ok := c.src.(ChecksumSource); ok && sp.sums != nil {
-		err := cs.ReadRangeVecSum(c.ctx, sp.obj.ID, sp.off, blocks, sp.sums)
+		err := c.timed(sp.length, func() error { return cs.ReadRangeVecSum(c.ctx, sp.obj.ID, sp.off, blocks, sp.sums) })
 		sp.summed = err == nil
 		return err
 	}
 	if len(blocks) == 1 {
-		return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0])
+		return c.timed(sp.length, func() error { return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0]) })
 	}
 	if vs, ok := c.src.(VectorSource); ok {
-		return vs.ReadRangeVec(c.ctx, sp.obj.ID, sp.off, blocks)
+		return c.timed(sp.length, func() error { return vs.ReadRangeVec(c.ctx, sp.obj.ID, sp.off, blocks) })
 	}
 	buf := make([]byte, sp.length)
-	if err := c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, buf); err != nil {
+	if err := c.timed(sp.length, func() error { return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, buf) }); err != nil {
 		return err
 	}
 	for _, b := range blocks {
@@ -733,11 +733,22 @@ func (c *Cache) loadFromDisk(obj Object, cl *call) {
 // after it wants them, and it stalls. Split, they arrive in order and sooner: the next nearSplitBlocks
 // blocks in as many parts as a miss, the ones after in two. In a steady stream the slots are busy and
 // the planned blocks far ahead, so this costs no extra requests there.
-func readaheadSplit(d int64) int {
+//
+// On a fast link (fastLink) the rings are twice as wide. A cold stream's second plan, made as the
+// first blocks arrive, reaches 8 to 15 blocks past the reader: fetched whole they all arrived a whole
+// block's transfer time later, together, and the reader, done with the first ring, waited for them
+// (a cold 512 MiB cp at 25 MiB/s per connection stalled about 200 ms there). On a slow link the slots
+// already limit the stream and each part costs a request's latency of slot time: there the wider
+// split made the same copy at 10 MiB/s per connection 5% slower, so it stays narrow.
+func (c *Cache) readaheadSplit(d int64) int {
+	near := int64(nearSplitBlocks)
+	if c.fastLink() {
+		near *= 2
+	}
 	switch {
-	case d < nearSplitBlocks:
+	case d < near:
 		return maxSplit
-	case d < 2*nearSplitBlocks:
+	case d < 2*near:
 		return 2
 	}
 	return 1
@@ -747,6 +758,42 @@ const (
 	nearSplitBlocks = 4
 	maxSplit        = 1 << 10 // as many as SplitMisses allows
 )
+
+// fastLinkRate is what the Parallel slots together must carry, at the rate one call was timed at,
+// for the link to count as fast: about what one reader takes through the mount (a cold cp here is
+// bound by CPU at 400 to 500 MiB/s), less what timing the calls leaves out. A call's time includes
+// its request's latency, and a cold start's first calls share the CPU with each other: 2 MiB parts
+// were timed at 14 to 17 MiB/s over 25 MiB/s connections (32 slots: 450 to 540 MiB/s), at most 9.1
+// over 10 MiB/s ones (290 MiB/s).
+const fastLinkRate = 384 << 20
+
+// fastLink reports whether the Parallel slots together, at the rate a Source call delivers lately,
+// carry about what one reader takes or more: then slots are to spare for splitting, and what matters
+// is that blocks arrive in the order the reader wants them. Unknown (no call yet) is not fast.
+func (c *Cache) fastLink() bool {
+	r := c.callRate.Load()
+	return r > 0 && int64(c.opts.Parallel)*r >= fastLinkRate
+}
+
+// timed makes one Source call of n bytes and, when it succeeds and n is at least minSplitPart (a
+// smaller call's time is mostly latency: it would say little of the link), folds its rate into
+// callRate.
+func (c *Cache) timed(n int64, call func() error) error {
+	start := time.Now()
+	err := call()
+	if err != nil || n < minSplitPart {
+		return err
+	}
+	d := max(time.Since(start), time.Microsecond)
+	rate := int64(float64(n) / d.Seconds())
+	// A moving average over about four calls; concurrent calls may each overwrite the other's
+	// update, which only drops a sample.
+	if old := c.callRate.Load(); old > 0 {
+		rate = old + (rate-old)/4
+	}
+	c.callRate.Store(rate)
+	return err
+}
 
 // minSplitPart is the smallest part a miss is split into: below it a request's latency outweighs
 // its transfer time.
@@ -812,7 +859,7 @@ func (c *Cache) readSplit(sp *span, block []byte, parts int) error {
 			if from > 0 {
 				defer c.st.inFlight.Add(-1)
 			}
-			if err := c.src.ReadRange(ctx, sp.obj.ID, sp.off+from, part); err != nil {
+			if err := c.timed(int64(len(part)), func() error { return c.src.ReadRange(ctx, sp.obj.ID, sp.off+from, part) }); err != nil {
 				errOnce.Do(func() { firstErr = err; cancel() })
 			}
 		})

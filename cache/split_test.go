@@ -185,7 +185,7 @@ func TestReadaheadSplitNearTheReader(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
-			obj := f.add("big", 10*bs)
+			obj := f.addQuick("big", 10*bs)
 			opts := splitOptions(t, 64, tc.split) // slots for every part: the split is not limited by them
 			opts.Readahead, opts.MemoryBytes = 64*bs, 256<<20
 			var src Source = f
@@ -198,13 +198,7 @@ func TestReadaheadSplitNearTheReader(t *testing.T) {
 			} else {
 				r := c.NewReader(obj, "")
 				defer r.Close()
-				p := make([]byte, bulkRead)
-				if _, err := r.ReadAt(context.Background(), p, 0); err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(p, f.objects["big"][:bulkRead]) {
-					t.Fatal("wrong bytes")
-				}
+				coldBulkRead(t, f, r, sum(tc.want))
 			}
 			settle(c)
 			got := f.blockFetches("big", bs)
@@ -213,6 +207,85 @@ func TestReadaheadSplitNearTheReader(t *testing.T) {
 			}
 			if st := c.Stats(); st.Requests != int64(sum(tc.want)) || st.InFlight != 0 {
 				t.Fatalf("stats: %d requests, %d in flight; want %d, 0", st.Requests, st.InFlight, sum(tc.want))
+			}
+		})
+	}
+}
+
+// coldBulkRead makes a stream's first read (bulkRead at 0) with the fake's calls held until the read
+// and its read-ahead have started calls all of them: no call is timed before the read-ahead is
+// planned, as on a fresh mount, however fast the fake answers (see Cache.fastLink).
+func coldBulkRead(t *testing.T, f *fakeSource, r *Reader, calls int) {
+	t.Helper()
+	f.gate = make(chan struct{})
+	done := make(chan error, 1)
+	p := make([]byte, bulkRead)
+	go func() {
+		_, err := r.ReadAt(context.Background(), p, 0)
+		done <- err
+	}()
+	eventually(t, "the first plan's calls started", func() bool { return f.numCalls() == calls })
+	close(f.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, f.objects["big"][:bulkRead]) {
+		t.Fatal("wrong bytes")
+	}
+}
+
+// On a fast link a cold stream's second plan, made as its first blocks arrive, splits the blocks 8 to
+// 15 past the reader in two: fetched whole they arrived together, a whole block's transfer time
+// later, while the reader, done with the first ring, waited. On a slow link, where the slots already
+// limit the stream and each part costs a request's latency, they stay whole. Only the fake's rate
+// differs between the rows: the cache tells the links apart by timing its calls.
+func TestReadaheadSplitWiderOnAFastLink(t *testing.T) {
+	const bs = 4 << 20
+	tests := []struct {
+		name  string
+		bps   int64 // per call, 0: unlimited; 32 slots of 6 MiB/s carry half fastLinkRate
+		parts int   // requests for each of blocks 9..16
+	}{
+		{name: "fast link", bps: 0, parts: 2},
+		{name: "slow link", bps: 6 << 20, parts: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.bps = tc.bps
+			obj := f.addQuick("big", 33*bs)
+			opts := splitOptions(t, 32, 4) // slots for every part of the second plan
+			opts.Readahead, opts.MemoryBytes = 64*bs, 512<<20
+			c := newTestCache(t, f, opts)
+			r := c.NewReader(obj, "")
+			defer r.Close()
+			// The first plan: block 0 (the read's) and blocks 1..8. Its calls time the link.
+			if _, err := r.ReadAt(context.Background(), make([]byte, bulkRead), 0); err != nil {
+				t.Fatal(err)
+			}
+			settle(c)
+			f.reset()
+			// Two more 1 MiB reads double the window twice: blocks 9..16 (8 to 15 past the
+			// reader), then from 17 on as far as the fetch budget lets them.
+			for off := int64(bulkRead); off < bulkRead+2<<20; off += 1 << 20 {
+				if _, err := r.ReadAt(context.Background(), make([]byte, 1<<20), off); err != nil {
+					t.Fatal(err)
+				}
+			}
+			settle(c)
+			got := f.blockFetches("big", bs)
+			for i := int64(9); i <= 16; i++ {
+				if got[i] != tc.parts {
+					t.Fatalf("block %d in %d requests, want %d (requests per block %v)", i, got[i], tc.parts, got)
+				}
+			}
+			for i, n := range got {
+				if (i < 9 || i > 16) && n != 1 {
+					t.Fatalf("block %d in %d requests, want 1 (requests per block %v)", i, n, got)
+				}
+			}
+			if got[17] != 1 {
+				t.Fatalf("no read-ahead past block 16: requests per block %v", got)
 			}
 		})
 	}
