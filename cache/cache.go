@@ -206,8 +206,8 @@ type Cache struct {
 	// before its result is handed on (complete): tests hold a fetch there.
 	fetched func(sp *span)
 	// callRate is what one Source call of at least minSplitPart delivered lately, in bytes per second
-	// from its start to its end (latency included): a moving average, 0 until the first. It tells
-	// a link with room to spare from one the slots already fill (see fastLink).
+	// from its first byte to its end (see timed): a moving average, 0 until the first. It tells a link
+	// with room to spare from one the slots already fill (see fastLink).
 	callRate atomic.Int64
 
 	// mu protects shut, calls, ready, readyList, readyBytes, inflightBytes, raInflight, roomWaiters

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -406,18 +408,18 @@ func (c *Cache) readOnce(sp *span, blocks [][]byte) error {
 		}
 	}
 	if cs, ok := c.src.(ChecksumSource); ok && sp.sums != nil {
-		err := c.timed(sp.length, func() error { return cs.ReadRangeVecSum(c.ctx, sp.obj.ID, sp.off, blocks, sp.sums) })
+		err := c.timed(c.ctx, sp.length, func(ctx context.Context) error { return cs.ReadRangeVecSum(ctx, sp.obj.ID, sp.off, blocks, sp.sums) })
 		sp.summed = err == nil
 		return err
 	}
 	if len(blocks) == 1 {
-		return c.timed(sp.length, func() error { return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, blocks[0]) })
+		return c.timed(c.ctx, sp.length, func(ctx context.Context) error { return c.src.ReadRange(ctx, sp.obj.ID, sp.off, blocks[0]) })
 	}
 	if vs, ok := c.src.(VectorSource); ok {
-		return c.timed(sp.length, func() error { return vs.ReadRangeVec(c.ctx, sp.obj.ID, sp.off, blocks) })
+		return c.timed(c.ctx, sp.length, func(ctx context.Context) error { return vs.ReadRangeVec(ctx, sp.obj.ID, sp.off, blocks) })
 	}
 	buf := make([]byte, sp.length)
-	if err := c.timed(sp.length, func() error { return c.src.ReadRange(c.ctx, sp.obj.ID, sp.off, buf) }); err != nil {
+	if err := c.timed(c.ctx, sp.length, func(ctx context.Context) error { return c.src.ReadRange(ctx, sp.obj.ID, sp.off, buf) }); err != nil {
 		return err
 	}
 	for _, b := range blocks {
@@ -761,11 +763,9 @@ const (
 
 // fastLinkRate is what the Parallel slots together must carry, at the rate one call was timed at,
 // for the link to count as fast: about what one reader takes through the mount (a cold cp here is
-// bound by CPU at 400 to 500 MiB/s), less what timing the calls leaves out. A call's time includes
-// its request's latency, and a cold start's first calls share the CPU with each other: 2 MiB parts
-// were timed at 14 to 17 MiB/s over 25 MiB/s connections (32 slots: 450 to 540 MiB/s), at most 9.1
-// over 10 MiB/s ones (290 MiB/s).
-const fastLinkRate = 384 << 20
+// bound by CPU at 400 to 500 MiB/s). Timed from their first byte, 2 MiB parts came at 23 to 24 MiB/s
+// over 25 MiB/s connections at a cold start (32 slots: 740 MiB/s), at 9 over 10 MiB/s ones (290).
+const fastLinkRate = 448 << 20
 
 // fastLink reports whether the Parallel slots together, at the rate a Source call delivers lately,
 // carry about what one reader takes or more: then slots are to spare for splitting, and what matters
@@ -775,16 +775,30 @@ func (c *Cache) fastLink() bool {
 	return r > 0 && int64(c.opts.Parallel)*r >= fastLinkRate
 }
 
-// timed makes one Source call of n bytes and, when it succeeds and n is at least minSplitPart (a
-// smaller call's time is mostly latency: it would say little of the link), folds its rate into
-// callRate.
-func (c *Cache) timed(n int64, call func() error) error {
+// timed makes one Source call of n bytes with ctx and, when it succeeds and n is at least
+// minSplitPart (a smaller call says little of the link), folds its rate into callRate. The rate is
+// taken from the response's first byte when the Source speaks HTTP (httptrace, through ctx), so it is
+// the link's and not the request's latency: a 2 MiB part at 20 ms and 25 MiB/s takes 100 ms, a fifth
+// of it latency, and a cold start's first calls also wait for the CPU they share. Otherwise it is
+// timed from the call's start.
+func (c *Cache) timed(ctx context.Context, n int64, call func(ctx context.Context) error) error {
+	if n < minSplitPart {
+		return call(ctx)
+	}
 	start := time.Now()
-	err := call()
-	if err != nil || n < minSplitPart {
+	var firstByte atomic.Int64 // UnixNano of the first response byte, 0: none seen
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() {
+		firstByte.CompareAndSwap(0, time.Now().UnixNano())
+	}})
+	err := call(ctx)
+	if err != nil {
 		return err
 	}
-	d := max(time.Since(start), time.Microsecond)
+	from := start
+	if f := firstByte.Load(); f != 0 {
+		from = time.Unix(0, f)
+	}
+	d := max(time.Since(from), time.Microsecond)
 	rate := int64(float64(n) / d.Seconds())
 	// A moving average over about four calls; concurrent calls may each overwrite the other's
 	// update, which only drops a sample.
@@ -792,7 +806,7 @@ func (c *Cache) timed(n int64, call func() error) error {
 		rate = old + (rate-old)/4
 	}
 	c.callRate.Store(rate)
-	return err
+	return nil
 }
 
 // minSplitPart is the smallest part a miss is split into: below it a request's latency outweighs
@@ -859,7 +873,7 @@ func (c *Cache) readSplit(sp *span, block []byte, parts int) error {
 			if from > 0 {
 				defer c.st.inFlight.Add(-1)
 			}
-			if err := c.timed(int64(len(part)), func() error { return c.src.ReadRange(ctx, sp.obj.ID, sp.off+from, part) }); err != nil {
+			if err := c.timed(ctx, int64(len(part)), func(ctx context.Context) error { return c.src.ReadRange(ctx, sp.obj.ID, sp.off+from, part) }); err != nil {
 				errOnce.Do(func() { firstErr = err; cancel() })
 			}
 		})
