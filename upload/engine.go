@@ -183,6 +183,10 @@ type Engine struct {
 	withdrawing int
 	withdrawn   chan struct{}
 
+	// stagingMu serialises the read-modify-writes of staging records (RecordStaging, handOver,
+	// EnqueueVersion's take-over of what handOver booked); taken before e.mu and u.jmu.
+	stagingMu sync.Mutex
+
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
 	storage remote.Storage
@@ -407,6 +411,14 @@ func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, repla
 	hashed := sum != "" && size == fi.Size()
 	if hashed {
 		r.SHA512, r.SumFromWriter = sum, true
+	}
+	// The publications of older versions booked in the staging record (handOver) go with the upload:
+	// held from here until the staging record is gone, so that none is booked in between and lost.
+	e.stagingMu.Lock()
+	defer e.stagingMu.Unlock()
+	if sr, err := readStagingRecord(stagingPath + stagingExt); err == nil {
+		r.Supersedes = slices.Clone(sr.Supersedes)
+		addObjects(&r, sr.Dropped)
 	}
 	// The record first: a crash before the move leaves a record whose Source still holds the data
 	// (load finishes the move); the other order could leave data that nothing points to.
@@ -1011,7 +1023,10 @@ func (e *Engine) retryDelay(n int) time.Duration {
 // under the new name (after a crash too: load); a removal deletes the publication. Once OnDone has
 // returned, the file has left uploads/ and the record goes.
 func (e *Engine) finish(u *upload, f remote.File) {
-	if e.landedCancelled(u, f) || e.republish(u, f) {
+	// A newer version of the file on its way carries the file's name: the publication is its to
+	// supersede, not one to publish again under a new name (version.go).
+	newer := e.replaced(u.id)
+	if e.landedCancelled(u, f) || !newer && e.republish(u, f) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
@@ -1028,7 +1043,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	// The name sent, not the record's (a Rename during the request changed that) nor the one the
 	// platform stored (it may store a name differently): only a rename is a rename.
 	sent := cmp.Or(u.sent, u.rec.Name)
-	if u.rec.Name != sent { // renamed during the deletions
+	if u.rec.Name != sent && !newer { // renamed during the deletions
 		rc := e.republishLocked(u, f, sent)
 		e.mu.Unlock()
 		e.saveRepublished(u, rc)
@@ -1039,6 +1054,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	u.rec.Supersedes = left
 	u.rec.PublishedSent, u.rec.Sent = false, nil
 	u.rec.Published, u.rec.PublishedName = f.ID, sent
+	u.rec.PublishedUnsure = f.ID == u.unsure
 	r := u.rec
 	st := e.statusLocked(u, e.now())
 	e.mu.Unlock()
@@ -1053,10 +1069,17 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	if e.o.OnDone != nil {
 		e.o.OnDone(st, f)
 	}
+	// Once the fs layer has taken the confirmation, a file written again before it is on its way as a
+	// newer version (its staging record says it replaces u): the publication is booked with it, before
+	// the record that knows it goes. A crash before that finds the done record (load).
+	handed, herr := e.handOver(&r, f.ID)
+	if herr != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", herr)
+	}
 
 	u.jmu.Lock()
 	e.mu.Lock()
-	if u.cancelled || u.rec.Name != sent { // not published for good after all
+	if u.cancelled || u.rec.Name != sent && !handed { // not published for good after all
 		e.finished = slices.DeleteFunc(e.finished, func(s Status) bool { return s.ID == u.id })
 	}
 	switch {
@@ -1067,7 +1090,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		e.mu.Unlock()
 		u.jmu.Unlock()
 		return
-	case u.rec.Name != sent:
+	case u.rec.Name != sent && !handed:
 		// Renamed before the fs layer took the confirmation (the rename is journaled: Rename).
 		rc := e.republishLocked(u, f, sent)
 		e.mu.Unlock()
@@ -1264,7 +1287,15 @@ func (e *Engine) load() error {
 			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
 			continue
 		}
-		if r.renamedDone() && fileExists(r.Data) {
+		handed := false
+		if r.State == StateDone && r.Published != "" {
+			// Published, and a crash before the record went: a newer version of the file in staging
+			// (or queued) supersedes the publication, as finish would have booked it (version.go).
+			if handed, err = e.handOver(r, r.Published); err != nil {
+				return err
+			}
+		}
+		if !handed && r.renamedDone() && fileExists(r.Data) {
 			// Published, then renamed before the fs layer took the confirmation, then a crash:
 			// published again under the new name, the publication under the old one superseded.
 			u := &upload{id: id, rec: *r}
