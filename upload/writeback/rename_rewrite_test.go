@@ -222,3 +222,85 @@ func rewriteRename(t *testing.T, direct bool, at renameAt, answerFirst bool) {
 		t.Errorf("multipart uploads left in storage: %+v", mp)
 	}
 }
+
+// TestRecoveredVersionReplacesPending: a queued file written again (renamed meanwhile, or not), and
+// the mount crashes while the new version is still open. The next start shows two files: the old
+// version, a pending upload, and the new one, cut off, whose staging record says it replaces that
+// upload. Opened and closed, the new version is queued in the old one's place, which is withdrawn:
+// the old version's file leaves uploads/ with it (Cancelled, and Gone tells the fs layer to take its
+// node away). Before, it stayed for good, shown as pending (it counted in Pending as queued), its
+// upload gone from the engine.
+func TestRecoveredVersionReplacesPending(t *testing.T) {
+	for _, rename := range []bool{false, true} {
+		t.Run(fmt.Sprintf("renamed=%v", rename), func(t *testing.T) {
+			dir := t.TempDir()
+			s, eng := newTestSet(t, dir)
+			f, v1 := queuedFile(t, s, "a.txt")
+			if err := f.Open(true, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("version 2"), 0); err != nil {
+				t.Fatal(err)
+			}
+			name := "a.txt"
+			if rename {
+				name = "b.txt"
+				if err := f.Rename(name, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eng.Close() // the crash: the rewrite still open
+
+			c, err := remote.New(remote.Options{BaseURL: "http://127.0.0.1:1", APIKey: "unused-0123456789"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng2, err := upload.New(upload.Options{Client: c, Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { eng2.Close() })
+			var gone []*File
+			s2 := NewSet(Options{Engine: eng2, Settle: time.Hour, Gone: func(g *File) { gone = append(gone, g) }})
+			staged := eng2.TakeStaged()
+			pending := eng2.Snapshot()
+			if len(staged) != 1 || len(pending) != 1 || pending[0].ID != v1 || staged[0].Record.Replaces != v1 {
+				t.Fatalf("after the crash: staged %+v, pending %+v; want the new version replacing %s, and %s", staged, pending, v1, v1)
+			}
+			old, err := s2.NewFile(Spec{Name: "a.txt", Rel: "a.txt", Mode: 0o644, From: Origin{Pending: &pending[0]}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel := name
+			if !rename {
+				rel = "a~recovered.txt" // shown beside the pending one, as the fs layer does
+			}
+			cut, err := s2.NewFile(Spec{Name: rel, Rel: rel, Mode: 0o644, From: Origin{Staged: &staged[0]}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustState(t, old, Queued)
+			mustState(t, cut, CutOff)
+			if err := cut.Open(true, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := cut.Closed(); err != nil {
+				t.Fatal(err)
+			}
+			cut.Release(true)
+			s2.SettleAll(false)
+			mustState(t, cut, Queued)
+			mustState(t, old, Cancelled)
+			if len(gone) != 1 || gone[0] != old {
+				t.Errorf("Gone told of %v, want the old version's file only", gone)
+			}
+			if _, queued := s2.Pending(); queued != 1 {
+				t.Errorf("%d files counted as queued, want 1 (the new version)", queued)
+			}
+			if snap := eng2.Snapshot(); len(snap) != 1 || snap[0].ID == v1 {
+				t.Errorf("engine: %+v, want the new version only", snap)
+			}
+			f.Release(true) // the crashed mount's handle
+		})
+	}
+}
