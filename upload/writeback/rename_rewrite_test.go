@@ -304,3 +304,53 @@ func TestRecoveredVersionReplacesPending(t *testing.T) {
 		})
 	}
 }
+
+// TestRewriteRenameThenCrash: a queued file a.txt is written again and renamed to b.txt (while the
+// rewrite is open, or after its close), then the new version is queued (SettleAll: queue it, hand
+// over, cancel the old one) and the mount crashes after any engine call this makes (an image of the
+// engine folder taken right after each). The next start from any image publishes one file: b.txt,
+// the new version; never the old version, nor a.txt.
+func TestRewriteRenameThenCrash(t *testing.T) {
+	for _, at := range []renameAt{renameOpen, renameClosed} {
+		t.Run(at.String(), func(t *testing.T) {
+			emu, c := platform(t)
+			ce := newCrashImages(t, c)
+			dir := ce.dir
+			v2 := "version 2"
+			s, f := rewrittenQueued(t, ce, v2)
+			if at == renameOpen {
+				if err := f.Rename("b.txt", "b.txt"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.Release(true)
+			if at == renameClosed {
+				if err := f.Rename("b.txt", "b.txt"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			images := ce.during(func() { s.SettleAll(false) })
+			mustState(t, f, Queued)
+			if len(images) < 2 {
+				t.Fatalf("%d engine calls queueing the new version, want at least 2", len(images))
+			}
+			ce.stop()
+			for i, img := range images {
+				published, _ := startFromImage(t, c, img, dir)
+				if len(published) != 1 || published[0].Name != "b.txt" {
+					t.Errorf("crash after call %d: published %+v on the next start, want b.txt once", i+1, published)
+					continue
+				}
+				rc, _, err := emu.Plaintext(published[0].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil || string(got) != v2 {
+					t.Errorf("crash after call %d: published %q (%v), want the new version %q", i+1, got, err, v2)
+				}
+			}
+		})
+	}
+}
