@@ -168,6 +168,9 @@ type Engine struct {
 	// gone are the clean-up records (cleanup.go): uploads over, whose leftovers on the platform are
 	// still to be deleted; by id.
 	gone map[string]*upload
+	// versions maps an upload to the pending one queued as its new version (EnqueueVersion's
+	// replaces): a hint, checked against that upload's record when used (version.go).
+	versions map[string]string
 	// kept are the files left in the library that may be publications of uploads removed or renamed
 	// since, or another tool's (kept.go).
 	kept []Kept
@@ -184,8 +187,14 @@ type Engine struct {
 	withdrawn   chan struct{}
 
 	// stagingMu serialises the read-modify-writes of staging records (RecordStaging, handOver,
-	// EnqueueVersion's take-over of what handOver booked); taken before e.mu and u.jmu.
+	// EnqueueVersion's take-over of what handOver booked) and guards replacing; taken before e.mu
+	// and u.jmu.
 	stagingMu sync.Mutex
+	// replacing maps a staging file to the upload its record says it replaces, and replacedBy the
+	// other way (version.go): hints, checked against the record when used, so that a publication
+	// neither reads nor looks through every staging record.
+	replacing  map[string]string
+	replacedBy map[string]string
 
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
@@ -263,7 +272,8 @@ func New(o Options) (*Engine, error) {
 		o.FailAfter = DefaultFailAfter
 	}
 	e := &Engine{o: o, c: o.Client, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), ups: map[string]*upload{}, gone: map[string]*upload{},
-		parts: make(chan struct{}, o.UploadParallel)}
+		parts: make(chan struct{}, o.UploadParallel), replacing: map[string]string{},
+		replacedBy: map[string]string{}, versions: map[string]string{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -282,6 +292,7 @@ func New(o Options) (*Engine, error) {
 			return nil, fmt.Errorf("upload: %w", err)
 		}
 	}
+	e.indexStaging() // before load, which hands publications over to new versions in staging
 	if err := e.load(); err != nil {
 		return nil, err
 	}
@@ -434,10 +445,14 @@ func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, repla
 	}
 	// The journal owns the data now; a record left by a crash here is removed by the next New.
 	_ = removeIfExists(stagingPath + stagingExt)
+	e.indexLocked(stagingPath, "")
 	_ = syncDir(filepath.Dir(stagingPath))
 	u := &upload{id: id, rec: r, verified: hashed}
 	e.mu.Lock()
 	e.ups[id] = u
+	if replaces != "" {
+		e.versions[replaces] = id
+	}
 	e.mu.Unlock()
 	e.nudge()
 	return id, nil
@@ -621,6 +636,7 @@ func (e *Engine) withdraw(u *upload) error {
 	u.withdrawn = true
 	r, landed := u.rec, u.landed
 	delete(e.ups, id)
+	e.forgetVersionLocked(u.rec)
 	e.mu.Unlock()
 	if returned && r.S3UploadID != "" && !r.ObjectDone {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -1107,6 +1123,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	// Out of ups once its files are gone (a Rename waiting for jmu finds nothing then).
 	e.mu.Lock()
 	delete(e.ups, u.id)
+	e.forgetVersionLocked(u.rec)
 	u.withdrawn = true // its record, if any, is its clean-up's
 	e.mu.Unlock()
 	u.jmu.Unlock()
@@ -1233,6 +1250,7 @@ func (e *Engine) moveAside(u *upload, reason string) {
 	e.mu.Lock()
 	r := u.rec
 	delete(e.ups, u.id)
+	e.forgetVersionLocked(u.rec)
 	e.mu.Unlock()
 	e.quarantine(u.id, r.Name, r.Size, r.Created, reason, r.Data)
 	u.jmu.Unlock()
@@ -1335,6 +1353,9 @@ func (e *Engine) load() error {
 		}
 		r.NextTry = time.Time{} // a new start tries at once
 		e.ups[id] = &upload{id: id, rec: *r}
+		if r.Replaces != "" {
+			e.versions[r.Replaces] = id
+		}
 	}
 	if err := e.withdrawReplaced(); err != nil {
 		return err
@@ -1421,6 +1442,7 @@ func (e *Engine) withdrawLoaded(r record) error {
 	}
 	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
 	delete(e.ups, r.ID)
+	e.forgetVersionLocked(r)
 	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
 	return nil
 }

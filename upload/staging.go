@@ -96,7 +96,11 @@ func (e *Engine) RecordStaging(stagingPath string, r StagingRecord) error {
 			}
 		}
 	}
-	return writeStagingRecord(stagingPath, r)
+	if err := writeStagingRecord(stagingPath, r); err != nil {
+		return err
+	}
+	e.indexLocked(stagingPath, r.Replaces)
+	return nil
 }
 
 // writeStagingRecord replaces the record of staging file stagingPath durably.
@@ -118,6 +122,9 @@ func (e *Engine) DiscardStaging(stagingPath string) error {
 	if filepath.Dir(stagingPath) != e.staging {
 		return fmt.Errorf("upload: %s is not a staging file", stagingPath)
 	}
+	e.stagingMu.Lock()
+	e.indexLocked(stagingPath, "")
+	e.stagingMu.Unlock()
 	return errors.Join(removeIfExists(stagingPath), removeIfExists(stagingPath+stagingExt), syncDir(e.staging))
 }
 

@@ -18,26 +18,66 @@ import (
 // since (republish): the newer version carries the file's name. Before, the old version's publication
 // stayed beside the new one: under the name the user had left, when the file was renamed meanwhile.
 
-// replacedByLocked returns the staging file whose record says it is a new version of upload id, and
-// that record ("" and nil: none). stagingMu held.
-func (e *Engine) replacedByLocked(id string) (string, *StagingRecord) {
+// indexStaging reads the staging records into replacing (New, before load).
+func (e *Engine) indexStaging() {
 	paths, _ := filepath.Glob(filepath.Join(e.staging, "*"+stagingExt))
+	e.stagingMu.Lock()
+	defer e.stagingMu.Unlock()
 	for _, p := range paths {
-		if r, err := readStagingRecord(p); err == nil && r.Replaces == id {
-			return strings.TrimSuffix(p, stagingExt), r
+		if r, err := readStagingRecord(p); err == nil {
+			e.indexLocked(strings.TrimSuffix(p, stagingExt), r.Replaces)
 		}
 	}
-	return "", nil
+}
+
+// indexLocked books that staging file p replaces upload id ("" none). stagingMu held.
+func (e *Engine) indexLocked(p, id string) {
+	if old, ok := e.replacing[p]; ok {
+		delete(e.replacing, p)
+		if e.replacedBy[old] == p {
+			delete(e.replacedBy, old)
+		}
+	}
+	if id != "" {
+		e.replacing[p], e.replacedBy[id] = id, p
+	}
+}
+
+// replacedByLocked returns the staging file whose record says it is a new version of upload id, and
+// that record ("" and nil: none). An entry whose record says otherwise (or is gone) is dropped.
+// stagingMu held.
+func (e *Engine) replacedByLocked(id string) (string, *StagingRecord) {
+	p, ok := e.replacedBy[id]
+	if !ok {
+		return "", nil
+	}
+	r, err := readStagingRecord(p + stagingExt)
+	if err != nil || r.Replaces != id {
+		e.indexLocked(p, "")
+		return "", nil
+	}
+	return p, r
 }
 
 // replacedLocked returns the pending upload queued as a new version of upload id (nil: none). e.mu held.
 func (e *Engine) replacedLocked(id string) *upload {
-	for _, nu := range e.ups {
-		if nu.rec.Replaces == id && nu.id != id && !nu.cancelled {
-			return nu
-		}
+	nid, ok := e.versions[id]
+	if !ok {
+		return nil
 	}
-	return nil
+	nu := e.ups[nid]
+	if nu == nil || nu.rec.Replaces != id || nu.cancelled {
+		delete(e.versions, id)
+		return nil
+	}
+	return nu
+}
+
+// forgetVersionLocked drops r's entry of versions once r has left ups. e.mu held.
+func (e *Engine) forgetVersionLocked(r record) {
+	if r.Replaces != "" && e.versions[r.Replaces] == r.ID {
+		delete(e.versions, r.Replaces)
+	}
 }
 
 // replaced reports whether a newer version of upload id is on its way: in staging, or queued.
