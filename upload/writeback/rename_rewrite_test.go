@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -20,26 +21,49 @@ import (
 
 // firstAnswerHeld makes the first publishing request (a small upload's or a direct upload's
 // registration) on the platform, then holds its answer until release is closed, or loses it when
-// the request's context ends first (a cancel stopped the attempt). Later requests go through.
+// the request's context ends first (a cancel stopped the attempt). Later requests wait until later
+// is closed before they are sent (so that a rename the test makes after queueing comes first).
 type firstAnswerHeld struct {
 	*remote.Client
 	calls   atomic.Int32
 	stored  atomic.Int32
 	release chan struct{}
+	later   chan struct{}
 }
 
 func (a *firstAnswerHeld) UploadSmall(ctx context.Context, name string, r io.Reader, size int64, typeID int) (remote.File, error) {
+	first, err := a.enter(ctx)
+	if err != nil {
+		return remote.File{}, err
+	}
 	f, err := a.Client.UploadSmall(ctx, name, r, size, typeID)
-	return a.hold(ctx, f, err)
+	return a.hold(ctx, first, f, err)
 }
 
 func (a *firstAnswerHeld) RegisterFile(ctx context.Context, reg remote.FileRegistration) (remote.File, error) {
+	first, err := a.enter(ctx)
+	if err != nil {
+		return remote.File{}, err
+	}
 	f, err := a.Client.RegisterFile(ctx, reg)
-	return a.hold(ctx, f, err)
+	return a.hold(ctx, first, f, err)
 }
 
-func (a *firstAnswerHeld) hold(ctx context.Context, f remote.File, err error) (remote.File, error) {
-	if a.calls.Add(1) > 1 {
+// enter reports whether this is the first request; a later one waits for later first.
+func (a *firstAnswerHeld) enter(ctx context.Context) (bool, error) {
+	if a.calls.Add(1) == 1 {
+		return true, nil
+	}
+	select {
+	case <-a.later:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (a *firstAnswerHeld) hold(ctx context.Context, first bool, f remote.File, err error) (remote.File, error) {
+	if !first {
 		return f, err
 	}
 	if err == nil {
@@ -130,9 +154,10 @@ func TestRewriteRenamePublishesNewName(t *testing.T) {
 
 func rewriteRename(t *testing.T, direct bool, at renameAt, answerFirst bool) {
 	emu, c := platform(t)
-	held := &firstAnswerHeld{Client: c, release: make(chan struct{})}
+	held := &firstAnswerHeld{Client: c, release: make(chan struct{}), later: make(chan struct{})}
 	var s atomic.Pointer[Set]
-	o := upload.Options{Client: held, Dir: t.TempDir(), RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+	dir := t.TempDir()
+	o := upload.Options{Client: held, Dir: dir, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		OnDone: func(st upload.Status, _ remote.File) { s.Load().Done(st) }}
 	if direct {
 		o.SmallThreshold = -1
@@ -184,16 +209,20 @@ func rewriteRename(t *testing.T, direct bool, at renameAt, answerFirst bool) {
 	}
 	set.SettleAll(false)
 	if at == renameQueued {
-		rename()
+		rename() // before the new version's publishing request is sent
 	}
+	close(held.later)
 	if !answerFirst {
 		answer()
 	}
 
 	testutil.Eventually(t, time.Minute, "the new version published", func() bool { return f.State() == Published })
 	cancelsDone(t, eng)
-	testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left", func() bool {
-		return eng.Pending() == 0 && eng.Cleanups() == 0
+	// The journal empty too: a published upload owing deletions (the objects of the versions it
+	// superseded) is neither pending nor a clean-up yet while its confirmation is being told.
+	testutil.Eventually(t, time.Minute, "nothing pending, no clean-up left, the journal empty", func() bool {
+		recs, _ := filepath.Glob(filepath.Join(dir, "journal", "*.json"))
+		return eng.Pending() == 0 && eng.Cleanups() == 0 && len(recs) == 0
 	})
 
 	live, orphans := library(t, c)
