@@ -164,8 +164,12 @@ func TestUploadRewriteRename(t *testing.T) {
 					return len(env.Published()) >= 1
 				})
 				if c.at == "queued" {
+					// The platform holds the new version's requests until mv is done: mv of a file
+					// already published would find it gone from uploads/.
+					p.Emulator().SetFrozen(true)
 					queue(a)
 					mv()
+					p.Emulator().SetFrozen(false)
 				} else {
 					queue(b)
 				}
