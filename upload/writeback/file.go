@@ -949,7 +949,7 @@ func (s *Set) Done(st upload.Status) *File {
 	}
 	f.id = ""
 	if f.state != Queued {
-		return nil // a newer version is on its way
+		return nil // a newer version is on its way: the engine books this publication with it (upload/version.go)
 	}
 	f.toLocked(EvPublish)
 	f.goneLocked()
