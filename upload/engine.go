@@ -1289,6 +1289,18 @@ func (e *Engine) load() error {
 		return fmt.Errorf("upload: journal: %w", err)
 	}
 	known := map[string]bool{}
+	// Done records last: one handed over to the newer version of its file (handOver) looks for it
+	// among the pending uploads, whatever the order of their names.
+	done := map[string]bool{}
+	for _, ent := range ents {
+		if strings.HasSuffix(ent.Name(), ".json") {
+			r, err := readRecord(filepath.Join(e.j.dir, ent.Name()), e.pending)
+			done[ent.Name()] = err == nil && r.State == StateDone
+		}
+	}
+	slices.SortStableFunc(ents, func(a, b os.DirEntry) int {
+		return cmp.Compare(b2i(done[a.Name()]), b2i(done[b.Name()]))
+	})
 	for _, ent := range ents {
 		name := ent.Name()
 		switch {

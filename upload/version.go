@@ -147,3 +147,10 @@ func (e *Engine) handOver(r *record, fileID string) (bool, error) {
 	}
 	return true, nil
 }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
