@@ -52,11 +52,12 @@ type uploads struct {
 }
 
 func newUploads(f *fsys, eng *upload.Engine, settle, hold time.Duration) *uploads {
-	o := writeback.Options{Engine: eng, Settle: settle, Hold: hold, Log: f.log, Now: f.now}
+	u := &uploads{f: f, eng: eng, nodes: map[*writeback.File]*uploadFile{}}
+	o := writeback.Options{Engine: eng, Settle: settle, Hold: hold, Log: f.log, Now: f.now, Gone: u.gone}
 	if c := f.opts.Cache; c != nil {
 		o.Reclaim = c.Reclaim // staging wins over cached blocks on a shared disk
 	}
-	u := &uploads{f: f, eng: eng, set: writeback.NewSet(o), nodes: map[*writeback.File]*uploadFile{}}
+	u.set = writeback.NewSet(o)
 	eng.SetOnRejected(u.set.Rejected) // before the engine starts (after the mount)
 	return u
 }
@@ -103,17 +104,7 @@ func (u *uploads) done(st upload.Status, file remote.File, w *writeback.File) {
 	f.lib.mu.Unlock()
 
 	if w != nil {
-		u.mu.Lock()
-		n := u.nodes[w]
-		delete(u.nodes, w)
-		u.mu.Unlock()
-		if n != nil {
-			if name, parent := n.Parent(); parent != nil {
-				parent.RmChild(name)
-				parent.NotifyDelete(name, n.EmbeddedInode())
-			}
-			n.ForgetPersistent()
-		}
+		u.removeNode(w)
 	}
 	u.mu.Lock()
 	root := u.root
@@ -125,6 +116,33 @@ func (u *uploads) done(st upload.Status, file remote.File, w *writeback.File) {
 			}
 		}
 	}
+}
+
+// removeNode takes the node of file w, gone from uploads/ by the model's doing (published, or
+// replaced by its newer version), out of the tree and tells the kernel.
+func (u *uploads) removeNode(w *writeback.File) {
+	u.mu.Lock()
+	n := u.nodes[w]
+	delete(u.nodes, w)
+	u.mu.Unlock()
+	if n == nil {
+		return
+	}
+	if name, parent := n.Parent(); parent != nil {
+		parent.RmChild(name)
+		parent.NotifyDelete(name, n.EmbeddedInode())
+	}
+	n.ForgetPersistent()
+}
+
+// gone is the model's Options.Gone: the node goes on its own goroutine (counted in dones, waited for
+// by WaitUploads), never from inside the handler or timer that queued the newer version.
+func (u *uploads) gone(w *writeback.File) {
+	u.dones.Add(1)
+	go func() {
+		defer u.dones.Done()
+		u.removeNode(w)
+	}()
 }
 
 // uploadDir is uploads/ or a folder inside it. Its children are go-fuse's (default lookup and readdir).

@@ -168,6 +168,9 @@ type Engine struct {
 	// gone are the clean-up records (cleanup.go): uploads over, whose leftovers on the platform are
 	// still to be deleted; by id.
 	gone map[string]*upload
+	// versions maps an upload to the pending one queued as its new version (EnqueueVersion's
+	// replaces): a hint, checked against that upload's record when used (version.go).
+	versions map[string]string
 	// kept are the files left in the library that may be publications of uploads removed or renamed
 	// since, or another tool's (kept.go).
 	kept []Kept
@@ -182,6 +185,16 @@ type Engine struct {
 	// count drops to zero (nil while none runs): CancelsDone.
 	withdrawing int
 	withdrawn   chan struct{}
+
+	// stagingMu serialises the read-modify-writes of staging records (RecordStaging, handOver,
+	// EnqueueVersion's take-over of what handOver booked) and guards replacing; taken before e.mu
+	// and u.jmu.
+	stagingMu sync.Mutex
+	// replacing maps a staging file to the upload its record says it replaces, and replacedBy the
+	// other way (version.go): hints, checked against the record when used, so that a publication
+	// neither reads nor looks through every staging record.
+	replacing  map[string]string
+	replacedBy map[string]string
 
 	s3mu    sync.Mutex // guards s3 and storage; a leaf
 	s3      *remote.S3Client
@@ -259,7 +272,8 @@ func New(o Options) (*Engine, error) {
 		o.FailAfter = DefaultFailAfter
 	}
 	e := &Engine{o: o, c: o.Client, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), ups: map[string]*upload{}, gone: map[string]*upload{},
-		parts: make(chan struct{}, o.UploadParallel)}
+		parts: make(chan struct{}, o.UploadParallel), replacing: map[string]string{},
+		replacedBy: map[string]string{}, versions: map[string]string{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -278,6 +292,7 @@ func New(o Options) (*Engine, error) {
 			return nil, fmt.Errorf("upload: %w", err)
 		}
 	}
+	e.indexStaging() // before load, which hands publications over to new versions in staging
 	if err := e.load(); err != nil {
 		return nil, err
 	}
@@ -408,6 +423,14 @@ func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, repla
 	if hashed {
 		r.SHA512, r.SumFromWriter = sum, true
 	}
+	// The publications of older versions booked in the staging record (handOver) go with the upload:
+	// held from here until the staging record is gone, so that none is booked in between and lost.
+	e.stagingMu.Lock()
+	defer e.stagingMu.Unlock()
+	if sr, err := readStagingRecord(stagingPath + stagingExt); err == nil {
+		r.Supersedes = slices.Clone(sr.Supersedes)
+		addObjects(&r, sr.Dropped)
+	}
 	// The record first: a crash before the move leaves a record whose Source still holds the data
 	// (load finishes the move); the other order could leave data that nothing points to.
 	if err := e.j.save(&r); err != nil {
@@ -422,10 +445,14 @@ func (e *Engine) EnqueueVersion(stagingPath, name string, size int64, sum, repla
 	}
 	// The journal owns the data now; a record left by a crash here is removed by the next New.
 	_ = removeIfExists(stagingPath + stagingExt)
+	e.indexLocked(stagingPath, "")
 	_ = syncDir(filepath.Dir(stagingPath))
 	u := &upload{id: id, rec: r, verified: hashed}
 	e.mu.Lock()
 	e.ups[id] = u
+	if replaces != "" {
+		e.versions[replaces] = id
+	}
 	e.mu.Unlock()
 	e.nudge()
 	return id, nil
@@ -609,6 +636,7 @@ func (e *Engine) withdraw(u *upload) error {
 	u.withdrawn = true
 	r, landed := u.rec, u.landed
 	delete(e.ups, id)
+	e.forgetVersionLocked(u.rec)
 	e.mu.Unlock()
 	if returned && r.S3UploadID != "" && !r.ObjectDone {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -1011,7 +1039,10 @@ func (e *Engine) retryDelay(n int) time.Duration {
 // under the new name (after a crash too: load); a removal deletes the publication. Once OnDone has
 // returned, the file has left uploads/ and the record goes.
 func (e *Engine) finish(u *upload, f remote.File) {
-	if e.landedCancelled(u, f) || e.republish(u, f) {
+	// A newer version of the file on its way carries the file's name: the publication is its to
+	// supersede, not one to publish again under a new name (version.go).
+	newer := e.replaced(u.id)
+	if e.landedCancelled(u, f) || !newer && e.republish(u, f) {
 		return
 	}
 	left := e.deleteSuperseded(u, f.ID)
@@ -1028,7 +1059,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	// The name sent, not the record's (a Rename during the request changed that) nor the one the
 	// platform stored (it may store a name differently): only a rename is a rename.
 	sent := cmp.Or(u.sent, u.rec.Name)
-	if u.rec.Name != sent { // renamed during the deletions
+	if u.rec.Name != sent && !newer { // renamed during the deletions
 		rc := e.republishLocked(u, f, sent)
 		e.mu.Unlock()
 		e.saveRepublished(u, rc)
@@ -1039,6 +1070,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	u.rec.Supersedes = left
 	u.rec.PublishedSent, u.rec.Sent = false, nil
 	u.rec.Published, u.rec.PublishedName = f.ID, sent
+	u.rec.PublishedUnsure = f.ID == u.unsure
 	r := u.rec
 	st := e.statusLocked(u, e.now())
 	e.mu.Unlock()
@@ -1053,10 +1085,17 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	if e.o.OnDone != nil {
 		e.o.OnDone(st, f)
 	}
+	// Once the fs layer has taken the confirmation, a file written again before it is on its way as a
+	// newer version (its staging record says it replaces u): the publication is booked with it, before
+	// the record that knows it goes. A crash before that finds the done record (load).
+	handed, herr := e.handOver(&r, f.ID)
+	if herr != nil {
+		e.log.Error("upload: journal", "upload", u.id, "err", herr)
+	}
 
 	u.jmu.Lock()
 	e.mu.Lock()
-	if u.cancelled || u.rec.Name != sent { // not published for good after all
+	if u.cancelled || u.rec.Name != sent && !handed { // not published for good after all
 		e.finished = slices.DeleteFunc(e.finished, func(s Status) bool { return s.ID == u.id })
 	}
 	switch {
@@ -1067,7 +1106,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 		e.mu.Unlock()
 		u.jmu.Unlock()
 		return
-	case u.rec.Name != sent:
+	case u.rec.Name != sent && !handed:
 		// Renamed before the fs layer took the confirmation (the rename is journaled: Rename).
 		rc := e.republishLocked(u, f, sent)
 		e.mu.Unlock()
@@ -1084,6 +1123,7 @@ func (e *Engine) finish(u *upload, f remote.File) {
 	// Out of ups once its files are gone (a Rename waiting for jmu finds nothing then).
 	e.mu.Lock()
 	delete(e.ups, u.id)
+	e.forgetVersionLocked(u.rec)
 	u.withdrawn = true // its record, if any, is its clean-up's
 	e.mu.Unlock()
 	u.jmu.Unlock()
@@ -1210,6 +1250,7 @@ func (e *Engine) moveAside(u *upload, reason string) {
 	e.mu.Lock()
 	r := u.rec
 	delete(e.ups, u.id)
+	e.forgetVersionLocked(u.rec)
 	e.mu.Unlock()
 	e.quarantine(u.id, r.Name, r.Size, r.Created, reason, r.Data)
 	u.jmu.Unlock()
@@ -1248,6 +1289,18 @@ func (e *Engine) load() error {
 		return fmt.Errorf("upload: journal: %w", err)
 	}
 	known := map[string]bool{}
+	// Done records last: one handed over to the newer version of its file (handOver) looks for it
+	// among the pending uploads, whatever the order of their names.
+	done := map[string]bool{}
+	for _, ent := range ents {
+		if strings.HasSuffix(ent.Name(), ".json") {
+			r, err := readRecord(filepath.Join(e.j.dir, ent.Name()), e.pending)
+			done[ent.Name()] = err == nil && r.State == StateDone
+		}
+	}
+	slices.SortStableFunc(ents, func(a, b os.DirEntry) int {
+		return cmp.Compare(b2i(done[a.Name()]), b2i(done[b.Name()]))
+	})
 	for _, ent := range ents {
 		name := ent.Name()
 		switch {
@@ -1264,7 +1317,15 @@ func (e *Engine) load() error {
 			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
 			continue
 		}
-		if r.renamedDone() && fileExists(r.Data) {
+		handed := false
+		if r.State == StateDone && r.Published != "" {
+			// Published, and a crash before the record went: a newer version of the file in staging
+			// (or queued) supersedes the publication, as finish would have booked it (version.go).
+			if handed, err = e.handOver(r, r.Published); err != nil {
+				return err
+			}
+		}
+		if !handed && r.renamedDone() && fileExists(r.Data) {
 			// Published, then renamed before the fs layer took the confirmation, then a crash:
 			// published again under the new name, the publication under the old one superseded.
 			u := &upload{id: id, rec: *r}
@@ -1304,6 +1365,9 @@ func (e *Engine) load() error {
 		}
 		r.NextTry = time.Time{} // a new start tries at once
 		e.ups[id] = &upload{id: id, rec: *r}
+		if r.Replaces != "" {
+			e.versions[r.Replaces] = id
+		}
 	}
 	if err := e.withdrawReplaced(); err != nil {
 		return err
@@ -1390,6 +1454,7 @@ func (e *Engine) withdrawLoaded(r record) error {
 	}
 	_ = errors.Join(removeIfExists(r.Data), removeIfExists(e.j.partsPath(r.ID)), syncDir(e.pending))
 	delete(e.ups, r.ID)
+	e.forgetVersionLocked(r)
 	e.gone[r.ID] = &upload{id: r.ID, rec: r, withdrawn: true}
 	return nil
 }

@@ -64,6 +64,9 @@ type record struct {
 	// renamed meanwhile (Name differs) is published again under Name, after a crash too (load).
 	Published     string `json:"published,omitempty"`
 	PublishedName string `json:"publishedName,omitempty"`
+	// PublishedUnsure: Published was only taken for this upload's publication (a lost answer) and may
+	// be another tool's upload of the same bytes: never booked for deletion (version.go).
+	PublishedUnsure bool `json:"publishedUnsure,omitempty"`
 
 	// Supersedes are library files this upload's publication replaces (Engine.Supersede): deleted once
 	// it is published, never before (until then they hold the only copy on the platform).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -50,6 +51,12 @@ type StagingRecord struct {
 	// done: its old name must not be published); not sealed, the copy is discarded and the upload
 	// stays (the rename never happened: the copy may be cut short, the upload holds the file).
 	TakesBack bool `json:"takesBack,omitempty"`
+	// Supersedes are publications of the upload Replaces that came in while this version was being
+	// written (a version the user replaced, perhaps under a name left since), and Dropped the objects
+	// of ours they hold: set by the engine (handOver; RecordStaging keeps them), carried into this
+	// version's upload when it is queued, and deleted once it is published (version.go).
+	Supersedes []string       `json:"supersedes,omitempty"`
+	Dropped    []storedObject `json:"dropped,omitempty"`
 }
 
 // Staged is a staging file New found with a good record.
@@ -66,7 +73,8 @@ func (s Staged) Name() string { return path.Base(s.Record.Path) }
 // Complete says the writer closed the file at the size it has: it can be published as it is.
 func (s Staged) Complete() bool { return s.Record.Closed && s.Record.Size == s.Size }
 
-// RecordStaging replaces the record of the staging file at stagingPath durably.
+// RecordStaging replaces the record of the staging file at stagingPath durably. The publications
+// the engine booked in it (Supersedes, Dropped) are kept.
 func (e *Engine) RecordStaging(stagingPath string, r StagingRecord) error {
 	if filepath.Dir(stagingPath) != e.staging {
 		return fmt.Errorf("upload: %s is not a staging file", stagingPath)
@@ -74,6 +82,29 @@ func (e *Engine) RecordStaging(stagingPath string, r StagingRecord) error {
 	if err := checkStagingPath(r.Path); err != nil {
 		return err
 	}
+	e.stagingMu.Lock()
+	defer e.stagingMu.Unlock()
+	if old, err := readStagingRecord(stagingPath + stagingExt); err == nil {
+		for _, f := range old.Supersedes {
+			if !slices.Contains(r.Supersedes, f) {
+				r.Supersedes = append(r.Supersedes, f)
+			}
+		}
+		for _, o := range old.Dropped {
+			if !slices.Contains(r.Dropped, o) {
+				r.Dropped = append(r.Dropped, o)
+			}
+		}
+	}
+	if err := writeStagingRecord(stagingPath, r); err != nil {
+		return err
+	}
+	e.indexLocked(stagingPath, r.Replaces)
+	return nil
+}
+
+// writeStagingRecord replaces the record of staging file stagingPath durably.
+func writeStagingRecord(stagingPath string, r StagingRecord) error {
 	r.Version = stagingRecordVersion
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -91,6 +122,9 @@ func (e *Engine) DiscardStaging(stagingPath string) error {
 	if filepath.Dir(stagingPath) != e.staging {
 		return fmt.Errorf("upload: %s is not a staging file", stagingPath)
 	}
+	e.stagingMu.Lock()
+	e.indexLocked(stagingPath, "")
+	e.stagingMu.Unlock()
 	return errors.Join(removeIfExists(stagingPath), removeIfExists(stagingPath+stagingExt), syncDir(e.staging))
 }
 

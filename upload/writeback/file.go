@@ -68,6 +68,10 @@ type Options struct {
 	// cache's disk tier) and reports what it freed: a write that hits a full disk calls it and tries
 	// again before it fails, so staging wins over cached blocks.
 	Reclaim func(n int64) int64
+	// Gone, when set, is told (outside every lock) of a file that leaves uploads/ by the set's own
+	// doing rather than by a syscall or a confirmation (Done): a pending upload shown after a restart,
+	// replaced by its newer version recovered from staging once that is queued (cancelReplaced).
+	Gone func(*File)
 }
 
 // Set is the pending files of one mount.
@@ -163,6 +167,36 @@ func (s *Set) cancel(id string) {
 	s.mu.Lock()
 	delete(s.byID, id)
 	s.mu.Unlock()
+}
+
+// cancelReplaced withdraws upload old, replaced by the version by has just queued. After a restart the
+// old version may be a file of its own (a pending upload shown beside the newer version the crash cut
+// off, which recorded that it replaces it): that file leaves uploads/ with its upload, or it would
+// stay there for good, shown as pending, its upload gone.
+func (s *Set) cancelReplaced(old string, by *File) {
+	if old == "" {
+		return
+	}
+	s.mu.Lock()
+	g := s.byID[old]
+	s.mu.Unlock()
+	s.cancel(old)
+	if g == nil || g == by {
+		return
+	}
+	g.mu.Lock()
+	if g.id != old || g.owned || !g.toLocked(EvRemove) { // written since: a version of its own
+		g.mu.Unlock()
+		return
+	}
+	g.id = ""
+	g.goneLocked()
+	rel := g.rel
+	g.mu.Unlock()
+	s.o.Log.Info("upload replaced by its newer version recovered from staging", "upload", old, "path", rel)
+	if s.o.Gone != nil {
+		s.o.Gone(g)
+	}
 }
 
 // cancelVersion withdraws engine upload id together with the staging file of its new version
@@ -724,7 +758,7 @@ func (f *File) fired(gen uint64) {
 		old = f.enqueueLocked()
 	}
 	f.mu.Unlock()
-	f.set.cancel(old)
+	f.set.cancelReplaced(old, f)
 }
 
 // enqueueLocked hands a Settling file to the engine, and returns the superseded upload for the caller
@@ -915,7 +949,7 @@ func (s *Set) Done(st upload.Status) *File {
 	}
 	f.id = ""
 	if f.state != Queued {
-		return nil // a newer version is on its way
+		return nil // a newer version is on its way: the engine books this publication with it (upload/version.go)
 	}
 	f.toLocked(EvPublish)
 	f.goneLocked()
@@ -974,7 +1008,7 @@ func (s *Set) SettleAll(final bool) {
 			f.data.Close()
 		}
 		f.mu.Unlock()
-		s.cancel(old)
+		s.cancelReplaced(old, f)
 	}
 }
 

@@ -115,7 +115,8 @@ var table = map[State]map[Event]State{
 	},
 	Queued: {
 		// A write makes a new version (a copy of the queued data); the queued one is cancelled once
-		// the new one is queued, or published meanwhile.
+		// the new one is queued, or, published meanwhile, its publication is deleted once the new one
+		// is published (the engine books it with the new version: upload/version.go).
 		EvWrite: Writing, EvWriteFailed: WriteFailed, EvRewrite: Writing,
 		EvClose: Queued, EvCloseTemp: Queued, // a close without a write changes nothing
 		EvRenamePlain: Queued, // the engine publishes it under the new name
