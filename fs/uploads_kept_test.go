@@ -27,17 +27,30 @@ type answersLost struct {
 
 func (a *answersLost) wrap(emu *emulator.Emulator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/files/contents/" && r.URL.Path != "/api/v3/files/" {
+		if !publishing(r) {
 			emu.ServeHTTP(w, r)
 			return
 		}
-		rec := httptest.NewRecorder()
-		emu.ServeHTTP(rec, r)
-		if rec.Code/100 == 2 {
-			a.stored.Add(1)
-		}
+		publishUnanswered(emu, r, &a.stored)
 		<-r.Context().Done()
 	})
+}
+
+// publishing reports whether r is a publishing request: a small upload (POST
+// /api/v2/files/contents/) or a registration (POST /api/v3/files/).
+func publishing(r *http.Request) bool {
+	return r.Method == http.MethodPost && (r.URL.Path == "/api/v2/files/contents/" || r.URL.Path == "/api/v3/files/")
+}
+
+// publishUnanswered has emu handle r without its answer reaching the client yet: the answer is
+// returned, and stored counts r when it published.
+func publishUnanswered(emu *emulator.Emulator, r *http.Request, stored *atomic.Int32) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	emu.ServeHTTP(rec, r)
+	if rec.Code/100 == 2 {
+		stored.Add(1)
+	}
+	return rec
 }
 
 // TestStatusKept: a file removed from uploads/ while its (small) publishing request is out, whose

@@ -3,7 +3,6 @@ package fs_test
 import (
 	"bytes"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,16 +27,11 @@ type firstAnswerHeld struct {
 
 func (a *firstAnswerHeld) wrap(emu *emulator.Emulator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/files/contents/" && r.URL.Path != "/api/v3/files/" ||
-			a.calls.Add(1) > 1 {
+		if !publishing(r) || a.calls.Add(1) > 1 {
 			emu.ServeHTTP(w, r)
 			return
 		}
-		rec := httptest.NewRecorder()
-		emu.ServeHTTP(rec, r)
-		if rec.Code/100 == 2 {
-			a.stored.Add(1)
-		}
+		rec := publishUnanswered(emu, r, &a.stored)
 		select {
 		case <-a.release:
 			for k, v := range rec.Header() {
@@ -133,16 +127,7 @@ func TestUploadRewriteRename(t *testing.T) {
 				// The crashed mount goes; what it does from here on is lost with the folder it does it in,
 				// and never reaches the platform (frozen: its requests are held until it has gone).
 				p.Emulator().SetFrozen(true)
-				fusetest.Unmount(t, env.Mount, env.Dir)
-				env.Mount.SettleUploads()
-				env.Engine.Close()
-				env.Mount.WaitUploads()
-				if err := os.RemoveAll(dir); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(image, dir); err != nil {
-					t.Fatal(err)
-				}
+				stopAtCrash(t, env, dir, image)
 				p.Emulator().SetFrozen(false)
 				env = fusetest.MountOn(t, p, o, fusetest.MountExtra{})
 				up = filepath.Join(env.Dir, "uploads")

@@ -37,17 +37,7 @@ func TestUploadRemoveThenCrash(t *testing.T) {
 	if err := testutil.CopyTree(dir, image); err != nil { // the crash: what rm left on disk
 		t.Fatal(err)
 	}
-	// The crashed mount goes; what it does from here on is lost with the folder it does it in.
-	fusetest.Unmount(t, env.Mount, env.Dir)
-	env.Mount.SettleUploads()
-	env.Engine.Close()
-	env.Mount.WaitUploads()
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(image, dir); err != nil {
-		t.Fatal(err)
-	}
+	stopAtCrash(t, env, dir, image)
 
 	env = fusetest.MountOn(t, p, o, fusetest.MountExtra{})
 	fusetest.Eventually(t, 60*time.Second, "nothing pending, no clean-up left", func() bool {
@@ -76,5 +66,22 @@ func TestUploadRemoveThenCrash(t *testing.T) {
 	}
 	if n := p.Emulator().Counters().Succeeded(emulator.EndpointFileDelete); n != 1 {
 		t.Errorf("%d deletions, want 1", n)
+	}
+}
+
+// stopAtCrash ends env's mount as a crash at the moment image was taken (testutil.CopyTree of the
+// engine folder dir) leaves it: the mount and its engine stop, and image takes dir's place, so what
+// they did since is lost with the folder they did it in. The caller mounts on dir again.
+func stopAtCrash(t *testing.T, env *fusetest.Env, dir, image string) {
+	t.Helper()
+	fusetest.Unmount(t, env.Mount, env.Dir)
+	env.Mount.SettleUploads()
+	env.Engine.Close()
+	env.Mount.WaitUploads()
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(image, dir); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,15 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/rescalefs/rescalefs/remote"
 	"github.com/rescalefs/rescalefs/remote/emulator"
 	"github.com/rescalefs/rescalefs/remote/remotetest"
 )
@@ -21,40 +16,10 @@ import (
 // orphans lists the objects in the emulator's storage that no library file holds (deleted files
 // hold nothing): what the user pays for and nothing shows.
 func (p *platform) orphans() []string {
-	t := p.t
-	t.Helper()
-	ctx := context.Background()
-	me, err := p.c.Me(ctx)
+	p.t.Helper()
+	_, out, err := remotetest.Library(context.Background(), p.c)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cs := me.DefaultStorage.ConnectionSettings
-	s, err := p.c.NewS3Client(ctx, remote.S3Options{Region: cs.Region, Endpoint: cs.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := p.c.LibraryFiles(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []string
-	for _, f := range files {
-		if !f.IsDeleted {
-			held = append(held, f.PathParts.Path)
-		}
-	}
-	var out []string
-	pages := s3.NewListObjectsV2Paginator(s.SDK(), &s3.ListObjectsV2Input{Bucket: aws.String(emulator.StorageBucket)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range page.Contents {
-			if k := aws.ToString(o.Key); !slices.Contains(held, k) {
-				out = append(out, k)
-			}
-		}
+		p.t.Fatal(err)
 	}
 	return out
 }

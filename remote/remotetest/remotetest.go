@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -44,4 +45,42 @@ func StoredPlaintext(ctx context.Context, c *remote.Client, f remote.File) ([]by
 		return nil, err
 	}
 	return io.ReadAll(dr)
+}
+
+// Library returns what the user's library holds (deleted files left out) and the objects in its
+// default storage that none of those files holds: what the user pays for and nothing shows.
+func Library(ctx context.Context, c *remote.Client) (live []remote.File, orphans []string, err error) {
+	files, err := c.LibraryFiles(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	var held []string
+	for _, f := range files {
+		if !f.IsDeleted {
+			live = append(live, f)
+			held = append(held, f.PathParts.Path)
+		}
+	}
+	me, err := c.Me(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs := me.DefaultStorage.ConnectionSettings
+	s, err := c.NewS3Client(ctx, remote.S3Options{Region: cs.Region, Endpoint: cs.Endpoint})
+	if err != nil {
+		return nil, nil, err
+	}
+	pages := s3.NewListObjectsV2Paginator(s.SDK(), &s3.ListObjectsV2Input{Bucket: aws.String(cs.Container)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, o := range page.Contents {
+			if k := aws.ToString(o.Key); !slices.Contains(held, k) {
+				orphans = append(orphans, k)
+			}
+		}
+	}
+	return live, orphans, nil
 }

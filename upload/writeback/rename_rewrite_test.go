@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/rescalefs/rescalefs/internal/testutil"
 	"github.com/rescalefs/rescalefs/remote"
-	"github.com/rescalefs/rescalefs/remote/emulator"
+	"github.com/rescalefs/rescalefs/remote/remotetest"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -81,38 +77,9 @@ func (a *firstAnswerHeld) hold(ctx context.Context, first bool, f remote.File, e
 // storage that none of it holds (what the user pays for and nothing shows).
 func library(t *testing.T, c *remote.Client) (live []remote.File, orphans []string) {
 	t.Helper()
-	ctx := context.Background()
-	files, err := c.LibraryFiles(ctx, "")
+	live, orphans, err := remotetest.Library(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var held []string
-	for _, f := range files {
-		if !f.IsDeleted {
-			live = append(live, f)
-			held = append(held, f.PathParts.Path)
-		}
-	}
-	me, err := c.Me(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := me.DefaultStorage.ConnectionSettings
-	sc, err := c.NewS3Client(ctx, remote.S3Options{Region: cs.Region, Endpoint: cs.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := s3.NewListObjectsV2Paginator(sc.SDK(), &s3.ListObjectsV2Input{Bucket: aws.String(emulator.StorageBucket)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range page.Contents {
-			if k := aws.ToString(o.Key); !slices.Contains(held, k) {
-				orphans = append(orphans, k)
-			}
-		}
 	}
 	return live, orphans
 }
