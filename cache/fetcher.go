@@ -786,19 +786,21 @@ func (c *Cache) timed(ctx context.Context, n int64, call func(ctx context.Contex
 		return call(ctx)
 	}
 	start := time.Now()
-	var firstByte atomic.Int64 // UnixNano of the first response byte, 0: none seen
+	// When the first response byte came, as nanoseconds since start plus one (0: none seen); the
+	// monotonic clock, as the rest of the timing.
+	var firstByte atomic.Int64
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() {
-		firstByte.CompareAndSwap(0, time.Now().UnixNano())
+		firstByte.CompareAndSwap(0, int64(time.Since(start))+1)
 	}})
 	err := call(ctx)
 	if err != nil {
 		return err
 	}
-	from := start
+	d := time.Since(start)
 	if f := firstByte.Load(); f != 0 {
-		from = time.Unix(0, f)
+		d -= time.Duration(f - 1)
 	}
-	d := max(time.Since(from), time.Microsecond)
+	d = max(d, time.Microsecond)
 	rate := int64(float64(n) / d.Seconds())
 	// A moving average over about four calls; concurrent calls may each overwrite the other's
 	// update, which only drops a sample.
