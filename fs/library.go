@@ -34,10 +34,7 @@ func buildLibrary(files []remote.File) (*node, []treeNote) {
 			continue
 		}
 		seen[f.ID] = true
-		name := names.Sanitize(f.Name)
-		if f.Name == "" {
-			name = "file-" + f.ID
-		}
+		name := libraryName(f.Name, f.ID)
 		if name != f.Name {
 			notes = append(notes, treeNote{FileID: f.ID, Original: f.Name, Name: name, Reason: "unsafe name"})
 		}
@@ -111,4 +108,13 @@ func (f *fsys) libraryFiles(ctx context.Context) (*node, error) {
 		return nil, err
 	}
 	return root, nil
+}
+
+// libraryName is what files/ names a library file called name (its id when it has no name), before
+// any suffix that tells it from another file of the same name.
+func libraryName(name, id string) string {
+	if name == "" {
+		return "file-" + id
+	}
+	return names.Sanitize(name)
 }

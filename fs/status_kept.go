@@ -3,7 +3,6 @@ package fs
 import (
 	"path"
 
-	"github.com/rescalefs/rescalefs/internal/names"
 	"github.com/rescalefs/rescalefs/upload"
 )
 
@@ -38,12 +37,8 @@ func (f *fsys) keptFiles(kept []upload.Kept) []KeptFile {
 	out := make([]KeptFile, 0, len(kept))
 	for _, k := range kept {
 		name, ok := shown[k.FileID]
-		switch {
-		case ok:
-		case k.Name == "":
-			name = "file-" + k.FileID // as buildLibrary names it
-		default:
-			name = names.Sanitize(k.Name)
+		if !ok {
+			name = libraryName(k.Name, k.FileID)
 		}
 		out = append(out, KeptFile{Kept: k, Path: path.Join("files", name)})
 	}

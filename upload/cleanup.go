@@ -67,13 +67,27 @@ func (r *record) dropObject() {
 
 // addObjects adds objs to r's Dropped, and reports whether any was not there yet.
 func addObjects(r *record, objs []storedObject) bool {
+	var added bool
+	r.Dropped, added = appendMissing(r.Dropped, objs...)
+	return added
+}
+
+// addSupersedes books library files ("" left out) for r's publication to supersede, once each.
+func addSupersedes(r *record, fileIDs ...string) bool {
+	var added bool
+	r.Supersedes, added = appendMissing(r.Supersedes, slices.DeleteFunc(slices.Clone(fileIDs), func(f string) bool { return f == "" })...)
+	return added
+}
+
+// appendMissing appends the items of add that list does not hold yet, and reports whether it added any.
+func appendMissing[T comparable](list []T, add ...T) ([]T, bool) {
 	added := false
-	for _, o := range objs {
-		if !slices.Contains(r.Dropped, o) {
-			r.Dropped, added = append(r.Dropped, o), true
+	for _, x := range add {
+		if !slices.Contains(list, x) {
+			list, added = append(list, x), true
 		}
 	}
-	return added
+	return list, added
 }
 
 // renamedDone reports a record published (done) and renamed before the fs layer took the
@@ -202,11 +216,7 @@ func (e *Engine) cleanOnce(ctx context.Context, u *upload) error {
 			return err
 		}
 		err = e.editCleanup(u, func(r *record) {
-			for _, f := range found {
-				if !slices.Contains(r.Supersedes, f) {
-					r.Supersedes = append(r.Supersedes, f)
-				}
-			}
+			r.Supersedes, _ = appendMissing(r.Supersedes, found...)
 			r.PublishedSent, r.Sent = false, nil
 		})
 		if err != nil {

@@ -707,13 +707,7 @@ func (e *Engine) Rename(id, name string) error {
 // the version replacing it). They are journaled with the upload and deleted once it is published
 // (after a restart too), never before: until then they hold the only copy on the platform.
 func (e *Engine) Supersede(id string, fileIDs ...string) error {
-	return e.editRecord(id, false, func(u *upload) {
-		for _, f := range fileIDs {
-			if f != "" && !slices.Contains(u.rec.Supersedes, f) {
-				u.rec.Supersedes = append(u.rec.Supersedes, f)
-			}
-		}
-	})
+	return e.editRecord(id, false, func(u *upload) { addSupersedes(&u.rec, fileIDs...) })
 }
 
 // Handover moves the files upload from supersedes to upload to: to is a new version of the same file
@@ -735,11 +729,7 @@ func (e *Engine) Handover(from, to string) error {
 	}
 	// The objects the stale files hold (Dropped) go with them: deleted after them.
 	err := e.editRecord(to, false, func(u *upload) {
-		for _, f := range ids {
-			if f != "" && !slices.Contains(u.rec.Supersedes, f) {
-				u.rec.Supersedes = append(u.rec.Supersedes, f)
-			}
-		}
+		addSupersedes(&u.rec, ids...)
 		addObjects(&u.rec, objs)
 	})
 	if err != nil {
@@ -1291,16 +1281,23 @@ func (e *Engine) load() error {
 	known := map[string]bool{}
 	// Done records last: one handed over to the newer version of its file (handOver) looks for it
 	// among the pending uploads, whatever the order of their names.
-	done := map[string]bool{}
+	// Each record is read once, here.
+	type read struct {
+		r   *record
+		err error
+	}
+	records := map[string]read{}
 	for _, ent := range ents {
 		if strings.HasSuffix(ent.Name(), ".json") {
 			r, err := readRecord(filepath.Join(e.j.dir, ent.Name()), e.pending)
-			done[ent.Name()] = err == nil && r.State == StateDone
+			records[ent.Name()] = read{r, err}
 		}
 	}
-	slices.SortStableFunc(ents, func(a, b os.DirEntry) int {
-		return cmp.Compare(b2i(done[a.Name()]), b2i(done[b.Name()]))
-	})
+	done := func(name string) int {
+		rd := records[name]
+		return b2i(rd.err == nil && rd.r != nil && rd.r.State == StateDone)
+	}
+	slices.SortStableFunc(ents, func(a, b os.DirEntry) int { return cmp.Compare(done(a.Name()), done(b.Name())) })
 	for _, ent := range ents {
 		name := ent.Name()
 		switch {
@@ -1312,7 +1309,7 @@ func (e *Engine) load() error {
 		}
 		id := strings.TrimSuffix(name, ".json")
 		known[id] = true
-		r, err := readRecord(filepath.Join(e.j.dir, name), e.pending)
+		r, err := records[name].r, records[name].err
 		if err != nil {
 			e.quarantine(id, "", 0, time.Time{}, "journal record: "+err.Error(), e.lostData(id))
 			continue
@@ -1424,13 +1421,11 @@ func (e *Engine) records() []*upload {
 
 // withdrawReplacedOne withdraws old, replaced by nu (withdrawReplaced).
 func (e *Engine) withdrawReplacedOne(nu, old *upload) error {
-	moved := slices.DeleteFunc(slices.Clone(old.rec.Supersedes), func(f string) bool {
-		return slices.Contains(nu.rec.Supersedes, f)
-	})
-	nu.rec.Supersedes = append(nu.rec.Supersedes, moved...)
+	var moved bool
+	nu.rec.Supersedes, moved = appendMissing(nu.rec.Supersedes, old.rec.Supersedes...)
 	// The objects the stale files hold go with them: deleted after them.
 	dropped := addObjects(&nu.rec, old.rec.Dropped)
-	if len(moved) > 0 || dropped {
+	if moved || dropped {
 		if err := e.j.save(&nu.rec); err != nil {
 			return fmt.Errorf("upload: journal: %w", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -85,16 +84,8 @@ func (e *Engine) RecordStaging(stagingPath string, r StagingRecord) error {
 	e.stagingMu.Lock()
 	defer e.stagingMu.Unlock()
 	if old, err := readStagingRecord(stagingPath + stagingExt); err == nil {
-		for _, f := range old.Supersedes {
-			if !slices.Contains(r.Supersedes, f) {
-				r.Supersedes = append(r.Supersedes, f)
-			}
-		}
-		for _, o := range old.Dropped {
-			if !slices.Contains(r.Dropped, o) {
-				r.Dropped = append(r.Dropped, o)
-			}
-		}
+		r.Supersedes, _ = appendMissing(r.Supersedes, old.Supersedes...)
+		r.Dropped, _ = appendMissing(r.Dropped, old.Dropped...)
 	}
 	if err := writeStagingRecord(stagingPath, r); err != nil {
 		return err

@@ -3,7 +3,6 @@ package upload
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -108,16 +107,10 @@ func (e *Engine) handOver(r *record, fileID string) (bool, error) {
 		if !book {
 			return true, nil
 		}
-		changed := false
-		if !slices.Contains(sr.Supersedes, fileID) {
-			sr.Supersedes, changed = append(sr.Supersedes, fileID), true
-		}
-		for _, o := range objs {
-			if !slices.Contains(sr.Dropped, o) {
-				sr.Dropped, changed = append(sr.Dropped, o), true
-			}
-		}
-		if !changed {
+		var booked, held bool
+		sr.Supersedes, booked = appendMissing(sr.Supersedes, fileID)
+		sr.Dropped, held = appendMissing(sr.Dropped, objs...)
+		if !booked && !held {
 			return true, nil
 		}
 		if err := writeStagingRecord(p, *sr); err != nil {
@@ -137,9 +130,7 @@ func (e *Engine) handOver(r *record, fileID string) (bool, error) {
 		return true, nil
 	}
 	err := e.editRecord(nu.id, false, func(u *upload) {
-		if !slices.Contains(u.rec.Supersedes, fileID) {
-			u.rec.Supersedes = append(u.rec.Supersedes, fileID)
-		}
+		addSupersedes(&u.rec, fileID)
 		addObjects(&u.rec, objs)
 	})
 	if err != nil {
